@@ -1,0 +1,2 @@
+//! packrat CLI
+fn main() {}

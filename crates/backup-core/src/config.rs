@@ -1,0 +1,502 @@
+//! The configuration schema (TOML), shared by both binaries and by embedders.
+//!
+//! Every table denies unknown keys; parse errors name the file, line and key. Secrets are never
+//! written inline: they are referenced by environment variable (`*_env`) or file (`*_file`) and
+//! resolved into a [`Secret`] whose `Debug`/`Display` print `***`.
+//!
+//! ```
+//! let cfg = backup_core::config::Config::parse(r#"
+//!     state_dir = "/var/lib/packrat"
+//!     [sources.app_db]
+//!     type = "sqlite"
+//!     path = "/srv/app/data/app.db"
+//!     [sinks.local]
+//!     type = "local"
+//!     path = "/backups"
+//!     [plans.nightly]
+//!     sources = ["app_db"]
+//!     sinks = ["local"]
+//! "#, "packrat.toml".as_ref()).unwrap();
+//! assert_eq!(cfg.plans["nightly"].prefix(), "migration_pack");
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::pack::check_plan_name;
+use crate::{Error, PackId, Result};
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "PACKRAT_CONFIG";
+
+/// The whole configuration of one installation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Default IANA time zone of plans (pack ids, schedules, retention periods). Default `UTC`.
+    #[serde(default = "default_tz")]
+    pub time_zone: Tz,
+    /// Directory of the state store (`state.db`) and locks. Relative paths are resolved against
+    /// the config file's directory.
+    pub state_dir: PathBuf,
+    /// Most jobs (and, within a job, collections) running at once. Default 3.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// Named sources.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Named sinks.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Named plans.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanConfig>,
+}
+
+fn default_tz() -> Tz {
+    chrono_tz::UTC
+}
+fn default_parallelism() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A source, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum SourceConfig {
+    /// A SQLite database file.
+    Sqlite(SqliteSourceConfig),
+}
+
+impl SourceConfig {
+    /// The `type` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// `type = "sqlite"`: a consistent online copy of a live SQLite database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSourceConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// Store the copy zstd-compressed (`sqlite/<name>.db.zst`). Default false.
+    #[serde(default)]
+    pub compress: bool,
+    /// Artifact name (`sqlite/<name>.db`). Default: the source's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How long to wait for a lock held by another connection before failing. Default 30s.
+    #[serde(default = "default_busy_timeout", with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+fn default_busy_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A sink, selected by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum SinkConfig {
+    /// A local directory.
+    Local(LocalSinkConfig),
+}
+
+impl SinkConfig {
+    /// The `type` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Local(_) => "local",
+        }
+    }
+}
+
+/// `type = "local"`: packs in a directory on a local filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSinkConfig {
+    /// Root directory; packs live in `<path>/<plan>/<pack id>`.
+    pub path: PathBuf,
+    /// Space to leave free on the filesystem, in MiB, on top of the expected pack size. Default 64.
+    #[serde(default = "default_min_free")]
+    pub min_free_mb: u64,
+}
+
+fn default_min_free() -> u64 {
+    64
+}
+
+/// A plan: which sources go to which sinks, when, and how long packs are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Source names (use this or `source`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// A single source name (shorthand for `sources = [..]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Sink names; the first one receives the pack by rename, the others get verified copies.
+    pub sinks: Vec<String>,
+    /// Pack id prefix. Default `migration_pack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Time zone of this plan. Default: the top-level `time_zone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<Tz>,
+    /// Cron expression (5 fields) for full backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
+    /// Cron expression (5 fields) for incremental backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
+    /// How long packs are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Whether the scheduler runs this plan. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Whether a failed copy to a further sink fails the job. Default true.
+    #[serde(default = "default_true")]
+    pub replication_required: bool,
+    /// zstd level for compressed artifacts (1-19). Default 3.
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+fn default_zstd_level() -> i32 {
+    3
+}
+
+impl PlanConfig {
+    /// The pack id prefix.
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or("migration_pack")
+    }
+
+    /// All source names (`source` and `sources`).
+    pub fn source_names(&self) -> Vec<&str> {
+        self.source.iter().map(String::as_str).chain(self.sources.iter().map(String::as_str)).collect()
+    }
+}
+
+/// Retention rules (restic's semantics). Empty means "keep everything".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep every pack younger than this (e.g. `72h`).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<Duration>,
+    /// Keep the newest N packs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest pack of each of the last N hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest pack of each of the last N days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest pack of each of the last N weeks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest pack of each of the last N months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest pack of each of the last N years.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Never keep more than N packs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_packs: Option<u32>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`; relative paths inside are resolved against
+    /// its directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "config file {} not found; pass --config FILE or set {CONFIG_ENV}",
+                    path.display()
+                )
+            } else {
+                format!("cannot read config file {}: {e}", path.display())
+            })
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.resolve_paths(&base);
+        cfg.validate(text, path)?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.state_dir);
+        for s in self.sources.values_mut() {
+            match s {
+                SourceConfig::Sqlite(c) => abs(&mut c.path),
+            }
+        }
+        for s in self.sinks.values_mut() {
+            match s {
+                SinkConfig::Local(c) => abs(&mut c.path),
+            }
+        }
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<()> {
+        let err = |table: &str, msg: String| {
+            let at = line_of_table(text, table).map(|l| format!(", line {l}")).unwrap_or_default();
+            Error::Config(format!("config file {}{at}: [{table}] {msg}", path.display()))
+        };
+        if self.parallelism == 0 {
+            return Err(err("", "parallelism must be at least 1".into()));
+        }
+        for (name, plan) in &self.plans {
+            let t = format!("plans.{name}");
+            check_plan_name(name).map_err(|e| err(&t, e.to_string()))?;
+            let sources = plan.source_names();
+            if sources.is_empty() {
+                return Err(err(&t, "needs `sources = [..]` (or `source = \"..\"`)".into()));
+            }
+            for s in sources {
+                if !self.sources.contains_key(s) {
+                    return Err(err(&t, format!("unknown source `{s}` (defined: {})", keys(&self.sources))));
+                }
+            }
+            if plan.sinks.is_empty() {
+                return Err(err(&t, "needs at least one sink in `sinks = [..]`".into()));
+            }
+            for s in &plan.sinks {
+                if !self.sinks.contains_key(s) {
+                    return Err(err(&t, format!("unknown sink `{s}` (defined: {})", keys(&self.sinks))));
+                }
+            }
+            PackId::new(format!("{}_20000101_000000", plan.prefix()))
+                .map_err(|_| err(&t, format!("invalid prefix `{}`: use A-Z a-z 0-9 _ - .", plan.prefix())))?;
+            if !(1..=19).contains(&plan.zstd_level) {
+                return Err(err(&t, format!("zstd_level {} is out of range 1..=19", plan.zstd_level)));
+            }
+        }
+        for (name, s) in &self.sources {
+            match s {
+                SourceConfig::Sqlite(c) => {
+                    if let Some(n) = &c.name {
+                        PackId::new(n.clone()).map_err(|_| {
+                            err(&format!("sources.{name}"), format!("invalid name `{n}`: use A-Z a-z 0-9 _ - ."))
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan named `name`, or an error listing the defined plans.
+    pub fn plan(&self, name: &str) -> Result<&PlanConfig> {
+        self.plans
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("no plan `{name}` in the config (defined: {})", keys(&self.plans))))
+    }
+
+    /// The time zone of plan `name` (its own, or the default).
+    pub fn plan_time_zone(&self, plan: &PlanConfig) -> Tz {
+        plan.time_zone.unwrap_or(self.time_zone)
+    }
+
+    /// The configuration as TOML with secrets redacted (`config show`).
+    pub fn to_redacted_toml(&self) -> String {
+        // Secrets are only ever referenced (env var names, file paths), never stored in the
+        // config, so the serialised form is already free of secret values.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Phrases a TOML error with file, line and key. For tagged tables (`type = ".."`) the parser
+/// only knows the table's span, so the line of an unknown key is looked up inside that table.
+fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
+    let msg = e.message().trim_end();
+    let start = e.span().map(|s| s.start).unwrap_or(0);
+    let mut line = text[..start.min(text.len())].matches('\n').count() + 1;
+    let mut key = None;
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some(field) = rest.split('`').next() {
+            key = Some(field.to_string());
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate().skip(line) {
+                let t = l.trim_start();
+                if t.starts_with('[') {
+                    break;
+                }
+                if t.split(['=', ' ']).next() == Some(field) {
+                    line = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    let key = key.map(|k| format!(", key `{k}`")).unwrap_or_default();
+    let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+    Error::Config(format!(
+        "config file {}, line {line}{key}: {msg}\n  {line} | {snippet}",
+        path.display()
+    ))
+}
+
+fn keys<V>(m: &BTreeMap<String, V>) -> String {
+    if m.is_empty() {
+        "none".into()
+    } else {
+        m.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// 1-based line of the `[table]` header in `text`.
+fn line_of_table(text: &str, table: &str) -> Option<usize> {
+    if table.is_empty() {
+        return None;
+    }
+    let header = format!("[{table}]");
+    text.lines().position(|l| l.trim().replace(' ', "") == header).map(|i| i + 1)
+}
+
+/// A secret value (password, token, URI with credentials). `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself: pass it to the client library, never to a log or message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a secret from environment variable `var` or file `file` (exactly one must be set);
+    /// `what` names the config key for messages.
+    pub fn resolve(what: &str, var: Option<&str>, file: Option<&Path>) -> Result<Secret> {
+        match (var, file) {
+            (Some(v), None) => std::env::var(v)
+                .map(Secret)
+                .map_err(|_| Error::Config(format!("{what}: environment variable {v} is not set; export it or use a file"))),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| Error::Config(format!("{what}: cannot read secret file {}: {e}", f.display()))),
+            (Some(_), Some(_)) => Err(Error::Config(format!("{what}: set either the _env or the _file form, not both"))),
+            (None, None) => Err(Error::Config(format!("{what}: missing; set it via an environment variable or a file"))),
+        }
+    }
+
+    /// Replaces every occurrence of this secret in `text` by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "***")
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+time_zone = "Asia/Shanghai"
+state_dir = "state"
+
+[sources.app_db]
+type = "sqlite"
+path = "data/app.db"
+compress = true
+busy_timeout = "5s"
+
+[sinks.local]
+type = "local"
+path = "/backups"
+
+[plans.nightly]
+sources = ["app_db"]
+sinks = ["local"]
+full = "0 4 * * *"
+retention = { keep_daily = 7, keep_within = "72h" }
+"#;
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let c = Config::parse(GOOD, Path::new("/etc/packrat/packrat.toml")).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/etc/packrat/state"));
+        let SourceConfig::Sqlite(s) = &c.sources["app_db"];
+        assert_eq!(s.path, PathBuf::from("/etc/packrat/data/app.db"));
+        assert_eq!(s.busy_timeout, Duration::from_secs(5));
+        assert_eq!(c.plans["nightly"].retention.keep_within, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!(c.plan_time_zone(&c.plans["nightly"]), chrono_tz::Asia::Shanghai);
+        let shown = c.to_redacted_toml();
+        assert!(Config::parse(&shown, Path::new("/x/y.toml")).is_ok(), "{shown}");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let bad = GOOD.replace("compress = true", "compres = true");
+        let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
+        assert!(e.contains("p.toml"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+        assert!(e.contains("compres"), "{e}");
+    }
+
+    #[test]
+    fn unknown_type_and_references_are_explained() {
+        let bad = GOOD.replace("type = \"sqlite\"", "type = \"oracle\"");
+        let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
+        assert!(e.contains("oracle"), "{e}");
+        let bad = GOOD.replace("sinks = [\"local\"]", "sinks = [\"nas\"]");
+        let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
+        assert!(e.contains("line 15") && e.contains("unknown sink `nas`") && e.contains("local"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+        assert_eq!(s.redact("uri mongodb://u:hunter2@h"), "uri mongodb://u:***@h");
+        assert!(Secret::resolve("x", Some("PACKRAT_TEST_SURELY_UNSET_VAR"), None).is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! The error type of `backup-core`.
+
+use std::path::{Path, PathBuf};
+
+/// A boxed error from another crate (a source, a sink, a policy).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias using [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `backup-core`, and the wrapper for errors of sources and sinks.
+///
+/// Messages say what failed and what to do; they never contain secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing ("create", "write", "rename", …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A `manifest.json` is missing or unreadable: the directory is not a (complete) pack.
+    #[error("{} is not a packrat pack: {reason}", path.display())]
+    NotAPack {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An artifact path is unsafe (absolute, `..`) or used twice.
+    #[error("invalid artifact path `{path}`: {reason}")]
+    ArtifactPath {
+        /// The offending relative path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The state store failed.
+    #[error("state store {}: {source}", path.display())]
+    State {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Another process holds a lock (a plan already running, a daemon already up).
+    #[error("{what} is locked by another packrat process{}; wait for it to finish or stop it", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// What is locked.
+        what: String,
+        /// The pid of the holder, when known.
+        holder: Option<u32>,
+    },
+    /// Something was asked for that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A source failed.
+    #[error("source `{name}`: {source}")]
+    Source {
+        /// The source's configured name.
+        name: String,
+        /// The source's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// A sink failed.
+    #[error("sink `{name}`: {source}")]
+    Sink {
+        /// The sink's configured name.
+        name: String,
+        /// The sink's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The operation was cancelled.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    /// Any other failure, already phrased for the operator.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Io`]; use as `.map_err(Error::io("write", &path))`.
+    pub fn io(action: &'static str, path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.as_ref().to_path_buf();
+        move |source| Error::Io { action, path, source }
+    }
+
+    /// Wraps a source's error; use as `.map_err(Error::source("app_db"))`.
+    pub fn source<E: Into<BoxError>>(name: impl Into<String>) -> impl FnOnce(E) -> Error {
+        let name = name.into();
+        move |e| Error::Source { name, source: e.into() }
+    }
+
+    /// Wraps a sink's error; use as `.map_err(Error::sink("local"))`.
+    pub fn sink<E: Into<BoxError>>(name: impl Into<String>) -> impl FnOnce(E) -> Error {
+        let name = name.into();
+        move |e| Error::Sink { name, source: e.into() }
+    }
+
+    /// The full chain of causes in one line, `a: b: c`, without repeating a cause already shown.
+    pub fn chain(&self) -> String {
+        error_chain(self)
+    }
+
+    /// True when the underlying cause is "no space left on device".
+    pub fn is_disk_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::StorageFull {
+                    return true;
+                }
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+/// Renders an error and its causes in one line, skipping causes whose text the previous level
+/// already contains.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

@@ -1,0 +1,54 @@
+//! # backup-core
+//!
+//! The shared heart of packrat: the [`Source`], [`Sink`] and [`Policy`] traits, the pack format
+//! (a directory of artifacts sealed by a `manifest.json` written last), streaming artifact
+//! writers that compress and checksum while writing, quick and deep verification, the job model
+//! and its durable [`StateStore`], the configuration schema, and the [`Runner`] that drives one job
+//! from `queued` to `completed`.
+//!
+//! Sources and sinks live in their own crates and depend on this one only.
+//!
+//! ```no_run
+//! # async fn demo() -> backup_core::Result<()> {
+//! use backup_core::{Compression, PackId, StagingPack, BackupKind};
+//! let pack = StagingPack::create(
+//!     "/tmp/staging/job_1".as_ref(),
+//!     "nightly",
+//!     PackId::new("migration_pack_20261121_040000")?,
+//!     BackupKind::Full,
+//!     chrono_tz::Asia::Shanghai,
+//! )?;
+//! let mut w = pack.artifact("notes/hello.txt.zst", "demo", "file", Compression::Zstd)?;
+//! std::io::Write::write_all(&mut w, b"hello")?;
+//! w.finish()?;
+//! let sealed = pack.seal()?; // manifest.json written last, fsynced
+//! println!("{}", sealed.dir().display());
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod lock;
+pub mod manifest;
+pub mod pack;
+pub mod policy;
+pub mod runner;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod verify;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{BoxError, Error, Result};
+pub use job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
+pub use manifest::{ArtifactEntry, Compression, Manifest, TimeWindow, FORMAT_VERSION};
+pub use pack::{ArtifactWriter, Pack, PackId, SealedPack, StagingPack};
+pub use policy::Policy;
+pub use runner::{JobRun, Plan, Runner};
+pub use sink::{PackInfo, Sink};
+pub use source::{BackupContext, NoProgress, Progress, Source, SourceReport, WatermarkUpdate};
+pub use state::StateStore;
+pub use verify::{DeepCheck, Verifier, VerifyLevel, VerifyReport};

@@ -1,0 +1,211 @@
+//! `manifest.json`: the description of a pack, written last when the pack is sealed.
+//!
+//! A directory without a valid manifest is not a pack. Next to it, `SHA256SUMS` lists the sha256
+//! of every artifact and of the manifest itself in `sha256sum` format, so `sha256sum -c SHA256SUMS`
+//! verifies a pack by hand.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{BackupKind, Error, JobId, Result};
+
+/// Version of the pack format written by this build. Readers accept this and older versions.
+pub const FORMAT_VERSION: u32 = 1;
+/// The marker in every manifest that says "this pack was written by packrat".
+pub const FORMAT_NAME: &str = "packrat-pack";
+/// File name of the manifest inside a pack directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of the checksum list inside a pack directory.
+pub const SUMS_FILE: &str = "SHA256SUMS";
+
+/// How an artifact is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Stored as is.
+    #[default]
+    None,
+    /// One zstd frame stream; `zstd -d` restores the original bytes.
+    Zstd,
+}
+
+/// The time window of an incremental artifact: documents with `from <= field < to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeWindow {
+    /// The time field the window applies to (e.g. `createdAt`).
+    pub field: String,
+    /// Inclusive lower bound; `None` means "from the beginning".
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub to: DateTime<Utc>,
+}
+
+/// One file of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactEntry {
+    /// Path relative to the pack directory, with `/` separators.
+    pub path: String,
+    /// Name of the source that wrote it.
+    pub source: String,
+    /// Artifact type, which selects the deep check and the restore: `sqlite`, `mongo-bson`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size in bytes as stored (compressed size for compressed artifacts).
+    pub size: u64,
+    /// Lowercase hex sha256 of the stored bytes.
+    pub sha256: String,
+    /// How it is stored.
+    pub compression: Compression,
+    /// Size before compression.
+    pub raw_size: u64,
+    /// Records (rows, documents) it holds, where the source counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    /// Files it holds (for archives), where the source counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// Time window of an incremental artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<TimeWindow>,
+    /// Source-specific facts (database name, collection, volume, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, serde_json::Value>,
+}
+
+/// The manifest of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT_NAME`]: proves the pack is ours.
+    pub format: String,
+    /// Pack format version.
+    pub format_version: u32,
+    /// The pack id, equal to the pack's directory name.
+    pub pack_id: String,
+    /// The plan that produced it.
+    pub plan: String,
+    /// Full or incremental.
+    pub kind: BackupKind,
+    /// The job that produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<JobId>,
+    /// IANA time zone of the plan, used for the pack id and the local times.
+    pub time_zone: String,
+    /// Start of the job (UTC).
+    pub started_at: DateTime<Utc>,
+    /// Start of the job in the plan's zone (RFC 3339 with offset).
+    pub started_local: String,
+    /// When the pack was sealed (UTC).
+    pub finished_at: DateTime<Utc>,
+    /// When the pack was sealed, in the plan's zone.
+    pub finished_local: String,
+    /// The tool that wrote it (`packrat`).
+    pub tool: String,
+    /// Version of the tool.
+    pub tool_version: String,
+    /// Host name of the machine that wrote it.
+    pub host: String,
+    /// Every artifact, sorted by path.
+    pub artifacts: Vec<ArtifactEntry>,
+}
+
+impl Manifest {
+    /// Parses and validates a manifest (format marker, version, artifact paths).
+    pub fn from_json(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest.json: {e}"))?;
+        if m.format != FORMAT_NAME {
+            return Err(format!("manifest format is `{}`, not `{FORMAT_NAME}`", m.format));
+        }
+        if m.format_version == 0 || m.format_version > FORMAT_VERSION {
+            return Err(format!(
+                "pack format version {} is not supported by this packrat (supports 1..={FORMAT_VERSION}); upgrade packrat",
+                m.format_version
+            ));
+        }
+        for a in &m.artifacts {
+            check_relative_path(&a.path).map_err(|e| e.to_string())?;
+        }
+        Ok(m)
+    }
+
+    /// Serialises as pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Total stored bytes of all artifacts.
+    pub fn total_size(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.size).sum()
+    }
+
+    /// Total records of all artifacts that count them.
+    pub fn total_records(&self) -> u64 {
+        self.artifacts.iter().filter_map(|a| a.records).sum()
+    }
+
+    /// The artifact with this relative path.
+    pub fn artifact(&self, path: &str) -> Option<&ArtifactEntry> {
+        self.artifacts.iter().find(|a| a.path == path)
+    }
+}
+
+/// Checks that `path` is a safe relative artifact path: not empty, relative, no `..`, no `.`,
+/// no backslashes or drive prefixes, not one of the pack's own files.
+pub fn check_relative_path(path: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::ArtifactPath {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if path.is_empty() {
+        return bad("empty path");
+    }
+    if path.contains('\\') || path.contains(':') || path.contains('\0') {
+        return bad("use `/` separators and no `:` or NUL");
+    }
+    if path.starts_with('/') {
+        return bad("must be relative to the pack directory");
+    }
+    for c in Path::new(path).components() {
+        if !matches!(c, Component::Normal(_)) {
+            return bad("`.` and `..` components are not allowed");
+        }
+    }
+    if path.split('/').any(|s| s.is_empty()) {
+        return bad("empty path component");
+    }
+    if path == MANIFEST_FILE || path == SUMS_FILE || path.starts_with(MANIFEST_FILE) {
+        return bad("reserved for the pack's own files");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        for ok in ["sqlite/app.db", "mongo/db/c.bson.zst", "a"] {
+            assert!(check_relative_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "./a", "a//b", "a\\b", "C:x", "manifest.json", "SHA256SUMS"] {
+            assert!(check_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_foreign_and_future_manifests() {
+        let foreign = br#"{"format":"other"}"#;
+        assert!(Manifest::from_json(foreign).is_err());
+        assert!(Manifest::from_json(b"not json").unwrap_err().contains("invalid manifest.json"));
+    }
+}

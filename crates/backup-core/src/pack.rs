@@ -1,0 +1,709 @@
+//! Pack writer and reader.
+//!
+//! A [`StagingPack`] is a directory being filled by sources through [`ArtifactWriter`]s that
+//! compress (zstd, on request), checksum (sha256) and count while streaming to disk. Sealing writes
+//! `SHA256SUMS` and then `manifest.json` last, fsyncs both and the directory, and returns a
+//! [`SealedPack`]. A [`Pack`] reads a sealed pack back.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{
+    check_relative_path, ArtifactEntry, Compression, Manifest, TimeWindow, FORMAT_NAME, FORMAT_VERSION,
+    MANIFEST_FILE, SUMS_FILE,
+};
+use crate::{BackupKind, Error, JobId, Result};
+
+const IO_BUF: usize = 256 * 1024;
+
+/// A pack id: `<prefix>_<YYYYMMDD_HHMMSS>` (plus `_N` to break ties). Safe as a directory name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PackId(String);
+
+impl PackId {
+    /// Validates an id: 1–128 characters of `A-Z a-z 0-9 _ - .`, not starting with `.` or `_`.
+    pub fn new(id: impl Into<String>) -> Result<PackId> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && !id.starts_with('.')
+            && !id.starts_with('_')
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if ok {
+            Ok(PackId(id))
+        } else {
+            Err(Error::Other(format!(
+                "invalid pack id `{id}`: use 1-128 characters of A-Z a-z 0-9 _ - ., not starting with . or _"
+            )))
+        }
+    }
+
+    /// `<prefix>_<YYYYMMDD_HHMMSS>` of `at` in zone `tz`, with `_<n>` appended when `n > 1`.
+    pub fn generate(prefix: &str, at: DateTime<Utc>, tz: Tz, n: u32) -> Result<PackId> {
+        let stamp = at.with_timezone(&tz).format("%Y%m%d_%H%M%S");
+        if n > 1 {
+            PackId::new(format!("{prefix}_{stamp}_{n}"))
+        } else {
+            PackId::new(format!("{prefix}_{stamp}"))
+        }
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PackId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<PackId> {
+        PackId::new(s)
+    }
+}
+
+impl From<PackId> for String {
+    fn from(p: PackId) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Validates a plan name for use as a directory name (same rules as a pack id).
+pub fn check_plan_name(plan: &str) -> Result<()> {
+    PackId::new(plan)
+        .map(|_| ())
+        .map_err(|_| Error::Config(format!("invalid plan name `{plan}`: use A-Z a-z 0-9 _ - ., not starting with . or _")))
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    plan: String,
+    id: PackId,
+    kind: BackupKind,
+    tz: Tz,
+    started_at: DateTime<Utc>,
+    job_id: Mutex<Option<JobId>>,
+    zstd_level: Mutex<i32>,
+    reserved: Mutex<BTreeSet<String>>,
+    finished: Mutex<Vec<ArtifactEntry>>,
+}
+
+/// A pack under construction. Cheap to clone; clones share the same pack, so sources may write
+/// several artifacts concurrently.
+#[derive(Debug, Clone)]
+pub struct StagingPack {
+    inner: Arc<Inner>,
+}
+
+impl StagingPack {
+    /// Creates the staging directory `dir` (which must not exist or be empty).
+    pub fn create(dir: &Path, plan: &str, id: PackId, kind: BackupKind, tz: Tz) -> Result<StagingPack> {
+        check_plan_name(plan)?;
+        fs::create_dir_all(dir).map_err(Error::io("create staging directory", dir))?;
+        let mut entries = fs::read_dir(dir).map_err(Error::io("read staging directory", dir))?;
+        if entries.next().is_some() {
+            return Err(Error::Other(format!(
+                "staging directory {} is not empty; remove it or run `packrat` again to clean leftovers",
+                dir.display()
+            )));
+        }
+        Ok(StagingPack {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                plan: plan.to_string(),
+                id,
+                kind,
+                tz,
+                started_at: Utc::now(),
+                job_id: Mutex::new(None),
+                zstd_level: Mutex::new(3),
+                reserved: Mutex::new(BTreeSet::new()),
+                finished: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Records the job that builds this pack (written to the manifest).
+    pub fn set_job_id(&self, job: JobId) {
+        *lock(&self.inner.job_id) = Some(job);
+    }
+
+    /// Sets the zstd level for artifacts created from now on (default 3).
+    pub fn set_zstd_level(&self, level: i32) {
+        *lock(&self.inner.zstd_level) = level;
+    }
+
+    /// The staging directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The plan name.
+    pub fn plan(&self) -> &str {
+        &self.inner.plan
+    }
+
+    /// The pack id.
+    pub fn id(&self) -> &PackId {
+        &self.inner.id
+    }
+
+    /// Full or incremental.
+    pub fn kind(&self) -> BackupKind {
+        self.inner.kind
+    }
+
+    /// The plan's time zone.
+    pub fn time_zone(&self) -> Tz {
+        self.inner.tz
+    }
+
+    /// The absolute path an artifact with relative path `rel` will have, after validating `rel`
+    /// and reserving it. Parent directories are created. For sources whose client library writes
+    /// the file itself (SQLite's backup API); finish with [`StagingPack::adopt`].
+    pub fn reserve(&self, rel: &str) -> Result<PathBuf> {
+        check_relative_path(rel)?;
+        if !lock(&self.inner.reserved).insert(rel.to_string()) {
+            return Err(Error::ArtifactPath {
+                path: rel.to_string(),
+                reason: "already written to this pack".into(),
+            });
+        }
+        let path = self.inner.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+        }
+        Ok(path)
+    }
+
+    /// Starts a streaming artifact at relative path `rel`, written by source `source`, of type `kind`.
+    pub fn artifact(&self, rel: &str, source: &str, kind: &str, compression: Compression) -> Result<ArtifactWriter> {
+        let path = self.reserve(rel)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(Error::io("create artifact", &path))?;
+        let sink = HashingWriter::new(BufWriter::with_capacity(IO_BUF, file));
+        let out = match compression {
+            Compression::None => Out::Plain(sink),
+            Compression::Zstd => {
+                let level = *lock(&self.inner.zstd_level);
+                let enc = zstd::stream::write::Encoder::new(sink, level).map_err(Error::io("start zstd for", &path))?;
+                Out::Zstd(enc)
+            }
+        };
+        Ok(ArtifactWriter {
+            pack: self.clone(),
+            path,
+            out: Some(out),
+            entry: new_entry(rel, source, kind, compression),
+        })
+    }
+
+    /// Adds a file that already exists at [`StagingPack::reserve`]d path `rel` (written by a
+    /// client library): fsyncs it and computes its size and sha256 by streaming.
+    pub fn adopt(&self, rel: &str, source: &str, kind: &str, records: Option<u64>) -> Result<ArtifactEntry> {
+        if !lock(&self.inner.reserved).contains(rel) {
+            return Err(Error::ArtifactPath {
+                path: rel.into(),
+                reason: "not reserved; call reserve() first".into(),
+            });
+        }
+        let path = self.inner.dir.join(rel);
+        let file = File::open(&path).map_err(Error::io("open artifact", &path))?;
+        file.sync_all().map_err(Error::io("fsync", &path))?;
+        let (size, sha) = hash_reader(file).map_err(Error::io("read", &path))?;
+        let mut e = new_entry(rel, source, kind, Compression::None);
+        e.size = size;
+        e.raw_size = size;
+        e.sha256 = sha;
+        e.records = records;
+        lock(&self.inner.finished).push(e.clone());
+        Ok(e)
+    }
+
+    /// Forgets a reserved artifact and deletes its file (e.g. a temporary copy replaced by a
+    /// compressed artifact).
+    pub fn unreserve(&self, rel: &str) -> Result<()> {
+        lock(&self.inner.reserved).remove(rel);
+        lock(&self.inner.finished).retain(|e| e.path != rel);
+        let path = self.inner.dir.join(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &path)(e)),
+        }
+    }
+
+    /// Artifacts finished so far.
+    pub fn artifacts(&self) -> Vec<ArtifactEntry> {
+        lock(&self.inner.finished).clone()
+    }
+
+    /// Seals the pack: writes `SHA256SUMS`, then `manifest.json` last, fsyncs them and the
+    /// directory. Fails if an artifact was started but not finished.
+    pub fn seal(self) -> Result<SealedPack> {
+        let inner = &self.inner;
+        let mut artifacts = lock(&inner.finished).clone();
+        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        let reserved = lock(&inner.reserved).clone();
+        for r in &reserved {
+            if !artifacts.iter().any(|a| &a.path == r) {
+                return Err(Error::Other(format!("artifact {r} was started but never finished; the pack is incomplete")));
+            }
+        }
+        let finished_at = Utc::now();
+        let manifest = Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            pack_id: inner.id.to_string(),
+            plan: inner.plan.clone(),
+            kind: inner.kind,
+            job_id: *lock(&inner.job_id),
+            time_zone: inner.tz.name().to_string(),
+            started_at: inner.started_at,
+            started_local: local_time(inner.started_at, inner.tz),
+            finished_at,
+            finished_local: local_time(finished_at, inner.tz),
+            tool: "packrat".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            artifacts,
+        };
+        let json = manifest.to_json();
+        let mut sums = String::new();
+        for a in &manifest.artifacts {
+            sums.push_str(&format!("{}  {}\n", a.sha256, a.path));
+        }
+        sums.push_str(&format!("{}  {}\n", hex::encode(Sha256::digest(&json)), MANIFEST_FILE));
+        write_synced(&inner.dir.join(SUMS_FILE), sums.as_bytes())?;
+        let tmp = inner.dir.join(".manifest.json.tmp");
+        write_synced(&tmp, &json)?;
+        let final_path = inner.dir.join(MANIFEST_FILE);
+        fs::rename(&tmp, &final_path).map_err(Error::io("rename manifest into place at", &final_path))?;
+        sync_dir(&inner.dir)?;
+        Ok(SealedPack {
+            dir: inner.dir.clone(),
+            manifest,
+        })
+    }
+
+    /// Removes the staging directory and everything in it.
+    pub fn discard(self) -> Result<()> {
+        remove_dir_all_if_exists(&self.inner.dir)
+    }
+
+    fn finish_entry(&self, e: ArtifactEntry) {
+        lock(&self.inner.finished).push(e);
+    }
+}
+
+fn new_entry(rel: &str, source: &str, kind: &str, compression: Compression) -> ArtifactEntry {
+    ArtifactEntry {
+        path: rel.to_string(),
+        source: source.to_string(),
+        kind: kind.to_string(),
+        size: 0,
+        sha256: String::new(),
+        compression,
+        raw_size: 0,
+        records: None,
+        files: None,
+        window: None,
+        meta: Default::default(),
+    }
+}
+
+/// A local time in RFC 3339 with the zone's offset.
+pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes `bytes` to `path` (created or truncated) and fsyncs the file.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(Error::io("create", path))?;
+    f.write_all(bytes).map_err(Error::io("write", path))?;
+    f.sync_all().map_err(Error::io("fsync", path))
+}
+
+/// Fsyncs a directory so that renames and new entries in it are durable (no-op on Windows,
+/// where directories cannot be opened for syncing).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io("fsync directory", dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// `remove_dir_all` that treats a missing directory as success.
+pub fn remove_dir_all_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove directory", dir)(e)),
+    }
+}
+
+/// Streams `r` through sha256; returns (bytes, lowercase hex digest).
+pub fn hash_reader(mut r: impl Read) -> io::Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; IO_BUF];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hex::encode(h.finalize())))
+}
+
+/// A writer that hashes and counts everything passing through it.
+#[derive(Debug)]
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Returns (inner writer, bytes written, hex sha256).
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type FileSink = HashingWriter<BufWriter<File>>;
+
+enum Out {
+    Plain(FileSink),
+    Zstd(zstd::stream::write::Encoder<'static, FileSink>),
+}
+
+impl fmt::Debug for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Out::Plain(_) => "Plain",
+            Out::Zstd(_) => "Zstd",
+        })
+    }
+}
+
+/// Streams one artifact into a staging pack: optional zstd, sha256 and byte counts computed while
+/// writing. Call [`ArtifactWriter::finish`] to fsync it and record it in the pack; an unfinished
+/// writer leaves the pack unsealable.
+#[derive(Debug)]
+pub struct ArtifactWriter {
+    pack: StagingPack,
+    path: PathBuf,
+    out: Option<Out>,
+    entry: ArtifactEntry,
+}
+
+impl ArtifactWriter {
+    /// Adds to the record count (rows, documents).
+    pub fn add_records(&mut self, n: u64) {
+        *self.entry.records.get_or_insert(0) += n;
+    }
+
+    /// Adds to the file count (archive entries).
+    pub fn add_files(&mut self, n: u64) {
+        *self.entry.files.get_or_insert(0) += n;
+    }
+
+    /// Records the time window of an incremental artifact.
+    pub fn set_window(&mut self, window: TimeWindow) {
+        self.entry.window = Some(window);
+    }
+
+    /// Records a source-specific fact in the manifest entry.
+    pub fn set_meta(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.entry.meta.insert(key.to_string(), value.into());
+    }
+
+    /// Raw (uncompressed) bytes written so far.
+    pub fn raw_bytes(&self) -> u64 {
+        self.entry.raw_size
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Finishes the stream, fsyncs the file and records the artifact in the pack.
+    pub fn finish(mut self) -> Result<ArtifactEntry> {
+        let path = self.path.clone();
+        let sink = match self.out.take() {
+            Some(Out::Plain(s)) => s,
+            Some(Out::Zstd(enc)) => enc.finish().map_err(Error::io("finish zstd stream of", &path))?,
+            None => return Err(Error::Other("artifact already finished".into())),
+        };
+        let (buf, size, sha) = sink.finish();
+        let file = buf.into_inner().map_err(|e| Error::io("write", &path)(e.into_error()))?;
+        file.sync_all().map_err(Error::io("fsync", &path))?;
+        self.entry.size = size;
+        self.entry.sha256 = sha;
+        let entry = self.entry.clone();
+        self.pack.finish_entry(entry.clone());
+        Ok(entry)
+    }
+}
+
+impl Write for ArtifactWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.out.as_mut() {
+            Some(Out::Plain(w)) => w.write(buf)?,
+            Some(Out::Zstd(w)) => w.write(buf)?,
+            None => return Err(io::Error::other("artifact already finished")),
+        };
+        self.entry.raw_size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(Out::Plain(w)) => w.flush(),
+            Some(Out::Zstd(w)) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A pack whose manifest has been written: complete and immutable.
+#[derive(Debug, Clone)]
+pub struct SealedPack {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl SealedPack {
+    /// Where it is now.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The same pack after it was moved to `dir`.
+    pub fn moved_to(self, dir: PathBuf) -> SealedPack {
+        SealedPack { dir, ..self }
+    }
+
+    /// As a reader.
+    pub fn to_pack(&self) -> Pack {
+        Pack {
+            dir: self.dir.clone(),
+            manifest: self.manifest.clone(),
+        }
+    }
+}
+
+/// A sealed pack read back from disk.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Pack {
+    /// Opens the pack in `dir`: reads and validates `manifest.json`, and checks that the pack id
+    /// equals the directory name. Fails with [`Error::NotAPack`] otherwise.
+    pub fn open(dir: &Path) -> Result<Pack> {
+        let not = |reason: String| Error::NotAPack {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let meta = fs::symlink_metadata(dir).map_err(|e| not(format!("cannot read it: {e}")))?;
+        if !meta.is_dir() {
+            return Err(not("not a directory (symlinks are not followed)".into()));
+        }
+        let mpath = dir.join(MANIFEST_FILE);
+        let bytes = match fs::read(&mpath) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(not("no manifest.json (an unfinished or foreign directory)".into()));
+            }
+            Err(e) => return Err(not(format!("cannot read manifest.json: {e}"))),
+        };
+        let manifest = Manifest::from_json(&bytes).map_err(not)?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if manifest.pack_id != name {
+            return Err(not(format!(
+                "manifest.json names pack `{}` but the directory is `{name}`",
+                manifest.pack_id
+            )));
+        }
+        Ok(Pack {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The pack directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The pack id.
+    pub fn id(&self) -> &str {
+        &self.manifest.pack_id
+    }
+
+    /// Absolute path of an artifact.
+    pub fn path_of(&self, entry: &ArtifactEntry) -> PathBuf {
+        self.dir.join(&entry.path)
+    }
+
+    /// Opens an artifact for reading its original bytes (decompressing zstd as it streams).
+    pub fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {
+        let path = self.path_of(entry);
+        let f = File::open(&path).map_err(Error::io("open artifact", &path))?;
+        let r = BufReader::with_capacity(IO_BUF, f);
+        Ok(match entry.compression {
+            Compression::None => Box::new(r),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(Error::io("start zstd for", &path))?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staging(dir: &Path) -> StagingPack {
+        StagingPack::create(
+            &dir.join("stage"),
+            "nightly",
+            PackId::new("migration_pack_20261121_040000").unwrap(),
+            BackupKind::Full,
+            chrono_tz::Asia::Shanghai,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pack_id_generation_uses_plan_zone_and_suffix() {
+        let at = DateTime::parse_from_rfc3339("2026-11-20T20:00:00Z").unwrap().with_timezone(&Utc);
+        let id = PackId::generate("migration_pack", at, chrono_tz::Asia::Shanghai, 1).unwrap();
+        assert_eq!(id.as_str(), "migration_pack_20261121_040000");
+        let id2 = PackId::generate("migration_pack", at, chrono_tz::Asia::Shanghai, 2).unwrap();
+        assert_eq!(id2.as_str(), "migration_pack_20261121_040000_2");
+        assert!(PackId::new("../x").is_err());
+        assert!(PackId::new(".hidden").is_err());
+        assert!(PackId::new("_tmp").is_err());
+    }
+
+    #[test]
+    fn write_seal_and_read_back() {
+        let t = tempfile::tempdir().unwrap();
+        let pack = staging(t.path());
+        pack.set_job_id(7);
+        let mut w = pack.artifact("files/a.txt.zst", "src", "file", Compression::Zstd).unwrap();
+        for _ in 0..1000 {
+            w.write_all(b"hello world ").unwrap();
+        }
+        w.add_records(1000);
+        let e = w.finish().unwrap();
+        assert_eq!(e.raw_size, 12_000);
+        assert!(e.size < 12_000);
+        let mut w = pack.artifact("files/b.txt", "src", "file", Compression::None).unwrap();
+        w.write_all(b"plain").unwrap();
+        w.finish().unwrap();
+        assert!(pack.artifact("files/b.txt", "src", "file", Compression::None).is_err(), "duplicate path");
+        let sealed = pack.seal().unwrap();
+        let dir = sealed.dir().to_path_buf();
+        assert!(dir.join(MANIFEST_FILE).exists());
+        assert!(!dir.join(".manifest.json.tmp").exists());
+        let sums = fs::read_to_string(dir.join(SUMS_FILE)).unwrap();
+        assert_eq!(sums.lines().count(), 3);
+
+        // Directory must be named after the pack id to open.
+        let final_dir = t.path().join("migration_pack_20261121_040000");
+        fs::rename(&dir, &final_dir).unwrap();
+        let p = Pack::open(&final_dir).unwrap();
+        assert_eq!(p.manifest().job_id, Some(7));
+        assert_eq!(p.manifest().artifacts.len(), 2);
+        assert_eq!(p.manifest().total_records(), 1000);
+        let a = p.manifest().artifact("files/a.txt.zst").unwrap().clone();
+        let mut s = String::new();
+        p.open_artifact(&a).unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s.len(), 12_000);
+        assert!(Pack::open(&dir).is_err());
+    }
+
+    #[test]
+    fn unfinished_artifact_blocks_sealing() {
+        let t = tempfile::tempdir().unwrap();
+        let pack = staging(t.path());
+        let w = pack.artifact("x.bin", "src", "file", Compression::None).unwrap();
+        drop(w);
+        let err = pack.seal().unwrap_err().to_string();
+        assert!(err.contains("x.bin"), "{err}");
+    }
+
+    #[test]
+    fn directory_without_manifest_is_not_a_pack() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("p1");
+        fs::create_dir(&d).unwrap();
+        let err = Pack::open(&d).unwrap_err().to_string();
+        assert!(err.contains("no manifest.json"), "{err}");
+    }
+}
