@@ -113,3 +113,82 @@ impl Drop for Running {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fake {
+        name: &'static str,
+        fail_start: bool,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Service for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn start(&mut self) -> Result<Vec<(String, String)>> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("start {}", self.name));
+            if self.fail_start {
+                bail!("boom");
+            }
+            Ok(vec![(format!("SVC_{}", self.name), "1".into())])
+        }
+
+        fn stop(&mut self) -> Result<()> {
+            self.log.lock().unwrap().push(format!("stop {}", self.name));
+            Ok(())
+        }
+    }
+
+    fn fakes(log: &Arc<Mutex<Vec<String>>>, fail_second: bool) -> Vec<Box<dyn Service>> {
+        ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                Box::new(Fake {
+                    name,
+                    fail_start: fail_second && name == "b",
+                    log: Arc::clone(log),
+                }) as Box<dyn Service>
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stops_in_reverse_order_when_dropped() {
+        let log = Arc::default();
+        {
+            let running = Running::start(fakes(&log, false)).unwrap();
+            assert_eq!(running.env().len(), 2);
+        }
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start a", "start b", "stop b", "stop a"]
+        );
+    }
+
+    #[test]
+    fn failed_start_stops_everything_started() {
+        let log = Arc::default();
+        assert!(Running::start(fakes(&log, true)).is_err());
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start a", "start b", "stop b", "stop a"]
+        );
+    }
+
+    #[test]
+    fn explicit_stop_does_not_stop_twice() {
+        let log = Arc::default();
+        Running::start(fakes(&log, false)).unwrap().stop().unwrap();
+        assert_eq!(log.lock().unwrap().len(), 4);
+    }
+}

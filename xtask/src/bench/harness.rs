@@ -459,3 +459,25 @@ impl Report {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-12);
+        assert!((median(&[4.0, 1.0, 3.0, 2.0]) - 2.5).abs() < 1e-12);
+        assert!(median(&[]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rss_report_round_trips() {
+        let usage =
+            Usage::parse("elapsed_ns=1500000000 max_rss_kib=2048 user_us=10 sys_us=20 exit=0")
+                .unwrap();
+        assert_eq!(usage.elapsed, Duration::from_millis(1500));
+        assert_eq!(usage.max_rss_kib, 2048);
+        assert!(Usage::parse("max_rss_kib=1").is_err());
+    }
+}

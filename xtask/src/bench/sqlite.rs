@@ -360,3 +360,21 @@ fn sqlite_quote(path: &Path) -> Result<String> {
     }
     Ok(format!("'{path}'"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string(Path::new("/a/b c")), "\"/a/b c\"");
+        assert_eq!(toml_string(Path::new("/a\"b\\c")), "\"/a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn lorem_is_long_enough_and_quote_free() {
+        let text = lorem();
+        assert!(text.len() >= 400 + 16 + 1200);
+        assert!(!text.contains('\''));
+    }
+}
