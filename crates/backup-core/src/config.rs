@@ -74,6 +74,8 @@ fn default_true() -> bool {
 pub enum SourceConfig {
     /// A SQLite database file.
     Sqlite(SqliteSourceConfig),
+    /// A MongoDB deployment.
+    Mongo(MongoSourceConfig),
 }
 
 impl SourceConfig {
@@ -81,6 +83,7 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Sqlite(_) => "sqlite",
+            SourceConfig::Mongo(_) => "mongo",
         }
     }
 }
@@ -100,6 +103,32 @@ pub struct SqliteSourceConfig {
     /// How long to wait for a lock held by another connection before failing. Default 30s.
     #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
+}
+
+/// `type = "mongo"`: a MongoDB deployment. The connection URI carries credentials, so it is
+/// read from an environment variable or a file, never written in the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MongoSourceConfig {
+    /// Environment variable holding the connection URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_env: Option<String>,
+    /// File holding the connection URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_file: Option<PathBuf>,
+    /// Database to back up.
+    pub database: String,
+}
+
+impl MongoSourceConfig {
+    /// Resolves the connection URI; `name` is the source name for messages.
+    pub fn uri(&self, name: &str) -> Result<Secret> {
+        Secret::resolve(
+            &format!("sources.{name}.uri_env/uri_file"),
+            self.uri_env.as_deref(),
+            self.uri_file.as_deref(),
+        )
+    }
 }
 
 fn default_busy_timeout() -> Duration {
@@ -188,7 +217,11 @@ impl PlanConfig {
 
     /// All source names (`source` and `sources`).
     pub fn source_names(&self) -> Vec<&str> {
-        self.source.iter().map(String::as_str).chain(self.sources.iter().map(String::as_str)).collect()
+        self.source
+            .iter()
+            .map(String::as_str)
+            .chain(self.sources.iter().map(String::as_str))
+            .collect()
     }
 }
 
@@ -258,6 +291,11 @@ impl Config {
         for s in self.sources.values_mut() {
             match s {
                 SourceConfig::Sqlite(c) => abs(&mut c.path),
+                SourceConfig::Mongo(c) => {
+                    if let Some(f) = &mut c.uri_file {
+                        abs(f)
+                    }
+                }
             }
         }
         for s in self.sinks.values_mut() {
@@ -269,7 +307,9 @@ impl Config {
 
     fn validate(&self, text: &str, path: &Path) -> Result<()> {
         let err = |table: &str, msg: String| {
-            let at = line_of_table(text, table).map(|l| format!(", line {l}")).unwrap_or_default();
+            let at = line_of_table(text, table)
+                .map(|l| format!(", line {l}"))
+                .unwrap_or_default();
             Error::Config(format!("config file {}{at}: [{table}] {msg}", path.display()))
         };
         if self.parallelism == 0 {
@@ -284,7 +324,10 @@ impl Config {
             }
             for s in sources {
                 if !self.sources.contains_key(s) {
-                    return Err(err(&t, format!("unknown source `{s}` (defined: {})", keys(&self.sources))));
+                    return Err(err(
+                        &t,
+                        format!("unknown source `{s}` (defined: {})", keys(&self.sources)),
+                    ));
                 }
             }
             if plan.sinks.is_empty() {
@@ -298,7 +341,10 @@ impl Config {
             PackId::new(format!("{}_20000101_000000", plan.prefix()))
                 .map_err(|_| err(&t, format!("invalid prefix `{}`: use A-Z a-z 0-9 _ - .", plan.prefix())))?;
             if !(1..=19).contains(&plan.zstd_level) {
-                return Err(err(&t, format!("zstd_level {} is out of range 1..=19", plan.zstd_level)));
+                return Err(err(
+                    &t,
+                    format!("zstd_level {} is out of range 1..=19", plan.zstd_level),
+                ));
             }
         }
         for (name, s) in &self.sources {
@@ -306,8 +352,19 @@ impl Config {
                 SourceConfig::Sqlite(c) => {
                     if let Some(n) = &c.name {
                         PackId::new(n.clone()).map_err(|_| {
-                            err(&format!("sources.{name}"), format!("invalid name `{n}`: use A-Z a-z 0-9 _ - ."))
+                            err(
+                                &format!("sources.{name}"),
+                                format!("invalid name `{n}`: use A-Z a-z 0-9 _ - ."),
+                            )
                         })?;
+                    }
+                }
+                SourceConfig::Mongo(c) => {
+                    if c.uri_env.is_some() == c.uri_file.is_some() {
+                        return Err(err(
+                            &format!("sources.{name}"),
+                            "set exactly one of `uri_env` (environment variable) or `uri_file` (file) for the connection URI; URIs carry credentials and are never written in the config".into(),
+                        ));
                     }
                 }
             }
@@ -317,9 +374,12 @@ impl Config {
 
     /// The plan named `name`, or an error listing the defined plans.
     pub fn plan(&self, name: &str) -> Result<&PlanConfig> {
-        self.plans
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("no plan `{name}` in the config (defined: {})", keys(&self.plans))))
+        self.plans.get(name).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no plan `{name}` in the config (defined: {})",
+                keys(&self.plans)
+            ))
+        })
     }
 
     /// The time zone of plan `name` (its own, or the default).
@@ -342,8 +402,10 @@ fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
     let start = e.span().map(|s| s.start).unwrap_or(0);
     let mut line = text[..start.min(text.len())].matches('\n').count() + 1;
     let mut key = None;
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some(field) = rest.split('`').next() {
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(field) = rest.split('`').next()
+    {
+        {
             key = Some(field.to_string());
             let lines: Vec<&str> = text.lines().collect();
             for (i, l) in lines.iter().enumerate().skip(line) {
@@ -380,7 +442,9 @@ fn line_of_table(text: &str, table: &str) -> Option<usize> {
         return None;
     }
     let header = format!("[{table}]");
-    text.lines().position(|l| l.trim().replace(' ', "") == header).map(|i| i + 1)
+    text.lines()
+        .position(|l| l.trim().replace(' ', "") == header)
+        .map(|i| i + 1)
 }
 
 /// A secret value (password, token, URI with credentials). `Debug` and `Display` print `***`.
@@ -402,14 +466,20 @@ impl Secret {
     /// `what` names the config key for messages.
     pub fn resolve(what: &str, var: Option<&str>, file: Option<&Path>) -> Result<Secret> {
         match (var, file) {
-            (Some(v), None) => std::env::var(v)
-                .map(Secret)
-                .map_err(|_| Error::Config(format!("{what}: environment variable {v} is not set; export it or use a file"))),
+            (Some(v), None) => std::env::var(v).map(Secret).map_err(|_| {
+                Error::Config(format!(
+                    "{what}: environment variable {v} is not set; export it or use a file"
+                ))
+            }),
             (None, Some(f)) => std::fs::read_to_string(f)
                 .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
                 .map_err(|e| Error::Config(format!("{what}: cannot read secret file {}: {e}", f.display()))),
-            (Some(_), Some(_)) => Err(Error::Config(format!("{what}: set either the _env or the _file form, not both"))),
-            (None, None) => Err(Error::Config(format!("{what}: missing; set it via an environment variable or a file"))),
+            (Some(_), Some(_)) => Err(Error::Config(format!(
+                "{what}: set either the _env or the _file form, not both"
+            ))),
+            (None, None) => Err(Error::Config(format!(
+                "{what}: missing; set it via an environment variable or a file"
+            ))),
         }
     }
 
@@ -464,10 +534,15 @@ retention = { keep_daily = 7, keep_within = "72h" }
     fn parses_and_resolves_relative_paths() {
         let c = Config::parse(GOOD, Path::new("/etc/packrat/packrat.toml")).unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/etc/packrat/state"));
-        let SourceConfig::Sqlite(s) = &c.sources["app_db"];
+        let SourceConfig::Sqlite(s) = &c.sources["app_db"] else {
+            panic!("sqlite")
+        };
         assert_eq!(s.path, PathBuf::from("/etc/packrat/data/app.db"));
         assert_eq!(s.busy_timeout, Duration::from_secs(5));
-        assert_eq!(c.plans["nightly"].retention.keep_within, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!(
+            c.plans["nightly"].retention.keep_within,
+            Some(Duration::from_secs(72 * 3600))
+        );
         assert_eq!(c.plan_time_zone(&c.plans["nightly"]), chrono_tz::Asia::Shanghai);
         let shown = c.to_redacted_toml();
         assert!(Config::parse(&shown, Path::new("/x/y.toml")).is_ok(), "{shown}");
@@ -489,7 +564,10 @@ retention = { keep_daily = 7, keep_within = "72h" }
         assert!(e.contains("oracle"), "{e}");
         let bad = GOOD.replace("sinks = [\"local\"]", "sinks = [\"nas\"]");
         let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
-        assert!(e.contains("line 15") && e.contains("unknown sink `nas`") && e.contains("local"), "{e}");
+        assert!(
+            e.contains("line 15") && e.contains("unknown sink `nas`") && e.contains("local"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,10 +32,19 @@ pub async fn check_source(source: &dyn Source, verifier: &Verifier) {
     let tmp = tempfile::tempdir().expect("tempdir");
     for round in 1..=2u32 {
         let ctx = BackupContext::detached(PLAN, BackupKind::Full);
-        source.estimate(&ctx).await.expect("estimate() must not fail on a healthy source");
+        source
+            .estimate(&ctx)
+            .await
+            .expect("estimate() must not fail on a healthy source");
         let id = PackId::new(format!("conformance_2026010{round}_000000")).expect("id");
-        let pack = StagingPack::create(&tmp.path().join(id.as_str()), PLAN, id, BackupKind::Full, chrono_tz::UTC)
-            .expect("staging");
+        let pack = StagingPack::create(
+            &tmp.path().join(id.as_str()),
+            PLAN,
+            id,
+            BackupKind::Full,
+            chrono_tz::UTC,
+        )
+        .expect("staging");
         let report = source.backup(&ctx, &pack).await;
         report.unwrap_or_else(|e| panic!("backup round {round} failed: {}", e.chain()));
         let artifacts = pack.artifacts();
@@ -82,7 +91,10 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
 
     // 1. Staged on the sink (if it hosts staging), sealed, stored.
     let id1 = "conformance_20260101_000000";
-    let staged = sink.stage(1, PLAN, &PackId::new(id1).expect("id"), 1024).await.expect("stage");
+    let staged = sink
+        .stage(1, PLAN, &PackId::new(id1).expect("id"), 1024)
+        .await
+        .expect("stage");
     let dir1 = staged.clone().unwrap_or_else(|| tmp.path().join(id1));
     let sealed1 = sealed_pack(&dir1, id1);
     let info1 = sink.store(&sealed1, 1).await.expect("store of a staged pack");
@@ -95,11 +107,17 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
     let id2 = "conformance_20260102_000000";
     let sealed2 = sealed_pack(&tmp.path().join("elsewhere").join(id2), id2);
     let info2 = sink.store(&sealed2, 2).await.expect("store of a pack from elsewhere");
-    assert!(sealed2.dir().exists(), "storing a foreign pack must not consume the original");
+    assert!(
+        sealed2.dir().exists(),
+        "storing a foreign pack must not consume the original"
+    );
 
     // 3. Never overwrite an existing pack.
     let again = sealed_pack(&tmp.path().join("again").join(id2), id2);
-    assert!(sink.store(&again, 3).await.is_err(), "storing over an existing pack must fail");
+    assert!(
+        sink.store(&again, 3).await.is_err(),
+        "storing over an existing pack must fail"
+    );
 
     // 4. Listing shows exactly the valid packs, oldest first; foreign directories are ignored.
     let foreign = info1.path.parent().map(|p| p.join("not_a_pack_of_ours"));
@@ -107,13 +125,26 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
         std::fs::create_dir_all(f).expect("foreign dir");
         std::fs::write(f.join("important.txt"), b"keep me").expect("foreign file");
     }
-    let listed: Vec<String> = sink.list(Some(PLAN)).await.expect("list").into_iter().map(|p| p.id).collect();
-    assert_eq!(listed, vec![id1.to_string(), id2.to_string()], "list must show exactly our packs, oldest first");
+    let listed: Vec<String> = sink
+        .list(Some(PLAN))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![id1.to_string(), id2.to_string()],
+        "list must show exactly our packs, oldest first"
+    );
     assert!(sink.list(None).await.expect("list all").iter().any(|p| p.id == id1));
 
     // 5. Stored packs verify and open with the same manifest.
     for info in [&info1, &info2] {
-        let r = sink.verify(PLAN, &info.id, &Verifier::new(), VerifyLevel::Deep).await.expect("verify");
+        let r = sink
+            .verify(PLAN, &info.id, &Verifier::new(), VerifyLevel::Deep)
+            .await
+            .expect("verify");
         assert!(r.is_ok(), "stored pack {} must verify: {:?}", info.id, r.problems);
         let p = sink.open(PLAN, &info.id).await.expect("open");
         assert_eq!(p.manifest().pack_id, info.id);
@@ -121,17 +152,32 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
 
     // 6. Delete removes our pack and refuses anything else.
     sink.delete(PLAN, id1).await.expect("delete");
-    assert!(!sink.exists(PLAN, id1).await.expect("exists"), "deleted pack must be gone");
-    assert!(sink.delete(PLAN, id1).await.is_err(), "deleting a missing pack must fail");
-    assert!(sink.delete(PLAN, "not_a_pack_of_ours").await.is_err(), "a foreign directory must never be deleted");
+    assert!(
+        !sink.exists(PLAN, id1).await.expect("exists"),
+        "deleted pack must be gone"
+    );
+    assert!(
+        sink.delete(PLAN, id1).await.is_err(),
+        "deleting a missing pack must fail"
+    );
+    assert!(
+        sink.delete(PLAN, "not_a_pack_of_ours").await.is_err(),
+        "a foreign directory must never be deleted"
+    );
     if let Some(f) = &foreign {
         assert!(f.join("important.txt").exists(), "foreign data must survive");
         std::fs::remove_dir_all(f).expect("cleanup");
     }
 
     // 7. Staging of a dead job is cleaned; staging of a live job is kept.
-    let dead = sink.stage(41, PLAN, &PackId::new("conformance_20260103_000000").expect("id"), 1).await.expect("stage");
-    let live = sink.stage(42, PLAN, &PackId::new("conformance_20260104_000000").expect("id"), 1).await.expect("stage");
+    let dead = sink
+        .stage(41, PLAN, &PackId::new("conformance_20260103_000000").expect("id"), 1)
+        .await
+        .expect("stage");
+    let live = sink
+        .stage(42, PLAN, &PackId::new("conformance_20260104_000000").expect("id"), 1)
+        .await
+        .expect("stage");
     if let (Some(dead), Some(live)) = (dead, live) {
         std::fs::write(dead.join("partial"), b"x").expect("write");
         sink.clean_leftovers(&[42]).await.expect("clean");

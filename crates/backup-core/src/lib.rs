@@ -44,7 +44,7 @@ pub mod conformance;
 
 pub use error::{BoxError, Error, Result};
 pub use job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
-pub use manifest::{ArtifactEntry, Compression, Manifest, TimeWindow, FORMAT_VERSION};
+pub use manifest::{ArtifactEntry, Compression, FORMAT_VERSION, Manifest, TimeWindow};
 pub use pack::{ArtifactWriter, Pack, PackId, SealedPack, StagingPack};
 pub use policy::Policy;
 pub use runner::{JobRun, Plan, Runner};

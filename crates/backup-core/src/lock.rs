@@ -41,7 +41,8 @@ impl FileLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path)(e)),
         }
         file.set_len(0).map_err(Error::io("write lock file", path))?;
-        file.seek(SeekFrom::Start(0)).map_err(Error::io("write lock file", path))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(Error::io("write lock file", path))?;
         write!(file, "{}", std::process::id()).map_err(Error::io("write lock file", path))?;
         file.flush().map_err(Error::io("write lock file", path))?;
         Ok(FileLock {
@@ -72,7 +73,10 @@ mod tests {
         let p = t.path().join("locks/plan-x.lock");
         let l = FileLock::try_acquire(&p, "plan `x`").unwrap();
         let e = FileLock::try_acquire(&p, "plan `x`").unwrap_err().to_string();
-        assert!(e.contains("plan `x`") && e.contains(&std::process::id().to_string()), "{e}");
+        assert!(
+            e.contains("plan `x`") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
         drop(l);
         FileLock::try_acquire(&p, "plan `x`").unwrap();
     }

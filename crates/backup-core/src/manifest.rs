@@ -197,7 +197,18 @@ mod tests {
         for ok in ["sqlite/app.db", "mongo/db/c.bson.zst", "a"] {
             assert!(check_relative_path(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "./a", "a//b", "a\\b", "C:x", "manifest.json", "SHA256SUMS"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a\\b",
+            "C:x",
+            "manifest.json",
+            "SHA256SUMS",
+        ] {
             assert!(check_relative_path(bad).is_err(), "{bad}");
         }
     }
@@ -206,6 +217,10 @@ mod tests {
     fn rejects_foreign_and_future_manifests() {
         let foreign = br#"{"format":"other"}"#;
         assert!(Manifest::from_json(foreign).is_err());
-        assert!(Manifest::from_json(b"not json").unwrap_err().contains("invalid manifest.json"));
+        assert!(
+            Manifest::from_json(b"not json")
+                .unwrap_err()
+                .contains("invalid manifest.json")
+        );
     }
 }

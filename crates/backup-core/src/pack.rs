@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{
-    check_relative_path, ArtifactEntry, Compression, Manifest, TimeWindow, FORMAT_NAME, FORMAT_VERSION,
-    MANIFEST_FILE, SUMS_FILE,
+    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, Manifest, SUMS_FILE, TimeWindow,
+    check_relative_path,
 };
 use crate::{BackupKind, Error, JobId, Result};
 
@@ -38,7 +38,9 @@ impl PackId {
             && id.len() <= 128
             && !id.starts_with('.')
             && !id.starts_with('_')
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if ok {
             Ok(PackId(id))
         } else {
@@ -85,9 +87,11 @@ impl fmt::Display for PackId {
 
 /// Validates a plan name for use as a directory name (same rules as a pack id).
 pub fn check_plan_name(plan: &str) -> Result<()> {
-    PackId::new(plan)
-        .map(|_| ())
-        .map_err(|_| Error::Config(format!("invalid plan name `{plan}`: use A-Z a-z 0-9 _ - ., not starting with . or _")))
+    PackId::new(plan).map(|_| ()).map_err(|_| {
+        Error::Config(format!(
+            "invalid plan name `{plan}`: use A-Z a-z 0-9 _ - ., not starting with . or _"
+        ))
+    })
 }
 
 #[derive(Debug)]
@@ -266,7 +270,9 @@ impl StagingPack {
         let reserved = lock(&inner.reserved).clone();
         for r in &reserved {
             if !artifacts.iter().any(|a| &a.path == r) {
-                return Err(Error::Other(format!("artifact {r} was started but never finished; the pack is incomplete")));
+                return Err(Error::Other(format!(
+                    "artifact {r} was started but never finished; the pack is incomplete"
+                )));
             }
         }
         let finished_at = Utc::now();
@@ -489,7 +495,9 @@ impl ArtifactWriter {
             None => return Err(Error::Other("artifact already finished".into())),
         };
         let (buf, size, sha) = sink.finish();
-        let file = buf.into_inner().map_err(|e| Error::io("write", &path)(e.into_error()))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::io("write", &path)(e.into_error()))?;
         file.sync_all().map_err(Error::io("fsync", &path))?;
         self.entry.size = size;
         self.entry.sha256 = sha;
@@ -578,7 +586,10 @@ impl Pack {
             Err(e) => return Err(not(format!("cannot read manifest.json: {e}"))),
         };
         let manifest = Manifest::from_json(&bytes).map_err(not)?;
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if manifest.pack_id != name {
             return Err(not(format!(
                 "manifest.json names pack `{}` but the directory is `{name}`",
@@ -618,7 +629,9 @@ impl Pack {
         let r = BufReader::with_capacity(IO_BUF, f);
         Ok(match entry.compression {
             Compression::None => Box::new(r),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(Error::io("start zstd for", &path))?),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(Error::io("start zstd for", &path))?)
+            }
         })
     }
 }
@@ -640,7 +653,9 @@ mod tests {
 
     #[test]
     fn pack_id_generation_uses_plan_zone_and_suffix() {
-        let at = DateTime::parse_from_rfc3339("2026-11-20T20:00:00Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2026-11-20T20:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let id = PackId::generate("migration_pack", at, chrono_tz::Asia::Shanghai, 1).unwrap();
         assert_eq!(id.as_str(), "migration_pack_20261121_040000");
         let id2 = PackId::generate("migration_pack", at, chrono_tz::Asia::Shanghai, 2).unwrap();
@@ -655,7 +670,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let pack = staging(t.path());
         pack.set_job_id(7);
-        let mut w = pack.artifact("files/a.txt.zst", "src", "file", Compression::Zstd).unwrap();
+        let mut w = pack
+            .artifact("files/a.txt.zst", "src", "file", Compression::Zstd)
+            .unwrap();
         for _ in 0..1000 {
             w.write_all(b"hello world ").unwrap();
         }
@@ -666,7 +683,10 @@ mod tests {
         let mut w = pack.artifact("files/b.txt", "src", "file", Compression::None).unwrap();
         w.write_all(b"plain").unwrap();
         w.finish().unwrap();
-        assert!(pack.artifact("files/b.txt", "src", "file", Compression::None).is_err(), "duplicate path");
+        assert!(
+            pack.artifact("files/b.txt", "src", "file", Compression::None).is_err(),
+            "duplicate path"
+        );
         let sealed = pack.seal().unwrap();
         let dir = sealed.dir().to_path_buf();
         assert!(dir.join(MANIFEST_FILE).exists());

@@ -5,9 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::BackupKind;
 use crate::sink::PackInfo;
 use crate::state::ScheduleState;
-use crate::BackupKind;
 
 /// A run a schedule policy says is due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -126,7 +126,10 @@ impl Runner {
     /// returned as a [`JobRun`] whose job is `completed` or `failed`.
     pub async fn run(&self, plan: &Plan, kind: BackupKind, trigger: Trigger) -> Result<JobRun> {
         if plan.sinks.is_empty() || plan.sources.is_empty() {
-            return Err(Error::Config(format!("plan `{}` needs at least one source and one sink", plan.name)));
+            return Err(Error::Config(format!(
+                "plan `{}` needs at least one source and one sink",
+                plan.name
+            )));
         }
         let lock_path = self.state.dir().join("locks").join(format!("plan-{}.lock", plan.name));
         let _plan_lock = FileLock::try_acquire(&lock_path, &format!("plan `{}`", plan.name))?;
@@ -144,7 +147,10 @@ impl Runner {
                 let detail = e.chain();
                 error!(job = job.id, plan = %plan.name, "backup failed: {detail}");
                 self.state.fail_job(job.id, "backup failed", &detail)?;
-                let job = self.state.job(job.id)?.ok_or_else(|| Error::NotFound(format!("job {}", job.id)))?;
+                let job = self
+                    .state
+                    .job(job.id)?
+                    .ok_or_else(|| Error::NotFound(format!("job {}", job.id)))?;
                 return Ok(JobRun {
                     job,
                     pack: None,
@@ -153,7 +159,10 @@ impl Runner {
                 });
             }
         };
-        let job = self.state.job(job.id)?.ok_or_else(|| Error::NotFound(format!("job {}", job.id)))?;
+        let job = self
+            .state
+            .job(job.id)?
+            .ok_or_else(|| Error::NotFound(format!("job {}", job.id)))?;
         Ok(JobRun {
             job,
             pack: Some(pack),
@@ -319,7 +328,9 @@ impl Runner {
                 detail: failures.join("; "),
             },
         )?;
-        state.set_last_success(&plan.name, Utc::now())?;
+        if let Err(e) = state.set_last_success(&plan.name, Utc::now()) {
+            warn!(job, "cannot record last success: {}", e.chain());
+        }
         info!(job, plan = %plan.name, "{message}");
         Ok((stored, replicas))
     }

@@ -38,9 +38,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::job::{
-    BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger,
-};
+use crate::job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
 
 /// File name of the database inside the state directory.
 const DB_FILE: &str = "state.db";
@@ -304,8 +302,7 @@ impl StateStore {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), journal_mode = %mode, "state store could not switch to WAL journal");
         }
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(state_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(state_err)?;
         migrate(&mut conn, &path)?;
 
         tracing::debug!(path = %path.display(), "state store opened");
@@ -332,12 +329,7 @@ impl StateStore {
     /// The lock is taken before the job becomes visible to other connections, so crash recovery
     /// in another process can never mistake the new job for an orphan. It lives as long as the
     /// returned [`JobLock`].
-    pub fn create_job(
-        &self,
-        plan: &str,
-        kind: BackupKind,
-        trigger: Trigger,
-    ) -> Result<(Job, JobLock)> {
+    pub fn create_job(&self, plan: &str, kind: BackupKind, trigger: Trigger) -> Result<(Job, JobLock)> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -401,10 +393,7 @@ impl StateStore {
     pub fn set_pack_id(&self, id: JobId, pack_id: &str) -> Result<()> {
         let conn = self.conn();
         let n = conn
-            .execute(
-                "UPDATE jobs SET pack_id = ?2 WHERE id = ?1",
-                params![id, pack_id],
-            )
+            .execute("UPDATE jobs SET pack_id = ?2 WHERE id = ?1", params![id, pack_id])
             .map_err(|e| self.err(e))?;
         if n == 0 {
             return Err(not_found(id));
@@ -587,9 +576,7 @@ impl StateStore {
     /// Jobs that are queued or running, newest first.
     pub fn active_jobs(&self) -> Result<Vec<Job>> {
         self.query_jobs(
-            &format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY id DESC"
-            ),
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY id DESC"),
             [],
         )
     }
@@ -750,15 +737,8 @@ impl StateStore {
                 )
                 .map_err(|e| self.err(e))?;
             for m in marks {
-                stmt.execute(params![
-                    m.plan,
-                    m.source,
-                    m.key,
-                    fmt_time(m.value),
-                    job,
-                    now
-                ])
-                .map_err(|e| self.err(e))?;
+                stmt.execute(params![m.plan, m.source, m.key, fmt_time(m.value), job, now])
+                    .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -786,8 +766,7 @@ impl StateStore {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     /// Raises (or refreshes) the alert `key`.
@@ -797,23 +776,16 @@ impl StateStore {
     /// - a resolved alert is reopened as a new firing (count 1, `first_seen = now`).
     ///
     /// Returns the alert and whether it is new (was not firing before).
-    pub fn raise_alert(
-        &self,
-        key: &str,
-        severity: Severity,
-        message: &str,
-    ) -> Result<(Alert, bool)> {
+    pub fn raise_alert(&self, key: &str, severity: Severity, message: &str) -> Result<(Alert, bool)> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let now = fmt_time(Utc::now());
         let firing: Option<bool> = tx
-            .query_row(
-                "SELECT resolved_at IS NULL FROM alerts WHERE key = ?1",
-                [key],
-                |row| row.get(0),
-            )
+            .query_row("SELECT resolved_at IS NULL FROM alerts WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         let is_new = firing != Some(true);
@@ -872,11 +844,8 @@ impl StateStore {
                  ORDER BY resolved_at IS NOT NULL, last_seen DESC, key"
             ))
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], alert_from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let rows = stmt.query_map([], alert_from_row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     // ---- internals ----
@@ -976,20 +945,15 @@ impl StateStore {
     fn query_jobs<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<Vec<Job>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params, job_from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let rows = stmt.query_map(params, job_from_row).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
     /// The error for a status transition that did not apply: the job is missing or in the
     /// wrong status.
     fn transition_error(&self, conn: &Connection, id: JobId, action: &str) -> Error {
         match query_job(conn, id) {
-            Ok(Some(job)) => {
-                Error::Other(format!("cannot {action} job {id}: it is {}", job.status))
-            }
+            Ok(Some(job)) => Error::Other(format!("cannot {action} job {id}: it is {}", job.status)),
             Ok(None) => not_found(id),
             Err(e) => self.err(e),
         }
@@ -1023,12 +987,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             )));
         }
         tx.execute_batch(MIGRATIONS[version]).map_err(state_err)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(version + 1).unwrap_or(i64::MAX),
-        )
-        .map_err(state_err)?;
+        tx.pragma_update(None, "user_version", i64::try_from(version + 1).unwrap_or(i64::MAX))
+            .map_err(state_err)?;
         tx.commit().map_err(state_err)?;
         tracing::debug!(path = %path.display(), version = version + 1, "state store schema migrated");
     }
@@ -1095,9 +1055,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         bytes: unsigned(row, 11)?,
         artifacts: unsigned(row, 12)?,
         records: unsigned(row, 13)?,
-        pid: row
-            .get::<_, Option<i64>>(14)?
-            .and_then(|p| u32::try_from(p).ok()),
+        pid: row.get::<_, Option<i64>>(14)?.and_then(|p| u32::try_from(p).ok()),
         created_at: time(row, 15)?,
         started_at: opt_time(row, 16)?,
         finished_at: opt_time(row, 17)?,
@@ -1147,8 +1105,7 @@ fn parsed<T: FromStr<Err = String>>(row: &Row<'_>, idx: usize) -> rusqlite::Resu
 
 fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     let v: i64 = row.get(idx)?;
-    u64::try_from(v)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
+    u64::try_from(v).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
 }
 
 /// SQLite integers are signed; counts beyond `i64::MAX` saturate.
@@ -1190,21 +1147,14 @@ mod tests {
         conn.execute(
             "INSERT INTO jobs (plan, kind, trigger, status, created_at, started_at, pid)
              VALUES (?1, 'full', 'manual', ?2, ?3, ?3, ?4)",
-            params![
-                plan,
-                status.as_str(),
-                fmt_time(Utc::now()),
-                pid.map(i64::from)
-            ],
+            params![plan, status.as_str(), fmt_time(Utc::now()), pid.map(i64::from)],
         )
         .unwrap();
         conn.last_insert_rowid()
     }
 
     fn finished(store: &StateStore, plan: &str, ok: bool) -> JobId {
-        let (job, _lock) = store
-            .create_job(plan, BackupKind::Full, Trigger::Schedule)
-            .unwrap();
+        let (job, _lock) = store.create_job(plan, BackupKind::Full, Trigger::Schedule).unwrap();
         store.start_job(job.id).unwrap();
         if ok {
             store.complete_job(job.id, &outcome(100)).unwrap();
@@ -1229,13 +1179,9 @@ mod tests {
         let store = StateStore::open(&state).unwrap();
         assert_eq!(store.job(id).unwrap().unwrap().status, JobStatus::Completed);
         let conn = store.conn();
-        let v: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode.to_lowercase(), "wal");
     }
 
@@ -1266,10 +1212,7 @@ mod tests {
         assert_eq!(lock.job_id(), job.id);
         assert_eq!(
             lock.path(),
-            store
-                .dir()
-                .join("locks")
-                .join(format!("job-{}.lock", job.id))
+            store.dir().join("locks").join(format!("job-{}.lock", job.id))
         );
         let pid_text = std::fs::read_to_string(lock.path()).unwrap();
         assert_eq!(pid_text.trim(), std::process::id().to_string());
@@ -1306,12 +1249,7 @@ mod tests {
         assert!(store.fail_job(job.id, "x", "y").is_err());
 
         store
-            .set_replication(
-                job.id,
-                ReplicationStatus::Failed,
-                None,
-                Some("offsite: timeout"),
-            )
+            .set_replication(job.id, ReplicationStatus::Failed, None, Some("offsite: timeout"))
             .unwrap();
         let r = store.job(job.id).unwrap().unwrap();
         assert_eq!(r.replication, ReplicationStatus::Failed);
@@ -1324,9 +1262,7 @@ mod tests {
         assert!(store.active_jobs().unwrap().is_empty());
 
         // Failure path.
-        let (j2, _l2) = store
-            .create_job("nightly", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (j2, _l2) = store.create_job("nightly", BackupKind::Full, Trigger::Manual).unwrap();
         store.fail_job(j2.id, "backup failed", "disk full").unwrap();
         let f = store.job(j2.id).unwrap().unwrap();
         assert_eq!(f.status, JobStatus::Failed);
@@ -1336,10 +1272,7 @@ mod tests {
         // Unknown jobs.
         assert!(store.job(999).unwrap().is_none());
         assert!(matches!(store.start_job(999), Err(Error::NotFound(_))));
-        assert!(matches!(
-            store.set_progress(999, 1, ""),
-            Err(Error::NotFound(_))
-        ));
+        assert!(matches!(store.set_progress(999, 1, ""), Err(Error::NotFound(_))));
     }
 
     #[test]
@@ -1348,15 +1281,10 @@ mod tests {
         let a1 = finished(&store, "a", true);
         let b1 = finished(&store, "b", false);
         let a2 = finished(&store, "a", false);
-        let (b2, _lock) = store
-            .create_job("b", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (b2, _lock) = store.create_job("b", BackupKind::Full, Trigger::Manual).unwrap();
 
         let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(store.jobs(&JobFilter::default()).unwrap()),
-            vec![b2.id, a2, b1, a1]
-        );
+        assert_eq!(ids(store.jobs(&JobFilter::default()).unwrap()), vec![b2.id, a2, b1, a1]);
         let f = JobFilter {
             plan: Some("a".into()),
             ..JobFilter::default()
@@ -1383,12 +1311,8 @@ mod tests {
         finished(&store, "b", true);
         finished(&store, "b", false);
         insert_raw(&store, "c", JobStatus::Interrupted, None);
-        let (_q, _lock) = store
-            .create_job("c", BackupKind::Full, Trigger::Manual)
-            .unwrap();
-        let (r, _lock2) = store
-            .create_job("d", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (_q, _lock) = store.create_job("c", BackupKind::Full, Trigger::Manual).unwrap();
+        let (r, _lock2) = store.create_job("d", BackupKind::Full, Trigger::Manual).unwrap();
         store.start_job(r.id).unwrap();
 
         let s = store.stats().unwrap();
@@ -1412,9 +1336,7 @@ mod tests {
         finished(&store, "b", false);
         insert_raw(&store, "a", JobStatus::Interrupted, None);
         finished(&store, "a", false);
-        let (_q, _lock) = store
-            .create_job("a", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (_q, _lock) = store.create_job("a", BackupKind::Full, Trigger::Manual).unwrap();
         assert_eq!(store.consecutive_failures("a").unwrap(), 3);
         assert_eq!(store.consecutive_failures("b").unwrap(), 1);
     }
@@ -1423,16 +1345,12 @@ mod tests {
     fn recover_interrupted_marks_dead_jobs_only() {
         let (_dir, store) = store();
         // A live job of this process: its lock is held, it must be left alone.
-        let (live, live_lock) = store
-            .create_job("live", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (live, live_lock) = store.create_job("live", BackupKind::Full, Trigger::Manual).unwrap();
         store.start_job(live.id).unwrap();
         // A crashed job: a running row without a lock file.
         let crashed = insert_raw(&store, "crashed", JobStatus::Running, Some(4242));
         // A job whose lock was released without finishing it (file removed on drop).
-        let (dropped, lock) = store
-            .create_job("dropped", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (dropped, lock) = store.create_job("dropped", BackupKind::Full, Trigger::Manual).unwrap();
         drop(lock);
         // A job whose lock file survived but nobody holds it.
         let orphan = insert_raw(&store, "orphan", JobStatus::Running, None);
@@ -1450,11 +1368,7 @@ mod tests {
         for j in &marked {
             assert_eq!(j.status, JobStatus::Interrupted);
             assert!(j.finished_at.is_some());
-            assert!(
-                j.detail.contains("stopped before it finished"),
-                "{}",
-                j.detail
-            );
+            assert!(j.detail.contains("stopped before it finished"), "{}", j.detail);
         }
         let c = store.job(crashed).unwrap().unwrap();
         assert!(c.detail.contains("(pid 4242)"), "{}", c.detail);
@@ -1478,9 +1392,7 @@ mod tests {
     #[test]
     fn lock_conflict_is_reported() {
         let (_dir, store) = store();
-        let (job, _lock) = store
-            .create_job("p", BackupKind::Full, Trigger::Manual)
-            .unwrap();
+        let (job, _lock) = store.create_job("p", BackupKind::Full, Trigger::Manual).unwrap();
         let err = store.take_job_lock(job.id).unwrap_err();
         assert!(matches!(err, Error::Locked { .. }), "{err}");
     }
@@ -1498,19 +1410,11 @@ mod tests {
             job: None,
             updated_at: value,
         };
-        assert!(
-            store
-                .watermark("nightly", "mongo", "db.a")
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.watermark("nightly", "mongo", "db.a").unwrap().is_none());
         store
             .set_watermarks(7, &[mark("mongo", "db.b", t1), mark("mongo", "db.a", t1)])
             .unwrap();
-        assert_eq!(
-            store.watermark("nightly", "mongo", "db.a").unwrap(),
-            Some(t1)
-        );
+        assert_eq!(store.watermark("nightly", "mongo", "db.a").unwrap(), Some(t1));
         let all = store.watermarks("nightly").unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].key, "db.a");
@@ -1530,14 +1434,8 @@ mod tests {
             .set_watermarks(8, &[mark("mongo", "db.a", t2), mark("mongo", "db.b", t2)])
             .unwrap_err();
         assert!(matches!(err, Error::State { .. }), "{err}");
-        assert_eq!(
-            store.watermark("nightly", "mongo", "db.a").unwrap(),
-            Some(t1)
-        );
-        assert_eq!(
-            store.watermark("nightly", "mongo", "db.b").unwrap(),
-            Some(t1)
-        );
+        assert_eq!(store.watermark("nightly", "mongo", "db.a").unwrap(), Some(t1));
+        assert_eq!(store.watermark("nightly", "mongo", "db.b").unwrap(), Some(t1));
         store.conn().execute_batch("DROP TRIGGER reject;").unwrap();
 
         store
@@ -1571,13 +1469,7 @@ mod tests {
         assert_eq!(s2.last_fired_slot, Some(slot));
         assert_eq!(s2.last_attempt, s.last_attempt);
         store.set_last_success("other", ok).unwrap();
-        assert!(
-            store
-                .schedule_state("other")
-                .unwrap()
-                .last_fired_slot
-                .is_none()
-        );
+        assert!(store.schedule_state("other").unwrap().last_fired_slot.is_none());
     }
 
     #[test]
@@ -1604,17 +1496,9 @@ mod tests {
         store.raise_alert("disk", Severity::Info, "80 %").unwrap();
         assert_eq!(store.alerts(false).unwrap().len(), 2);
 
-        let r = store
-            .resolve_alert("plan:nightly:overdue")
-            .unwrap()
-            .unwrap();
+        let r = store.resolve_alert("plan:nightly:overdue").unwrap().unwrap();
         assert!(r.resolved_at.is_some());
-        assert!(
-            store
-                .resolve_alert("plan:nightly:overdue")
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.resolve_alert("plan:nightly:overdue").unwrap().is_none());
         assert!(store.resolve_alert("unknown").unwrap().is_none());
         let firing = store.alerts(false).unwrap();
         assert_eq!(firing.len(), 1);
@@ -1634,9 +1518,6 @@ mod tests {
 
         assert_eq!("critical".parse::<Severity>().unwrap(), Severity::Critical);
         assert!("loud".parse::<Severity>().is_err());
-        assert_eq!(
-            serde_json::to_string(&Severity::Warning).unwrap(),
-            "\"warning\""
-        );
+        assert_eq!(serde_json::to_string(&Severity::Warning).unwrap(), "\"warning\"");
     }
 }

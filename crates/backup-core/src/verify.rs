@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{ArtifactEntry, Compression, MANIFEST_FILE, SUMS_FILE};
-use crate::pack::{hash_reader, Pack};
+use crate::pack::{Pack, hash_reader};
 
 /// How thoroughly to verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -70,7 +70,10 @@ impl VerifyReport {
     /// A report for a directory that could not even be opened as a pack.
     pub fn unreadable(dir: &Path, reason: String) -> VerifyReport {
         VerifyReport {
-            pack_id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            pack_id: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             dir: dir.to_path_buf(),
             level: VerifyLevel::Quick,
             artifacts: 0,
@@ -123,7 +126,8 @@ impl Verifier {
                         Some(expect) if *expect == h => {}
                         Some(_) => p(
                             MANIFEST_FILE,
-                            "sha256 does not match SHA256SUMS: the manifest (or SHA256SUMS) was modified or damaged".into(),
+                            "sha256 does not match SHA256SUMS: the manifest (or SHA256SUMS) was modified or damaged"
+                                .into(),
                         ),
                         None => p(SUMS_FILE, "has no line for manifest.json".into()),
                     },
@@ -161,10 +165,10 @@ impl Verifier {
                     p(&a.path, reason);
                     continue;
                 }
-                if let Some(c) = self.checks.get(a.kind.as_str()) {
-                    if let Err(reason) = c.check(pack, a) {
-                        p(&a.path, reason);
-                    }
+                if let Some(c) = self.checks.get(a.kind.as_str())
+                    && let Err(reason) = c.check(pack, a)
+                {
+                    p(&a.path, reason);
                 }
             }
         }
@@ -188,7 +192,9 @@ fn quick_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
     if meta.len() != a.size {
         return Err(format!("size is {} bytes, manifest says {}", meta.len(), a.size));
     }
-    let (_, h) = File::open(&path).and_then(hash_reader).map_err(|e| format!("cannot read: {e}"))?;
+    let (_, h) = File::open(&path)
+        .and_then(hash_reader)
+        .map_err(|e| format!("cannot read: {e}"))?;
     if h != a.sha256 {
         return Err(format!("sha256 mismatch: file has {h}, manifest says {}", a.sha256));
     }
@@ -227,7 +233,11 @@ fn list_files(dir: &Path) -> Vec<String> {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push((e.path(), rel)),
                 _ => out.push(rel),
@@ -282,7 +292,10 @@ mod tests {
                 };
                 assert!(!report.is_ok(), "flip at {pos} in {rel} undetected");
                 assert!(
-                    report.problems.iter().any(|pr| pr.path == rel || (rel == SUMS_FILE && pr.path == MANIFEST_FILE)),
+                    report
+                        .problems
+                        .iter()
+                        .any(|pr| pr.path == rel || (rel == SUMS_FILE && pr.path == MANIFEST_FILE)),
                     "{rel}: {report:?}"
                 );
                 fs::write(&path, &orig).unwrap();
