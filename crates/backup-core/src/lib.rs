@@ -9,7 +9,7 @@
 //! Sources and sinks live in their own crates and depend on this one only.
 //!
 //! ```no_run
-//! # async fn demo() -> backup_core::Result<()> {
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use backup_core::{Compression, PackId, StagingPack, BackupKind};
 //! let pack = StagingPack::create(
 //!     "/tmp/staging/job_1".as_ref(),

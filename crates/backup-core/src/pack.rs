@@ -299,6 +299,18 @@ impl StagingPack {
             sums.push_str(&format!("{}  {}\n", a.sha256, a.path));
         }
         sums.push_str(&format!("{}  {}\n", hex::encode(Sha256::digest(&json)), MANIFEST_FILE));
+        // Make the artifacts' directory entries durable, deepest first.
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for a in &manifest.artifacts {
+            let mut p = Path::new(&a.path).parent();
+            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                dirs.insert(inner.dir.join(d));
+                p = d.parent();
+            }
+        }
+        for d in dirs.iter().rev() {
+            sync_dir(d)?;
+        }
         write_synced(&inner.dir.join(SUMS_FILE), sums.as_bytes())?;
         let tmp = inner.dir.join(".manifest.json.tmp");
         write_synced(&tmp, &json)?;
