@@ -93,23 +93,10 @@ impl Step {
                 "warnings",
             ],
             Self::Build => &["build", "--workspace", "--bins"],
-            Self::Test => &[
-                "nextest",
-                "run",
-                "--workspace",
-                "--all-features",
-                "--no-fail-fast",
-            ],
+            Self::Test => &["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"],
             Self::Doctest => &["test", "--workspace", "--doc", "--all-features"],
             // xtask uses Unix-only APIs (getrusage, /proc); it never runs on Windows.
-            Self::Windows => &[
-                "check",
-                "--workspace",
-                "--exclude",
-                "xtask",
-                "--target",
-                WINDOWS_TARGET,
-            ],
+            Self::Windows => &["check", "--workspace", "--exclude", "xtask", "--target", WINDOWS_TARGET],
             Self::Deny => &["deny", "check", "licenses", "bans", "sources"],
         };
         let mut cmd = util::cargo();
@@ -129,8 +116,7 @@ enum Outcome {
 /// Runs `cargo xtask ci`.
 pub fn run(args: &CiArgs) -> Result<()> {
     let started = Instant::now();
-    let mut outcomes: Vec<(Step, Outcome)> =
-        Step::ALL.iter().map(|&s| (s, Outcome::NotRun)).collect();
+    let mut outcomes: Vec<(Step, Outcome)> = Step::ALL.iter().map(|&s| (s, Outcome::NotRun)).collect();
     let result = run_steps(args, &mut outcomes);
     print_summary(&outcomes, started.elapsed(), result.is_ok());
     result
@@ -148,11 +134,7 @@ fn run_steps(args: &CiArgs, outcomes: &mut [(Step, Outcome)]) -> Result<()> {
     for (index, (step, outcome)) in outcomes.iter_mut().enumerate() {
         let step = *step;
         if args.skip.contains(&step) {
-            eprintln!(
-                "\n==> [{}/{total}] {}: skipped (--skip)",
-                index + 1,
-                step.name()
-            );
+            eprintln!("\n==> [{}/{total}] {}: skipped (--skip)", index + 1, step.name());
             *outcome = Outcome::Skipped;
             continue;
         }
@@ -199,7 +181,7 @@ fn run_steps(args: &CiArgs, outcomes: &mut [(Step, Outcome)]) -> Result<()> {
         {
             running
                 .stop()
-                .map_err(|e| anyhow!("ci step `{}` failed: {e:#}", step.name()))?;
+                .map_err(|e| anyhow!("stopping services after ci step `{}`: {e:#}", step.name()))?;
         }
     }
     Ok(())

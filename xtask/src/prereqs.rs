@@ -118,11 +118,7 @@ pub fn ensure(prereqs: &[Prereq]) -> Result<()> {
         .iter()
         .filter(|p| {
             let present = p.is_present();
-            eprintln!(
-                "  {:<8} {}",
-                if present { "present" } else { "MISSING" },
-                p.name
-            );
+            eprintln!("  {:<8} {}", if present { "present" } else { "MISSING" }, p.name);
             !present
         })
         .collect();
@@ -156,16 +152,9 @@ pub fn ensure(prereqs: &[Prereq]) -> Result<()> {
         }
     }
 
-    let still_missing: Vec<&str> = missing
-        .iter()
-        .filter(|p| !p.is_present())
-        .map(|p| p.name)
-        .collect();
+    let still_missing: Vec<&str> = missing.iter().filter(|p| !p.is_present()).map(|p| p.name).collect();
     if !still_missing.is_empty() {
-        bail!(
-            "still missing after installation: {}",
-            still_missing.join(", ")
-        );
+        bail!("still missing after installation: {}", still_missing.join(", "));
     }
     Ok(())
 }
@@ -174,10 +163,7 @@ pub fn ensure(prereqs: &[Prereq]) -> Result<()> {
 fn apt_install(packages: &[&str]) -> Result<()> {
     static UPDATED: AtomicBool = AtomicBool::new(false);
 
-    let install_line = format!(
-        "apt-get install -y --no-install-recommends {}",
-        packages.join(" ")
-    );
+    let install_line = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
     if !nix::unistd::geteuid().is_root() {
         bail!("missing Debian packages; as root, run: apt-get update && {install_line}");
     }

@@ -98,8 +98,9 @@ pub fn run(args: RssArgs) -> Result<ExitCode> {
     });
     let line = report.to_line(exit);
     match &args.out {
-        Some(path) => std::fs::write(path, format!("{line}\n"))
-            .with_context(|| format!("rss: write {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, format!("{line}\n")).with_context(|| format!("rss: write {}", path.display()))?
+        }
         None => eprintln!("{line}"),
     }
     Ok(ExitCode::from(u8::try_from(exit).unwrap_or(1)))

@@ -8,6 +8,8 @@
 //!
 //! To add one: implement [`Service`] and add it to [`all`]. A service should spawn its daemon
 //! with its state under `target/ci-services/<name>/` and make `stop` idempotent.
+//! Ctrl-C kills xtask without running destructors, so a daemon should also die with xtask
+//! (e.g. its own process group killed on the next start, or `PR_SET_PDEATHSIG`).
 
 use anyhow::{Context, Result, bail};
 
@@ -133,10 +135,7 @@ mod tests {
         }
 
         fn start(&mut self) -> Result<Vec<(String, String)>> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("start {}", self.name));
+            self.log.lock().unwrap().push(format!("start {}", self.name));
             if self.fail_start {
                 bail!("boom");
             }
@@ -169,20 +168,14 @@ mod tests {
             let running = Running::start(fakes(&log, false)).unwrap();
             assert_eq!(running.env().len(), 2);
         }
-        assert_eq!(
-            *log.lock().unwrap(),
-            ["start a", "start b", "stop b", "stop a"]
-        );
+        assert_eq!(*log.lock().unwrap(), ["start a", "start b", "stop b", "stop a"]);
     }
 
     #[test]
     fn failed_start_stops_everything_started() {
         let log = Arc::default();
         assert!(Running::start(fakes(&log, true)).is_err());
-        assert_eq!(
-            *log.lock().unwrap(),
-            ["start a", "start b", "stop b", "stop a"]
-        );
+        assert_eq!(*log.lock().unwrap(), ["start a", "start b", "stop b", "stop a"]);
     }
 
     #[test]

@@ -34,13 +34,11 @@ pub fn cargo() -> Command {
 pub fn find_in_path(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| {
+        candidate
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// A shell-like rendering of a command line, for logs and error messages.
@@ -55,9 +53,7 @@ pub fn display_cmd(cmd: &Command) -> String {
 
 fn shell_word(word: &OsStr) -> String {
     let s = word.to_string_lossy();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
     if plain {
         s.into_owned()
     } else {
@@ -69,9 +65,7 @@ fn shell_word(word: &OsStr) -> String {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = display_cmd(cmd);
     eprintln!("$ {shown}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
     check_status(status, &shown)
 }
 

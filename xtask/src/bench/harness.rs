@@ -101,9 +101,7 @@ impl CachePolicy {
 
     fn describe(self) -> &'static str {
         match self {
-            Self::Dropped => {
-                "cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before every timed command"
-            }
+            Self::Dropped => "cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before every timed command",
             Self::Warmed => {
                 "warm: drop_caches not permitted, so `sync` and a full read of the input \
                  before every timed command"
@@ -131,10 +129,8 @@ impl CachePolicy {
                 sync();
                 for path in inputs {
                     if path.exists() {
-                        let mut file =
-                            File::open(path).with_context(|| format!("open {}", path.display()))?;
-                        io::copy(&mut file, &mut io::sink())
-                            .with_context(|| format!("read {}", path.display()))?;
+                        let mut file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+                        io::copy(&mut file, &mut io::sink()).with_context(|| format!("read {}", path.display()))?;
                     }
                 }
                 Ok(())
@@ -178,10 +174,7 @@ pub fn run(scenario: &mut dyn Scenario, rounds: u32) -> Result<Report> {
     let cache = CachePolicy::detect();
     let name = scenario.name().to_owned();
     let baseline_label = scenario.baseline_label().to_owned();
-    eprintln!(
-        "bench {name}: {rounds} round(s); page cache {}",
-        cache.describe()
-    );
+    eprintln!("bench {name}: {rounds} round(s); page cache {}", cache.describe());
     let report_file = util::target_dir()
         .join("bench")
         .join(format!(".rss-{}", std::process::id()));
@@ -257,9 +250,7 @@ pub fn measure(cmd: &Command, report_file: &Path) -> Result<Usage> {
 
     let shown = util::display_cmd(cmd);
     let _ = std::fs::remove_file(report_file);
-    let out = wrapper
-        .output()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let out = wrapper.output().with_context(|| format!("cannot start `{shown}`"))?;
     if !out.status.success() {
         bail!(
             "`{shown}` failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -268,8 +259,8 @@ pub fn measure(cmd: &Command, report_file: &Path) -> Result<Usage> {
             String::from_utf8_lossy(&out.stderr).trim_end()
         );
     }
-    let line = std::fs::read_to_string(report_file)
-        .with_context(|| format!("read rss report {}", report_file.display()))?;
+    let line =
+        std::fs::read_to_string(report_file).with_context(|| format!("read rss report {}", report_file.display()))?;
     Usage::parse(line.trim())
 }
 
@@ -317,23 +308,11 @@ impl Report {
 
     /// Packrat's peak RSS in MiB, the maximum over all rounds.
     pub fn peak_rss_mib(&self) -> f64 {
-        kib_to_mib(
-            self.rounds
-                .iter()
-                .map(|r| r.packrat.max_rss_kib)
-                .max()
-                .unwrap_or(0),
-        )
+        kib_to_mib(self.rounds.iter().map(|r| r.packrat.max_rss_kib).max().unwrap_or(0))
     }
 
     fn baseline_peak_rss_mib(&self) -> f64 {
-        kib_to_mib(
-            self.rounds
-                .iter()
-                .map(|r| r.baseline.max_rss_kib)
-                .max()
-                .unwrap_or(0),
-        )
+        kib_to_mib(self.rounds.iter().map(|r| r.baseline.max_rss_kib).max().unwrap_or(0))
     }
 
     fn ratio_pass(&self) -> bool {
@@ -347,10 +326,7 @@ impl Report {
     /// Prints the report: JSON on stdout with `json`, else a table on stdout.
     pub fn emit(&self, json: bool) {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.to_json()).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&self.to_json()).unwrap_or_default());
         } else {
             self.print_text();
         }
@@ -410,16 +386,8 @@ impl Report {
     }
 
     fn side_json(&self, label: &str, pick: impl Fn(&Round) -> (Usage, u64)) -> Value {
-        let times: Vec<f64> = self
-            .rounds
-            .iter()
-            .map(|r| pick(r).0.elapsed.as_secs_f64())
-            .collect();
-        let rss: Vec<f64> = self
-            .rounds
-            .iter()
-            .map(|r| kib_to_mib(pick(r).0.max_rss_kib))
-            .collect();
+        let times: Vec<f64> = self.rounds.iter().map(|r| pick(r).0.elapsed.as_secs_f64()).collect();
+        let rss: Vec<f64> = self.rounds.iter().map(|r| kib_to_mib(pick(r).0.max_rss_kib)).collect();
         json!({
             "label": label,
             "times_s": times,
@@ -473,9 +441,7 @@ mod tests {
 
     #[test]
     fn rss_report_round_trips() {
-        let usage =
-            Usage::parse("elapsed_ns=1500000000 max_rss_kib=2048 user_us=10 sys_us=20 exit=0")
-                .unwrap();
+        let usage = Usage::parse("elapsed_ns=1500000000 max_rss_kib=2048 user_us=10 sys_us=20 exit=0").unwrap();
         assert_eq!(usage.elapsed, Duration::from_millis(1500));
         assert_eq!(usage.max_rss_kib, 2048);
         assert!(Usage::parse("max_rss_kib=1").is_err());

@@ -19,7 +19,7 @@ use crate::prereqs::{self, Prereq};
 use crate::util::{self, mib};
 
 /// Bump when the generated database changes, to invalidate cached copies.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 /// Options of `cargo xtask bench sqlite`.
 #[derive(Debug, Args)]
@@ -27,6 +27,9 @@ pub struct SqliteArgs {
     /// Approximate size of the generated source database, in MiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     size_mib: u64,
+    /// Benchmark this packrat binary instead of building `target/release/packrat`.
+    #[arg(long, value_name = "PATH")]
+    packrat_bin: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -36,9 +39,13 @@ pub fn run(args: &SqliteArgs) -> Result<()> {
     eprintln!("checking prerequisites");
     prereqs::ensure(&[Prereq::apt("sqlite3", "sqlite3")])?;
 
-    eprintln!("building packrat (release)");
-    util::run(util::cargo().args(["build", "--release", "-p", "packrat"]))?;
-    let packrat = util::target_dir().join("release").join("packrat");
+    let packrat = if let Some(bin) = &args.packrat_bin {
+        std::path::absolute(bin).with_context(|| format!("resolve {}", bin.display()))?
+    } else {
+        eprintln!("building packrat (release)");
+        util::run(util::cargo().args(["build", "--release", "-p", "packrat"]))?;
+        util::target_dir().join("release").join("packrat")
+    };
     if !packrat.is_file() {
         bail!("{} was not built", packrat.display());
     }
@@ -99,10 +106,7 @@ impl Scenario for SqliteBench {
     fn info(&self) -> Vec<(String, Value)> {
         vec![
             ("database".into(), json!(self.db.path.display().to_string())),
-            (
-                "database_mib".into(),
-                json!((mib(self.db.bytes) * 10.0).round() / 10.0),
-            ),
+            ("database_mib".into(), json!((mib(self.db.bytes) * 10.0).round() / 10.0)),
             ("rows".into(), json!(self.db.rows)),
             ("journal_mode".into(), json!("wal")),
             (
@@ -254,8 +258,7 @@ fn generate(dir: &Path, path: &Path, size_mib: u64) -> Result<(u64, u64)> {
     }
     sqlite_script(&tmp, "PRAGMA journal_mode=WAL;\n")?;
 
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
     let size = file_len(path)?;
     eprintln!(
         "generated {:.1} MiB, {rows} rows in {}",
@@ -281,7 +284,7 @@ fn insert_sql(first: u64, last: u64, lorem: &str) -> String {
              abs(random() % 100000), lower(hex(randomblob(8))), lower(hex(randomblob(4))),\n\
              abs(random() % 1000), substr('{lorem}', 1 + abs(random() % 400), 16 + abs(random() % 1200))),\n\
            CASE WHEN abs(random() % 4) = 0 THEN NULL\n\
-             ELSE randomblob(abs(random() % 2048)) || zeroblob(abs(random() % 1024)) END\n\
+             ELSE CAST(randomblob(abs(random() % 2048)) || zeroblob(abs(random() % 1024)) AS BLOB) END\n\
          FROM n;\n\
          COMMIT;\n"
     );
