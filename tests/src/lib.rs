@@ -1,1 +1,175 @@
-//! End-to-end test helpers.
+//! Helpers for packrat's end-to-end tests: run the real `packrat` binary in a scratch
+//! installation (config, state, sinks in a temp directory) against real SQLite databases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `packrat` binary built for this test run (`target/<profile>/packrat`), or `$PACKRAT_BIN`.
+///
+/// `cargo xtask ci` builds it before running the tests; a missing binary fails loudly.
+pub fn packrat_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PACKRAT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join(format!("packrat{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist; build it first with `cargo build -p packrat` (cargo xtask ci does this)",
+        bin.display()
+    );
+    bin
+}
+
+/// The result of one packrat invocation.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit code 0 and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "packrat failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Parses stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// stdout and stderr together.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// A scratch installation: `<tmp>/packrat.toml`, `<tmp>/state`, `<tmp>/packs`, `<tmp>/app.db`.
+#[derive(Debug)]
+pub struct Env {
+    /// The temp directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    /// An empty scratch directory.
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The config file path.
+    pub fn config(&self) -> PathBuf {
+        self.path("packrat.toml")
+    }
+
+    /// Writes the config file.
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    /// A standard config: sqlite source `app_db` (at `db`, with extra source keys), local sink
+    /// `local` at `sink`, plan `nightly`.
+    pub fn standard_config(&self, db: &Path, sink: &Path, source_extra: &str) {
+        self.write_config(&format!(
+            r#"state_dir = "state"
+time_zone = "Asia/Shanghai"
+
+[sources.app_db]
+type = "sqlite"
+path = "{}"
+{source_extra}
+
+[sinks.local]
+type = "local"
+path = "{}"
+min_free_mb = 1
+
+[plans.nightly]
+sources = ["app_db"]
+sinks = ["local"]
+"#,
+            db.display(),
+            sink.display()
+        ));
+    }
+
+    /// A `packrat` command with `--config` set and a clean environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(packrat_bin());
+        c.arg("--config").arg(self.config());
+        c.env_remove("PACKRAT_CONFIG").env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs packrat with `args` and waits.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd().args(args).output().expect("spawn packrat"))
+    }
+}
+
+/// Creates a SQLite database with `rows` rows in table `t(id, payload)`, in WAL or rollback mode.
+pub fn seed_db(path: &Path, rows: u32, wal: bool) {
+    let c = rusqlite::Connection::open(path).expect("open");
+    c.pragma_update(None, "journal_mode", if wal { "wal" } else { "delete" }).expect("journal mode");
+    c.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, n INTEGER);")
+        .expect("schema");
+    let tx = c.unchecked_transaction().expect("tx");
+    for i in 0..rows {
+        tx.execute("INSERT INTO t(payload, n) VALUES (?1, ?2)", (format!("row {i} {}", "x".repeat((i % 200) as usize)), i))
+            .expect("insert");
+    }
+    tx.commit().expect("commit");
+}
+
+/// Every row of table `t`, ordered, as text: a cheap equality check of two databases.
+pub fn dump(path: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let mut st = c.prepare("SELECT id, payload, n FROM t ORDER BY id").expect("prepare");
+    st.query_map([], |r| Ok(format!("{}|{}|{}", r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Directories directly inside `dir` (empty when `dir` does not exist).
+pub fn subdirs(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}

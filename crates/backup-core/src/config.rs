@@ -269,7 +269,8 @@ impl Config {
                 format!("cannot read config file {}: {e}", path.display())
             })
         })?;
-        Config::parse(&text, path)
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Config::parse(&text, &abs)
     }
 
     /// Parses and validates config text; `path` is used for messages and to resolve relative paths.

@@ -1,0 +1,178 @@
+//! Command-line definition (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the operation ran and failed (job failed, verification found problems, restore failed)
+  2  bad usage or configuration (unknown flag, invalid config, unknown plan or pack)
+  3  busy: the plan is already running in another packrat process";
+
+/// packrat: backups of SQLite, MongoDB and Docker apps into verified packs.
+#[derive(Debug, Parser)]
+#[command(name = "packrat", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file (TOML).
+    #[arg(long, short = 'c', global = true, env = "PACKRAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a plan once now; prints the job id and the pack path.
+    Run(RunArgs),
+    /// List jobs, newest first.
+    Jobs(JobsArgs),
+    /// Show one job.
+    Job {
+        /// Job id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Statistics, active jobs and the last job of every plan.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the packs of a plan (or all plans) on every sink.
+    List {
+        /// Only this plan.
+        plan: Option<String>,
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a pack: sizes and checksums; --deep also decompresses and checks every artifact.
+    Verify(VerifyArgs),
+    /// Restore from a pack.
+    Restore(RestoreArgs),
+    /// Check or show the configuration.
+    Config {
+        /// check or show.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Quick start: create a demo SQLite database and back it up to a local directory.
+    Demo {
+        /// Directory for the demo database, config, state and packs.
+        #[arg(long, default_value = "packrat-demo")]
+        dir: PathBuf,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `packrat run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plan name.
+    pub plan: String,
+    /// Full backup (the default).
+    #[arg(long, conflicts_with = "incremental")]
+    pub full: bool,
+    /// Incremental backup (sources without increments do a full copy).
+    #[arg(long)]
+    pub incremental: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `packrat jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only this plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Only jobs in this status (queued, running, completed, failed, interrupted).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which pack: a path, `PLAN/PACK_ID`, a pack id, or `--latest PLAN`.
+#[derive(Debug, Args)]
+pub struct PackSelector {
+    /// A pack directory, `PLAN/PACK_ID`, or a pack id.
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    pub pack: Option<String>,
+    /// The newest pack of this plan.
+    #[arg(long, value_name = "PLAN")]
+    pub latest: Option<String>,
+    /// Look in this sink only (default: every sink, in config order).
+    #[arg(long)]
+    pub sink: Option<String>,
+}
+
+/// `packrat verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The pack.
+    #[command(flatten)]
+    pub pack: PackSelector,
+    /// Decompress and check every artifact (SQLite integrity_check, …).
+    #[arg(long)]
+    pub deep: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `packrat restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The pack.
+    #[command(flatten)]
+    pub pack: PackSelector,
+    /// Restore the artifacts of this source (needed when the pack holds several).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Where to restore to (for SQLite: the database file to create).
+    #[arg(long, value_name = "PATH")]
+    pub to: PathBuf,
+    /// Replace an existing target.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `packrat config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Parse and validate the config; exit 2 with file, line and key on error.
+    Check,
+    /// Print the effective config (paths resolved, secrets redacted).
+    Show,
+}

@@ -1,0 +1,243 @@
+//! The subcommands.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use backup_core::state::JobFilter;
+use backup_core::{BackupKind, JobStatus, Pack, Sink, Trigger, VerifyLevel, VerifyReport};
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, ConfigAction, JobsArgs, PackSelector, RestoreArgs, RunArgs, VerifyArgs};
+use crate::progress::TermProgress;
+use crate::{exit, output, wire, CliError};
+
+/// Runs the parsed command; returns the exit code.
+pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Run(a) => run(config, a).await,
+        Command::Jobs(a) => jobs(config, a),
+        Command::Job { id, json } => job(config, id, json),
+        Command::Status { json } => status(config, json),
+        Command::List { plan, sink, json } => list(config, plan.as_deref(), sink.as_deref(), json).await,
+        Command::Verify(a) => verify(config, a).await,
+        Command::Restore(a) => restore(config, a).await,
+        Command::Config { action } => config_cmd(config, action),
+        Command::Demo { dir } => crate::demo::run(&dir).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+    }
+}
+
+async fn run(config: Option<&Path>, a: RunArgs) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    let plan = wire::plan(&cfg, &a.plan)?;
+    let state = wire::open_state(&cfg)?;
+    let kind = if a.incremental { BackupKind::Incremental } else { BackupKind::Full };
+    let progress = Arc::new(TermProgress::new());
+    let runner = backup_core::Runner::new(state).with_progress(progress.clone());
+    let result = runner.run(&plan, kind, Trigger::Manual).await;
+    progress.finish();
+    let run = result?;
+    if a.json {
+        output::json(&output::run_json(&run));
+    } else {
+        output::run_human(&run);
+    }
+    Ok(if run.is_success() { exit::OK } else { exit::FAILED })
+}
+
+fn jobs(config: Option<&Path>, a: JobsArgs) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    let state = wire::open_state(&cfg)?;
+    let status = match a.status.as_deref() {
+        Some(s) => Some(s.parse::<JobStatus>().map_err(CliError::usage)?),
+        None => None,
+    };
+    let jobs = state.jobs(&JobFilter {
+        plan: a.plan,
+        status,
+        limit: Some(a.limit),
+    })?;
+    if a.json {
+        output::json(&jobs);
+    } else {
+        output::jobs_table(&jobs);
+    }
+    Ok(exit::OK)
+}
+
+fn job(config: Option<&Path>, id: i64, json: bool) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    let state = wire::open_state(&cfg)?;
+    let job = state.job(id)?.ok_or_else(|| CliError::usage(format!("no job {id}")))?;
+    if json {
+        output::json(&job);
+    } else {
+        output::job_detail(&job);
+    }
+    Ok(exit::OK)
+}
+
+fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    let state = wire::open_state(&cfg)?;
+    let status = output::Status::collect(&cfg, &state)?;
+    if json {
+        output::json(&status);
+    } else {
+        status.print_human();
+    }
+    Ok(exit::OK)
+}
+
+async fn list(config: Option<&Path>, plan: Option<&str>, sink: Option<&str>, json: bool) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    if let Some(p) = plan {
+        cfg.plan(p)?;
+    }
+    let mut all = Vec::new();
+    for s in wire::sinks(&cfg, sink)? {
+        all.extend(s.list(plan).await?);
+    }
+    if json {
+        output::json(&all);
+    } else {
+        output::packs_table(&all);
+    }
+    Ok(exit::OK)
+}
+
+/// Finds the pack a selector names.
+async fn resolve_pack(cfg: &backup_core::config::Config, sel: &PackSelector) -> Result<Pack, CliError> {
+    let sinks: Vec<Arc<dyn Sink>> = match (&sel.sink, &sel.latest) {
+        (Some(s), _) => vec![wire::sink(cfg, s)?],
+        (None, Some(plan)) => cfg.plan(plan)?.sinks.iter().map(|s| wire::sink(cfg, s)).collect::<Result<_, _>>()?,
+        (None, None) => wire::sinks(cfg, None)?,
+    };
+    if let Some(plan) = &sel.latest {
+        for s in &sinks {
+            if let Some(p) = s.list(Some(plan)).await?.last() {
+                return Ok(s.open(plan, &p.id).await?);
+            }
+        }
+        return Err(CliError::usage(format!("plan `{plan}` has no packs yet; run `packrat run {plan}` first")));
+    }
+    let arg = sel.pack.as_deref().unwrap_or_default();
+    let as_path = Path::new(arg);
+    if as_path.is_dir() {
+        return Ok(Pack::open(as_path)?);
+    }
+    let (plan, id) = match arg.split_once('/') {
+        Some((p, i)) => (Some(p), i),
+        None => (None, arg),
+    };
+    for s in &sinks {
+        if let Some(p) = s.list(plan).await?.into_iter().find(|p| p.id == id) {
+            return Ok(s.open(&p.plan, &p.id).await?);
+        }
+    }
+    Err(CliError::usage(format!(
+        "no pack `{arg}` found (give a pack directory, PLAN/PACK_ID, a pack id, or --latest PLAN; `packrat list` shows the packs)"
+    )))
+}
+
+async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
+    let pack = if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
+        // A pack directory can be verified without a config.
+        let dir = a.pack.pack.as_deref().unwrap_or_default();
+        Pack::open(Path::new(dir))
+    } else {
+        let cfg = wire::load_config(config)?;
+        match resolve_pack(&cfg, &a.pack).await {
+            Ok(p) => Ok(p),
+            Err(e) => return Err(e),
+        }
+    };
+    let level = if a.deep { VerifyLevel::Deep } else { VerifyLevel::Quick };
+    let report = match pack {
+        Ok(pack) => tokio::task::spawn_blocking(move || wire::verifier().verify(&pack, level))
+            .await
+            .map_err(|e| CliError::failed(format!("verification task failed: {e}")))?,
+        Err(e) => {
+            let dir = a.pack.pack.as_deref().unwrap_or_default();
+            VerifyReport::unreadable(Path::new(dir), e.to_string())
+        }
+    };
+    if a.json {
+        output::json(&report);
+    } else {
+        output::verify_human(&report);
+    }
+    Ok(if report.is_ok() { exit::OK } else { exit::FAILED })
+}
+
+async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> {
+    let pack = if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
+        Pack::open(Path::new(a.pack.pack.as_deref().unwrap_or_default()))?
+    } else {
+        let cfg = wire::load_config(config)?;
+        resolve_pack(&cfg, &a.pack).await?
+    };
+    let candidates: Vec<_> = pack
+        .manifest()
+        .artifacts
+        .iter()
+        .filter(|e| a.source.as_deref().is_none_or(|s| e.source == s))
+        .filter(|e| e.kind == "sqlite")
+        .cloned()
+        .collect();
+    let entry = match candidates.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let sources: Vec<_> = pack.manifest().artifacts.iter().map(|e| format!("{} ({})", e.source, e.kind)).collect();
+            return Err(CliError::usage(format!(
+                "pack {} has no restorable artifact{}; it holds: {}",
+                pack.id(),
+                a.source.as_deref().map(|s| format!(" of source `{s}`")).unwrap_or_default(),
+                if sources.is_empty() { "nothing".into() } else { sources.join(", ") }
+            )));
+        }
+        many => {
+            let names: Vec<_> = many.iter().map(|e| e.source.clone()).collect();
+            return Err(CliError::usage(format!(
+                "pack {} holds several databases; choose one with --source ({})",
+                pack.id(),
+                names.join(", ")
+            )));
+        }
+    };
+    let to = a.to.clone();
+    let overwrite = a.overwrite;
+    let report = tokio::task::spawn_blocking(move || source_sqlite::restore(&pack, &entry, &to, overwrite))
+        .await
+        .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
+        .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+    if a.json {
+        output::json(&serde_json::json!({ "restored_to": a.to, "bytes": report.bytes }));
+    } else {
+        println!("restored to {} ({})", a.to.display(), output::bytes(report.bytes));
+    }
+    Ok(exit::OK)
+}
+
+fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    match action {
+        ConfigAction::Check => {
+            for name in cfg.plans.keys() {
+                wire::plan(&cfg, name)?;
+            }
+            println!(
+                "config OK: {} source(s), {} sink(s), {} plan(s)",
+                cfg.sources.len(),
+                cfg.sinks.len(),
+                cfg.plans.len()
+            );
+        }
+        ConfigAction::Show => print!("{}", cfg.to_redacted_toml()),
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,250 @@
+//! Rendering for humans and as JSON.
+
+use std::collections::BTreeMap;
+
+use backup_core::config::Config;
+use backup_core::runner::JobRun;
+use backup_core::sink::PackInfo;
+use backup_core::{Job, StateStore, VerifyReport};
+use chrono::{DateTime, Local, Utc};
+use serde::Serialize;
+
+use crate::CliError;
+
+/// Prints `v` as pretty JSON on stdout.
+pub fn json<T: Serialize + ?Sized>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+    }
+}
+
+/// `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn duration(job: &Job) -> String {
+    job.duration()
+        .map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The JSON of `packrat run --json`.
+pub fn run_json(run: &JobRun) -> serde_json::Value {
+    serde_json::json!({
+        "job": run.job,
+        "pack": run.pack,
+        "replicas": run.replicas,
+        "warnings": run.warnings,
+    })
+}
+
+/// The human output of `packrat run`.
+pub fn run_human(run: &JobRun) {
+    let j = &run.job;
+    println!("job {}: {} ({})", j.id, j.status, j.message);
+    if let Some(p) = &run.pack {
+        println!("pack {} at {}", p.id, p.path.display());
+        println!("  {} artifact(s), {}, {}", p.artifacts, bytes(p.bytes), duration(j));
+    }
+    for r in &run.replicas {
+        println!("replica on {}: {}", r.sink, r.path.display());
+    }
+    for w in &run.warnings {
+        println!("warning: {w}");
+    }
+    if !j.detail.is_empty() {
+        eprintln!("error: {}", j.detail);
+    }
+}
+
+/// `packrat jobs` table.
+pub fn jobs_table(jobs: &[Job]) {
+    if jobs.is_empty() {
+        println!("no jobs yet");
+        return;
+    }
+    println!(
+        "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  MESSAGE",
+        "ID", "PLAN", "KIND", "STATUS", "STARTED", "TIME", "SIZE"
+    );
+    for j in jobs {
+        let msg = if j.detail.is_empty() {
+            j.message.clone()
+        } else {
+            format!("{}: {}", j.message, j.detail)
+        };
+        println!(
+            "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  {}",
+            j.id,
+            j.plan,
+            j.kind,
+            j.status,
+            when(j.started_at.or(Some(j.created_at))),
+            duration(j),
+            bytes(j.bytes),
+            msg
+        );
+    }
+}
+
+/// `packrat job ID`.
+pub fn job_detail(j: &Job) {
+    println!("job {} ({} {}, {})", j.id, j.plan, j.kind, j.trigger.as_str());
+    println!("  status:      {} ({}%)", j.status, j.progress);
+    println!("  message:     {}", j.message);
+    if !j.detail.is_empty() {
+        println!("  detail:      {}", j.detail);
+    }
+    println!("  pack:        {}", j.pack_id.as_deref().unwrap_or("-"));
+    println!("  output_dir:  {}", j.output_dir.as_deref().unwrap_or("-"));
+    println!("  replication: {}", j.replication.as_str());
+    println!("  size:        {} in {} artifact(s), {} record(s)", bytes(j.bytes), j.artifacts, j.records);
+    println!("  created:     {}", when(Some(j.created_at)));
+    println!("  started:     {}", when(j.started_at));
+    println!("  finished:    {} ({})", when(j.finished_at), duration(j));
+}
+
+/// `packrat list` table.
+pub fn packs_table(packs: &[PackInfo]) {
+    if packs.is_empty() {
+        println!("no packs");
+        return;
+    }
+    println!("{:<10} {:<14} {:<40} {:<11} {:>10}  PATH", "SINK", "PLAN", "PACK", "KIND", "SIZE");
+    for p in packs {
+        println!(
+            "{:<10} {:<14} {:<40} {:<11} {:>10}  {}",
+            p.sink,
+            p.plan,
+            p.id,
+            p.kind,
+            bytes(p.bytes),
+            p.path.display()
+        );
+    }
+}
+
+/// `packrat verify` for humans.
+pub fn verify_human(r: &VerifyReport) {
+    let level = match r.level {
+        backup_core::VerifyLevel::Quick => "quick",
+        backup_core::VerifyLevel::Deep => "deep",
+    };
+    if r.is_ok() {
+        println!("OK   {} ({level}, {} artifact(s)) at {}", r.pack_id, r.artifacts, r.dir.display());
+    } else {
+        println!("FAIL {} ({level}) at {}", r.pack_id, r.dir.display());
+        for p in &r.problems {
+            println!("  {}: {}", p.path, p.reason);
+        }
+    }
+}
+
+/// Statistics as in `packrat status --json`.
+#[derive(Debug, Serialize)]
+pub struct Statistics {
+    /// Finished backups (completed, failed, interrupted).
+    pub total_backups: u64,
+    /// Completed.
+    pub success_count: u64,
+    /// Failed or interrupted.
+    pub failure_count: u64,
+    /// Percent.
+    pub success_rate: f64,
+    /// Size of all completed packs in MB (10^6 bytes).
+    pub total_size_mb: f64,
+    /// Size of all completed packs in bytes.
+    pub total_bytes: u64,
+    /// Queued or running jobs.
+    pub active_jobs: u64,
+}
+
+/// Per-plan status.
+#[derive(Debug, Serialize)]
+pub struct PlanStatus {
+    /// Whether the scheduler runs it.
+    pub enabled: bool,
+    /// Newest job.
+    pub last_job: Option<Job>,
+    /// When it last completed.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Failed/interrupted jobs since the last success.
+    pub consecutive_failures: u32,
+}
+
+/// `packrat status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Always "cli": the daemon's view is added when the daemon exists.
+    pub source: &'static str,
+    /// Totals.
+    pub statistics: Statistics,
+    /// Queued or running jobs.
+    pub active_jobs: Vec<Job>,
+    /// Every plan of the config (and any plan with jobs).
+    pub plans: BTreeMap<String, PlanStatus>,
+}
+
+impl Status {
+    /// Reads the state store.
+    pub fn collect(cfg: &Config, state: &StateStore) -> Result<Status, CliError> {
+        let s = state.stats()?;
+        let mut plans = BTreeMap::new();
+        let last = state.last_job_per_plan()?;
+        let names: std::collections::BTreeSet<String> =
+            cfg.plans.keys().cloned().chain(last.iter().map(|j| j.plan.clone())).collect();
+        for name in names {
+            plans.insert(
+                name.clone(),
+                PlanStatus {
+                    enabled: cfg.plans.get(&name).is_some_and(|p| p.enabled),
+                    last_job: last.iter().find(|j| j.plan == name).cloned(),
+                    last_success: state.last_success(&name)?.and_then(|j| j.finished_at),
+                    consecutive_failures: state.consecutive_failures(&name)?,
+                },
+            );
+        }
+        Ok(Status {
+            source: "cli",
+            statistics: Statistics {
+                total_backups: s.total,
+                success_count: s.success,
+                failure_count: s.failure,
+                success_rate: s.success_rate,
+                total_size_mb: (s.total_bytes as f64 / 1e6 * 100.0).round() / 100.0,
+                total_bytes: s.total_bytes,
+                active_jobs: s.active,
+            },
+            active_jobs: state.active_jobs()?,
+            plans,
+        })
+    }
+
+    /// Human form.
+    pub fn print_human(&self) {
+        let s = &self.statistics;
+        println!(
+            "backups: {} total, {} succeeded, {} failed ({:.1}% success), {:.2} MB stored, {} active",
+            s.total_backups, s.success_count, s.failure_count, s.success_rate, s.total_size_mb, s.active_jobs
+        );
+        for (name, p) in &self.plans {
+            let last = match &p.last_job {
+                Some(j) => format!("job {} {} {}", j.id, j.status, when(j.finished_at.or(j.started_at))),
+                None => "never ran".into(),
+            };
+            println!(
+                "  {name:<16} {:<9} last: {last}; last success: {}; failures in a row: {}",
+                if p.enabled { "enabled" } else { "disabled" },
+                when(p.last_success),
+                p.consecutive_failures
+            );
+        }
+    }
+}

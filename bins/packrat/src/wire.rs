@@ -1,0 +1,79 @@
+//! Wiring: config entries → source, sink and plan instances of the crates.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use backup_core::config::{Config, SinkConfig, SourceConfig};
+use backup_core::runner::Plan;
+use backup_core::{Sink, Source, StateStore, Verifier};
+
+use crate::CliError;
+
+/// Loads the config from `--config` / `PACKRAT_CONFIG`.
+pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    let Some(path) = path else {
+        return Err(CliError::usage(
+            "no config file given; pass --config FILE or set PACKRAT_CONFIG (try `packrat demo` for a quick start)",
+        ));
+    };
+    Ok(Config::load(path)?)
+}
+
+/// Opens the installation's state store.
+pub fn open_state(cfg: &Config) -> Result<Arc<StateStore>, CliError> {
+    Ok(Arc::new(StateStore::open(&cfg.state_dir)?))
+}
+
+/// The source named `name`.
+pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>, CliError> {
+    let sc = cfg
+        .sources
+        .get(name)
+        .ok_or_else(|| CliError::usage(format!("no source `{name}` in the config")))?;
+    Ok(match sc {
+        SourceConfig::Sqlite(c) => Arc::new(source_sqlite::SqliteSource::from_config(name, c)),
+        SourceConfig::Mongo(_) => {
+            return Err(CliError::usage(format!(
+                "source `{name}` is of type mongo, which this build of packrat cannot back up yet; \
+                 remove it from the plan or use a build with MongoDB support"
+            )));
+        }
+    })
+}
+
+/// The sink named `name`.
+pub fn sink(cfg: &Config, name: &str) -> Result<Arc<dyn Sink>, CliError> {
+    let sc = cfg
+        .sinks
+        .get(name)
+        .ok_or_else(|| CliError::usage(format!("no sink `{name}` in the config")))?;
+    Ok(match sc {
+        SinkConfig::Local(c) => Arc::new(sink_local::LocalSink::from_config(name, c)),
+    })
+}
+
+/// Every sink of the config, in name order, or only `only`.
+pub fn sinks(cfg: &Config, only: Option<&str>) -> Result<Vec<Arc<dyn Sink>>, CliError> {
+    match only {
+        Some(n) => Ok(vec![sink(cfg, n)?]),
+        None => cfg.sinks.keys().map(|n| sink(cfg, n)).collect(),
+    }
+}
+
+/// The plan named `name`, wired.
+pub fn plan(cfg: &Config, name: &str) -> Result<Plan, CliError> {
+    let pc = cfg.plan(name)?;
+    let sources = pc.source_names().into_iter().map(|s| source(cfg, s)).collect::<Result<Vec<_>, _>>()?;
+    let sinks = pc.sinks.iter().map(|s| sink(cfg, s)).collect::<Result<Vec<_>, _>>()?;
+    let mut plan = Plan::new(name, sources, sinks);
+    plan.prefix = pc.prefix().to_string();
+    plan.time_zone = cfg.plan_time_zone(pc);
+    plan.zstd_level = pc.zstd_level;
+    plan.replication_required = pc.replication_required;
+    Ok(plan)
+}
+
+/// A verifier with the deep checks of every artifact type this build knows.
+pub fn verifier() -> Verifier {
+    Verifier::new().with_check(Arc::new(source_sqlite::SqliteCheck))
+}
