@@ -4,15 +4,23 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use packrat_e2e::{seed_db, subdirs, Env};
+use packrat_e2e::{Env, seed_db, subdirs};
 
 #[test]
 fn missing_config_file_is_a_usage_error() {
     let env = Env::new();
     let r = env.run(&["status"]);
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(r.stderr.contains("packrat.toml not found") && r.stderr.contains("PACKRAT_CONFIG"), "{}", r.stderr);
-    let r = Command::new(packrat_e2e::packrat_bin()).arg("status").env_remove("PACKRAT_CONFIG").output().unwrap();
+    assert!(
+        r.stderr.contains("packrat.toml not found") && r.stderr.contains("PACKRAT_CONFIG"),
+        "{}",
+        r.stderr
+    );
+    let r = Command::new(packrat_e2e::packrat_bin())
+        .arg("status")
+        .env_remove("PACKRAT_CONFIG")
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--config"));
 }
@@ -26,7 +34,11 @@ fn unknown_key_names_file_line_and_key_and_changes_nothing() {
     for args in [&["config", "check"][..], &["run", "nightly"][..]] {
         let r = env.run(args);
         assert_eq!(r.code, 2, "{}", r.all());
-        assert!(r.stderr.contains("packrat.toml, line 7, key `compresss`"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("packrat.toml, line 7, key `compresss`"),
+            "{}",
+            r.stderr
+        );
         assert!(r.stderr.contains("expected one of"), "{}", r.stderr);
     }
     assert!(!env.path("state").exists(), "a bad config must not create state");
@@ -42,10 +54,17 @@ fn missing_source_file_fails_the_job_clearly_and_creates_nothing() {
     env.standard_config(&db, &env.path("packs"), "");
     let r = env.run(&["run", "nightly"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.all().contains("not found") && r.all().contains("nope/app.db"), "{}", r.all());
+    assert!(
+        r.all().contains("not found") && r.all().contains("nope/app.db"),
+        "{}",
+        r.all()
+    );
     assert!(!db.exists(), "the missing database must not be created");
     assert!(subdirs(&env.path("packs/nightly")).is_empty());
-    assert!(subdirs(&env.path("packs/.packrat-staging")).is_empty(), "staging must be removed");
+    assert!(
+        subdirs(&env.path("packs/.packrat-staging")).is_empty(),
+        "staging must be removed"
+    );
     let jobs = env.run(&["jobs", "--json"]).ok().json();
     assert_eq!(jobs[0]["status"], "failed");
     assert!(jobs[0]["detail"].as_str().unwrap().contains("not found"));
@@ -72,7 +91,11 @@ struct Mount(std::path::PathBuf);
 impl Mount {
     fn tmpfs(dir: &std::path::Path, opts: &str) -> Mount {
         std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(dir).status().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
         assert!(st.success(), "mounting a tmpfs failed (the tests need root on Linux)");
         Mount(dir.to_path_buf())
     }
@@ -95,7 +118,11 @@ fn read_only_target_fails_clearly() {
     env.standard_config(&db, &env.path("ro/packs"), "");
     let r = env.run(&["run", "nightly"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.all().contains("ro/packs") && r.all().to_lowercase().contains("read-only"), "{}", r.all());
+    assert!(
+        r.all().contains("ro/packs") && r.all().to_lowercase().contains("read-only"),
+        "{}",
+        r.all()
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -111,7 +138,10 @@ fn disk_full_fails_clearly_and_leaves_nothing() {
     let all = r.all().to_lowercase();
     assert!(all.contains("space"), "{}", r.all());
     assert!(subdirs(&env.path("small/packs/nightly")).is_empty());
-    assert!(subdirs(&env.path("small/packs/.packrat-staging")).is_empty(), "staging must be removed");
+    assert!(
+        subdirs(&env.path("small/packs/.packrat-staging")).is_empty(),
+        "staging must be removed"
+    );
 }
 
 #[test]
@@ -121,7 +151,9 @@ fn killed_mid_backup_leaves_no_pack_and_next_run_recovers() {
     seed_db(&db, 1_000, false); // rollback journal: an exclusive lock blocks readers
     env.standard_config(&db, &env.path("packs"), "busy_timeout = \"120s\"");
     let blocker = rusqlite::Connection::open(&db).unwrap();
-    blocker.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t(payload, n) VALUES ('held', 0);").unwrap();
+    blocker
+        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t(payload, n) VALUES ('held', 0);")
+        .unwrap();
 
     let mut child = env.cmd().args(["run", "nightly"]).spawn().unwrap();
     // Wait until the job is running inside the source, then kill -9.
@@ -129,14 +161,14 @@ fn killed_mid_backup_leaves_no_pack_and_next_run_recovers() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(Instant::now() < deadline, "job never reached the source stage");
-        if state.exists() {
-            if let Ok(c) = rusqlite::Connection::open(&state) {
-                let msg: Option<String> = c
-                    .query_row("SELECT message FROM jobs WHERE status = 'running'", [], |r| r.get(0))
-                    .ok();
-                if msg.is_some_and(|m| m.starts_with("backing up")) {
-                    break;
-                }
+        if state.exists()
+            && let Ok(c) = rusqlite::Connection::open(&state)
+        {
+            let msg: Option<String> = c
+                .query_row("SELECT message FROM jobs WHERE status = 'running'", [], |r| r.get(0))
+                .ok();
+            if msg.is_some_and(|m| m.starts_with("backing up")) {
+                break;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -144,7 +176,10 @@ fn killed_mid_backup_leaves_no_pack_and_next_run_recovers() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(subdirs(&env.path("packs/nightly")).is_empty(), "no pack may appear under a final name");
+    assert!(
+        subdirs(&env.path("packs/nightly")).is_empty(),
+        "no pack may appear under a final name"
+    );
 
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);
@@ -152,9 +187,17 @@ fn killed_mid_backup_leaves_no_pack_and_next_run_recovers() {
     assert_eq!(r["job"]["status"], "completed");
     let jobs = env.run(&["jobs", "--json"]).ok().json();
     assert_eq!(jobs[1]["status"], "interrupted", "{jobs}");
-    assert!(jobs[1]["detail"].as_str().unwrap().contains("stopped before it finished"));
+    assert!(
+        jobs[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stopped before it finished")
+    );
     assert_eq!(subdirs(&env.path("packs/nightly")).len(), 1);
-    assert!(subdirs(&env.path("packs/.packrat-staging")).is_empty(), "leftovers must be cleaned");
+    assert!(
+        subdirs(&env.path("packs/.packrat-staging")).is_empty(),
+        "leftovers must be cleaned"
+    );
 }
 
 #[test]
@@ -223,10 +266,17 @@ sinks = ["local"]
         &["list", "--json"],
     ] {
         let out = env.cmd().args(args).env("PACKRAT_TEST_MES_URI", &uri).output().unwrap();
-        outputs.push((args.join(" "), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)));
+        outputs.push((
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        ));
     }
     for (args, out) in &outputs {
         assert!(!out.contains(SECRET), "`packrat {args}` printed the secret:\n{out}");
     }
-    assert!(outputs[0].1.contains("uri_env = \"PACKRAT_TEST_MES_URI\""), "{}", outputs[0].1);
+    assert!(
+        outputs[0].1.contains("uri_env = \"PACKRAT_TEST_MES_URI\""),
+        "{}",
+        outputs[0].1
+    );
 }

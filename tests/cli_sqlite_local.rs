@@ -1,9 +1,9 @@
 //! The happy path through the real binary: backup, list, status, verify, restore, by hand too.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use packrat_e2e::{dump, seed_db, subdirs, Env};
+use packrat_e2e::{Env, dump, seed_db, subdirs};
 
 #[test]
 fn backup_verify_restore_round_trip() {
@@ -24,7 +24,11 @@ fn backup_verify_restore_round_trip() {
     // The human form prints job id and pack path.
     let human = env.run(&["run", "nightly"]).ok();
     assert!(human.stdout.contains("job 2: completed"), "{}", human.stdout);
-    assert!(human.stdout.contains("packs/nightly/migration_pack_"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("packs/nightly/migration_pack_"),
+        "{}",
+        human.stdout
+    );
 
     let verify = env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
     assert!(verify.stdout.starts_with("OK"), "{}", verify.stdout);
@@ -44,7 +48,15 @@ fn backup_verify_restore_round_trip() {
     let again = env.run(&["restore", &pack_dir, "--to", target.to_str().unwrap()]);
     assert_eq!(again.code, 1, "{}", again.all());
     assert!(again.stderr.contains("--overwrite"), "{}", again.stderr);
-    env.run(&["restore", "--latest", "nightly", "--to", target.to_str().unwrap(), "--overwrite"]).ok();
+    env.run(&[
+        "restore",
+        "--latest",
+        "nightly",
+        "--to",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ])
+    .ok();
     assert_eq!(dump(&target), before);
 }
 
@@ -146,9 +158,13 @@ fn backup_while_a_writer_inserts_holds_a_consistent_prefix() {
     let c = rusqlite::Connection::open(&copy).unwrap();
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
-    let (n, max_id): (i64, i64) = c.query_row("SELECT count(*), max(id) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (n, max_id): (i64, i64) = c
+        .query_row("SELECT count(*), max(id) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!(n, max_id, "ids must be a gap-free prefix");
-    let w: i64 = c.query_row("SELECT count(*) FROM t WHERE payload = 'w'", [], |r| r.get(0)).unwrap();
+    let w: i64 = c
+        .query_row("SELECT count(*) FROM t WHERE payload = 'w'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(w % 2, 0, "a transaction was torn");
 }
 
@@ -162,7 +178,11 @@ fn demo_runs_a_real_backup_on_the_embedded_default() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("deep verification: OK"), "{stdout}");
     assert_eq!(subdirs(&dir.join("packs/demo")).len(), 1);
     // Running it again adds a second pack.

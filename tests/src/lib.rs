@@ -46,7 +46,11 @@ impl Run {
     /// Asserts exit code 0 and returns self.
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "packrat failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "packrat failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -141,13 +145,17 @@ sinks = ["local"]
 /// Creates a SQLite database with `rows` rows in table `t(id, payload)`, in WAL or rollback mode.
 pub fn seed_db(path: &Path, rows: u32, wal: bool) {
     let c = rusqlite::Connection::open(path).expect("open");
-    c.pragma_update(None, "journal_mode", if wal { "wal" } else { "delete" }).expect("journal mode");
+    c.pragma_update(None, "journal_mode", if wal { "wal" } else { "delete" })
+        .expect("journal mode");
     c.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL, n INTEGER);")
         .expect("schema");
     let tx = c.unchecked_transaction().expect("tx");
     for i in 0..rows {
-        tx.execute("INSERT INTO t(payload, n) VALUES (?1, ?2)", (format!("row {i} {}", "x".repeat((i % 200) as usize)), i))
-            .expect("insert");
+        tx.execute(
+            "INSERT INTO t(payload, n) VALUES (?1, ?2)",
+            (format!("row {i} {}", "x".repeat((i % 200) as usize)), i),
+        )
+        .expect("insert");
     }
     tx.commit().expect("commit");
 }
@@ -156,15 +164,24 @@ pub fn seed_db(path: &Path, rows: u32, wal: bool) {
 pub fn dump(path: &Path) -> Vec<String> {
     let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
     let mut st = c.prepare("SELECT id, payload, n FROM t ORDER BY id").expect("prepare");
-    st.query_map([], |r| Ok(format!("{}|{}|{}", r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    st.query_map([], |r| {
+        Ok(format!(
+            "{}|{}|{}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?
+        ))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
 }
 
 /// Directories directly inside `dir` (empty when `dir` does not exist).
 pub fn subdirs(dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut v: Vec<String> = rd
         .flatten()
         .filter(|e| e.path().is_dir())

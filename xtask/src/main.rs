@@ -33,6 +33,8 @@ enum Command {
     /// Run a command, then report its wall time and peak RSS (used by the benches).
     #[command(hide = true)]
     Rss(rss::RssArgs),
+    /// Start (and print the test environment) or stop the Samba test share, for local test runs.
+    Samba(services::samba::SambaArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Ci(args) => ci::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => bench::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Rss(args) => rss::run(args),
+        Command::Samba(args) => services::samba::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -49,6 +49,12 @@ pub enum Kind {
         subcommand: &'static str,
         krate: &'static str,
     },
+    /// A module of `python3`, present when `python3 -c "import <module>"` works, else the
+    /// Debian package (e.g. `ensurepip` from `python3-venv`).
+    PythonModule {
+        module: &'static str,
+        package: &'static str,
+    },
 }
 
 impl Prereq {
@@ -63,6 +69,9 @@ impl Prereq {
     fn is_present(&self) -> bool {
         match &self.kind {
             Kind::Apt { program, .. } => find_in_path(program).is_some(),
+            Kind::PythonModule { module, .. } => util::succeeds(
+                Command::new(crate::services::mongo::system_python()).args(["-c", &format!("import {module}")]),
+            ),
             Kind::RustupTarget(target) => installed_targets().iter().any(|t| t == target),
             Kind::RustupComponent { subcommand, .. } | Kind::CargoTool { subcommand, .. } => {
                 util::succeeds(util::cargo().args([subcommand, "--version"]))
@@ -129,7 +138,7 @@ pub fn ensure(prereqs: &[Prereq]) -> Result<()> {
     let packages: Vec<&str> = missing
         .iter()
         .filter_map(|p| match p.kind {
-            Kind::Apt { package, .. } => Some(package),
+            Kind::Apt { package, .. } | Kind::PythonModule { package, .. } => Some(package),
             _ => None,
         })
         .collect();
@@ -139,7 +148,7 @@ pub fn ensure(prereqs: &[Prereq]) -> Result<()> {
 
     for prereq in &missing {
         match &prereq.kind {
-            Kind::Apt { .. } => {}
+            Kind::Apt { .. } | Kind::PythonModule { .. } => {}
             Kind::RustupTarget(target) => {
                 util::run(Command::new("rustup").args(["target", "add", target]))?;
             }

@@ -34,9 +34,19 @@ pub trait Service: std::fmt::Debug {
     fn stop(&mut self) -> Result<()>;
 }
 
-/// Every service the tests need. None yet.
+pub mod docker;
+pub mod mongo;
+pub mod samba;
+pub mod smtp;
+
+/// Every service the tests need.
 pub fn all() -> Vec<Box<dyn Service>> {
-    Vec::new()
+    vec![
+        Box::new(mongo::Mongo::default()),
+        Box::new(docker::Docker::default()),
+        Box::new(smtp::Smtp::default()),
+        Box::new(samba::Samba::default()),
+    ]
 }
 
 /// The prerequisites of every service in [`all`].

@@ -149,3 +149,35 @@ pub fn remove_path(path: &Path) -> Result<()> {
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// Sends signal `sig` (`TERM`, `KILL`, `INT`, `HUP`) to `target`: a pid, or `-PGID` for a whole
+/// process group. Uses the kill(2)/killpg(2) system calls directly — never the `kill` command,
+/// whose procps-ng version parses `kill -KILL -12345` as `kill -1`, i.e. every process — and
+/// refuses targets ≤ 1 (`-1`/`0`/`1` would hit everything or init).
+pub fn signal(sig: &str, target: &str) -> bool {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    let sig = match sig.trim_start_matches("SIG") {
+        "TERM" => Signal::SIGTERM,
+        "KILL" => Signal::SIGKILL,
+        "INT" => Signal::SIGINT,
+        "HUP" => Signal::SIGHUP,
+        _ => return false,
+    };
+    let (group, num) = match target.strip_prefix('-') {
+        Some(n) => (true, n),
+        None => (false, target),
+    };
+    let Ok(pid) = num.trim().parse::<i32>() else {
+        return false;
+    };
+    if pid <= 1 {
+        return false;
+    }
+    let pid = Pid::from_raw(pid);
+    if group {
+        killpg(pid, sig).is_ok()
+    } else {
+        kill(pid, sig).is_ok()
+    }
+}

@@ -67,7 +67,7 @@ pub enum Command {
     /// Verify a pack: sizes and checksums; --deep also decompresses and checks every artifact.
     Verify(VerifyArgs),
     /// Restore from a pack.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Check or show the configuration.
     Config {
         /// check or show.
@@ -79,6 +79,19 @@ pub enum Command {
         /// Directory for the demo database, config, state and packs.
         #[arg(long, default_value = "packrat-demo")]
         dir: PathBuf,
+    },
+    /// Apply each plan's retention to its sinks; prints keep/remove with the reason per pack.
+    Prune(crate::prune::PruneArgs),
+    /// Show what the replica's strict mount check sees at PATH; exit 1 unless it is an allowed mount.
+    MountCheck(crate::mount_check::MountCheckArgs),
+    /// Daily self-check: shares mounted, targets writable, latest jobs completed and synced, no
+    /// leftovers; one line per check with what to do; exit 1 when one fails.
+    Doctor(crate::doctor::DoctorArgs),
+    /// Alert channels: send a test message, list channels and firing alerts.
+    Alert {
+        /// test or list.
+        #[command(subcommand)]
+        action: crate::alert::AlertAction,
     },
     /// Print shell completions.
     Completions {
@@ -143,6 +156,9 @@ pub struct VerifyArgs {
     /// Decompress and check every artifact (SQLite integrity_check, …).
     #[arg(long)]
     pub deep: bool,
+    /// Data sampling against the live MongoDB source.
+    #[command(flatten)]
+    pub sample: crate::restore_mongo::SampleArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -157,9 +173,16 @@ pub struct RestoreArgs {
     /// Restore the artifacts of this source (needed when the pack holds several).
     #[arg(long)]
     pub source: Option<String>,
-    /// Where to restore to (for SQLite: the database file to create).
+    /// Where to restore a SQLite database to (the database file to create). For MongoDB packs use
+    /// --to-uri-env or --to-uri-file.
     #[arg(long, value_name = "PATH")]
-    pub to: PathBuf,
+    pub to: Option<PathBuf>,
+    /// MongoDB restore options.
+    #[command(flatten)]
+    pub mongo: crate::restore_mongo::MongoRestoreArgs,
+    /// Docker restore options.
+    #[command(flatten)]
+    pub docker: Box<crate::restore_docker::DockerRestoreArgs>,
     /// Replace an existing target.
     #[arg(long)]
     pub overwrite: bool,

@@ -9,7 +9,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, ConfigAction, JobsArgs, PackSelector, RestoreArgs, RunArgs, VerifyArgs};
 use crate::progress::TermProgress;
-use crate::{exit, output, wire, CliError};
+use crate::{CliError, exit, output, wire};
 
 /// Runs the parsed command; returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
@@ -18,10 +18,14 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Run(a) => run(config, a).await,
         Command::Jobs(a) => jobs(config, a),
         Command::Job { id, json } => job(config, id, json),
-        Command::Status { json } => status(config, json),
+        Command::Status { json } => crate::daemon_client::status(config, json).await,
+        Command::Prune(a) => crate::prune::run(config, a).await,
+        Command::MountCheck(a) => crate::mount_check::run(config, a),
+        Command::Doctor(a) => crate::doctor::run(config, a).await,
+        Command::Alert { action } => crate::alert::run(config, action).await,
         Command::List { plan, sink, json } => list(config, plan.as_deref(), sink.as_deref(), json).await,
         Command::Verify(a) => verify(config, a).await,
-        Command::Restore(a) => restore(config, a).await,
+        Command::Restore(a) => restore(config, *a).await,
         Command::Config { action } => config_cmd(config, action),
         Command::Demo { dir } => crate::demo::run(&dir).await,
         Command::Completions { shell } => {
@@ -35,12 +39,19 @@ async fn run(config: Option<&Path>, a: RunArgs) -> Result<u8, CliError> {
     let cfg = wire::load_config(config)?;
     let plan = wire::plan(&cfg, &a.plan)?;
     let state = wire::open_state(&cfg)?;
-    let kind = if a.incremental { BackupKind::Incremental } else { BackupKind::Full };
+    let kind = if a.incremental {
+        BackupKind::Incremental
+    } else {
+        BackupKind::Full
+    };
     let progress = Arc::new(TermProgress::new());
     let runner = backup_core::Runner::new(state).with_progress(progress.clone());
     let result = runner.run(&plan, kind, Trigger::Manual).await;
     progress.finish();
     let run = result?;
+    if run.is_success() {
+        crate::prune::after_job(&cfg, &plan, runner.state()).await;
+    }
     if a.json {
         output::json(&output::run_json(&run));
     } else {
@@ -81,7 +92,7 @@ fn job(config: Option<&Path>, id: i64, json: bool) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
+pub(crate) fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
     let cfg = wire::load_config(config)?;
     let state = wire::open_state(&cfg)?;
     let status = output::Status::collect(&cfg, &state)?;
@@ -114,7 +125,12 @@ async fn list(config: Option<&Path>, plan: Option<&str>, sink: Option<&str>, jso
 async fn resolve_pack(cfg: &backup_core::config::Config, sel: &PackSelector) -> Result<Pack, CliError> {
     let sinks: Vec<Arc<dyn Sink>> = match (&sel.sink, &sel.latest) {
         (Some(s), _) => vec![wire::sink(cfg, s)?],
-        (None, Some(plan)) => cfg.plan(plan)?.sinks.iter().map(|s| wire::sink(cfg, s)).collect::<Result<_, _>>()?,
+        (None, Some(plan)) => cfg
+            .plan(plan)?
+            .sinks
+            .iter()
+            .map(|s| wire::sink(cfg, s))
+            .collect::<Result<_, _>>()?,
         (None, None) => wire::sinks(cfg, None)?,
     };
     if let Some(plan) = &sel.latest {
@@ -123,7 +139,9 @@ async fn resolve_pack(cfg: &backup_core::config::Config, sel: &PackSelector) -> 
                 return Ok(s.open(plan, &p.id).await?);
             }
         }
-        return Err(CliError::usage(format!("plan `{plan}` has no packs yet; run `packrat run {plan}` first")));
+        return Err(CliError::usage(format!(
+            "plan `{plan}` has no packs yet; run `packrat run {plan}` first"
+        )));
     }
     let arg = sel.pack.as_deref().unwrap_or_default();
     let as_path = Path::new(arg);
@@ -157,7 +175,8 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
         }
     };
     let level = if a.deep { VerifyLevel::Deep } else { VerifyLevel::Quick };
-    let report = match pack {
+    let for_sample = pack.as_ref().ok().cloned();
+    let mut report = match pack {
         Ok(pack) => tokio::task::spawn_blocking(move || wire::verifier().verify(&pack, level))
             .await
             .map_err(|e| CliError::failed(format!("verification task failed: {e}")))?,
@@ -166,6 +185,9 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
             VerifyReport::unreadable(Path::new(dir), e.to_string())
         }
     };
+    if let Some(p) = for_sample {
+        crate::restore_mongo::sample_against_source(config, &a.sample, &p, &mut report, a.json).await?;
+    }
     if a.json {
         output::json(&report);
     } else {
@@ -174,13 +196,26 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
     Ok(if report.is_ok() { exit::OK } else { exit::FAILED })
 }
 
-async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> {
-    let pack = if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
-        Pack::open(Path::new(a.pack.pack.as_deref().unwrap_or_default()))?
+/// The pack a selector names: a pack directory (no config needed) or via the config's sinks.
+pub(crate) async fn resolve_pack_for(config: Option<&Path>, sel: &PackSelector) -> Result<Pack, CliError> {
+    if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
+        Ok(Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?)
     } else {
         let cfg = wire::load_config(config)?;
-        resolve_pack(&cfg, &a.pack).await?
+        resolve_pack(&cfg, sel).await
+    }
+}
+
+async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> {
+    // Docker parts are asked for with --volumes/--compose-dir/--images.
+    if a.docker.wanted() {
+        return crate::restore_docker::restore(config, a).await;
+    }
+    // MongoDB packs restore into a server (--to-uri-env/--to-uri-file), SQLite ones into --to PATH.
+    let Some(to) = a.to.clone() else {
+        return crate::restore_mongo::restore(config, a).await;
     };
+    let pack = resolve_pack_for(config, &a.pack).await?;
     let candidates: Vec<_> = pack
         .manifest()
         .artifacts
@@ -192,12 +227,24 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
     let entry = match candidates.as_slice() {
         [one] => one.clone(),
         [] => {
-            let sources: Vec<_> = pack.manifest().artifacts.iter().map(|e| format!("{} ({})", e.source, e.kind)).collect();
+            let sources: Vec<_> = pack
+                .manifest()
+                .artifacts
+                .iter()
+                .map(|e| format!("{} ({})", e.source, e.kind))
+                .collect();
             return Err(CliError::usage(format!(
                 "pack {} has no restorable artifact{}; it holds: {}",
                 pack.id(),
-                a.source.as_deref().map(|s| format!(" of source `{s}`")).unwrap_or_default(),
-                if sources.is_empty() { "nothing".into() } else { sources.join(", ") }
+                a.source
+                    .as_deref()
+                    .map(|s| format!(" of source `{s}`"))
+                    .unwrap_or_default(),
+                if sources.is_empty() {
+                    "nothing".into()
+                } else {
+                    sources.join(", ")
+                }
             )));
         }
         many => {
@@ -209,16 +256,16 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
             )));
         }
     };
-    let to = a.to.clone();
+    let target = to.clone();
     let overwrite = a.overwrite;
-    let report = tokio::task::spawn_blocking(move || source_sqlite::restore(&pack, &entry, &to, overwrite))
+    let report = tokio::task::spawn_blocking(move || source_sqlite::restore(&pack, &entry, &target, overwrite))
         .await
         .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
         .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
     if a.json {
-        output::json(&serde_json::json!({ "restored_to": a.to, "bytes": report.bytes }));
+        output::json(&serde_json::json!({ "restored_to": to, "bytes": report.bytes }));
     } else {
-        println!("restored to {} ({})", a.to.display(), output::bytes(report.bytes));
+        println!("restored to {} ({})", to.display(), output::bytes(report.bytes));
     }
     Ok(exit::OK)
 }
@@ -229,6 +276,7 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
         ConfigAction::Check => {
             for name in cfg.plans.keys() {
                 wire::plan(&cfg, name)?;
+                policy_schedule::Schedule::from_config(&cfg, name).map_err(|e| CliError::usage(e.to_string()))?;
             }
             println!(
                 "config OK: {} source(s), {} sink(s), {} plan(s)",

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::{exit, wire, CliError};
+use crate::{CliError, exit, wire};
 
 const CONFIG: &str = r#"# packrat quick-start config, written by `packrat demo`.
 # Paths are relative to this file.
@@ -52,7 +52,10 @@ pub async fn run(dir: &Path) -> Result<u8, CliError> {
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     if !report.is_ok() {
-        return Err(CliError::failed(format!("demo pack failed verification: {:?}", report.problems)));
+        return Err(CliError::failed(format!(
+            "demo pack failed verification: {:?}",
+            report.problems
+        )));
     }
     let c = cfg_path.display();
     println!("backed up {} into job {}", db.display(), run.job.id);
@@ -63,7 +66,10 @@ pub async fn run(dir: &Path) -> Result<u8, CliError> {
     println!("  packrat --config {c} list");
     println!("  packrat --config {c} status");
     println!("  packrat --config {c} restore --latest demo --to /tmp/restored.db");
-    println!("  sqlite3 {}/sqlite/app_db.db 'select count(*) from orders'", pack.path.display());
+    println!(
+        "  sqlite3 {}/sqlite/app_db.db 'select count(*) from orders'",
+        pack.path.display()
+    );
     Ok(exit::OK)
 }
 

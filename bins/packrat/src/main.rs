@@ -3,11 +3,19 @@
 //! A thin binary: it parses the config and the command line, wires the source and sink crates
 //! into `backup-core`'s runner, and presents the results. See `packrat --help` and the README.
 
+mod alert;
 mod cli;
 mod commands;
+mod daemon_client;
 mod demo;
+mod doctor;
+mod doctor_schedule;
+mod mount_check;
 mod output;
 mod progress;
+mod prune;
+mod restore_docker;
+mod restore_mongo;
 mod wire;
 
 use std::process::ExitCode;

@@ -105,7 +105,12 @@ pub fn job_detail(j: &Job) {
     println!("  pack:        {}", j.pack_id.as_deref().unwrap_or("-"));
     println!("  output_dir:  {}", j.output_dir.as_deref().unwrap_or("-"));
     println!("  replication: {}", j.replication.as_str());
-    println!("  size:        {} in {} artifact(s), {} record(s)", bytes(j.bytes), j.artifacts, j.records);
+    println!(
+        "  size:        {} in {} artifact(s), {} record(s)",
+        bytes(j.bytes),
+        j.artifacts,
+        j.records
+    );
     println!("  created:     {}", when(Some(j.created_at)));
     println!("  started:     {}", when(j.started_at));
     println!("  finished:    {} ({})", when(j.finished_at), duration(j));
@@ -117,7 +122,10 @@ pub fn packs_table(packs: &[PackInfo]) {
         println!("no packs");
         return;
     }
-    println!("{:<10} {:<14} {:<40} {:<11} {:>10}  PATH", "SINK", "PLAN", "PACK", "KIND", "SIZE");
+    println!(
+        "{:<10} {:<14} {:<40} {:<11} {:>10}  PATH",
+        "SINK", "PLAN", "PACK", "KIND", "SIZE"
+    );
     for p in packs {
         println!(
             "{:<10} {:<14} {:<40} {:<11} {:>10}  {}",
@@ -138,7 +146,12 @@ pub fn verify_human(r: &VerifyReport) {
         backup_core::VerifyLevel::Deep => "deep",
     };
     if r.is_ok() {
-        println!("OK   {} ({level}, {} artifact(s)) at {}", r.pack_id, r.artifacts, r.dir.display());
+        println!(
+            "OK   {} ({level}, {} artifact(s)) at {}",
+            r.pack_id,
+            r.artifacts,
+            r.dir.display()
+        );
     } else {
         println!("FAIL {} ({level}) at {}", r.pack_id, r.dir.display());
         for p in &r.problems {
@@ -198,8 +211,12 @@ impl Status {
         let s = state.stats()?;
         let mut plans = BTreeMap::new();
         let last = state.last_job_per_plan()?;
-        let names: std::collections::BTreeSet<String> =
-            cfg.plans.keys().cloned().chain(last.iter().map(|j| j.plan.clone())).collect();
+        let names: std::collections::BTreeSet<String> = cfg
+            .plans
+            .keys()
+            .cloned()
+            .chain(last.iter().map(|j| j.plan.clone()))
+            .collect();
         for name in names {
             plans.insert(
                 name.clone(),

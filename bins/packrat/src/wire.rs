@@ -32,13 +32,25 @@ pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>, CliError> {
         .ok_or_else(|| CliError::usage(format!("no source `{name}` in the config")))?;
     Ok(match sc {
         SourceConfig::Sqlite(c) => Arc::new(source_sqlite::SqliteSource::from_config(name, c)),
-        SourceConfig::Mongo(_) => {
-            return Err(CliError::usage(format!(
-                "source `{name}` is of type mongo, which this build of packrat cannot back up yet; \
-                 remove it from the plan or use a build with MongoDB support"
-            )));
+        // Outside a plan: every collection of the database (for `check`, restores, sampling).
+        SourceConfig::Mongo(c) => {
+            Arc::new(source_mongo::MongoSource::from_config(name, c).with_parallelism(cfg.parallelism))
         }
+        SourceConfig::Docker(c) => Arc::new(source_docker::DockerSource::from_config(name, c)),
     })
+}
+
+/// The source named `name` as plan `pc` uses it (Mongo sources get the plan's collections).
+fn plan_source(cfg: &Config, pc: &backup_core::config::PlanConfig, name: &str) -> Result<Arc<dyn Source>, CliError> {
+    match cfg.sources.get(name) {
+        Some(SourceConfig::Mongo(c)) => Ok(Arc::new(source_mongo::MongoSource::for_plan(
+            name,
+            c,
+            pc,
+            cfg.parallelism,
+        ))),
+        _ => source(cfg, name),
+    }
 }
 
 /// The sink named `name`.
@@ -49,6 +61,7 @@ pub fn sink(cfg: &Config, name: &str) -> Result<Arc<dyn Sink>, CliError> {
         .ok_or_else(|| CliError::usage(format!("no sink `{name}` in the config")))?;
     Ok(match sc {
         SinkConfig::Local(c) => Arc::new(sink_local::LocalSink::from_config(name, c)),
+        SinkConfig::CifsReplica(c) => Arc::new(sink_cifs_replica::CifsReplicaSink::from_config(name, c)),
     })
 }
 
@@ -63,7 +76,11 @@ pub fn sinks(cfg: &Config, only: Option<&str>) -> Result<Vec<Arc<dyn Sink>>, Cli
 /// The plan named `name`, wired.
 pub fn plan(cfg: &Config, name: &str) -> Result<Plan, CliError> {
     let pc = cfg.plan(name)?;
-    let sources = pc.source_names().into_iter().map(|s| source(cfg, s)).collect::<Result<Vec<_>, _>>()?;
+    let sources = pc
+        .source_names()
+        .into_iter()
+        .map(|s| plan_source(cfg, pc, s))
+        .collect::<Result<Vec<_>, _>>()?;
     let sinks = pc.sinks.iter().map(|s| sink(cfg, s)).collect::<Result<Vec<_>, _>>()?;
     let mut plan = Plan::new(name, sources, sinks);
     plan.prefix = pc.prefix().to_string();
@@ -75,5 +92,8 @@ pub fn plan(cfg: &Config, name: &str) -> Result<Plan, CliError> {
 
 /// A verifier with the deep checks of every artifact type this build knows.
 pub fn verifier() -> Verifier {
-    Verifier::new().with_check(Arc::new(source_sqlite::SqliteCheck))
+    Verifier::new()
+        .with_check(Arc::new(source_sqlite::SqliteCheck))
+        .with_check(Arc::new(source_mongo::MongoCheck))
+        .with_check(Arc::new(source_docker::DockerCheck))
 }

@@ -31,6 +31,18 @@ use serde::{Deserialize, Serialize};
 use crate::pack::check_plan_name;
 use crate::{Error, PackId, Result};
 
+mod daemon;
+pub use daemon::{
+    AlertChannelConfig, ApiConfig, CatchUp, DaemonConfig, DingTalkChannelConfig, EmailChannelConfig, HealthConfig,
+    SmtpTls, WebhookChannelConfig,
+};
+
+mod mongo;
+pub use mongo::{CollectionConfig, CollectionMode, DEFAULT_LAG, FirstRun};
+
+mod replica;
+pub use replica::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types};
+
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PACKRAT_CONFIG";
 
@@ -56,6 +68,22 @@ pub struct Config {
     /// Named plans.
     #[serde(default)]
     pub plans: BTreeMap<String, PlanConfig>,
+    /// What the scheduler does about slots missed while packrat was down (`once` or `skip`),
+    /// for plans without their own `catch_up`. Default `once`.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// How the daemon runs (`[daemon]`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// The daemon's HTTP API (`[api]`).
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The daemon's health checks (`[health]`).
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Alert channels (`[alerts.NAME]`); the alerts log always receives every alert.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alerts: BTreeMap<String, AlertChannelConfig>,
 }
 
 fn default_tz() -> Tz {
@@ -76,6 +104,8 @@ pub enum SourceConfig {
     Sqlite(SqliteSourceConfig),
     /// A MongoDB deployment.
     Mongo(MongoSourceConfig),
+    /// A Docker compose app (volumes, compose files, images).
+    Docker(DockerSourceConfig),
 }
 
 impl SourceConfig {
@@ -84,6 +114,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Sqlite(_) => "sqlite",
             SourceConfig::Mongo(_) => "mongo",
+            SourceConfig::Docker(_) => "docker",
         }
     }
 }
@@ -135,12 +166,108 @@ fn default_busy_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// `type = "docker"`: a Docker compose app: its named volumes (one tar archive each), its compose
+/// files and `.env`, and on full backups optionally its images.
+///
+/// Select the project with `compose_file` (the project name is derived as compose does) and/or
+/// `project`; its volumes are those labelled `com.docker.compose.project=<project>`, unless
+/// `volumes` (an explicit list) or `volume_prefix` is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSourceConfig {
+    /// The project's compose file; it and the `.env` next to it go to `docker/compose/<project>/`.
+    /// Project name: `project`, else `COMPOSE_PROJECT_NAME` from that `.env`, else the file's
+    /// top-level `name:`, else its directory's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_file: Option<PathBuf>,
+    /// The compose project name (overrides the derived one; alone, selects the project by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Back up exactly these volumes instead of the project's labelled ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    /// Back up every volume whose name starts with this prefix instead of the labelled ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_prefix: Option<String>,
+    /// Volumes to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_volumes: Vec<String>,
+    /// More files to copy into `docker/compose/<project>/` (override files, configs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_files: Vec<PathBuf>,
+    /// Image of the helper containers that read the volumes (they are created, never started, so
+    /// any local image works). Default: the image of one of the project's containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper_image: Option<String>,
+    /// Stop the project's running containers while the volumes are archived, then start exactly
+    /// those again (also when the backup fails). Default false.
+    #[serde(default)]
+    pub stop_during_backup: bool,
+    /// How long a container may take to stop before it is killed. Default 30s.
+    #[serde(default = "default_stop_timeout", with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    /// Include the images of the project's containers in full backups. Default false.
+    #[serde(default)]
+    pub include_images: bool,
+    /// Engine address (`unix:///var/run/docker.sock`, `tcp://127.0.0.1:2375`,
+    /// `npipe:////./pipe/docker_engine`). Default: `DOCKER_HOST`, else the platform's socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
+}
+
+fn default_stop_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl DockerSourceConfig {
+    /// Checks the combination of keys; `Err` holds the message.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let has_project = self.compose_file.is_some() || self.project.is_some();
+        if !self.volumes.is_empty() && self.volume_prefix.is_some() {
+            return Err("set either `volumes` (an explicit list) or `volume_prefix`, not both".into());
+        }
+        if !has_project && self.volumes.is_empty() && self.volume_prefix.is_none() {
+            return Err("needs `compose_file` or `project` (or an explicit `volumes` list or `volume_prefix`)".into());
+        }
+        if !has_project && (self.stop_during_backup || self.include_images) {
+            return Err(
+                "`stop_during_backup` and `include_images` need the project: set `compose_file` or `project`".into(),
+            );
+        }
+        if let Some(p) = &self.project {
+            let ok = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                && p.starts_with(|c: char| c.is_ascii_alphanumeric());
+            if !ok {
+                return Err(format!(
+                    "invalid project `{p}`: compose project names use a-z 0-9 _ - and start with a letter or digit"
+                ));
+            }
+        }
+        for v in self.volumes.iter().chain(&self.exclude_volumes) {
+            let ok = v.len() > 1
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                && v.starts_with(|c: char| c.is_ascii_alphanumeric());
+            if !ok {
+                return Err(format!(
+                    "invalid volume name `{v}`: Docker volume names use A-Z a-z 0-9 _ . - and start with a letter or digit"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A sink, selected by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum SinkConfig {
     /// A local directory.
     Local(LocalSinkConfig),
+    /// A verified replica on a mounted SMB/CIFS share.
+    CifsReplica(CifsReplicaSinkConfig),
 }
 
 impl SinkConfig {
@@ -148,6 +275,7 @@ impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Local(_) => "local",
+            SinkConfig::CifsReplica(_) => "cifs-replica",
         }
     }
 }
@@ -203,6 +331,36 @@ pub struct PlanConfig {
     /// zstd level for compressed artifacts (1-19). Default 3.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// Catch-up after downtime for this plan (`once` or `skip`). Default: the top-level `catch_up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
+    /// Alert when the last success is older than this. Default: twice the schedule interval.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+    /// Most collections of a Mongo source backed up at once. Default: the top-level `parallelism`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
+    /// Mongo sources: collections to back up, by name or glob (`*`, `?`, `[a-z]`). A plain name
+    /// must exist. Empty: every collection of the database. See `config::mongo`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<String>,
+    /// Mongo sources: collections to leave out, by name or glob.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_collections: Vec<String>,
+    /// Mongo sources: the time field of incremental windows (`createdAt`, `updatedAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_field: Option<String>,
+    /// Mongo sources: incremental windows end this far behind the job's start, so late writers
+    /// with a slightly older time are not missed. Default 1m.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub lag: Option<Duration>,
+    /// Mongo sources: where the first incremental run starts: `today` (default, plan zone),
+    /// `all`, or a date `2026-01-01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_run: Option<FirstRun>,
+    /// Mongo sources: per-collection `time_field` and `mode` (`incremental` or `full`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_collection: BTreeMap<String, CollectionConfig>,
 }
 
 fn default_zstd_level() -> i32 {
@@ -278,6 +436,7 @@ impl Config {
         let mut cfg: Config = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         cfg.resolve_paths(&base);
+        cfg.resolve_daemon_paths(&base);
         cfg.validate(text, path)?;
         Ok(cfg)
     }
@@ -297,11 +456,20 @@ impl Config {
                         abs(f)
                     }
                 }
+                SourceConfig::Docker(c) => {
+                    if let Some(f) = &mut c.compose_file {
+                        abs(f)
+                    }
+                    c.extra_files.iter_mut().for_each(abs);
+                }
             }
         }
         for s in self.sinks.values_mut() {
             match s {
                 SinkConfig::Local(c) => abs(&mut c.path),
+                // An unset path stays empty: the sink then reports "replica path is empty".
+                SinkConfig::CifsReplica(c) if c.path.as_os_str().is_empty() => {}
+                SinkConfig::CifsReplica(c) => abs(&mut c.path),
             }
         }
     }
@@ -368,8 +536,12 @@ impl Config {
                         ));
                     }
                 }
+                SourceConfig::Docker(c) => c.validate().map_err(|m| err(&format!("sources.{name}"), m))?,
             }
         }
+        self.validate_daemon(&err)?;
+        self.validate_mongo(&err)?;
+        self.validate_replicas(&err)?;
         Ok(())
     }
 

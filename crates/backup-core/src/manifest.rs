@@ -20,6 +20,9 @@ pub const FORMAT_NAME: &str = "packrat-pack";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// File name of the checksum list inside a pack directory.
 pub const SUMS_FILE: &str = "SHA256SUMS";
+/// File name of the record a replica sink adds to its copy of a pack (which pack, which job,
+/// when, from which host). Not an artifact: verification accepts it next to the manifest.
+pub const REPLICATION_FILE: &str = "replication_manifest.json";
 
 /// How an artifact is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

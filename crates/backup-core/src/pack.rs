@@ -629,6 +629,15 @@ impl Pack {
         &self.manifest.pack_id
     }
 
+    /// The same pack as a [`SealedPack`] (a pack with a valid manifest is sealed), e.g. to copy
+    /// it to another sink with [`crate::Sink::store`].
+    pub fn into_sealed(self) -> SealedPack {
+        SealedPack {
+            dir: self.dir,
+            manifest: self.manifest,
+        }
+    }
+
     /// Absolute path of an artifact.
     pub fn path_of(&self, entry: &ArtifactEntry) -> PathBuf {
         self.dir.join(&entry.path)

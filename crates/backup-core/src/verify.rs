@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{ArtifactEntry, Compression, MANIFEST_FILE, SUMS_FILE};
+use crate::manifest::{ArtifactEntry, Compression, MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE};
 use crate::pack::{Pack, hash_reader};
 
 /// How thoroughly to verify.
@@ -150,7 +150,7 @@ impl Verifier {
 
         // Files on disk that the manifest does not know.
         for rel in list_files(pack.dir()) {
-            if rel != MANIFEST_FILE && rel != SUMS_FILE && m.artifact(&rel).is_none() {
+            if rel != MANIFEST_FILE && rel != SUMS_FILE && rel != REPLICATION_FILE && m.artifact(&rel).is_none() {
                 p(&rel, "file is not listed in manifest.json".into());
             }
         }

@@ -5,7 +5,10 @@
 //! prepares its input, implements [`harness::Scenario`] and calls [`harness::run`]. Later
 //! benchmarks (`mongo`, `docker`, `replica`) are added the same way as [`sqlite`].
 
+pub mod docker;
 pub mod harness;
+pub mod mongo;
+pub mod replica;
 pub mod sqlite;
 
 use anyhow::Result;
@@ -16,11 +19,20 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// `packrat run` of a SQLite source vs `sqlite3 SRC ".backup DST"`.
     Sqlite(sqlite::SqliteArgs),
+    /// `packrat run` (full) of a MongoDB collection vs a bare driver cursor drain of it.
+    Mongo(mongo::MongoArgs),
+    /// `packrat run` of a Docker volume vs `docker run tar c | zstd -3`.
+    Docker(docker::DockerArgs),
+    /// Replica copy + verify of a ~1 GiB pack to the Samba test share vs `cp -r` to it.
+    Replica(replica::ReplicaArgs),
 }
 
 /// Runs one benchmark.
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Sqlite(args) => sqlite::run(&args),
+        BenchCommand::Mongo(args) => mongo::run(&args),
+        BenchCommand::Docker(args) => docker::run(&args),
+        BenchCommand::Replica(args) => replica::run(&args),
     }
 }

@@ -1,0 +1,309 @@
+//! The HTTP API (axum), on loopback by default:
+//!
+//! - `GET /api/jobs?plan=&status=&limit=`, `GET /api/jobs/{id}`
+//! - `GET /api/status` — running, uptime, active jobs, statistics, per plan last run / next run /
+//!   last success, firing alerts
+//! - `POST /api/plans/{name}/run?kind=full|incremental` — needs `Authorization: Bearer TOKEN`
+//!   (`[api] token_env` / `token_file`); refused when no token is configured
+//! - `GET /metrics` (Prometheus text format), `GET /healthz`
+//!
+//! The address it listens on is written to `<state_dir>/packratd.addr` for `packrat status`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use backup_core::config::Secret;
+use backup_core::state::JobFilter;
+use backup_core::{BackupKind, JobStatus, Trigger};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::daemon::{Daemon, StartError};
+use crate::{CliError, metrics};
+
+/// Name of the file in the state directory holding the API's address.
+pub const ADDR_FILE: &str = "packratd.addr";
+
+#[derive(Clone)]
+struct AppState {
+    d: Arc<Daemon>,
+    token: Option<Arc<Secret>>,
+}
+
+/// The running server.
+#[derive(Debug)]
+pub struct Server {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    addr_file: PathBuf,
+}
+
+impl Server {
+    /// Stops accepting requests, finishes the ones in flight, removes the address file.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+        let _ = std::fs::remove_file(&self.addr_file);
+    }
+}
+
+/// Binds the API and serves it in the background.
+pub async fn serve(d: Arc<Daemon>) -> Result<Server, CliError> {
+    let api = &d.cfg.api;
+    let token = api.token()?.map(Arc::new);
+    if !api.bind.ip().is_loopback() && token.is_none() {
+        return Err(CliError::usage(format!(
+            "refusing to serve the API on {}, which is not a loopback address, without a token; set [api] token_env \
+             or token_file, or bind to 127.0.0.1",
+            api.bind
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(api.bind).await.map_err(|e| {
+        CliError::failed(format!(
+            "cannot listen on {} for the API: {e}; change [api] bind",
+            api.bind
+        ))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::failed(format!("cannot read the API's address: {e}")))?;
+    // The address a local client connects to.
+    let connect = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), local.port()),
+        _ => local,
+    };
+    let addr_file = d.cfg.state_dir.join(ADDR_FILE);
+    std::fs::write(&addr_file, format!("{connect}\n"))
+        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", addr_file.display())))?;
+    if token.is_none() {
+        info!("no API token configured: POST /api/plans/{{name}}/run is refused; set [api] token_env or token_file");
+    }
+    let app = router(AppState { d, token });
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            error!("the API server stopped: {e}");
+        }
+    });
+    info!(addr = %local, "API listening");
+    Ok(Server { stop, task, addr_file })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/status", get(status))
+        .route("/api/plans/{name}/run", post(run_plan))
+        .route("/metrics", get(prometheus))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: backup_core::Error) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.chain())
+}
+
+#[derive(Debug, Deserialize)]
+struct JobsQuery {
+    plan: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response {
+    let status = match q.status.as_deref().map(str::parse::<JobStatus>) {
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        Some(Ok(st)) => Some(st),
+        None => None,
+    };
+    match s.d.state.jobs(&JobFilter {
+        plan: q.plan,
+        status,
+        limit: Some(q.limit.unwrap_or(50)),
+    }) {
+        Ok(j) => Json(j).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn job(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, format!("`{id}` is not a job id"));
+    };
+    match s.d.state.job(id) {
+        Ok(Some(j)) => Json(j).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+/// The status document of `GET /api/status`.
+pub fn status_json(d: &Daemon) -> backup_core::Result<serde_json::Value> {
+    let st = &d.state;
+    let stats = st.stats()?;
+    let running = d.running();
+    let last: BTreeMap<String, backup_core::Job> = st
+        .last_job_per_plan()?
+        .into_iter()
+        .map(|j| (j.plan.clone(), j))
+        .collect();
+    let mut plans = serde_json::Map::new();
+    for (name, pc) in &d.cfg.plans {
+        let sched = st.schedule_state(name)?;
+        let last_success = st.last_success(name)?;
+        plans.insert(
+            name.clone(),
+            json!({
+                "enabled": pc.enabled,
+                "schedule": d.schedules.get(name).map(|s| s.to_string()),
+                "runnable": d.plans.contains_key(name),
+                "problem": d.broken.get(name),
+                "running": running.get(name).map(|r| json!({
+                    "kind": r.kind, "trigger": r.trigger.as_str(), "since": r.since,
+                })),
+                "last_run": last.get(name),
+                "next_run": d.next_due(name),
+                "last_fired_slot": sched.last_fired_slot,
+                "last_success": last_success.as_ref().and_then(|j| j.finished_at).or(sched.last_success),
+                "last_success_job": last_success.as_ref().map(|j| j.id),
+                "consecutive_failures": st.consecutive_failures(name)?,
+            }),
+        );
+    }
+    let now = Utc::now();
+    Ok(json!({
+        "source": "daemon",
+        "running": true,
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": d.started_at,
+        "uptime_seconds": (now - d.started_at).num_seconds(),
+        "stopping": d.is_stopping(),
+        "statistics": {
+            "total_backups": stats.total,
+            "success_count": stats.success,
+            "failure_count": stats.failure,
+            "success_rate": stats.success_rate,
+            "total_bytes": stats.total_bytes,
+            "total_size_mb": stats.total_bytes as f64 / 1e6,
+            "active_jobs": stats.active,
+        },
+        "active_jobs": st.active_jobs()?,
+        "plans": plans,
+        "alerts": st.alerts(false)?,
+    }))
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    match status_json(&s.d) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RunQuery {
+    kind: Option<String>,
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn run_plan(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<RunQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = &s.token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "running plans over the API needs a token; set [api] token_env or token_file and restart packratd",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => {}
+        Some(_) => {
+            warn!(plan = %name, "API run refused: wrong token");
+            return error(StatusCode::UNAUTHORIZED, "wrong token");
+        }
+        None => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "error": "send the token as `Authorization: Bearer TOKEN`" })),
+            )
+                .into_response();
+        }
+    }
+    let kind = match q.kind.as_deref().unwrap_or("full").parse::<BackupKind>() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match s.d.start_job(&name, kind, Trigger::Api) {
+        Ok(()) => {
+            info!(plan = %name, %kind, "run requested over the API");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "plan": name, "kind": kind, "accepted": true })),
+            )
+                .into_response()
+        }
+        Err(StartError::Unknown(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(StartError::Busy(m)) => error(StatusCode::CONFLICT, m),
+        Err(StartError::ShuttingDown) => error(StatusCode::SERVICE_UNAVAILABLE, "packratd is shutting down"),
+    }
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    match metrics::render(&s.d) {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    if s.d.is_stopping() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
+    }
+    match s.d.state.stats() {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("state store: {}\n", e.chain())).into_response(),
+    }
+}

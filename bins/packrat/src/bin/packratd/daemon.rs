@@ -1,0 +1,444 @@
+//! The daemon: recovery, scheduler loop, job runner, retention, health checks, shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alerts::{AlertManager, HealthChecker, Notifier, PlanCheck};
+use backup_core::config::Config;
+use backup_core::runner::Plan;
+use backup_core::{BackupKind, Error, Policy, Runner, Sink, StateStore, Trigger};
+use chrono::{DateTime, Utc};
+use policy_schedule::{Decision, Schedule, Scheduler, SystemClock};
+use retention::Retention;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::AbortHandle;
+use tracing::{error, info, warn};
+
+use crate::{CliError, api, wire};
+
+/// Longest sleep of the scheduler loop, so that clock jumps and suspends are noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// A job the daemon started (running, or waiting for a parallelism slot).
+#[derive(Debug, Clone)]
+pub struct RunningJob {
+    /// Full or incremental.
+    pub kind: BackupKind,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When the daemon accepted it.
+    pub since: DateTime<Utc>,
+    abort: Option<AbortHandle>,
+}
+
+/// Why a run was not started.
+#[derive(Debug)]
+pub enum StartError {
+    /// No such plan (or it cannot be wired).
+    Unknown(String),
+    /// A job of the plan is already running or waiting.
+    Busy(String),
+    /// The daemon is shutting down.
+    ShuttingDown,
+}
+
+/// Everything the daemon's tasks share.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The config.
+    pub cfg: Config,
+    /// The state store.
+    pub state: Arc<StateStore>,
+    runner: Runner,
+    /// Wired plans.
+    pub plans: BTreeMap<String, Plan>,
+    /// Plans that could not be wired, with the reason.
+    pub broken: BTreeMap<String, String>,
+    /// Schedules of enabled, scheduled plans.
+    pub schedules: BTreeMap<String, Schedule>,
+    retention: BTreeMap<String, Retention>,
+    sinks: Vec<Arc<dyn Sink>>,
+    semaphore: Arc<Semaphore>,
+    running: Mutex<BTreeMap<String, RunningJob>>,
+    /// When the daemon started.
+    pub started_at: DateTime<Utc>,
+    stopping: AtomicBool,
+    shutdown_tx: watch::Sender<bool>,
+    job_done: Notify,
+    health_now: Notify,
+    alerts: Arc<AlertManager>,
+    checker: HealthChecker,
+}
+
+impl Daemon {
+    /// The plans with a job running or waiting, and what.
+    pub fn running(&self) -> BTreeMap<String, RunningJob> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// True when a job of `plan` is running or waiting.
+    pub fn is_busy(&self, plan: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(plan)
+    }
+
+    /// When `plan` is due next.
+    pub fn next_due(&self, plan: &str) -> Option<DateTime<Utc>> {
+        self.schedules.get(plan)?.next_due(Utc::now())
+    }
+
+    /// True once shutdown began.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Starts a job of `plan` in the background: it waits for a parallelism slot, runs, and on
+    /// success applies retention on every sink of the plan. A plan never overlaps itself.
+    pub fn start_job(self: &Arc<Self>, plan: &str, kind: BackupKind, trigger: Trigger) -> Result<(), StartError> {
+        if self.is_stopping() {
+            return Err(StartError::ShuttingDown);
+        }
+        let Some(wired) = self.plans.get(plan).cloned() else {
+            return Err(StartError::Unknown(match self.broken.get(plan) {
+                Some(why) => format!("plan `{plan}` cannot run: {why}"),
+                None => format!(
+                    "no plan `{plan}` (defined: {})",
+                    self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            }));
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = running.get(plan) {
+            return Err(StartError::Busy(format!(
+                "a {} job of plan `{plan}` ({}) is already running or waiting since {}; a plan never overlaps itself",
+                r.kind,
+                r.trigger.as_str(),
+                r.since.format("%Y-%m-%d %H:%M:%S UTC")
+            )));
+        }
+        running.insert(
+            plan.to_string(),
+            RunningJob {
+                kind,
+                trigger,
+                since: Utc::now(),
+                abort: None,
+            },
+        );
+        let this = self.clone();
+        let name = plan.to_string();
+        let handle = tokio::spawn(async move {
+            this.job_task(&wired, kind, trigger).await;
+            this.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+            this.job_done.notify_waiters();
+            this.health_now.notify_one();
+        });
+        if let Some(r) = running.get_mut(plan) {
+            r.abort = Some(handle.abort_handle());
+        }
+        Ok(())
+    }
+
+    async fn job_task(&self, plan: &Plan, kind: BackupKind, trigger: Trigger) {
+        let mut shutdown = self.shutdown_tx.subscribe();
+        let permit = tokio::select! {
+            p = self.semaphore.clone().acquire_owned() => p,
+            _ = shutdown.wait_for(|s| *s) => {
+                info!(plan = %plan.name, "not starting the queued job: packratd is shutting down");
+                return;
+            }
+        };
+        let Ok(_permit) = permit else { return };
+        match self.runner.run(plan, kind, trigger).await {
+            Ok(run) if run.is_success() => {
+                info!(plan = %plan.name, job = run.job.id, pack = ?run.pack.as_ref().map(|p| &p.id), "job completed");
+                self.after_success(plan).await;
+            }
+            Ok(run) => warn!(plan = %plan.name, job = run.job.id, "job failed: {}", run.job.detail),
+            Err(Error::Locked { holder, .. }) => warn!(
+                plan = %plan.name,
+                holder = ?holder,
+                "run skipped: the plan is locked by another packrat process (a `packrat run`?); a plan never overlaps itself"
+            ),
+            Err(e) => error!(plan = %plan.name, "cannot run the job: {}", e.chain()),
+        }
+    }
+
+    /// Retention and leftover cleanup on every sink of the plan after a successful job.
+    async fn after_success(&self, plan: &Plan) {
+        let Some(policy) = self.retention.get(&plan.name) else {
+            return;
+        };
+        for sink in &plan.sinks {
+            if !policy.is_empty() {
+                match retention::prune(sink.as_ref(), &plan.name, policy, Utc::now(), false).await {
+                    Ok(r) => {
+                        info!(plan = %plan.name, sink = sink.name(), kept = r.kept(), removed = r.removed(), "retention applied");
+                        for f in r.failures() {
+                            warn!(plan = %plan.name, sink = sink.name(), "retention could not remove {f}");
+                        }
+                    }
+                    Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
+                }
+            }
+            if let Err(e) = retention::clean_leftovers(sink.as_ref(), &self.state, self.cfg.daemon.leftover_age).await {
+                warn!(sink = sink.name(), "{e}");
+            }
+        }
+    }
+
+    fn health_checker_plans(cfg: &Config, schedules: &BTreeMap<String, Schedule>) -> Vec<PlanCheck> {
+        cfg.plans
+            .iter()
+            .map(|(name, pc)| {
+                let max_age = pc.max_age.or_else(|| {
+                    let s = schedules.get(name)?;
+                    let iv = s.interval(Utc::now())?;
+                    (iv * 2).to_std().ok()
+                });
+                PlanCheck {
+                    name: name.clone(),
+                    enabled: pc.enabled,
+                    max_age,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the health checks once and applies the findings (alerts and notices).
+    pub async fn check_health(&self) {
+        match self.checker.check(Utc::now()).await {
+            Ok(findings) => {
+                if let Err(e) = self.alerts.apply(findings).await {
+                    error!("cannot record alerts: {e}");
+                }
+            }
+            Err(e) => error!("health check failed: {e}"),
+        }
+    }
+}
+
+/// Builds the daemon, serves until a shutdown signal, and shuts down gracefully.
+pub async fn run(cfg: Config) -> Result<(), CliError> {
+    let state = wire::open_state(&cfg)?;
+    let runner = Runner::new(state.clone());
+    let sinks = wire::sinks(&cfg, None)?;
+
+    // Crash recovery: jobs of dead processes become interrupted, staging leftovers go.
+    let interrupted = runner.recover(&sinks).await?;
+    for j in &interrupted {
+        warn!(job = j.id, plan = %j.plan, "recovered: job was interrupted (crash or kill)");
+    }
+    for s in &sinks {
+        if let Err(e) = retention::clean_leftovers(s.as_ref(), &state, cfg.daemon.leftover_age).await {
+            warn!(sink = s.name(), "{e}");
+        }
+    }
+
+    let mut plans = BTreeMap::new();
+    let mut broken = BTreeMap::new();
+    let mut schedules = BTreeMap::new();
+    let mut retention = BTreeMap::new();
+    let mut scheduler = Scheduler::new(state.clone(), Arc::new(SystemClock));
+    for (name, pc) in &cfg.plans {
+        match wire::plan(&cfg, name) {
+            Ok(p) => {
+                plans.insert(name.clone(), p);
+            }
+            Err(e) => {
+                error!(plan = %name, "plan cannot be wired and will not run: {}", e.message);
+                broken.insert(name.clone(), e.message);
+                continue;
+            }
+        }
+        retention.insert(name.clone(), retention::from_config(&cfg, name)?);
+        match Schedule::from_config(&cfg, name) {
+            Ok(Some(s)) if pc.enabled => {
+                info!(plan = %name, schedule = %s, next = ?s.next_due(Utc::now()), "scheduled");
+                scheduler.add(name, Arc::new(s.clone()));
+                schedules.insert(name.clone(), s);
+            }
+            Ok(Some(s)) => info!(plan = %name, schedule = %s, "plan is disabled; not scheduled"),
+            Ok(None) => info!(plan = %name, "plan has no schedule; it runs only on request"),
+            Err(e) => return Err(CliError::usage(e.to_string())),
+        }
+    }
+
+    let (channels, channel_errors) = alerts::all_from_config(&cfg);
+    for e in &channel_errors {
+        error!("{e}; the channel is left out");
+    }
+    let notifier = Arc::new(Notifier::new(channels));
+    let alert_manager = Arc::new(AlertManager::new(state.clone(), notifier, cfg.health.cooldown));
+    let started_at = Utc::now();
+    let checker = HealthChecker::new(
+        state.clone(),
+        cfg.health.clone(),
+        Daemon::health_checker_plans(&cfg, &schedules),
+        sinks.clone(),
+        started_at,
+    );
+    let (shutdown_tx, _) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        semaphore: Arc::new(Semaphore::new(cfg.parallelism.max(1))),
+        cfg,
+        state,
+        runner,
+        plans,
+        broken,
+        schedules,
+        retention,
+        sinks,
+        running: Mutex::new(BTreeMap::new()),
+        started_at,
+        stopping: AtomicBool::new(false),
+        shutdown_tx,
+        job_done: Notify::new(),
+        health_now: Notify::new(),
+        alerts: alert_manager,
+        checker,
+    });
+
+    let server = if daemon.cfg.api.enabled {
+        Some(api::serve(daemon.clone()).await?)
+    } else {
+        None
+    };
+
+    let sched_task = tokio::spawn(scheduler_loop(daemon.clone(), scheduler));
+    let health_task = tokio::spawn(health_loop(daemon.clone()));
+    info!(
+        pid = std::process::id(),
+        plans = daemon.plans.len(),
+        scheduled = daemon.schedules.len(),
+        parallelism = daemon.cfg.parallelism,
+        "packratd started"
+    );
+
+    wait_for_signal().await;
+    info!("shutdown requested: no new jobs");
+    daemon.stopping.store(true, Ordering::SeqCst);
+    let _ = daemon.shutdown_tx.send(true);
+    sched_task.abort();
+    health_task.abort();
+    shutdown_jobs(&daemon).await;
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    info!("packratd stopped");
+    Ok(())
+}
+
+/// Waits for running jobs up to the grace period, then cancels the rest and records them.
+async fn shutdown_jobs(d: &Arc<Daemon>) {
+    let grace = d.cfg.daemon.grace_period;
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        // Registered before looking, so that a job ending in between still wakes us.
+        let notified = d.job_done.notified();
+        let running = d.running();
+        if running.is_empty() {
+            return;
+        }
+        info!(jobs = ?running.keys().collect::<Vec<_>>(), "waiting for running jobs to finish (grace period {grace:?})");
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            break;
+        }
+    }
+    let running = d.running();
+    for (plan, r) in &running {
+        warn!(plan = %plan, "job did not finish within the grace period; cancelling it");
+        if let Some(a) = &r.abort {
+            a.abort();
+        }
+    }
+    // Give the aborted tasks a moment to drop their locks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let me = std::process::id();
+    match d.state.active_jobs() {
+        Ok(jobs) => {
+            for j in jobs
+                .into_iter()
+                .filter(|j| j.pid == Some(me) || running.contains_key(&j.plan))
+            {
+                let detail = format!(
+                    "packratd was shut down and the job did not finish within the grace period of {}s; it was \
+                     cancelled and the next run starts afresh",
+                    grace.as_secs()
+                );
+                match d.state.fail_job(j.id, "cancelled at shutdown", &detail) {
+                    Ok(()) => warn!(job = j.id, plan = %j.plan, "job recorded as cancelled"),
+                    Err(e) => error!(job = j.id, "cannot record the cancelled job: {}", e.chain()),
+                }
+            }
+        }
+        Err(e) => error!("cannot list active jobs: {}", e.chain()),
+    }
+    if let Err(e) = d.runner.recover(&d.sinks).await {
+        warn!("cannot clean staging after cancelling jobs: {}", e.chain());
+    }
+}
+
+async fn scheduler_loop(d: Arc<Daemon>, scheduler: Scheduler) {
+    loop {
+        let decisions = {
+            let d2 = d.clone();
+            scheduler.tick(&move |p: &str| d2.is_busy(p))
+        };
+        match decisions {
+            Ok(decisions) => {
+                for dec in decisions {
+                    if let Decision::Fire { plan, run } = dec {
+                        match d.start_job(&plan, run.kind, Trigger::Schedule) {
+                            Ok(()) => {}
+                            Err(StartError::Busy(why)) => warn!(plan = %plan, "scheduled run skipped: {why}"),
+                            Err(StartError::Unknown(why)) => error!(plan = %plan, "{why}"),
+                            Err(StartError::ShuttingDown) => return,
+                        }
+                    }
+                }
+            }
+            Err(e) => error!("scheduler tick failed: {}", e.chain()),
+        }
+        tokio::time::sleep(scheduler.sleep_for(MAX_SLEEP)).await;
+    }
+}
+
+async fn health_loop(d: Arc<Daemon>) {
+    let interval = d.cfg.health.interval;
+    loop {
+        d.check_health().await;
+        // Re-check soon after a job ends (a failure streak, a recovery), else on the interval.
+        let _ = tokio::time::timeout(interval, d.health_now.notified()).await;
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            error!("cannot install signal handlers; stop packratd with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("received SIGTERM"),
+        _ = int.recv() => info!("received SIGINT"),
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        error!("cannot wait for Ctrl-C: {e}");
+        std::future::pending::<()>().await;
+    }
+    info!("received Ctrl-C");
+}

@@ -1,0 +1,135 @@
+//! `packratd`: the packrat daemon.
+//!
+//! Loads the config, takes the installation's exclusive lock (`<state_dir>/packratd.lock`; a
+//! second daemon exits naming the holder's pid), recovers from a crash (jobs left running are
+//! marked interrupted, staging leftovers removed), then runs the scheduler, the job runner
+//! (at most `parallelism` jobs, never two of one plan), retention after each successful job,
+//! the health checks with alert delivery and the HTTP API on loopback, until SIGTERM/SIGINT
+//! (Ctrl-C on Windows) shuts it down gracefully. It shares the wiring of sources and sinks with
+//! the `packrat` CLI (`src/wire.rs`).
+
+#[path = "../../wire.rs"]
+#[allow(dead_code)]
+mod wire;
+
+mod api;
+mod daemon;
+mod logging;
+mod metrics;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use backup_core::lock::FileLock;
+use clap::Parser;
+
+/// Exit codes.
+pub mod exit {
+    /// Clean shutdown.
+    pub const OK: u8 = 0;
+    /// Failed to start or crashed.
+    pub const FAILED: u8 = 1;
+    /// Bad usage or configuration.
+    pub const USAGE: u8 = 2;
+    /// Another packratd holds the installation.
+    pub const BUSY: u8 = 3;
+}
+
+/// An error that ends the program with a message and an exit code (shared with `wire.rs`).
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code.
+    pub code: u8,
+    /// Message for stderr.
+    pub message: String,
+}
+
+impl CliError {
+    /// A usage/config error (exit 2).
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+
+    /// A failure (exit 1).
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::FAILED,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<backup_core::Error> for CliError {
+    fn from(e: backup_core::Error) -> CliError {
+        use backup_core::Error as E;
+        let code = match &e {
+            E::Config(_) | E::NotFound(_) => exit::USAGE,
+            E::Locked { .. } => exit::BUSY,
+            _ => exit::FAILED,
+        };
+        CliError {
+            code,
+            message: e.chain(),
+        }
+    }
+}
+
+/// packratd: runs packrat's plans on their schedules, prunes, checks health, alerts, and serves
+/// an HTTP API on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "packratd", version, about)]
+struct Args {
+    /// Config file (TOML).
+    #[arg(long, short = 'c', env = "PACKRAT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines (overrides `[daemon] log_json`).
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match start(args) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn start(args: Args) -> Result<(), CliError> {
+    let cfg = wire::load_config(args.config.as_deref())?;
+    // The lock first: a second daemon must not touch the logs or the state of the first.
+    let lock_path = cfg.state_dir.join("packratd.lock");
+    let lock = FileLock::try_acquire(
+        &lock_path,
+        &format!("the installation at {} (packratd)", cfg.state_dir.display()),
+    )
+    .map_err(|e| match e {
+        backup_core::Error::Locked { holder, .. } => CliError {
+            code: exit::BUSY,
+            message: format!(
+                "another packratd is already running on {}{}; stop it first (its lock is {})",
+                cfg.state_dir.display(),
+                holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                lock_path.display()
+            ),
+        },
+        other => other.into(),
+    })?;
+    let _log_guards = logging::init(&cfg, args.log_json).map_err(CliError::failed)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("packratd")
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let result = rt.block_on(daemon::run(cfg));
+    // Blocking tasks of cancelled jobs (a database copy) may still run; do not wait for ever.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    drop(lock);
+    result
+}

@@ -1,0 +1,158 @@
+//! `GET /metrics`: the Prometheus text exposition format, rendered from the state store.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use backup_core::state::JobFilter;
+use backup_core::{JobStatus, Result};
+use chrono::Utc;
+
+use crate::daemon::Daemon;
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders every metric.
+pub fn render(d: &Daemon) -> Result<String> {
+    let st = &d.state;
+    let jobs = st.jobs(&JobFilter::default())?;
+    let mut by_status: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    let mut bytes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_ok: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    for name in d.cfg.plans.keys() {
+        for s in [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Interrupted,
+        ] {
+            by_status.insert((name.clone(), s.as_str()), 0);
+        }
+        bytes.insert(name.clone(), 0);
+    }
+    // Newest first: the first completed job of a plan is its last success.
+    for j in &jobs {
+        *by_status.entry((j.plan.clone(), j.status.as_str())).or_default() += 1;
+        if j.status == JobStatus::Completed {
+            *bytes.entry(j.plan.clone()).or_default() += j.bytes;
+            if let (false, Some(fin)) = (last_ok.contains_key(&j.plan), j.finished_at) {
+                let secs = j
+                    .duration()
+                    .map(|d| d.num_milliseconds() as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                last_ok.insert(j.plan.clone(), (fin.timestamp(), secs));
+            }
+        }
+    }
+
+    let mut out = String::new();
+    header(&mut out, "packrat_up", "gauge", "1 while packratd runs.");
+    let _ = writeln!(out, "packrat_up 1");
+    header(
+        &mut out,
+        "packrat_uptime_seconds",
+        "gauge",
+        "Seconds since packratd started.",
+    );
+    let _ = writeln!(
+        out,
+        "packrat_uptime_seconds {}",
+        (Utc::now() - d.started_at).num_seconds()
+    );
+
+    header(
+        &mut out,
+        "packrat_jobs",
+        "gauge",
+        "Jobs in the state store by plan and status.",
+    );
+    for ((plan, status), n) in &by_status {
+        let _ = writeln!(out, "packrat_jobs{{plan=\"{}\",status=\"{status}\"}} {n}", label(plan));
+    }
+    header(
+        &mut out,
+        "packrat_running_jobs",
+        "gauge",
+        "Jobs running or waiting in this packratd.",
+    );
+    let _ = writeln!(out, "packrat_running_jobs {}", d.running().len());
+
+    header(
+        &mut out,
+        "packrat_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful job per plan.",
+    );
+    for (plan, (ts, _)) in &last_ok {
+        let _ = writeln!(
+            out,
+            "packrat_last_success_timestamp_seconds{{plan=\"{}\"}} {ts}",
+            label(plan)
+        );
+    }
+    header(
+        &mut out,
+        "packrat_last_success_duration_seconds",
+        "gauge",
+        "Duration of the last successful job per plan.",
+    );
+    for (plan, (_, secs)) in &last_ok {
+        let _ = writeln!(
+            out,
+            "packrat_last_success_duration_seconds{{plan=\"{}\"}} {secs}",
+            label(plan)
+        );
+    }
+    header(
+        &mut out,
+        "packrat_bytes_written_total",
+        "counter",
+        "Bytes of all completed packs per plan.",
+    );
+    for (plan, b) in &bytes {
+        let _ = writeln!(out, "packrat_bytes_written_total{{plan=\"{}\"}} {b}", label(plan));
+    }
+    header(
+        &mut out,
+        "packrat_consecutive_failures",
+        "gauge",
+        "Failed or interrupted jobs since the last success per plan.",
+    );
+    for plan in d.cfg.plans.keys() {
+        let _ = writeln!(
+            out,
+            "packrat_consecutive_failures{{plan=\"{}\"}} {}",
+            label(plan),
+            st.consecutive_failures(plan)?
+        );
+    }
+
+    let firing = st.alerts(false)?;
+    header(
+        &mut out,
+        "packrat_alerts_firing",
+        "gauge",
+        "Alerts firing now, by severity.",
+    );
+    for sev in ["info", "warning", "critical"] {
+        let n = firing.iter().filter(|a| a.severity.as_str() == sev).count();
+        let _ = writeln!(out, "packrat_alerts_firing{{severity=\"{sev}\"}} {n}");
+    }
+    header(&mut out, "packrat_alert", "gauge", "1 for each alert firing now.");
+    for a in &firing {
+        let _ = writeln!(
+            out,
+            "packrat_alert{{key=\"{}\",severity=\"{}\"}} 1",
+            label(&a.key),
+            a.severity.as_str()
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,123 @@
+//! `packrat prune`: apply each plan's retention to its sinks (dry run first), and retention
+//! after a successful `packrat run`.
+
+use std::path::Path;
+
+use backup_core::StateStore;
+use backup_core::runner::Plan;
+use chrono::Utc;
+use clap::Args;
+use tracing::{info, warn};
+
+use crate::{CliError, exit, output, wire};
+
+/// `packrat prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this plan (default: every plan).
+    pub plan: Option<String>,
+    /// Show what would be removed, and why, without removing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this sink.
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `packrat prune`.
+pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    let names: Vec<String> = match &a.plan {
+        Some(p) => {
+            cfg.plan(p)?;
+            vec![p.clone()]
+        }
+        None => cfg.plans.keys().cloned().collect(),
+    };
+    if let Some(s) = &a.sink
+        && !cfg.sinks.contains_key(s)
+    {
+        return Err(CliError::usage(format!("no sink `{s}` in the config")));
+    }
+    let state = wire::open_state(&cfg)?;
+    let now = Utc::now();
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for name in &names {
+        let pc = cfg.plan(name)?;
+        let policy = retention::from_config(&cfg, name)?;
+        for sink_name in pc
+            .sinks
+            .iter()
+            .filter(|s| a.sink.as_deref().is_none_or(|only| only == s.as_str()))
+        {
+            let sink = wire::sink(&cfg, sink_name)?;
+            let report = retention::prune(sink.as_ref(), name, &policy, now, a.dry_run)
+                .await
+                .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+            failed |= !report.failures().is_empty();
+            if !a.json {
+                print_report(&report);
+            }
+            reports.push(report);
+            if !a.dry_run
+                && let Err(e) = retention::clean_leftovers(sink.as_ref(), &state, cfg.daemon.leftover_age).await
+            {
+                warn!("{e}");
+            }
+        }
+    }
+    if a.json {
+        output::json(&reports);
+    } else if reports.is_empty() {
+        println!("nothing to prune");
+    }
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+fn print_report(r: &retention::PruneReport) {
+    let removed = r.packs.iter().filter(|p| !p.keep).count();
+    println!(
+        "plan {} on sink {}{}: keep {}, {} {removed}",
+        r.plan,
+        r.sink,
+        if r.dry_run { " (dry run)" } else { "" },
+        r.kept(),
+        if r.dry_run { "would remove" } else { "remove" },
+    );
+    for p in &r.packs {
+        let what = if p.keep { "keep" } else { "remove" };
+        let outcome = match p.outcome.as_deref() {
+            Some(o) if o.starts_with("failed") => format!(" [{o}]"),
+            _ => String::new(),
+        };
+        println!("  {what:<7} {:<40} {}{outcome}", p.pack.id, p.reason);
+    }
+}
+
+/// Retention on every sink of `plan` after a successful job; problems are logged, never fatal.
+pub async fn after_job(cfg: &backup_core::config::Config, plan: &Plan, state: &StateStore) {
+    let policy = match retention::from_config(cfg, &plan.name) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!("retention of plan {}: {}", plan.name, e.chain());
+            return;
+        }
+    };
+    for sink in &plan.sinks {
+        if !policy.is_empty() {
+            match retention::prune(sink.as_ref(), &plan.name, &policy, Utc::now(), false).await {
+                Ok(r) => {
+                    info!(plan = %plan.name, sink = sink.name(), kept = r.kept(), removed = r.removed(), "retention applied")
+                }
+                Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
+            }
+        }
+        if let Err(e) = retention::clean_leftovers(sink.as_ref(), state, cfg.daemon.leftover_age).await {
+            warn!("{e}");
+        }
+    }
+}

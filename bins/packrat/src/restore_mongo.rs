@@ -1,0 +1,211 @@
+//! `packrat restore` of MongoDB packs (one pack or a chain) and `packrat verify --sample N
+//! --against-source`: the command-line side of `source_mongo::{restore, sample}`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use backup_core::config::{Secret, SourceConfig};
+use backup_core::verify::Problem;
+use backup_core::{Pack, VerifyReport};
+use clap::Args;
+use source_mongo::restore::{self, Mode, Options};
+use source_mongo::{Connection, sample};
+
+use crate::cli::RestoreArgs;
+use crate::{CliError, output, wire};
+
+/// MongoDB options of `packrat restore`.
+#[derive(Debug, Args)]
+pub struct MongoRestoreArgs {
+    /// MongoDB: environment variable holding the target's connection URI.
+    #[arg(long, value_name = "VAR", conflicts_with = "to_uri_file")]
+    pub to_uri_env: Option<String>,
+    /// MongoDB: file holding the target's connection URI.
+    #[arg(long, value_name = "FILE")]
+    pub to_uri_file: Option<PathBuf>,
+    /// MongoDB: restore only this collection (repeatable; original name).
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// MongoDB: restore into this database instead of the original one.
+    #[arg(long, value_name = "DB", alias = "rename-db", alias = "into")]
+    pub into_db: Option<String>,
+    /// MongoDB: restore collection FROM under the name TO (repeatable).
+    #[arg(long, value_name = "FROM=TO")]
+    pub rename: Vec<String>,
+    /// MongoDB: `insert` into empty collections, `replace` (drop first) or `upsert` by _id.
+    #[arg(long, value_name = "MODE", default_value = "insert", value_parser = ["insert", "replace", "upsert"])]
+    pub mode: String,
+    /// MongoDB: restore the chain ending at the selected pack: the newest full pack before it (or
+    /// the oldest pack when there is none), then every later pack of the plan in time order, by
+    /// upsert.
+    #[arg(long)]
+    pub chain: bool,
+}
+
+/// Options of `packrat verify` that compare a pack with the live MongoDB source.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Compare random documents of every MongoDB collection with the live database (the
+    /// source's URI from the config).
+    #[arg(long)]
+    pub against_source: bool,
+    /// Documents per collection to compare.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "against_source")]
+    pub sample: usize,
+}
+
+/// `packrat restore` of a pack that holds MongoDB collections (or `--chain`).
+pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> {
+    let m = &a.mongo;
+    let uri = match (&m.to_uri_env, &m.to_uri_file) {
+        (None, None) => {
+            return Err(CliError::usage(
+                "say where to restore to: --to PATH for a SQLite database, --to-uri-env VAR or --to-uri-file FILE \
+                 for MongoDB collections",
+            ));
+        }
+        (env, file) => Secret::resolve("restore target URI", env.as_deref(), file.as_deref())?,
+    };
+    let end = crate::commands::resolve_pack_for(config, &a.pack).await?;
+    let packs = if m.chain { chain_to(&end)? } else { vec![end] };
+    let mut rename = BTreeMap::new();
+    for r in &m.rename {
+        let (from, to) = r
+            .split_once('=')
+            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            .ok_or_else(|| CliError::usage(format!("--rename {r}: use FROM=TO")))?;
+        rename.insert(from.to_string(), to.to_string());
+    }
+    let opts = Options {
+        mode: m.mode.parse::<Mode>().map_err(CliError::usage)?,
+        collections: m.collections.clone(),
+        source: a.source.clone(),
+        into_db: m.into_db.clone(),
+        rename,
+    };
+    for p in &packs {
+        if restore::collections(p, opts.source.as_deref()).is_empty() {
+            return Err(CliError::usage(format!(
+                "pack {} holds no MongoDB collections{}",
+                p.id(),
+                opts.source
+                    .as_deref()
+                    .map(|s| format!(" of source `{s}`"))
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    let conn = Connection::open(&uri)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let restored = restore::restore_chain(&conn, &packs, &opts)
+        .await
+        .map_err(|e| CliError::failed(format!("restore failed: {e}")))?;
+    if a.json {
+        output::json(&serde_json::json!({
+            "packs": packs.iter().map(|p| p.id().to_string()).collect::<Vec<_>>(),
+            "collections": restored,
+        }));
+    } else {
+        for r in &restored {
+            println!(
+                "restored {}.{}: {} document(s), {} index(es) ({}) from {}",
+                r.database, r.collection, r.documents, r.indexes, r.mode, r.pack
+            );
+        }
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The chain of packs ending at `end`, from the pack directories next to it (the plan's
+/// directory on the same sink).
+fn chain_to(end: &Pack) -> Result<Vec<Pack>, CliError> {
+    let plan_dir = end
+        .dir()
+        .parent()
+        .ok_or_else(|| CliError::usage(format!("pack {} has no parent directory", end.dir().display())))?;
+    let mut packs = Vec::new();
+    let rd = std::fs::read_dir(plan_dir)
+        .map_err(|e| CliError::failed(format!("cannot list {}: {e}", plan_dir.display())))?;
+    for e in rd.flatten() {
+        if let Ok(p) = Pack::open(&e.path())
+            && p.manifest().plan == end.manifest().plan
+            && (p.manifest().started_at, p.id()) <= (end.manifest().started_at, end.id())
+        {
+            packs.push(p);
+        }
+    }
+    Ok(restore::chain(packs))
+}
+
+/// `verify --against-source`: samples every Mongo collection of `pack` and adds unexplained
+/// differences to `report` as problems. Prints a summary line per collection unless `json`.
+pub async fn sample_against_source(
+    config: Option<&Path>,
+    args: &SampleArgs,
+    pack: &Pack,
+    report: &mut VerifyReport,
+    json: bool,
+) -> Result<(), CliError> {
+    if !args.against_source {
+        return Ok(());
+    }
+    let cfg = wire::load_config(config)?;
+    let items = restore::collections(pack, None);
+    if items.is_empty() {
+        return Err(CliError::usage(format!(
+            "pack {} holds no MongoDB collections to sample",
+            pack.id()
+        )));
+    }
+    let mut conns: BTreeMap<String, Connection> = BTreeMap::new();
+    for item in items {
+        let source = item.data.source.clone();
+        if !conns.contains_key(&source) {
+            let Some(SourceConfig::Mongo(c)) = cfg.sources.get(&source) else {
+                return Err(CliError::usage(format!(
+                    "the pack's source `{source}` is not a mongo source in the config; cannot compare with it"
+                )));
+            };
+            let conn = Connection::open(&c.uri(&source)?)
+                .await
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            conns.insert(source.clone(), conn);
+        }
+        let conn = &conns[&source];
+        match sample::sample(conn, pack, &item, args.sample, None).await {
+            Ok(r) => {
+                if !json {
+                    println!(
+                        "sample {}.{}: {} compared, {} identical, {} updated since, {} deleted since, {} differ",
+                        r.database,
+                        r.collection,
+                        r.sampled,
+                        r.identical,
+                        r.updated_since,
+                        r.deleted_since,
+                        r.differing.len()
+                    );
+                }
+                if !r.is_ok() {
+                    report.problems.push(Problem {
+                        path: r.path.clone(),
+                        reason: format!(
+                            "{} of {} sampled document(s) differ from the live collection {}.{} (_id: {})",
+                            r.differing.len(),
+                            r.sampled,
+                            r.database,
+                            r.collection,
+                            r.differing.join(", ")
+                        ),
+                    });
+                }
+            }
+            Err(e) => report.problems.push(Problem {
+                path: item.data.path.clone(),
+                reason: format!("cannot compare with the live database: {e}"),
+            }),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The health checks: what an operator would look at, run on an interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::config::HealthConfig;
+use backup_core::state::{JobFilter, Severity};
+use backup_core::{JobStatus, Sink, StateStore};
+use chrono::{DateTime, Utc};
+
+use crate::{AlertError, Finding};
+
+/// What the checker needs to know about one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanCheck {
+    /// Plan name.
+    pub name: String,
+    /// Whether the scheduler runs it (disabled plans are not checked for age).
+    pub enabled: bool,
+    /// Alert when the last success is older than this (`None`: not checked, e.g. a plan run
+    /// only by hand).
+    pub max_age: Option<Duration>,
+}
+
+/// Runs the health checks over the state store and the sinks.
+#[derive(Debug)]
+pub struct HealthChecker {
+    state: Arc<StateStore>,
+    config: HealthConfig,
+    plans: Vec<PlanCheck>,
+    sinks: Vec<Arc<dyn Sink>>,
+    since: DateTime<Utc>,
+}
+
+impl HealthChecker {
+    /// A checker; `since` is when the daemon started (a plan that never succeeded is overdue
+    /// only once `max_age` has passed since then).
+    pub fn new(
+        state: Arc<StateStore>,
+        config: HealthConfig,
+        plans: Vec<PlanCheck>,
+        sinks: Vec<Arc<dyn Sink>>,
+        since: DateTime<Utc>,
+    ) -> HealthChecker {
+        HealthChecker {
+            state,
+            config,
+            plans,
+            sinks,
+            since,
+        }
+    }
+
+    /// Every condition that holds at `now`.
+    pub async fn check(&self, now: DateTime<Utc>) -> Result<Vec<Finding>, AlertError> {
+        let mut out = Vec::new();
+        let st = &self.state;
+        for p in &self.plans {
+            let failures = st.consecutive_failures(&p.name).map_err(AlertError::State)?;
+            if failures >= self.config.max_consecutive_failures {
+                let last = st
+                    .jobs(&JobFilter {
+                        plan: Some(p.name.clone()),
+                        limit: Some(1),
+                        ..JobFilter::default()
+                    })
+                    .map_err(AlertError::State)?;
+                let why = last
+                    .first()
+                    .filter(|j| j.status.is_finished() && j.status != JobStatus::Completed)
+                    .map(|j| {
+                        format!(
+                            "; last error (job {}): {}",
+                            j.id,
+                            if j.detail.is_empty() { &j.message } else { &j.detail }
+                        )
+                    })
+                    .unwrap_or_default();
+                out.push(Finding::new(
+                    format!("plan:{}:failures", p.name),
+                    Severity::Critical,
+                    format!(
+                        "plan `{}` failed {failures} times in a row{why}. Run `packrat doctor` and `packrat jobs --plan {}`",
+                        p.name, p.name
+                    ),
+                ));
+            }
+            if let (true, Some(max_age)) = (p.enabled, p.max_age) {
+                let last_success = st.last_success(&p.name).map_err(AlertError::State)?;
+                let reference = match &last_success {
+                    Some(j) => j.finished_at.or(j.started_at).unwrap_or(j.created_at),
+                    None => self.since,
+                };
+                let max = chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX);
+                if now - reference > max {
+                    let what = match &last_success {
+                        Some(j) => format!(
+                            "the last successful backup of plan `{}` is from {} (job {}), older than {}",
+                            p.name,
+                            reference.format("%Y-%m-%d %H:%M:%S UTC"),
+                            j.id,
+                            human(max_age)
+                        ),
+                        None => format!(
+                            "plan `{}` has had no successful backup in the {} since packratd started",
+                            p.name,
+                            human(max_age)
+                        ),
+                    };
+                    out.push(Finding::new(
+                        format!("plan:{}:overdue", p.name),
+                        Severity::Critical,
+                        format!("{what}. Run `packrat doctor`"),
+                    ));
+                }
+            }
+        }
+        let stuck_after = chrono::TimeDelta::from_std(self.config.stuck_after).unwrap_or(chrono::TimeDelta::MAX);
+        for j in st.active_jobs().map_err(AlertError::State)? {
+            let Some(started) = j.started_at else { continue };
+            if now - started > stuck_after {
+                out.push(Finding::new(
+                    format!("plan:{}:stuck", j.plan),
+                    Severity::Warning,
+                    format!(
+                        "job {} of plan `{}` has been running since {} (more than {}); at: {} ({}%). Check the source \
+                         and sink, or stop packratd to interrupt it",
+                        j.id,
+                        j.plan,
+                        started.format("%Y-%m-%d %H:%M:%S UTC"),
+                        human(self.config.stuck_after),
+                        j.message,
+                        j.progress
+                    ),
+                ));
+            }
+        }
+        for s in &self.sinks {
+            if let Err(e) = s.check().await {
+                out.push(Finding::new(
+                    format!("sink:{}:unavailable", s.name()),
+                    Severity::Critical,
+                    format!("sink `{}` ({}) is not usable: {}", s.name(), s.location(), e.chain()),
+                ));
+                continue;
+            }
+            if let Ok(Some(free)) = s.free_space().await {
+                let min = self.config.min_free_mb.saturating_mul(1024 * 1024);
+                if free < min {
+                    out.push(Finding::new(
+                        format!("sink:{}:space", s.name()),
+                        Severity::Warning,
+                        format!(
+                            "sink `{}` ({}) has {} MiB free, less than the {} MiB threshold; free space or tighten retention",
+                            s.name(),
+                            s.location(),
+                            free / (1024 * 1024),
+                            self.config.min_free_mb
+                        ),
+                    ));
+                }
+            }
+        }
+        // Several stuck jobs of one plan make one alert.
+        out.dedup_by(|a, b| a.key == b.key);
+        Ok(out)
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(3600) && s >= 3600 {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) && s >= 60 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}

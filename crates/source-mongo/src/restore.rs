@@ -1,0 +1,403 @@
+//! Restoring Mongo packs into a server: whole packs or chosen collections, optionally into
+//! another database or collection name, by inserting into empty collections, dropping and
+//! replacing, or upserting by `_id` (so replaying a chain of packs is idempotent). Indexes and
+//! collection options are recreated from `metadata.json`. Documents go back byte for byte.
+//!
+//! ```no_run
+//! # async fn demo(packs: Vec<backup_core::Pack>) -> source_mongo::Result<()> {
+//! use backup_core::config::Secret;
+//! use source_mongo::restore::{Mode, Options, chain, restore_chain};
+//! use source_mongo::Connection;
+//!
+//! let conn = Connection::open(&Secret::new("mongodb://localhost:27017".to_string())).await?;
+//! let opts = Options { mode: Mode::Replace, into_db: Some("mes_restored".into()), ..Options::default() };
+//! let restored = restore_chain(&conn, &chain(packs), &opts).await?; // full, then incrementals
+//! for r in restored {
+//!     println!("{}.{}: {} documents from {}", r.database, r.collection, r.documents, r.pack);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+
+use backup_core::{ArtifactEntry, BackupKind, Pack};
+use mongodb::Database;
+use mongodb::bson::{Document, RawArrayBuf, RawBson, RawDocumentBuf, doc};
+use tokio::sync::mpsc;
+
+use crate::bsonstream::DocReader;
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::{ARTIFACT_KIND, Connection};
+
+/// Documents per write command, at most.
+const BATCH_DOCS: usize = 1000;
+/// Bytes of documents per write command, at most.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// How documents are put back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Insert into collections that are empty or do not exist; fail before writing anything if a
+    /// target collection holds documents.
+    #[default]
+    Insert,
+    /// Drop each target collection, then recreate and insert.
+    Replace,
+    /// Replace-or-insert every document by `_id`; other documents stay. Idempotent.
+    Upsert,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Insert => "insert",
+            Mode::Replace => "replace",
+            Mode::Upsert => "upsert",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Mode, String> {
+        match s {
+            "insert" => Ok(Mode::Insert),
+            "replace" => Ok(Mode::Replace),
+            "upsert" => Ok(Mode::Upsert),
+            _ => Err(format!("unknown restore mode `{s}`: use insert, replace or upsert")),
+        }
+    }
+}
+
+/// What to restore, and where.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// How documents are put back.
+    pub mode: Mode,
+    /// Only these collections (original names); empty: all.
+    pub collections: Vec<String>,
+    /// Only artifacts of this source; empty: all.
+    pub source: Option<String>,
+    /// Restore into this database instead of the original one.
+    pub into_db: Option<String>,
+    /// Restore collection `k` as `v`.
+    pub rename: BTreeMap<String, String>,
+}
+
+/// One collection restored from one pack.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Restored {
+    /// The pack it came from.
+    pub pack: String,
+    /// Target database.
+    pub database: String,
+    /// Target collection.
+    pub collection: String,
+    /// Documents written.
+    pub documents: u64,
+    /// Indexes created (besides `_id`).
+    pub indexes: usize,
+    /// How.
+    pub mode: String,
+}
+
+/// One collection artifact of a pack.
+#[derive(Debug, Clone)]
+pub struct CollectionArtifact {
+    /// The documents.
+    pub data: ArtifactEntry,
+    /// Its `metadata.json`, when present.
+    pub metadata: Option<ArtifactEntry>,
+    /// Original database.
+    pub database: String,
+    /// Original collection.
+    pub collection: String,
+}
+
+/// The collection artifacts of `pack`, optionally of one source only.
+pub fn collections(pack: &Pack, source: Option<&str>) -> Vec<CollectionArtifact> {
+    let m = pack.manifest();
+    m.artifacts
+        .iter()
+        .filter(|a| a.kind == ARTIFACT_KIND && source.is_none_or(|s| a.source == s))
+        .map(|a| {
+            let stem = a
+                .path
+                .strip_suffix(".bson.zst")
+                .or(a.path.strip_suffix(".bson"))
+                .unwrap_or(&a.path);
+            let meta_path = format!("{stem}.metadata.json");
+            let text = |k: &str| a.meta.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            CollectionArtifact {
+                data: a.clone(),
+                metadata: m.artifact(&meta_path).cloned(),
+                database: text("database"),
+                collection: text("collection"),
+            }
+        })
+        .collect()
+}
+
+/// Orders packs for a chain restore: by start time, beginning with the newest full pack (all
+/// of them when there is none). Packs without Mongo artifacts are left out.
+pub fn chain(mut packs: Vec<Pack>) -> Vec<Pack> {
+    packs.retain(|p| p.manifest().artifacts.iter().any(|a| a.kind == ARTIFACT_KIND));
+    packs.sort_by(|a, b| (a.manifest().started_at, a.id()).cmp(&(b.manifest().started_at, b.id())));
+    let start = packs
+        .iter()
+        .rposition(|p| p.manifest().kind == BackupKind::Full)
+        .unwrap_or(0);
+    packs.split_off(start)
+}
+
+/// Restores `packs` in order: the first with `opts.mode`, the rest by upsert.
+pub async fn restore_chain(conn: &Connection, packs: &[Pack], opts: &Options) -> Result<Vec<Restored>> {
+    let mut out = Vec::new();
+    for (i, p) in packs.iter().enumerate() {
+        let mut o = opts.clone();
+        if i > 0 {
+            o.mode = Mode::Upsert;
+        }
+        out.extend(restore_pack(conn, p, &o).await?);
+    }
+    Ok(out)
+}
+
+/// Restores the Mongo collections of one pack.
+pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Result<Vec<Restored>> {
+    let mut items = collections(pack, opts.source.as_deref());
+    if !opts.collections.is_empty() {
+        for c in &opts.collections {
+            if !items.iter().any(|i| &i.collection == c) {
+                let have: Vec<_> = items.iter().map(|i| i.collection.as_str()).collect();
+                return Err(Error::Restore(format!(
+                    "pack {} has no collection `{c}` (it has: {})",
+                    pack.id(),
+                    if have.is_empty() {
+                        "none".into()
+                    } else {
+                        have.join(", ")
+                    }
+                )));
+            }
+        }
+        items.retain(|i| opts.collections.contains(&i.collection));
+    }
+    if items.is_empty() {
+        return Err(Error::Restore(format!(
+            "pack {} holds no MongoDB collections",
+            pack.id()
+        )));
+    }
+    let target = |i: &CollectionArtifact| {
+        (
+            opts.into_db.clone().unwrap_or_else(|| i.database.clone()),
+            opts.rename
+                .get(&i.collection)
+                .cloned()
+                .unwrap_or_else(|| i.collection.clone()),
+        )
+    };
+    // Insert mode: refuse before writing anything if a target holds documents.
+    if opts.mode == Mode::Insert {
+        let mut busy = Vec::new();
+        for i in &items {
+            let (db, coll) = target(i);
+            let n = conn
+                .client
+                .database(&db)
+                .collection::<Document>(&coll)
+                .estimated_document_count()
+                .await
+                .map_err(|e| conn.redactor.error(format!("counting documents of {db}.{coll}"), e))?;
+            if n > 0 {
+                busy.push(format!("{db}.{coll} ({n} documents)"));
+            }
+        }
+        if !busy.is_empty() {
+            return Err(Error::Restore(format!(
+                "target collections are not empty: {}; use --mode replace (drop them first) or --mode upsert",
+                busy.join(", ")
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for i in &items {
+        let (db_name, coll) = target(i);
+        let db = conn.client.database(&db_name);
+        let meta = match &i.metadata {
+            Some(e) => Some(read_metadata(pack, e)?),
+            None => None,
+        };
+        let what = |action: &str| format!("{action} {db_name}.{coll}");
+        if opts.mode == Mode::Replace {
+            db.collection::<Document>(&coll)
+                .drop()
+                .await
+                .map_err(|e| conn.redactor.error(what("dropping"), e))?;
+        }
+        create_collection(&db, &coll, meta.as_ref())
+            .await
+            .map_err(|e| conn.redactor.error(what("creating"), e))?;
+        let documents = write_documents(conn, &db, &coll, pack, &i.data, opts.mode).await?;
+        let specs = meta.as_ref().map(Metadata::index_specs).unwrap_or_default();
+        if !specs.is_empty() {
+            db.run_command(doc! {"createIndexes": &coll, "indexes": specs.clone()})
+                .await
+                .map_err(|e| conn.redactor.error(what("creating indexes of"), e))?;
+        }
+        out.push(Restored {
+            pack: pack.id().to_string(),
+            database: db_name.clone(),
+            collection: coll.clone(),
+            documents,
+            indexes: specs.len(),
+            mode: opts.mode.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn read_metadata(pack: &Pack, e: &ArtifactEntry) -> Result<Metadata> {
+    let mut bytes = Vec::new();
+    pack.open_artifact(e)?
+        .read_to_end(&mut bytes)
+        .map_err(|err| Error::Artifact {
+            path: e.path.clone(),
+            reason: format!("cannot read: {err}"),
+        })?;
+    Metadata::parse(&bytes).map_err(|reason| Error::Artifact {
+        path: e.path.clone(),
+        reason,
+    })
+}
+
+/// Creates the collection with its original options unless it exists.
+async fn create_collection(db: &Database, coll: &str, meta: Option<&Metadata>) -> mongodb::error::Result<()> {
+    let exists = db
+        .list_collection_names()
+        .filter(doc! {"name": coll})
+        .await?
+        .iter()
+        .any(|n| n == coll);
+    if exists {
+        return Ok(());
+    }
+    let mut cmd = doc! {"create": coll};
+    if let Some(m) = meta {
+        for (k, v) in &m.options {
+            cmd.insert(k.clone(), v.clone());
+        }
+    }
+    match db.run_command(cmd).await {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 48) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Streams the artifact's documents (read on a blocking thread) into the target collection.
+async fn write_documents(
+    conn: &Connection,
+    db: &Database,
+    coll: &str,
+    pack: &Pack,
+    entry: &ArtifactEntry,
+    mode: Mode,
+) -> Result<u64> {
+    let (tx, mut rx) = mpsc::channel::<Vec<RawDocumentBuf>>(2);
+    let reader = pack.open_artifact(entry)?;
+    let path = entry.path.clone();
+    let read_task = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut r = DocReader::new(reader);
+        let mut buf = Vec::new();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let bad = |reason: String| Error::Artifact {
+            path: path.clone(),
+            reason,
+        };
+        while r.next_into(&mut buf).map_err(bad)? {
+            bytes += buf.len();
+            batch.push(RawDocumentBuf::from_bytes(buf.clone()).map_err(|e| bad(e.to_string()))?);
+            if batch.len() >= BATCH_DOCS || bytes >= BATCH_BYTES {
+                if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                    return Ok(());
+                }
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        Ok(())
+    });
+    let target = db.collection::<RawDocumentBuf>(coll);
+    let what = || format!("writing documents into {}.{coll}", db.name());
+    let mut n = 0u64;
+    let written: Result<()> = async {
+        while let Some(batch) = rx.recv().await {
+            let k = batch.len() as u64;
+            match mode {
+                Mode::Insert | Mode::Replace => {
+                    target
+                        .insert_many(&batch)
+                        .await
+                        .map_err(|e| conn.redactor.error(what(), e))?;
+                }
+                Mode::Upsert => upsert(conn, db, coll, batch).await?,
+            }
+            n += k;
+        }
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    let read = read_task
+        .await
+        .map_err(|e| Error::Restore(format!("reading {} failed: {e}", entry.path)))?;
+    written?;
+    read?;
+    Ok(n)
+}
+
+/// Replace-or-insert by `_id`, in one `update` command per batch, the documents' bytes untouched.
+async fn upsert(conn: &Connection, db: &Database, coll: &str, batch: Vec<RawDocumentBuf>) -> Result<()> {
+    let what = || format!("upserting documents into {}.{coll}", db.name());
+    let mut updates = RawArrayBuf::new();
+    for d in batch {
+        let id = match d.get("_id") {
+            Ok(Some(v)) => v.to_raw_bson(),
+            _ => {
+                return Err(Error::Restore(format!(
+                    "{}: a document without _id cannot be upserted; use --mode insert or replace",
+                    what()
+                )));
+            }
+        };
+        let mut q = RawDocumentBuf::new();
+        q.append("_id", id);
+        let mut stmt = RawDocumentBuf::new();
+        stmt.append("q", q);
+        stmt.append("u", d);
+        stmt.append("upsert", true);
+        updates.push(stmt);
+    }
+    let mut cmd = RawDocumentBuf::new();
+    cmd.append("update", coll);
+    cmd.append("updates", RawBson::Array(updates));
+    cmd.append("ordered", true);
+    let reply = db
+        .run_raw_command(cmd)
+        .await
+        .map_err(|e| conn.redactor.error(what(), e))?;
+    if let Ok(errs) = reply.get_array("writeErrors")
+        && let Some(first) = errs.iter().next()
+    {
+        return Err(Error::Restore(format!("{}: write error {first:?}", what())));
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! End to end: the migration-pack example (`examples/migration-pack.toml`: a SQLite database and
+//! a Docker compose project in one plan) run by the real binary against a real engine, then
+//! restored "on a new host" (volumes removed) with `packrat restore`.
+
+use std::path::Path;
+use std::process::Command;
+
+use packrat_e2e::{Env, dump, seed_db};
+
+struct Docker {
+    host: String,
+    image: String,
+    cli: String,
+    compose: String,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: this test needs a real Docker engine; start it with `cargo xtask ci` or set it")
+    })
+}
+
+impl Docker {
+    fn from_env() -> Docker {
+        Docker {
+            host: var("PACKRAT_TEST_DOCKER_HOST"),
+            image: var("PACKRAT_TEST_DOCKER_IMAGE"),
+            cli: var("PACKRAT_TEST_DOCKER_CLI"),
+            compose: var("PACKRAT_TEST_DOCKER_COMPOSE"),
+        }
+    }
+
+    #[track_caller]
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .output()
+            .expect("spawn");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn compose(&self, file: &Path, project: &str, args: &[&str]) -> String {
+        let mut all = vec!["-f", file.to_str().unwrap(), "-p", project];
+        all.extend_from_slice(args);
+        self.run(&self.compose, &all)
+    }
+
+    fn fingerprint(&self, volume: &str) -> String {
+        self.run(
+            &self.cli,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                &format!("{volume}:/v"),
+                &self.image,
+                "sh",
+                "-c",
+                "cd /v && find . | LC_ALL=C sort | while read -r f; do stat -c '%n|%a|%u|%g|%F|%N' \"$f\"; \
+                 [ -f \"$f\" ] && [ ! -L \"$f\" ] && md5sum \"$f\" | cut -c1-32; done; true",
+            ],
+        )
+    }
+}
+
+#[test]
+fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
+    let d = Docker::from_env();
+    let env = Env::new();
+    let project = format!("mig{}", std::process::id());
+    let app_dir = env.path(&project);
+    std::fs::create_dir(&app_dir).unwrap();
+    let compose_file = app_dir.join("docker-compose.yml");
+    std::fs::write(
+        &compose_file,
+        format!(
+            "version: \"2.4\"\nservices:\n  web:\n    image: {img}\n    init: true\n    command: [\"sleep\", \"1000000\"]\n    \
+             volumes:\n      - uploads:/uploads\n      - cache:/cache\n  worker:\n    image: {img}\n    init: true\n    \
+             command: [\"sleep\", \"1000000\"]\n    volumes:\n      - uploads:/uploads\nvolumes:\n  uploads:\n  cache:\n",
+            img = d.image
+        ),
+    )
+    .unwrap();
+    std::fs::write(app_dir.join(".env"), "SECRET_KEY_FILE=/run/secrets/key\n").unwrap();
+    d.compose(&compose_file, &project, &["up", "-d"]);
+    struct Down<'a>(&'a Docker, std::path::PathBuf, String);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0.compose)
+                .arg("-f")
+                .arg(&self.1)
+                .args(["-p", &self.2, "down", "-v", "-t", "1"])
+                .env("DOCKER_HOST", &self.0.host)
+                .output();
+        }
+    }
+    let _down = Down(&d, compose_file.clone(), project.clone());
+    let web = d
+        .compose(&compose_file, &project, &["ps", "-q", "web"])
+        .trim()
+        .to_string();
+    d.run(
+        &d.cli,
+        &[
+            "exec",
+            &web,
+            "sh",
+            "-c",
+            "mkdir -p /uploads/2026/11 && echo report > '/uploads/2026/11/Bericht März.pdf' && \
+             ln -s 2026 /uploads/latest && chmod 0640 '/uploads/2026/11/Bericht März.pdf' && echo tmp > /cache/x",
+        ],
+    );
+    let uploads = format!("{project}_uploads");
+    let before = d.fingerprint(&uploads);
+    let db = env.path("app.db");
+    seed_db(&db, 500, true);
+
+    // The example config, pointed at this scratch installation.
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migration-pack.toml"))
+            .expect("examples/migration-pack.toml");
+    let config = example
+        .replace("/srv/app/data/app.db", db.to_str().unwrap())
+        .replace("/srv/app/docker-compose.yml", compose_file.to_str().unwrap())
+        .replace("/var/lib/packrat", env.path("state").to_str().unwrap())
+        .replace(
+            "\"/backups\"",
+            &format!("\"{}\"\nmin_free_mb = 1", env.path("packs").display()),
+        )
+        .replace("\"app_cache\"", &format!("\"{project}_cache\""));
+    env.write_config(&config);
+    env.run(&["config", "check"]).ok();
+
+    let run = env.run(&["run", "nightly", "--json"]).ok().json();
+    assert_eq!(run["job"]["status"], "completed", "{run}");
+    env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
+    let list = env.run(&["list", "nightly", "--json"]).ok().json();
+    let pack_dir = list[0]["path"].as_str().expect("pack path").to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&pack_dir).join("manifest.json")).unwrap()).unwrap();
+    let paths: Vec<&str> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    for want in [
+        "sqlite/app_db.db.zst".to_string(),
+        format!("docker/volumes/{uploads}.tar.zst"),
+        format!("docker/compose/{project}/docker-compose.yml"),
+        format!("docker/compose/{project}/.env"),
+        "docker/images/packrat-test_busybox_latest.tar.zst".to_string(),
+    ] {
+        assert!(paths.contains(&want.as_str()), "{want} missing: {paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.contains("_cache")),
+        "excluded volume: {paths:?}"
+    );
+    // stop_during_backup started the containers again.
+    let state = d.run(&d.cli, &["inspect", "-f", "{{.State.Status}}", &web]);
+    assert_eq!(state.trim(), "running");
+
+    // "New host": the stack and its volumes are gone.
+    d.compose(&compose_file, &project, &["down", "-v", "-t", "1"]);
+    let new_dir = env.path("newhost").join(&project);
+    let out = env
+        .run(&[
+            "restore",
+            "--latest",
+            "nightly",
+            "--source",
+            "app_stack",
+            "--images",
+            "--volumes",
+            "--compose-dir",
+            new_dir.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains(&format!("restored volume {uploads}")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("loaded image"), "{}", out.stdout);
+    assert_eq!(d.fingerprint(&uploads), before);
+    assert_eq!(
+        std::fs::read_to_string(new_dir.join(".env")).unwrap(),
+        "SECRET_KEY_FILE=/run/secrets/key\n"
+    );
+    let restored_db = env.path("restored.db");
+    env.run(&[
+        "restore",
+        "--latest",
+        "nightly",
+        "--source",
+        "app_db",
+        "--to",
+        restored_db.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(dump(&restored_db), dump(&db));
+
+    // The restored compose files bring the app up on the restored volumes.
+    let new_file = new_dir.join("docker-compose.yml");
+    d.compose(&new_file, &project, &["up", "-d"]);
+    let web = d.compose(&new_file, &project, &["ps", "-q", "web"]).trim().to_string();
+    let got = d.run(&d.cli, &["exec", &web, "cat", "/uploads/latest/11/Bericht März.pdf"]);
+    assert_eq!(got, "report\n");
+
+    // Restoring again over the live, non-empty volume is refused (exit 1, says what to do).
+    let again = env.run(&[
+        "restore",
+        "--latest",
+        "nightly",
+        "--source",
+        "app_stack",
+        "--volumes",
+        uploads.as_str(),
+    ]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(
+        again.stderr.contains("not empty") && again.stderr.contains("--overwrite"),
+        "{}",
+        again.stderr
+    );
+}

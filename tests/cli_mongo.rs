@@ -1,0 +1,339 @@
+//! End-to-end: `packrat run`, `verify` and `restore` of MongoDB plans against a real
+//! MongoDB-wire server (SecantusDB, started by `cargo xtask ci`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use packrat_e2e::{Env, Run};
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: start the MongoDB test server with `cargo xtask ci` (it exports PACKRAT_TEST_MONGO_*)"
+        )
+    })
+}
+
+fn python() -> String {
+    var("PACKRAT_TEST_MONGO_PYTHON")
+}
+
+/// Inserts `n` documents `_id` `start..start+n` with `createdAt` = now and a `size`-byte message,
+/// then waits until their time is older than the plans' 1 s lag.
+fn seed(uri: &str, db: &str, n: u64, start: u64, size: u64) {
+    py(uri, SEED, &[db, &n.to_string(), &start.to_string(), &size.to_string()]);
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// Runs a pymongo script with `uri` as argv[1] (and more args); returns stdout.
+fn py(uri: &str, script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .args(["-c", script, uri])
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+const SEED: &str = r#"
+import sys, datetime, pymongo
+c = pymongo.MongoClient(sys.argv[1])
+db = c[sys.argv[2]]
+n, start, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+db.logs.create_index('createdAt')
+for s in range(start, start + n, 5000):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    db.logs.insert_many([{'_id': i, 'createdAt': now, 'host': 'line-%d' % (i % 7),
+                          'msg': 'x' * size, 'v': {'a': [i, str(i)]}} for i in range(s, min(start + n, s + 5000))])
+"#;
+
+const COUNT: &str = "import sys, pymongo\n\
+c = pymongo.MongoClient(sys.argv[1])\n\
+print(c[sys.argv[2]][sys.argv[3]].count_documents({}))\n";
+
+fn db_name(test: &str) -> String {
+    format!("e2e_{test}_{}", std::process::id())
+}
+
+fn config(env: &Env, uri_var: &str, db: &str) {
+    env.write_config(&format!(
+        r#"state_dir = "state"
+time_zone = "Asia/Shanghai"
+
+[sources.mes]
+type = "mongo"
+uri_env = "{uri_var}"
+database = "{db}"
+
+[sinks.local]
+type = "local"
+path = "{}"
+min_free_mb = 1
+
+[plans.hot]
+source = "mes"
+sinks = ["local"]
+collections = ["logs"]
+time_field = "createdAt"
+first_run = "all"
+lag = "1s"
+"#,
+        env.path("packs").display()
+    ));
+}
+
+fn run_with(env: &Env, uri_var: &str, uri: &str, args: &[&str]) -> Run {
+    let o = env.cmd().env(uri_var, uri).args(args).output().expect("spawn packrat");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn full_incremental_verify_sample_and_chain_restore() {
+    let uri = var("PACKRAT_TEST_MONGO_URI");
+    let db = db_name("chain");
+    seed(&uri, &db, 300, 0, 200);
+    let env = Env::new();
+    config(&env, "MES_URI", &db);
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--full"]).ok();
+    seed(&uri, &db, 200, 300, 200);
+    let r = run_with(&env, "MES_URI", &uri, &["run", "hot", "--incremental", "--json"]).ok();
+    let j = r.json();
+    assert_eq!(j["job"]["status"], "completed", "{j}");
+    assert_eq!(j["job"]["records"], 200, "only the new documents: {j}");
+
+    let v = run_with(
+        &env,
+        "MES_URI",
+        &uri,
+        &[
+            "verify",
+            "--latest",
+            "hot",
+            "--deep",
+            "--against-source",
+            "--sample",
+            "5",
+        ],
+    );
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(v.stdout.contains("5 compared, 5 identical"), "{}", v.all());
+
+    let target = format!("{db}_restored");
+    let r = run_with(
+        &env,
+        "MES_URI",
+        &uri,
+        &[
+            "restore",
+            "--latest",
+            "hot",
+            "--chain",
+            "--to-uri-env",
+            "MES_URI",
+            "--into-db",
+            &target,
+            "--mode",
+            "replace",
+            "--json",
+        ],
+    )
+    .ok();
+    let j = r.json();
+    assert_eq!(j["packs"].as_array().unwrap().len(), 2, "{j}");
+    assert_eq!(py(&uri, COUNT, &[&target, "logs"]), "500");
+    // Again: idempotent.
+    run_with(
+        &env,
+        "MES_URI",
+        &uri,
+        &[
+            "restore",
+            "--latest",
+            "hot",
+            "--chain",
+            "--to-uri-env",
+            "MES_URI",
+            "--into-db",
+            &target,
+            "--mode",
+            "replace",
+        ],
+    )
+    .ok();
+    assert_eq!(py(&uri, COUNT, &[&target, "logs"]), "500");
+    // Insert mode into a non-empty target is refused.
+    let r = run_with(
+        &env,
+        "MES_URI",
+        &uri,
+        &[
+            "restore",
+            "--latest",
+            "hot",
+            "--to-uri-env",
+            "MES_URI",
+            "--into-db",
+            &target,
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("not empty"), "{}", r.all());
+    let drop = "import sys, pymongo\nc = pymongo.MongoClient(sys.argv[1])\nc.drop_database(sys.argv[2]); c.drop_database(sys.argv[3])\n";
+    py(&uri, drop, &[&db, &target]);
+}
+
+#[test]
+fn wrong_password_fails_clearly_without_the_secret() {
+    let uri = var("PACKRAT_TEST_MONGO_URI");
+    let rest = uri.split_once("://").unwrap().1;
+    let pw = rest.rsplit_once('@').unwrap().0.split_once(':').unwrap().1.to_string();
+    let wrong_pw = "Wr0ngPassw0rdXyz";
+    let wrong = uri.replacen(&format!(":{pw}@"), &format!(":{wrong_pw}@"), 1);
+    let env = Env::new();
+    config(&env, "MES_URI", "mes");
+    let r = run_with(&env, "MES_URI", &wrong, &["run", "hot"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("authentication failed"), "{}", r.all());
+    let jobs = run_with(&env, "MES_URI", &wrong, &["jobs", "--json"]).ok();
+    let detail = jobs.json()[0]["detail"].as_str().unwrap_or_default().to_string();
+    assert!(
+        detail.contains("authentication failed") && detail.contains("source `mes`"),
+        "{detail}"
+    );
+    for text in [r.all(), jobs.stdout.clone()] {
+        assert!(
+            !text.contains(wrong_pw) && !text.contains(&pw),
+            "secret in output: {text}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private server (no auth) this test may kill.
+fn start_server(dir: &Path, port: u16) -> Child {
+    let mut c = Command::new(var("PACKRAT_TEST_MONGO_BIN"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--log-level",
+            "WARNING",
+            "--storage-path",
+        ])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start secantusd-py");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "private server did not start");
+        if let Ok(Some(s)) = c.try_wait() {
+            panic!("private server exited: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c
+}
+
+fn find_growing_artifact(root: &Path) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".bson.zst") && p.metadata().map(|m| m.len() > 0).unwrap_or(false) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn server_killed_mid_backup_fails_the_job_and_the_next_run_loses_nothing() {
+    let env = Env::new();
+    let data = env.path("server-data");
+    let port = free_port();
+    let mut server = start_server(&data, port);
+    let uri = format!("mongodb://127.0.0.1:{port}/");
+    let n = 100_000;
+    seed(&uri, "mes", n, 0, 600);
+    config(&env, "KILL_URI", "mes");
+
+    let mut child = env
+        .cmd()
+        .env("KILL_URI", &uri)
+        .args(["run", "hot", "--incremental"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if find_growing_artifact(&env.path("packs")).is_some() || find_growing_artifact(&env.path("state")).is_some() {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup finished before the server could be killed"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(120), "no artifact appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+
+    let jobs = env.run(&["jobs", "--json"]).ok().json();
+    let job = &jobs[0];
+    assert_eq!(job["status"], "failed", "{job}");
+    let detail = job["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("source `mes`") && detail.contains("collection mes.logs"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("connection lost") || detail.contains("server unreachable"),
+        "the cause must be named: {detail}"
+    );
+    let state = rusqlite::Connection::open(env.path("state/state.db")).unwrap();
+    let marks: i64 = state
+        .query_row("SELECT count(*) FROM watermarks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(marks, 0, "the watermark must not move after a failed job");
+    assert!(
+        packrat_e2e::subdirs(&env.path("packs/hot")).is_empty(),
+        "no pack from a failed job"
+    );
+
+    let mut server = start_server(&data, port);
+    let r = run_with(&env, "KILL_URI", &uri, &["run", "hot", "--incremental", "--json"]).ok();
+    let j = r.json();
+    assert_eq!(j["job"]["records"], n, "the next run loses nothing: {j}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
