@@ -75,8 +75,9 @@ impl Mongo {
             "127.0.0.1",
             "--port",
             &port.to_string(),
+            // INFO: `wait_listening` reads the "listening on" line.
             "--log-level",
-            "WARNING",
+            "INFO",
             "--storage-path",
         ])
         .arg(dir.join("data"))
