@@ -22,59 +22,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit codes, documented in `packrat --help` and the README.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// The operation ran and failed: a job failed, verification found problems, a restore failed.
-    pub const FAILED: u8 = 1;
-    /// Bad usage or configuration: unknown flag, invalid config, unknown plan or pack.
-    pub const USAGE: u8 = 2;
-    /// Busy: the plan (or installation) is locked by another packrat process.
-    pub const BUSY: u8 = 3;
-}
-
-/// An error that ends the program with a message and an exit code.
-#[derive(Debug)]
-pub struct CliError {
-    /// Exit code.
-    pub code: u8,
-    /// Message for stderr.
-    pub message: String,
-}
-
-impl CliError {
-    /// A usage/config error (exit 2).
-    pub fn usage(message: impl Into<String>) -> CliError {
-        CliError {
-            code: exit::USAGE,
-            message: message.into(),
-        }
-    }
-
-    /// A failure (exit 1).
-    pub fn failed(message: impl Into<String>) -> CliError {
-        CliError {
-            code: exit::FAILED,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<backup_core::Error> for CliError {
-    fn from(e: backup_core::Error) -> CliError {
-        use backup_core::Error as E;
-        let code = match &e {
-            E::Config(_) | E::NotFound(_) => exit::USAGE,
-            E::Locked { .. } => exit::BUSY,
-            _ => exit::FAILED,
-        };
-        CliError {
-            code,
-            message: e.chain(),
-        }
-    }
-}
+#[path = "cli_error.rs"]
+mod cli_error;
+pub use cli_error::{CliError, exit};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

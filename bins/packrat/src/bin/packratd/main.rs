@@ -23,59 +23,9 @@ use std::process::ExitCode;
 use backup_core::lock::FileLock;
 use clap::Parser;
 
-/// Exit codes.
-pub mod exit {
-    /// Clean shutdown.
-    pub const OK: u8 = 0;
-    /// Failed to start or crashed.
-    pub const FAILED: u8 = 1;
-    /// Bad usage or configuration.
-    pub const USAGE: u8 = 2;
-    /// Another packratd holds the installation.
-    pub const BUSY: u8 = 3;
-}
-
-/// An error that ends the program with a message and an exit code (shared with `wire.rs`).
-#[derive(Debug)]
-pub struct CliError {
-    /// Exit code.
-    pub code: u8,
-    /// Message for stderr.
-    pub message: String,
-}
-
-impl CliError {
-    /// A usage/config error (exit 2).
-    pub fn usage(message: impl Into<String>) -> CliError {
-        CliError {
-            code: exit::USAGE,
-            message: message.into(),
-        }
-    }
-
-    /// A failure (exit 1).
-    pub fn failed(message: impl Into<String>) -> CliError {
-        CliError {
-            code: exit::FAILED,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<backup_core::Error> for CliError {
-    fn from(e: backup_core::Error) -> CliError {
-        use backup_core::Error as E;
-        let code = match &e {
-            E::Config(_) | E::NotFound(_) => exit::USAGE,
-            E::Locked { .. } => exit::BUSY,
-            _ => exit::FAILED,
-        };
-        CliError {
-            code,
-            message: e.chain(),
-        }
-    }
-}
+#[path = "../../cli_error.rs"]
+mod cli_error;
+pub use cli_error::{CliError, exit};
 
 /// packratd: runs packrat's plans on their schedules, prunes, checks health, alerts, and serves
 /// an HTTP API on loopback.
