@@ -21,9 +21,11 @@ use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::{ARTIFACT_KIND, METADATA_KIND};
 
-/// Bytes of documents the server is asked to put in one reply batch (via `batchSize`, from the
-/// collection's average document size): bounds memory per collection.
-const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// Documents the server is asked to put in one reply batch (`batchSize`). The server caps every
+/// reply at 16 MiB, so memory per collection stays bounded by `QUEUE` + 1 replies whatever the
+/// document size; for typical documents (~1 KiB) a batch is a few MiB. A fixed count avoids
+/// asking for `collStats`, which some servers compute by scanning the whole collection.
+const BATCH_DOCS: u32 = 4096;
 /// Reply batches queued between the cursor and the writer thread.
 const QUEUE: usize = 2;
 /// The writer flushes documents to the compressor in chunks of this size.
@@ -254,7 +256,6 @@ pub(crate) async fn run(shared: &Shared, job: &Job) -> Result<Outcome> {
     }
 
     // Documents.
-    let batch_size = batch_size(&shared.db, &job.name).await;
     let rel = format!("{stem}.bson.zst");
     let writer = shared
         .pack
@@ -268,7 +269,7 @@ pub(crate) async fn run(shared: &Shared, job: &Job) -> Result<Outcome> {
     let rel2 = rel.clone();
     let write_task = tokio::task::spawn_blocking(move || write_batches(rx, writer, count_field, &rel2, &*progress));
 
-    let opts = FindOptions::builder().batch_size(batch_size).build();
+    let opts = FindOptions::builder().batch_size(BATCH_DOCS).build();
     let fetched: Result<()> = async {
         let mut cursor = coll
             .find(filter)
@@ -362,24 +363,6 @@ pub fn watermark_key(database: &str, collection: &str) -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `batchSize` for about [`BATCH_BYTES`] per reply, from the collection's average document
-/// size (`collStats`); the server's default when unknown.
-async fn batch_size(db: &Database, coll: &str) -> u32 {
-    let avg = match db.run_command(doc! {"collStats": coll}).await {
-        Ok(s) => match s.get("avgObjSize") {
-            Some(Bson::Int32(n)) => *n as u64,
-            Some(Bson::Int64(n)) => *n as u64,
-            Some(Bson::Double(n)) => *n as u64,
-            _ => 0,
-        },
-        Err(_) => 0,
-    };
-    if avg == 0 {
-        return 1000;
-    }
-    (BATCH_BYTES / avg).clamp(16, 100_000) as u32
 }
 
 #[derive(Debug, Default)]
