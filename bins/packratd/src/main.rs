@@ -8,7 +8,7 @@
 //! (Ctrl-C on Windows) shuts it down gracefully. It shares the wiring of sources and sinks with
 //! the `packrat` CLI (`src/wire.rs`).
 
-#[path = "../../wire.rs"]
+#[path = "../../packrat/src/wire.rs"]
 #[allow(dead_code)]
 mod wire;
 
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use backup_core::lock::FileLock;
 use clap::Parser;
 
-#[path = "../../cli_error.rs"]
+#[path = "../../packrat/src/cli_error.rs"]
 mod cli_error;
 pub use cli_error::{CliError, exit};
 
