@@ -35,6 +35,9 @@ enum Command {
     Rss(rss::RssArgs),
     /// Start (and print the test environment) or stop the Samba test share, for local test runs.
     Samba(services::samba::SambaArgs),
+    /// Start every test service and keep it running (`up`), or stop them (`down`), for local
+    /// test runs: `source target/ci-services/env.sh` then `cargo nextest run`.
+    Services(services::ServicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Rss(args) => rss::run(args),
         Command::Samba(args) => services::samba::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Services(args) => services::run_services(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -54,6 +54,62 @@ pub fn prereqs() -> Vec<Prereq> {
     all().iter().flat_map(|s| s.prereqs()).collect()
 }
 
+/// Options of `cargo xtask services`.
+#[derive(Debug, clap::Args)]
+pub struct ServicesArgs {
+    /// `up`: install what is missing, start every test service, write their environment to
+    /// `target/ci-services/env.sh` and keep them running until `down` (or Ctrl-C).
+    /// `down`: stop services started by `up`.
+    #[arg(value_parser = ["up", "down"])]
+    action: String,
+}
+
+/// The file `services up` writes the test environment to (`source` it in a shell).
+fn env_file() -> std::path::PathBuf {
+    crate::util::workspace_root().join("target/ci-services/env.sh")
+}
+
+/// The file whose appearance tells a running `services up` to stop.
+fn stop_file() -> std::path::PathBuf {
+    crate::util::workspace_root().join("target/ci-services/services.stop")
+}
+
+/// `cargo xtask services up|down`: the test services for local runs of `cargo nextest`.
+pub fn run_services(args: &ServicesArgs) -> Result<()> {
+    let stop = stop_file();
+    if args.action == "down" {
+        if let Some(dir) = stop.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&stop, b"stop\n")?;
+        eprintln!("asked the running `cargo xtask services up` to stop its services");
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&stop);
+    crate::prereqs::ensure(&prereqs())?;
+    let running = Running::start(all())?;
+    let env = env_file();
+    if let Some(dir) = env.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text: String = running
+        .env()
+        .iter()
+        .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''")))
+        .collect();
+    std::fs::write(&env, text)?;
+    eprintln!(
+        "services up; environment in {} (run `cargo xtask services down` to stop)",
+        env.display()
+    );
+    while !stop.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let _ = std::fs::remove_file(&stop);
+    let _ = std::fs::remove_file(&env);
+    running.stop()
+}
+
 /// Started services; stops them (in reverse order) on [`Running::stop`] or when dropped.
 #[derive(Debug)]
 pub struct Running {
