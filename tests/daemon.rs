@@ -325,8 +325,8 @@ interval = "2s"
     assert!(status.success(), "exit {status:?}:\n{}", again.output());
     locker.execute_batch("COMMIT;").unwrap();
     let cancelled = env.run(&["job", &hanging["id"].to_string(), "--json"]).ok().json();
-    assert_eq!(cancelled["status"], "failed", "{cancelled}");
-    assert_eq!(cancelled["message"], "cancelled at shutdown", "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["message"], "cancelled", "{cancelled}");
     assert!(
         cancelled["detail"].as_str().unwrap().contains("grace period of 3s"),
         "{cancelled}"

@@ -9,7 +9,9 @@ Exit codes:
   0  success
   1  the operation ran and failed (job failed, verification found problems, restore failed)
   2  bad usage or configuration (unknown flag, invalid config, unknown plan or pack)
-  3  busy: the plan is already running in another packrat process";
+  3  busy: the plan is already running in another packrat process
+130  `run` was cancelled by SIGINT / Ctrl-C (the job is recorded `cancelled`, its staging removed)
+143  `run` was cancelled by SIGTERM (likewise)";
 
 /// packrat: backups of SQLite, MongoDB and Docker apps into verified packs.
 #[derive(Debug, Parser)]

@@ -11,6 +11,10 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Busy: the plan (or installation) is locked by another packrat process.
     pub const BUSY: u8 = 3;
+    /// The job was cancelled by SIGINT (Ctrl-C; on Windows also Ctrl-Break), 128 + 2 as shells do.
+    pub const CANCELLED_SIGINT: u8 = 130;
+    /// The job was cancelled by SIGTERM, 128 + 15 as shells do.
+    pub const CANCELLED_SIGTERM: u8 = 143;
 }
 
 /// An error that ends the program with a message and an exit code.

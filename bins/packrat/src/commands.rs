@@ -45,19 +45,29 @@ async fn run(config: Option<&Path>, a: RunArgs) -> Result<u8, CliError> {
         BackupKind::Full
     };
     let progress = Arc::new(TermProgress::new());
-    let runner = backup_core::Runner::new(state).with_progress(progress.clone());
-    let result = runner.run(&plan, kind, Trigger::Manual).await;
+    let runner = backup_core::Runner::new(state)
+        .with_progress(progress.clone())
+        .with_plan_sinks(wire::plan_sinks(&cfg));
+    // Ctrl-C / SIGTERM cancel the job: it ends `cancelled`, its staging is removed, stopped
+    // containers start again; a second signal exits at once.
+    let cancel = backup_core::CancelToken::new();
+    let signals = crate::signals::cancel_on_signal(cancel.clone());
+    let result = runner.run_cancellable(&plan, kind, Trigger::Manual, &cancel).await;
     progress.finish();
     let run = result?;
     if run.is_success() {
-        crate::prune::after_job(&cfg, &plan, runner.state()).await;
+        crate::prune::after_job(&cfg, &plan).await;
     }
     if a.json {
         output::json(&output::run_json(&run));
     } else {
         output::run_human(&run);
     }
-    Ok(if run.is_success() { exit::OK } else { exit::FAILED })
+    Ok(match run.job.status {
+        JobStatus::Completed => exit::OK,
+        JobStatus::Cancelled => signals.exit_code(),
+        _ => exit::FAILED,
+    })
 }
 
 fn jobs(config: Option<&Path>, a: JobsArgs) -> Result<u8, CliError> {

@@ -108,8 +108,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
             None
         }
     };
-    // Jobs of processes that died are marked interrupted first (as every packrat start does),
-    // so their leftovers count as stale.
+    // Jobs of processes that died are marked interrupted first (as every packrat start does).
     if let Some(s) = &state
         && let Err(e) = s.recover_interrupted()
     {
@@ -119,12 +118,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
             "run `packrat jobs` to see the jobs",
         ));
     }
-    let active: Vec<i64> = state
-        .as_ref()
-        .and_then(|s| s.active_jobs().ok())
-        .map(|jobs| jobs.iter().map(|j| j.id).collect())
-        .unwrap_or_default();
-    checks.extend(sink_checks(&cfg, &active).await);
+    checks.extend(sink_checks(&cfg).await);
     if let Some(s) = &state {
         checks.extend(job_checks(&cfg, s));
         checks.extend(crate::doctor_schedule::checks(&cfg, s).await);
@@ -146,13 +140,13 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
 
 /// Per sink: for replicas the share mounted and of an allowed type, the target present and
 /// writable, no stale `_tmp` leftovers; for other sinks present and writable.
-pub async fn sink_checks(cfg: &Config, active: &[i64]) -> Vec<Check> {
+pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     for (name, sc) in &cfg.sinks {
         match sc {
             SinkConfig::CifsReplica(c) => {
                 let sink = CifsReplicaSink::from_config(name, c);
-                out.extend(replica_checks(name, &sink, active).await);
+                out.extend(replica_checks(name, &sink).await);
             }
             _ => match wire::sink(cfg, name) {
                 Ok(sink) => out.push(match sink.check().await {
@@ -173,7 +167,7 @@ pub async fn sink_checks(cfg: &Config, active: &[i64]) -> Vec<Check> {
     out
 }
 
-async fn replica_checks(name: &str, sink: &CifsReplicaSink, active: &[i64]) -> Vec<Check> {
+async fn replica_checks(name: &str, sink: &CifsReplicaSink) -> Vec<Check> {
     let mounted = format!("share mounted ({name})");
     let writable = format!("replica target writable ({name})");
     let leftovers = format!("no stale _tmp leftovers ({name})");
@@ -232,7 +226,7 @@ async fn replica_checks(name: &str, sink: &CifsReplicaSink, active: &[i64]) -> V
             ),
         ),
     });
-    out.push(match sink.leftovers(active) {
+    out.push(match sink.leftovers() {
         Ok(l) if l.is_empty() => Check::ok(leftovers, "none"),
         Ok(l) => Check::warn(
             leftovers,
@@ -290,7 +284,7 @@ pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
             JobStatus::Queued | JobStatus::Running => {
                 Check::ok(name, format!("job {} is {} ({}%)", job.id, job.status, job.progress))
             }
-            JobStatus::Failed | JobStatus::Interrupted => {
+            JobStatus::Failed | JobStatus::Interrupted | JobStatus::Cancelled => {
                 Check::fail(name, format!("job {} {}: {}", job.id, job.status, job.detail), rerun)
             }
         });

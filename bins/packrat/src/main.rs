@@ -16,6 +16,7 @@ mod progress;
 mod prune;
 mod restore_docker;
 mod restore_mongo;
+mod signals;
 mod wire;
 
 use std::process::ExitCode;

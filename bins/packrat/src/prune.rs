@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use backup_core::StateStore;
 use backup_core::runner::Plan;
 use chrono::Utc;
 use clap::Args;
@@ -42,7 +41,6 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
     {
         return Err(CliError::usage(format!("no sink `{s}` in the config")));
     }
-    let state = wire::open_state(&cfg)?;
     let now = Utc::now();
     let mut reports = Vec::new();
     let mut failed = false;
@@ -64,7 +62,7 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
             }
             reports.push(report);
             if !a.dry_run
-                && let Err(e) = retention::clean_leftovers(sink.as_ref(), &state, cfg.daemon.leftover_age).await
+                && let Err(e) = retention::clean_leftovers(sink.as_ref()).await
             {
                 warn!("{e}");
             }
@@ -99,7 +97,7 @@ fn print_report(r: &retention::PruneReport) {
 }
 
 /// Retention on every sink of `plan` after a successful job; problems are logged, never fatal.
-pub async fn after_job(cfg: &backup_core::config::Config, plan: &Plan, state: &StateStore) {
+pub async fn after_job(cfg: &backup_core::config::Config, plan: &Plan) {
     let policy = match retention::from_config(cfg, &plan.name) {
         Ok(p) => p,
         Err(e) => {
@@ -116,7 +114,7 @@ pub async fn after_job(cfg: &backup_core::config::Config, plan: &Plan, state: &S
                 Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
             }
         }
-        if let Err(e) = retention::clean_leftovers(sink.as_ref(), state, cfg.daemon.leftover_age).await {
+        if let Err(e) = retention::clean_leftovers(sink.as_ref()).await {
             warn!("{e}");
         }
     }

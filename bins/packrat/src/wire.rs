@@ -73,6 +73,23 @@ pub fn sinks(cfg: &Config, only: Option<&str>) -> Result<Vec<Arc<dyn Sink>>, Cli
     }
 }
 
+/// The sinks of every plan (first sink first), for crash recovery; plans whose sinks cannot be
+/// wired are left out (their errors show when they run).
+pub fn plan_sinks(cfg: &Config) -> std::collections::BTreeMap<String, Vec<Arc<dyn Sink>>> {
+    cfg.plans
+        .iter()
+        .filter_map(|(name, pc)| {
+            let sinks = pc
+                .sinks
+                .iter()
+                .map(|s| sink(cfg, s))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            Some((name.clone(), sinks))
+        })
+        .collect()
+}
+
 /// The plan named `name`, wired.
 pub fn plan(cfg: &Config, name: &str) -> Result<Plan, CliError> {
     let pc = cfg.plan(name)?;

@@ -181,7 +181,7 @@ pub fn status_json(d: &Daemon) -> backup_core::Result<serde_json::Value> {
                 "runnable": d.plans.contains_key(name),
                 "problem": d.broken.get(name),
                 "running": running.get(name).map(|r| json!({
-                    "kind": r.kind, "trigger": r.trigger.as_str(), "since": r.since,
+                    "job": r.job, "kind": r.kind, "trigger": r.trigger.as_str(), "since": r.since,
                 })),
                 "last_run": last.get(name),
                 "next_run": d.next_due(name),
@@ -273,11 +273,11 @@ async fn run_plan(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match s.d.start_job(&name, kind, Trigger::Api) {
-        Ok(()) => {
-            info!(plan = %name, %kind, "run requested over the API");
+        Ok(job) => {
+            info!(plan = %name, %kind, job, "run requested over the API");
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "plan": name, "kind": kind, "accepted": true })),
+                Json(json!({ "plan": name, "kind": kind, "accepted": true, "job": job })),
             )
                 .into_response()
         }

@@ -8,29 +8,32 @@ use std::time::Duration;
 use alerts::{AlertManager, HealthChecker, Notifier, PlanCheck};
 use backup_core::config::Config;
 use backup_core::runner::Plan;
-use backup_core::{BackupKind, Error, Policy, Runner, Sink, StateStore, Trigger};
+use backup_core::{BackupKind, CancelToken, Error, JobId, JobStatus, Policy, QueuedJob, Runner, StateStore, Trigger};
 use chrono::{DateTime, Utc};
 use policy_schedule::{Decision, Schedule, Scheduler, SystemClock};
 use retention::Retention;
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::AbortHandle;
 use tracing::{error, info, warn};
 
 use crate::{CliError, api, wire};
 
 /// Longest sleep of the scheduler loop, so that clock jumps and suspends are noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// How long shutdown waits for cancelled jobs to clean up and record themselves.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
-/// A job the daemon started (running, or waiting for a parallelism slot).
+/// A job the daemon started (running, or `queued` waiting for a parallelism slot).
 #[derive(Debug, Clone)]
 pub struct RunningJob {
+    /// The job's id (its row exists from the moment it is due, `queued` until a slot is free).
+    pub job: JobId,
     /// Full or incremental.
     pub kind: BackupKind,
     /// What started it.
     pub trigger: Trigger,
     /// When the daemon accepted it.
     pub since: DateTime<Utc>,
-    abort: Option<AbortHandle>,
+    cancel: CancelToken,
 }
 
 /// Why a run was not started.
@@ -59,7 +62,6 @@ pub struct Daemon {
     /// Schedules of enabled, scheduled plans.
     pub schedules: BTreeMap<String, Schedule>,
     retention: BTreeMap<String, Retention>,
-    sinks: Vec<Arc<dyn Sink>>,
     semaphore: Arc<Semaphore>,
     running: Mutex<BTreeMap<String, RunningJob>>,
     /// When the daemon started.
@@ -96,9 +98,10 @@ impl Daemon {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Starts a job of `plan` in the background: it waits for a parallelism slot, runs, and on
-    /// success applies retention on every sink of the plan. A plan never overlaps itself.
-    pub fn start_job(self: &Arc<Self>, plan: &str, kind: BackupKind, trigger: Trigger) -> Result<(), StartError> {
+    /// Starts a job of `plan` in the background: its `queued` row is created (and the plan's lock
+    /// taken) at once, then it waits for a parallelism slot, runs, and on success applies
+    /// retention on every sink of the plan. A plan never overlaps itself (across processes too).
+    pub fn start_job(self: &Arc<Self>, plan: &str, kind: BackupKind, trigger: Trigger) -> Result<JobId, StartError> {
         if self.is_stopping() {
             return Err(StartError::ShuttingDown);
         }
@@ -114,56 +117,82 @@ impl Daemon {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = running.get(plan) {
             return Err(StartError::Busy(format!(
-                "a {} job of plan `{plan}` ({}) is already running or waiting since {}; a plan never overlaps itself",
+                "a {} job of plan `{plan}` (job {}, {}) is already running or waiting since {}; a plan never overlaps itself",
                 r.kind,
+                r.job,
                 r.trigger.as_str(),
                 r.since.format("%Y-%m-%d %H:%M:%S UTC")
             )));
         }
+        let queued = match self.runner.queue(&wired, kind, trigger) {
+            Ok(q) => q,
+            Err(Error::Locked { holder, .. }) => {
+                return Err(StartError::Busy(format!(
+                    "plan `{plan}` is locked by another packrat process{} (a `packrat run`?); a plan never overlaps itself",
+                    holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                )));
+            }
+            Err(e) => {
+                return Err(StartError::Unknown(format!(
+                    "cannot queue a job of plan `{plan}`: {}",
+                    e.chain()
+                )));
+            }
+        };
+        let job = queued.id();
+        let cancel = CancelToken::new();
         running.insert(
             plan.to_string(),
             RunningJob {
+                job,
                 kind,
                 trigger,
                 since: Utc::now(),
-                abort: None,
+                cancel: cancel.clone(),
             },
         );
+        drop(running);
+        info!(plan, job, %kind, trigger = trigger.as_str(), "job queued");
         let this = self.clone();
         let name = plan.to_string();
-        let handle = tokio::spawn(async move {
-            this.job_task(&wired, kind, trigger).await;
+        tokio::spawn(async move {
+            this.job_task(&wired, queued, &cancel).await;
             this.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
             this.job_done.notify_waiters();
             this.health_now.notify_one();
         });
-        if let Some(r) = running.get_mut(plan) {
-            r.abort = Some(handle.abort_handle());
-        }
-        Ok(())
+        Ok(job)
     }
 
-    async fn job_task(&self, plan: &Plan, kind: BackupKind, trigger: Trigger) {
+    async fn job_task(&self, plan: &Plan, queued: QueuedJob, cancel: &CancelToken) {
         let mut shutdown = self.shutdown_tx.subscribe();
         let permit = tokio::select! {
             p = self.semaphore.clone().acquire_owned() => p,
+            () = cancel.cancelled() => {
+                let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
+                if let Err(e) = self.runner.cancel_queued(queued, &reason) {
+                    error!(plan = %plan.name, "cannot record the cancelled job: {}", e.chain());
+                }
+                return;
+            }
             _ = shutdown.wait_for(|s| *s) => {
                 info!(plan = %plan.name, "not starting the queued job: packratd is shutting down");
+                if let Err(e) = self.runner.cancel_queued(queued, "packratd is shutting down") {
+                    error!(plan = %plan.name, "cannot record the cancelled job: {}", e.chain());
+                }
                 return;
             }
         };
         let Ok(_permit) = permit else { return };
-        match self.runner.run(plan, kind, trigger).await {
+        match self.runner.run_queued(plan, queued, cancel).await {
             Ok(run) if run.is_success() => {
                 info!(plan = %plan.name, job = run.job.id, pack = ?run.pack.as_ref().map(|p| &p.id), "job completed");
                 self.after_success(plan).await;
             }
+            Ok(run) if run.job.status == JobStatus::Cancelled => {
+                warn!(plan = %plan.name, job = run.job.id, "job cancelled: {}", run.job.detail);
+            }
             Ok(run) => warn!(plan = %plan.name, job = run.job.id, "job failed: {}", run.job.detail),
-            Err(Error::Locked { holder, .. }) => warn!(
-                plan = %plan.name,
-                holder = ?holder,
-                "run skipped: the plan is locked by another packrat process (a `packrat run`?); a plan never overlaps itself"
-            ),
             Err(e) => error!(plan = %plan.name, "cannot run the job: {}", e.chain()),
         }
     }
@@ -185,7 +214,7 @@ impl Daemon {
                     Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
                 }
             }
-            if let Err(e) = retention::clean_leftovers(sink.as_ref(), &self.state, self.cfg.daemon.leftover_age).await {
+            if let Err(e) = retention::clean_leftovers(sink.as_ref()).await {
                 warn!(sink = sink.name(), "{e}");
             }
         }
@@ -225,16 +254,20 @@ impl Daemon {
 /// Builds the daemon, serves until a shutdown signal, and shuts down gracefully.
 pub async fn run(cfg: Config) -> Result<(), CliError> {
     let state = wire::open_state(&cfg)?;
-    let runner = Runner::new(state.clone());
+    let runner = Runner::new(state.clone()).with_plan_sinks(wire::plan_sinks(&cfg));
     let sinks = wire::sinks(&cfg, None)?;
 
-    // Crash recovery: jobs of dead processes become interrupted, staging leftovers go.
-    let interrupted = runner.recover(&sinks).await?;
-    for j in &interrupted {
+    // Crash recovery: jobs of dead processes become interrupted (or completed, when their pack is
+    // in place), leftovers of gone jobs are removed.
+    let recovery = runner.recover(None).await?;
+    for j in &recovery.interrupted {
         warn!(job = j.id, plan = %j.plan, "recovered: job was interrupted (crash or kill)");
     }
+    for j in &recovery.completed {
+        info!(job = j.id, plan = %j.plan, "recovered: the interrupted job's pack was in place; job completed");
+    }
     for s in &sinks {
-        if let Err(e) = retention::clean_leftovers(s.as_ref(), &state, cfg.daemon.leftover_age).await {
+        if let Err(e) = retention::clean_leftovers(s.as_ref()).await {
             warn!(sink = s.name(), "{e}");
         }
     }
@@ -292,7 +325,6 @@ pub async fn run(cfg: Config) -> Result<(), CliError> {
         broken,
         schedules,
         retention,
-        sinks,
         running: Mutex::new(BTreeMap::new()),
         started_at,
         stopping: AtomicBool::new(false),
@@ -333,10 +365,13 @@ pub async fn run(cfg: Config) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Waits for running jobs up to the grace period, then cancels the rest and records them.
+/// Cancels queued jobs at once, waits for running jobs up to the grace period, then cancels the
+/// rest; every cancelled job records itself (`cancelled`, staging removed, containers restarted).
 async fn shutdown_jobs(d: &Arc<Daemon>) {
     let grace = d.cfg.daemon.grace_period;
     let deadline = tokio::time::Instant::now() + grace;
+    // Jobs still waiting for a slot never start: their tasks see the shutdown flag and record
+    // them cancelled; running jobs get the grace period.
     loop {
         // Registered before looking, so that a job ending in between still wakes us.
         let notified = d.job_done.notified();
@@ -349,37 +384,24 @@ async fn shutdown_jobs(d: &Arc<Daemon>) {
             break;
         }
     }
-    let running = d.running();
-    for (plan, r) in &running {
-        warn!(plan = %plan, "job did not finish within the grace period; cancelling it");
-        if let Some(a) = &r.abort {
-            a.abort();
-        }
+    for (plan, r) in &d.running() {
+        warn!(plan = %plan, job = r.job, "job did not finish within the grace period; cancelling it");
+        r.cancel.cancel(format!(
+            "cancelled because packratd was shut down and the job did not finish within the grace period of {}s",
+            grace.as_secs()
+        ));
     }
-    // Give the aborted tasks a moment to drop their locks.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let me = std::process::id();
-    match d.state.active_jobs() {
-        Ok(jobs) => {
-            for j in jobs
-                .into_iter()
-                .filter(|j| j.pid == Some(me) || running.contains_key(&j.plan))
-            {
-                let detail = format!(
-                    "packratd was shut down and the job did not finish within the grace period of {}s; it was \
-                     cancelled and the next run starts afresh",
-                    grace.as_secs()
-                );
-                match d.state.fail_job(j.id, "cancelled at shutdown", &detail) {
-                    Ok(()) => warn!(job = j.id, plan = %j.plan, "job recorded as cancelled"),
-                    Err(e) => error!(job = j.id, "cannot record the cancelled job: {}", e.chain()),
-                }
-            }
+    // The cancelled jobs clean up and record themselves; wait for that (bounded).
+    let until = tokio::time::Instant::now() + CANCEL_WAIT;
+    loop {
+        let notified = d.job_done.notified();
+        if d.running().is_empty() {
+            return;
         }
-        Err(e) => error!("cannot list active jobs: {}", e.chain()),
-    }
-    if let Err(e) = d.runner.recover(&d.sinks).await {
-        warn!("cannot clean staging after cancelling jobs: {}", e.chain());
+        if tokio::time::timeout_at(until, notified).await.is_err() {
+            warn!(jobs = ?d.running().keys().collect::<Vec<_>>(), "jobs still winding down at exit; the next start recovers them");
+            return;
+        }
     }
 }
 
@@ -394,7 +416,7 @@ async fn scheduler_loop(d: Arc<Daemon>, scheduler: Scheduler) {
                 for dec in decisions {
                     if let Decision::Fire { plan, run } = dec {
                         match d.start_job(&plan, run.kind, Trigger::Schedule) {
-                            Ok(()) => {}
+                            Ok(_) => {}
                             Err(StartError::Busy(why)) => warn!(plan = %plan, "scheduled run skipped: {why}"),
                             Err(StartError::Unknown(why)) => error!(plan = %plan, "{why}"),
                             Err(StartError::ShuttingDown) => return,

@@ -32,6 +32,7 @@ pub fn render(d: &Daemon) -> Result<String> {
             JobStatus::Completed,
             JobStatus::Failed,
             JobStatus::Interrupted,
+            JobStatus::Cancelled,
         ] {
             by_status.insert((name.clone(), s.as_str()), 0);
         }

@@ -95,9 +95,12 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
         .stage(1, PLAN, &PackId::new(id1).expect("id"), 1024)
         .await
         .expect("stage");
-    let dir1 = staged.clone().unwrap_or_else(|| tmp.path().join(id1));
+    let dir1 = staged
+        .as_ref()
+        .map_or_else(|| tmp.path().join(id1), |c| c.dir().to_path_buf());
     let sealed1 = sealed_pack(&dir1, id1);
     let info1 = sink.store(&sealed1, 1).await.expect("store of a staged pack");
+    drop(staged);
     assert_eq!(info1.id, id1);
     assert_eq!(info1.plan, PLAN);
     assert_eq!(info1.bytes, sealed1.manifest().total_size());
@@ -169,7 +172,8 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
         std::fs::remove_dir_all(f).expect("cleanup");
     }
 
-    // 7. Staging of a dead job is cleaned; staging of a live job is kept.
+    // 7. Staging whose job is gone (its claim released) is cleaned; the staging of a live job
+    //    (its claim held) is kept.
     let dead = sink
         .stage(41, PLAN, &PackId::new("conformance_20260103_000000").expect("id"), 1)
         .await
@@ -180,8 +184,14 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
         .expect("stage");
     if let (Some(dead), Some(live)) = (dead, live) {
         std::fs::write(dead.join("partial"), b"x").expect("write");
-        sink.clean_leftovers(&[42]).await.expect("clean");
-        assert!(!dead.exists(), "staging of a dead job must be removed");
+        let dead_dir = dead.dir().to_path_buf();
+        drop(dead);
+        let removed = sink.clean_leftovers().await.expect("clean");
+        assert!(!dead_dir.exists(), "staging of a job that is gone must be removed");
+        assert!(
+            removed.contains(&dead_dir),
+            "clean_leftovers must report what it removed"
+        );
         assert!(live.exists(), "staging of a live job must be kept");
         sink.discard_staging(&live).await.expect("discard");
         assert!(!live.exists(), "discard_staging must remove it");

@@ -11,8 +11,8 @@ pub type JobId = i64;
 
 /// Lifecycle of a job.
 ///
-/// `queued → running → completed | failed`; a job found `running` by the next start of packrat
-/// whose process is gone becomes `interrupted`.
+/// `queued → running → completed | failed | cancelled`; a job found `queued` or `running` whose
+/// process is gone becomes `interrupted` (or `completed`, when its pack was already in place).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
@@ -26,6 +26,8 @@ pub enum JobStatus {
     Failed,
     /// The process running it died (crash, kill, power loss) before it finished.
     Interrupted,
+    /// Stopped on request (a signal, `packrat cancel`, daemon shutdown); `detail` says by whom.
+    Cancelled,
 }
 
 impl JobStatus {
@@ -37,12 +39,16 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::Interrupted => "interrupted",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
-    /// True for `completed`, `failed` and `interrupted`.
+    /// True for `completed`, `failed`, `interrupted` and `cancelled`.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Interrupted)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Interrupted | JobStatus::Cancelled
+        )
     }
 }
 
@@ -61,6 +67,7 @@ impl FromStr for JobStatus {
             "completed" => JobStatus::Completed,
             "failed" => JobStatus::Failed,
             "interrupted" => JobStatus::Interrupted,
+            "cancelled" => JobStatus::Cancelled,
             other => return Err(format!("unknown job status `{other}`")),
         })
     }

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cancel;
 pub mod config;
 pub mod error;
 pub mod job;
@@ -42,12 +43,13 @@ pub mod verify;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use cancel::CancelToken;
 pub use error::{BoxError, Error, Result};
 pub use job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
-pub use manifest::{ArtifactEntry, Compression, FORMAT_VERSION, Manifest, TimeWindow};
+pub use manifest::{ArtifactEntry, Compression, FORMAT_VERSION, Manifest, ManifestWatermark, TimeWindow};
 pub use pack::{ArtifactWriter, Pack, PackId, SealedPack, StagingPack};
 pub use policy::Policy;
-pub use runner::{JobRun, Plan, Runner};
+pub use runner::{JobRun, Plan, QueuedJob, Recovery, Runner};
 pub use sink::{PackInfo, Sink};
 pub use source::{BackupContext, NoProgress, Progress, Source, SourceReport, WatermarkUpdate};
 pub use state::StateStore;

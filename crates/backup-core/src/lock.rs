@@ -1,27 +1,49 @@
-//! Exclusive lock files (`std::fs::File::try_lock`), released when dropped or when the process dies.
+//! Exclusive lock files (`std::fs::File::try_lock`), released when dropped or when the process
+//! dies, and the claims that tie a working directory (a staging pack, a replica's `_tmp/job_…`)
+//! to the job that owns it.
+//!
+//! Cleanup never decides by membership in a snapshot of "active jobs": a working directory is
+//! removed only when its claim lock is provably free ([`sweep`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::{Error, Result};
 
+/// How long a loser of a lock race waits for the winner to write its pid into the lock file.
+const PID_WAIT: Duration = Duration::from_millis(500);
+
 /// An exclusive lock on a file that holds the holder's pid. Works on Linux and Windows; the OS
 /// releases it when the process dies, so a lock file left behind by a crash is not a held lock.
+/// Locks are per open file, so two tasks of one process exclude each other too.
 #[derive(Debug)]
 pub struct FileLock {
     file: File,
     path: PathBuf,
 }
 
+/// What [`FileLock::probe`] found.
+#[derive(Debug)]
+pub enum Probe {
+    /// No lock file: nobody holds it.
+    Missing,
+    /// The lock was free; the caller now holds it (until the value is dropped).
+    Free(FileLock),
+    /// Another open file (this process or another) holds it; the holder's pid when readable.
+    Held(Option<u32>),
+}
+
 impl FileLock {
     /// Takes the lock at `path` without waiting; `what` names the locked thing for the error
-    /// ("plan `nightly`", "the installation").
+    /// ("plan `nightly`", "the installation"). The error of a held lock names the holder's pid.
     pub fn try_acquire(path: &Path, what: &str) -> Result<FileLock> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(Error::io("create lock directory", dir))?;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -31,35 +53,279 @@ impl FileLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut s = String::new();
-                let _ = file.read_to_string(&mut s);
                 return Err(Error::Locked {
                     what: what.to_string(),
-                    holder: s.trim().parse().ok(),
+                    holder: wait_for_pid(file),
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path)(e)),
         }
-        file.set_len(0).map_err(Error::io("write lock file", path))?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(Error::io("write lock file", path))?;
-        write!(file, "{}", std::process::id()).map_err(Error::io("write lock file", path))?;
-        file.flush().map_err(Error::io("write lock file", path))?;
-        Ok(FileLock {
+        let lock = FileLock {
             file,
             path: path.to_path_buf(),
-        })
+        };
+        lock.write_pid().map_err(Error::io("write lock file", path))?;
+        Ok(lock)
+    }
+
+    /// Looks at the lock file at `path` without creating it: missing, free (then the caller holds
+    /// it) or held by someone else.
+    pub fn probe(path: &Path) -> Result<Probe> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Probe::Missing),
+            Err(e) => return Err(Error::io("open lock file", path)(e)),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Probe::Free(FileLock {
+                file,
+                path: path.to_path_buf(),
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Probe::Held(wait_for_pid(file))),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path)(e)),
+        }
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The pid written in the lock file (after a crash: the pid of the dead holder).
+    pub fn recorded_pid(&self) -> Option<u32> {
+        read_pid(&self.file)
+    }
+
+    /// Removes the lock file while still holding the lock, then releases it, so that nobody can
+    /// lock the old file in between. Where an open file cannot be removed (SMB shares, some
+    /// Windows setups), it is released first and then removed: callers release a claim only when
+    /// they are done with what it protected, so the short gap is harmless.
+    pub fn release_and_remove(self) {
+        if fs::remove_file(&self.path).is_ok() {
+            return; // `self` drops here and unlocks.
+        }
+        let path = self.path.clone();
+        drop(self);
+        // A network filesystem may close the handle a moment after `close` returned.
+        for _ in 0..20 {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => std::thread::sleep(Duration::from_millis(10)),
+                _ => return,
+            }
+        }
+    }
+
+    /// Writes this process's pid at the start of the file, then cuts what follows, so a reader
+    /// never sees an empty file that had a pid in it before.
+    fn write_pid(&self) -> std::io::Result<()> {
+        let text = format!("{}\n", std::process::id());
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(text.as_bytes())?;
+        f.set_len(text.len() as u64)?;
+        f.flush()
+    }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
+    }
+}
+
+/// Reads the holder's pid, waiting briefly for a winner that has the lock but has not written its
+/// pid yet (a fresh lock file is empty for a moment).
+fn wait_for_pid(file: File) -> Option<u32> {
+    let until = std::time::Instant::now() + PID_WAIT;
+    loop {
+        if let Some(pid) = read_pid(&file) {
+            return Some(pid);
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The pid written into a lock file, if readable.
+fn read_pid(mut file: &File) -> Option<u32> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.take(64).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The lock file of working directory `dir`: `<dir>.lock` beside it.
+pub fn claim_lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    dir.with_file_name(name)
+}
+
+/// A working directory owned by a live job: the directory plus the lock `<dir>.lock` held for as
+/// long as this value lives. [`sweep`] never removes a claimed directory.
+///
+/// Dropping it releases the claim and removes the lock file; the directory itself is left as it
+/// is (renamed into place, discarded, or a leftover for the next sweep).
+#[derive(Debug)]
+pub struct ClaimedDir {
+    dir: PathBuf,
+    lock: Option<FileLock>,
+}
+
+impl ClaimedDir {
+    /// Claims `dir`: takes `<dir>.lock` first, then creates `dir` (its parent must exist). An
+    /// existing empty directory is taken over (a leftover of this very job); anything else that
+    /// exists is refused, as is a claim another job holds.
+    pub fn create(dir: &Path) -> Result<ClaimedDir> {
+        let lock = Self::lock(dir)?;
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let empty = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+                    && fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+                if !empty {
+                    lock.release_and_remove();
+                    return Err(Error::Other(format!(
+                        "working directory {} already exists and is not empty; it is a leftover that the next \
+                         cleanup removes, or remove it by hand",
+                        dir.display()
+                    )));
+                }
+            }
+            Err(e) => {
+                lock.release_and_remove();
+                return Err(Error::io("create", dir)(e));
+            }
+        }
+        Ok(ClaimedDir {
+            dir: dir.to_path_buf(),
+            lock: Some(lock),
+        })
+    }
+
+    /// Claims `dir` without creating it (the caller creates it, e.g. with its own error type).
+    pub fn claim_only(dir: &Path) -> Result<ClaimedDir> {
+        Ok(ClaimedDir {
+            dir: dir.to_path_buf(),
+            lock: Some(Self::lock(dir)?),
+        })
+    }
+
+    fn lock(dir: &Path) -> Result<FileLock> {
+        FileLock::try_acquire(&claim_lock_path(dir), &format!("working directory {}", dir.display()))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Deref for ClaimedDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl AsRef<Path> for ClaimedDir {
+    fn as_ref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ClaimedDir {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            lock.release_and_remove();
+        }
+    }
+}
+
+/// Lock files without their directory are removed once they are this old and free (a job that
+/// died between placing its directory and removing its lock).
+const ORPHAN_LOCK_AGE: Duration = Duration::from_secs(600);
+
+/// Removes the working directories in `root` whose name starts with one of `prefixes` and whose
+/// claim is not held (the owning job is gone: it crashed, was killed, or dropped its claim), and
+/// their lock files. A claimed directory is never touched, whichever process or task holds it.
+/// Only real directories are removed (never symlinks or files). Returns the removed directories.
+///
+/// `remove` does the removal (so a sink can retry on a flaky share); errors are collected and
+/// the first one returned after every entry was tried.
+pub fn sweep(root: &Path, prefixes: &[&str], remove: &dyn Fn(&Path) -> std::io::Result<()>) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", root)(e)),
+    };
+    let mut removed = Vec::new();
+    let mut first_error = None;
+    let mut lock_files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(Error::io("read", root))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        if name.ends_with(".lock") && kind.is_file() {
+            lock_files.push(path);
+            continue;
+        }
+        if !kind.is_dir() {
+            continue;
+        }
+        let lock_path = claim_lock_path(&path);
+        let held = match FileLock::probe(&lock_path) {
+            Ok(Probe::Held(pid)) => {
+                tracing::debug!(dir = %path.display(), pid = ?pid, "working directory is claimed by a live job");
+                continue;
+            }
+            Ok(Probe::Free(lock)) => Some(lock),
+            Ok(Probe::Missing) => None,
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), "cannot tell whether the job owning it is alive; left alone: {}", e.chain());
+                continue;
+            }
+        };
+        match remove(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert_with(|| Error::io("remove leftover", &path)(e));
+            }
+        }
+        if let Some(lock) = held {
+            lock.release_and_remove();
+        }
+    }
+    for lock_path in lock_files {
+        remove_orphan_lock(&lock_path);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+/// Removes the claim lock file `lock_path` when its directory is gone, it is free and older than
+/// a few minutes (its job died between placing its directory and removing its lock).
+pub fn remove_orphan_lock(lock_path: &Path) {
+    let dir = lock_path.with_extension("");
+    if fs::symlink_metadata(&dir).is_ok() {
+        return;
+    }
+    let old = fs::metadata(lock_path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age >= ORPHAN_LOCK_AGE);
+    if old && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path) {
+        lock.release_and_remove();
     }
 }
 
@@ -79,5 +345,85 @@ mod tests {
         );
         drop(l);
         FileLock::try_acquire(&p, "plan `x`").unwrap();
+    }
+
+    #[test]
+    fn the_pid_is_always_named_in_a_race() {
+        // Many threads race for one lock at once; every loser must name the winner's pid.
+        let t = tempfile::tempdir().unwrap();
+        for round in 0..30 {
+            let p = t.path().join(format!("race-{round}.lock"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (p, barrier) = (p.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        FileLock::try_acquire(&p, "plan `x`")
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let winners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(winners, 1, "round {round}: exactly one thread holds the lock");
+            for r in &results {
+                if let Err(e) = r {
+                    let text = e.to_string();
+                    assert!(
+                        matches!(e, Error::Locked { holder: Some(pid), .. } if *pid == std::process::id()),
+                        "round {round}: {text}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sweep_removes_only_unclaimed_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let live = ClaimedDir::create(&root.join("job_1_a")).unwrap();
+        std::fs::write(live.join("f"), b"x").unwrap();
+        let dead = ClaimedDir::create(&root.join("job_2_b")).unwrap();
+        std::fs::write(dead.join("f"), b"x").unwrap();
+        drop(dead); // its owner is gone: the directory is a leftover
+        // A crashed owner leaves a free lock file next to its directory.
+        std::fs::create_dir(root.join("job_3_c")).unwrap();
+        std::fs::write(root.join("job_3_c.lock"), b"999999\n").unwrap();
+        std::fs::create_dir(root.join("unrelated")).unwrap();
+        std::fs::write(root.join("job_4_file"), b"a file, not ours").unwrap();
+
+        let mut removed = sweep(root, &["job_"], &|p| std::fs::remove_dir_all(p)).unwrap();
+        removed.sort();
+        assert_eq!(removed, vec![root.join("job_2_b"), root.join("job_3_c")]);
+        assert!(live.join("f").exists(), "a claimed directory is never removed");
+        assert!(claim_lock_path(&live).exists());
+        assert!(!root.join("job_3_c.lock").exists());
+        assert!(root.join("unrelated").exists() && root.join("job_4_file").exists());
+        drop(live);
+        assert!(
+            !root.join("job_1_a.lock").exists(),
+            "dropping a claim removes its lock file"
+        );
+        assert_eq!(
+            sweep(root, &["job_"], &|p| std::fs::remove_dir_all(p)).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_claim_is_exclusive_and_refuses_a_used_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("job_1_a");
+        let claim = ClaimedDir::create(&dir).unwrap();
+        let e = ClaimedDir::create(&dir).unwrap_err();
+        assert!(matches!(e, Error::Locked { holder: Some(_), .. }), "{e}");
+        std::fs::write(dir.join("partial"), b"x").unwrap();
+        drop(claim);
+        let e = ClaimedDir::create(&dir).unwrap_err().to_string();
+        assert!(e.contains("not empty"), "{e}");
+        assert!(!claim_lock_path(&dir).exists(), "a refused claim leaves no lock file");
+        std::fs::remove_file(dir.join("partial")).unwrap();
+        ClaimedDir::create(&dir).unwrap();
     }
 }

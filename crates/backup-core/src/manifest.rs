@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::{BackupKind, Error, JobId, Result};
 
 /// Version of the pack format written by this build. Readers accept this and older versions.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2 added the optional `watermarks` list.
+pub const FORMAT_VERSION: u32 = 2;
 /// The marker in every manifest that says "this pack was written by packrat".
 pub const FORMAT_NAME: &str = "packrat-pack";
 /// File name of the manifest inside a pack directory.
@@ -115,6 +117,24 @@ pub struct Manifest {
     pub host: String,
     /// Every artifact, sorted by path.
     pub artifacts: Vec<ArtifactEntry>,
+    /// The watermarks this pack advances once it is in place (incremental sources). Recovery
+    /// uses them when the process died after the pack was stored but before the state store
+    /// recorded them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watermarks: Vec<ManifestWatermark>,
+}
+
+/// A watermark recorded in a manifest: everything of `key` in `source` before `value` is in this
+/// pack or an older one of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestWatermark {
+    /// Source name within the plan.
+    pub source: String,
+    /// Key within the source (`db.collection`).
+    pub key: String,
+    /// The new upper bound (exclusive).
+    pub value: DateTime<Utc>,
 }
 
 impl Manifest {

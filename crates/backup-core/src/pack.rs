@@ -17,9 +17,10 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cancel::CancelToken;
 use crate::manifest::{
-    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, Manifest, SUMS_FILE, TimeWindow,
-    check_relative_path,
+    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, Manifest, ManifestWatermark, SUMS_FILE,
+    TimeWindow, check_relative_path,
 };
 use crate::{BackupKind, Error, JobId, Result};
 
@@ -106,6 +107,8 @@ struct Inner {
     zstd_level: Mutex<i32>,
     reserved: Mutex<BTreeSet<String>>,
     finished: Mutex<Vec<ArtifactEntry>>,
+    watermarks: Mutex<Vec<ManifestWatermark>>,
+    cancel: Mutex<Option<CancelToken>>,
 }
 
 /// A pack under construction. Cheap to clone; clones share the same pack, so sources may write
@@ -139,6 +142,8 @@ impl StagingPack {
                 zstd_level: Mutex::new(3),
                 reserved: Mutex::new(BTreeSet::new()),
                 finished: Mutex::new(Vec::new()),
+                watermarks: Mutex::new(Vec::new()),
+                cancel: Mutex::new(None),
             }),
         })
     }
@@ -146,6 +151,19 @@ impl StagingPack {
     /// Records the job that builds this pack (written to the manifest).
     pub fn set_job_id(&self, job: JobId) {
         *lock(&self.inner.job_id) = Some(job);
+    }
+
+    /// Ties the pack to a job's cancellation: once `token` is cancelled, artifact writers created
+    /// from now on refuse further writes and the sealed pack reports it to sinks
+    /// ([`SealedPack::is_cancelled`]), so blocking work stops within one buffer.
+    pub fn set_cancel(&self, token: CancelToken) {
+        *lock(&self.inner.cancel) = Some(token);
+    }
+
+    /// Records the watermarks this pack advances once it is in place (written to the manifest,
+    /// so that recovery can advance them if the process dies right after the pack was stored).
+    pub fn set_watermarks(&self, marks: Vec<ManifestWatermark>) {
+        *lock(&self.inner.watermarks) = marks;
     }
 
     /// Sets the zstd level for artifacts created from now on (default 3).
@@ -218,6 +236,7 @@ impl StagingPack {
             path,
             out: Some(out),
             entry: new_entry(rel, source, kind, compression),
+            cancel: lock(&self.inner.cancel).clone(),
         })
     }
 
@@ -292,6 +311,7 @@ impl StagingPack {
             tool_version: env!("CARGO_PKG_VERSION").into(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             artifacts,
+            watermarks: lock(&inner.watermarks).clone(),
         };
         let json = manifest.to_json();
         let mut sums = String::new();
@@ -320,6 +340,7 @@ impl StagingPack {
         Ok(SealedPack {
             dir: inner.dir.clone(),
             manifest,
+            cancel: lock(&inner.cancel).clone(),
         })
     }
 
@@ -465,6 +486,7 @@ pub struct ArtifactWriter {
     path: PathBuf,
     out: Option<Out>,
     entry: ArtifactEntry,
+    cancel: Option<CancelToken>,
 }
 
 impl ArtifactWriter {
@@ -521,6 +543,9 @@ impl ArtifactWriter {
 
 impl Write for ArtifactWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(c) = self.cancel.as_ref().filter(|c| c.is_cancelled()) {
+            return Err(c.io_error());
+        }
         let n = match self.out.as_mut() {
             Some(Out::Plain(w)) => w.write(buf)?,
             Some(Out::Zstd(w)) => w.write(buf)?,
@@ -543,6 +568,7 @@ impl Write for ArtifactWriter {
 pub struct SealedPack {
     dir: PathBuf,
     manifest: Manifest,
+    cancel: Option<CancelToken>,
 }
 
 impl SealedPack {
@@ -559,6 +585,20 @@ impl SealedPack {
     /// The same pack after it was moved to `dir`.
     pub fn moved_to(self, dir: PathBuf) -> SealedPack {
         SealedPack { dir, ..self }
+    }
+
+    /// True when the job storing this pack was cancelled: a sink copying it stops and fails
+    /// (check it between chunks; see [`SealedPack::check_cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+
+    /// `Err` (with the reason; kind `Other`) once the job was cancelled.
+    pub fn check_cancelled(&self) -> io::Result<()> {
+        match self.cancel.as_ref().filter(|c| c.is_cancelled()) {
+            Some(c) => Err(c.io_error()),
+            None => Ok(()),
+        }
     }
 
     /// As a reader.
@@ -635,6 +675,7 @@ impl Pack {
         SealedPack {
             dir: self.dir,
             manifest: self.manifest,
+            cancel: None,
         }
     }
 

@@ -4,20 +4,34 @@
 //! seal (manifest last) → atomic rename into place on the first sink → verified copies to further
 //! sinks → watermarks advanced → job completed (or failed with message and detail). A failure
 //! before the pack is in place removes the staging directory and leaves older packs untouched.
+//! A cancelled job (see [`CancelToken`]) ends `cancelled`, with its staging removed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use chrono_tz::Tz;
 use tracing::{error, info, warn};
 
-use crate::lock::FileLock;
-use crate::pack::{PackId, StagingPack};
+use crate::cancel::CancelToken;
+use crate::lock::{ClaimedDir, FileLock};
+use crate::manifest::ManifestWatermark;
+use crate::pack::{Pack, PackId, SealedPack, StagingPack};
 use crate::sink::{PackInfo, Sink};
 use crate::source::{BackupContext, NoProgress, Progress, Source, SourceReport};
-use crate::state::{StateStore, Watermark};
+use crate::state::{JobLock, StateStore, Watermark};
 use crate::{BackupKind, Error, Job, JobId, JobOutcome, JobStatus, ReplicationStatus, Result, Trigger};
+
+/// What a job's work holds, kept outside the work's future so that it survives cancellation: the
+/// claimed staging directory (until the pack is in place) and the pack once it is.
+#[derive(Debug, Default)]
+struct Work {
+    staging: Option<ClaimedDir>,
+    hosted: bool,
+    stored: Option<PackInfo>,
+}
 
 /// A plan wired to its source and sink instances.
 #[derive(Debug, Clone)]
@@ -73,12 +87,52 @@ impl JobRun {
     }
 }
 
+/// A job created and holding its plan's lock, waiting to run (see [`Runner::queue`]). Its row is
+/// `queued` in the state store; dropping it without running it leaves the row to recovery, so
+/// run it ([`Runner::run_queued`]) or cancel it ([`Runner::cancel_queued`]).
+#[derive(Debug)]
+pub struct QueuedJob {
+    job: Job,
+    kind: BackupKind,
+    plan_lock: FileLock,
+    job_lock: JobLock,
+}
+
+impl QueuedJob {
+    /// The job record as created (`queued`).
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The job id.
+    pub fn id(&self) -> JobId {
+        self.job.id
+    }
+}
+
+/// What crash recovery did (see [`Runner::recover`]).
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Jobs of processes that are gone, now `interrupted`.
+    pub interrupted: Vec<Job>,
+    /// Jobs of processes that died after their pack was in place, now `completed`.
+    pub completed: Vec<Job>,
+    /// Leftovers of gone jobs that were removed from the sinks and the state directory.
+    pub removed: Vec<PathBuf>,
+}
+
 /// Runs jobs against a state store.
 #[derive(Debug, Clone)]
 pub struct Runner {
     state: Arc<StateStore>,
     progress: Arc<dyn Progress>,
+    plan_sinks: BTreeMap<String, Vec<Arc<dyn Sink>>>,
 }
+
+/// How often, and how long apart, the runner tries to remove a cancelled job's staging while
+/// blocking work that was writing into it winds down.
+const DISCARD_ATTEMPTS: u32 = 20;
+const DISCARD_PAUSE: Duration = Duration::from_millis(100);
 
 impl Runner {
     /// A runner recording jobs in `state`.
@@ -86,6 +140,7 @@ impl Runner {
         Runner {
             state,
             progress: Arc::new(NoProgress),
+            plan_sinks: BTreeMap::new(),
         }
     }
 
@@ -95,36 +150,164 @@ impl Runner {
         self
     }
 
+    /// The sinks of every plan of the installation (first sink first), so that recovery can
+    /// look for the packs of interrupted jobs of any plan and clean every sink. Without it,
+    /// recovery only knows the sinks of the plan being run.
+    pub fn with_plan_sinks(mut self, plan_sinks: BTreeMap<String, Vec<Arc<dyn Sink>>>) -> Runner {
+        self.plan_sinks = plan_sinks;
+        self
+    }
+
     /// The state store.
     pub fn state(&self) -> &Arc<StateStore> {
         &self.state
     }
 
-    /// Crash recovery: marks jobs of dead processes `interrupted` and removes their staging
-    /// leftovers from `sinks`. Safe to call while other processes run jobs (their locks are held).
-    pub async fn recover(&self, sinks: &[Arc<dyn Sink>]) -> Result<Vec<Job>> {
-        let marked = self.state.recover_interrupted()?;
-        for j in &marked {
-            warn!(job = j.id, plan = %j.plan, "job was interrupted by a crash or kill; marked interrupted");
+    /// Crash recovery, safe while other processes and tasks run jobs: a job is only touched when
+    /// its lock is free (its process is gone), a leftover only when its claim is free.
+    ///
+    /// - Queued or running jobs of gone processes become `interrupted` — or `completed` when
+    ///   their pack is already in place under its final name on a sink of their plan (the
+    ///   manifest names the job); the watermarks the manifest records are then advanced.
+    /// - Leftovers of gone jobs are removed from every known sink and from the state directory's
+    ///   own staging area.
+    ///
+    /// `plan` adds the sinks of the plan about to run to those given by
+    /// [`Runner::with_plan_sinks`].
+    pub async fn recover(&self, plan: Option<&Plan>) -> Result<Recovery> {
+        let mut plan_sinks = self.plan_sinks.clone();
+        if let Some(p) = plan {
+            plan_sinks.insert(p.name.clone(), p.sinks.clone());
         }
-        let active: Vec<JobId> = self.state.active_jobs()?.iter().map(|j| j.id).collect();
-        for s in sinks {
-            match s.clean_leftovers(&active).await {
-                Ok(removed) => {
-                    for r in removed {
-                        info!(sink = s.name(), path = %r.display(), "removed staging leftover");
-                    }
+        let mut out = Recovery::default();
+        for job in self.state.recover_interrupted()? {
+            match self.reconcile(&job, plan_sinks.get(&job.plan)).await {
+                Some(done) => out.completed.push(done),
+                None => {
+                    warn!(job = job.id, plan = %job.plan, "job was interrupted by a crash or kill; marked interrupted");
+                    out.interrupted.push(job);
                 }
-                Err(e) => warn!(sink = s.name(), "cannot clean staging leftovers: {}", e.chain()),
             }
         }
-        Ok(marked)
+        let mut seen = std::collections::BTreeSet::new();
+        for s in plan_sinks.values().flatten() {
+            if !seen.insert(s.name().to_string()) {
+                continue;
+            }
+            match s.clean_leftovers().await {
+                Ok(removed) => {
+                    for r in &removed {
+                        info!(sink = s.name(), path = %r.display(), "removed leftover of a job that is gone");
+                    }
+                    out.removed.extend(removed);
+                }
+                Err(e) => warn!(sink = s.name(), "cannot clean leftovers: {}", e.chain()),
+            }
+        }
+        let own = self.own_staging_root();
+        match crate::lock::sweep(&own, &["job_"], &|p| std::fs::remove_dir_all(p)) {
+            Ok(removed) => out.removed.extend(removed),
+            Err(e) => warn!(path = %own.display(), "cannot clean leftovers: {}", e.chain()),
+        }
+        Ok(out)
     }
 
-    /// Runs one job of `plan`. Errors before the job exists (the plan is already running, the
-    /// state store is unusable) are returned as `Err`; everything after is recorded in the job and
-    /// returned as a [`JobRun`] whose job is `completed` or `failed`.
-    pub async fn run(&self, plan: &Plan, kind: BackupKind, trigger: Trigger) -> Result<JobRun> {
+    /// A job just marked interrupted whose pack is in place on a sink of its plan becomes
+    /// completed; returns the updated job.
+    async fn reconcile(&self, job: &Job, sinks: Option<&Vec<Arc<dyn Sink>>>) -> Option<Job> {
+        let pack_id = job.pack_id.as_deref()?;
+        let sinks = sinks?;
+        let mut found: Option<(usize, Pack)> = None;
+        let mut copies = Vec::new();
+        for (i, s) in sinks.iter().enumerate() {
+            match s.open(&job.plan, pack_id).await {
+                Ok(pack) if pack.manifest().job_id == Some(job.id) => {
+                    if found.is_none() {
+                        found = Some((i, pack));
+                    } else {
+                        copies.push(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (first, pack) = found?;
+        let m = pack.manifest();
+        let marks: Vec<Watermark> = m
+            .watermarks
+            .iter()
+            .map(|w| Watermark {
+                plan: job.plan.clone(),
+                source: w.source.clone(),
+                key: w.key.clone(),
+                value: w.value,
+                job: Some(job.id),
+                updated_at: Utc::now(),
+            })
+            .collect();
+        if !marks.is_empty()
+            && let Err(e) = self.state.advance_watermarks(job.id, &marks)
+        {
+            warn!(
+                job = job.id,
+                "cannot advance the watermarks of a recovered pack: {}",
+                e.chain()
+            );
+            return None;
+        }
+        let further: Vec<&str> = sinks[first + 1..]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !copies.contains(&(first + 1 + i)))
+            .map(|(_, s)| s.name())
+            .collect();
+        let (replication, detail) = if sinks.len() <= first + 1 {
+            (ReplicationStatus::None, String::new())
+        } else if further.is_empty() {
+            (ReplicationStatus::Succeeded, String::new())
+        } else {
+            (
+                ReplicationStatus::Failed,
+                format!(
+                    "the process stopped before the copy to sink(s) {} was made",
+                    further.join(", ")
+                ),
+            )
+        };
+        let outcome = JobOutcome {
+            output_dir: pack.dir().display().to_string(),
+            pack_id: pack_id.to_string(),
+            bytes: m.total_size(),
+            artifacts: m.artifacts.len() as u64,
+            records: m.total_records(),
+            message: "backup completed (recovered: the process stopped after the pack was in place)".into(),
+            replication,
+            detail,
+        };
+        if let Err(e) = self.state.reconcile_completed(job.id, &outcome) {
+            warn!(
+                job = job.id,
+                "cannot record the recovered job as completed: {}",
+                e.chain()
+            );
+            return None;
+        }
+        if let Err(e) = self.state.set_last_success(&job.plan, m.finished_at) {
+            warn!(job = job.id, "cannot record last success: {}", e.chain());
+        }
+        info!(job = job.id, plan = %job.plan, pack = pack_id, "recovered: the interrupted job's pack is in place; job completed");
+        self.state.job(job.id).ok().flatten()
+    }
+
+    /// Where packs are assembled when the first sink does not host staging.
+    fn own_staging_root(&self) -> PathBuf {
+        self.state.dir().join("staging")
+    }
+
+    /// Creates a `queued` job of `plan`, holding the plan's lock (a plan never overlaps itself,
+    /// across processes too) until the job has run or was cancelled. A held plan lock is
+    /// [`Error::Locked`] naming the holder's pid.
+    pub fn queue(&self, plan: &Plan, kind: BackupKind, trigger: Trigger) -> Result<QueuedJob> {
         if plan.sinks.is_empty() || plan.sources.is_empty() {
             return Err(Error::Config(format!(
                 "plan `{}` needs at least one source and one sink",
@@ -132,52 +315,191 @@ impl Runner {
             )));
         }
         let lock_path = self.state.dir().join("locks").join(format!("plan-{}.lock", plan.name));
-        let _plan_lock = FileLock::try_acquire(&lock_path, &format!("plan `{}`", plan.name))?;
-        self.recover(&plan.sinks).await?;
+        let plan_lock = FileLock::try_acquire(&lock_path, &format!("plan `{}`", plan.name))?;
+        let (job, job_lock) = self.state.create_job(&plan.name, kind, trigger)?;
+        Ok(QueuedJob {
+            job,
+            kind,
+            plan_lock,
+            job_lock,
+        })
+    }
 
-        let (job, _job_lock) = self.state.create_job(&plan.name, kind, trigger)?;
+    /// Cancels a job that never started; `reason` is recorded as its detail.
+    pub fn cancel_queued(&self, queued: QueuedJob, reason: &str) -> Result<Job> {
+        self.state
+            .cancel_job(queued.job.id, &format!("{reason}, before it started"))?;
+        info!(job = queued.job.id, plan = %queued.job.plan, "queued job cancelled: {reason}");
+        self.finished(queued.job.id)
+    }
+
+    /// Runs one job of `plan`. Errors before the job exists (the plan is already running, the
+    /// state store is unusable) are returned as `Err`; everything after is recorded in the job and
+    /// returned as a [`JobRun`] whose job is `completed` or `failed`.
+    pub async fn run(&self, plan: &Plan, kind: BackupKind, trigger: Trigger) -> Result<JobRun> {
+        self.run_cancellable(plan, kind, trigger, &CancelToken::new()).await
+    }
+
+    /// [`Runner::run`] that stops when `cancel` fires: see [`Runner::run_queued`].
+    pub async fn run_cancellable(
+        &self,
+        plan: &Plan,
+        kind: BackupKind,
+        trigger: Trigger,
+        cancel: &CancelToken,
+    ) -> Result<JobRun> {
+        let queued = self.queue(plan, kind, trigger)?;
+        self.run_queued(plan, queued, cancel).await
+    }
+
+    /// Runs a queued job of `plan`. When `cancel` fires, the job's work is dropped wherever it is
+    /// (guards such as the Docker source's container restart run), its staging is removed and
+    /// the job ends `cancelled` with the token's reason and the stage it was in. A pack already
+    /// in place on the first sink stays (it is complete; its watermarks were advanced).
+    pub async fn run_queued(&self, plan: &Plan, queued: QueuedJob, cancel: &CancelToken) -> Result<JobRun> {
+        let QueuedJob {
+            job,
+            kind,
+            plan_lock: _plan_lock,
+            job_lock: _job_lock,
+        } = queued;
+        if cancel.is_cancelled() {
+            let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
+            self.state.cancel_job(job.id, &format!("{reason}, before it started"))?;
+            return Ok(JobRun {
+                job: self.finished(job.id)?,
+                pack: None,
+                replicas: Vec::new(),
+                warnings: Vec::new(),
+            });
+        }
+        if let Err(e) = self.recover(Some(plan)).await {
+            warn!(job = job.id, "crash recovery before the job failed: {}", e.chain());
+        }
         self.state.start_job(job.id)?;
         info!(job = job.id, plan = %plan.name, %kind, "job started");
 
         let mut warnings = Vec::new();
-        let result = self.execute(plan, job.id, kind, &mut warnings).await;
-        let (pack, replicas) = match result {
-            Ok(ok) => ok,
+        let mut work = Work::default();
+        let prepared = {
+            let prepare = self.prepare(plan, job.id, kind, cancel, &mut warnings, &mut work);
+            tokio::select! {
+                biased;
+                r = prepare => Some(r),
+                () = cancel.cancelled() => None,
+            }
+        };
+        let result = match prepared {
+            None => return self.cancelled(plan, job.id, cancel, work, warnings).await,
+            Some(Ok((sealed, reports))) => {
+                self.deliver(plan, job.id, sealed, reports, &mut warnings, &mut work)
+                    .await
+            }
+            Some(Err(e)) => Err(e),
+        };
+        match result {
+            Ok((pack, replicas)) => Ok(JobRun {
+                job: self.finished(job.id)?,
+                pack: Some(pack),
+                replicas,
+                warnings,
+            }),
+            // A failure caused by the cancellation (a writer or a sink noticed it) is a cancel.
+            Err(_) if cancel.is_cancelled() => self.cancelled(plan, job.id, cancel, work, warnings).await,
             Err(e) => {
                 let detail = e.chain();
                 error!(job = job.id, plan = %plan.name, "backup failed: {detail}");
                 self.state.fail_job(job.id, "backup failed", &detail)?;
-                let job = self
-                    .state
-                    .job(job.id)?
-                    .ok_or_else(|| Error::NotFound(format!("job {}", job.id)))?;
-                return Ok(JobRun {
-                    job,
+                Ok(JobRun {
+                    job: self.finished(job.id)?,
                     pack: None,
                     replicas: Vec::new(),
                     warnings,
-                });
+                })
             }
-        };
-        let job = self
+        }
+    }
+
+    /// Records a job whose work was dropped because `cancel` fired.
+    async fn cancelled(
+        &self,
+        plan: &Plan,
+        job: JobId,
+        cancel: &CancelToken,
+        work: Work,
+        warnings: Vec<String>,
+    ) -> Result<JobRun> {
+        let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
+        let stage = self
             .state
-            .job(job.id)?
-            .ok_or_else(|| Error::NotFound(format!("job {}", job.id)))?;
+            .job(job)?
+            .map(|j| j.message)
+            .filter(|m| !m.is_empty() && m != "running")
+            .unwrap_or_else(|| "starting".into());
+        let mut detail = format!("{reason}, while {stage}");
+        if let Some(staging) = work.staging {
+            match self.discard_patiently(&plan.sinks[0], &staging, work.hosted).await {
+                Ok(()) => detail.push_str("; its staging was removed"),
+                Err(e) => detail.push_str(&format!(
+                    "; its staging {} could not be removed yet ({}), the next run removes it",
+                    staging.display(),
+                    e.chain()
+                )),
+            }
+        }
+        if let Some(stored) = &work.stored {
+            detail.push_str(&format!(
+                "; the pack was already in place at {} and is kept",
+                stored.path.display()
+            ));
+        }
+        match self.state.cancel_job(job, &detail) {
+            Ok(()) => warn!(job, plan = %plan.name, "job cancelled: {detail}"),
+            // It finished in the very moment it was cancelled.
+            Err(e) => warn!(job, "cannot record the job as cancelled: {}", e.chain()),
+        }
         Ok(JobRun {
-            job,
-            pack: Some(pack),
-            replicas,
+            job: self.finished(job)?,
+            pack: work.stored,
+            replicas: Vec::new(),
             warnings,
         })
     }
 
-    async fn execute(
+    /// Removes a cancelled job's staging, retrying while blocking writers wind down.
+    async fn discard_patiently(&self, first: &Arc<dyn Sink>, staging: &ClaimedDir, hosted: bool) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            let r = if hosted {
+                first.discard_staging(staging).await
+            } else {
+                crate::pack::remove_dir_all_if_exists(staging)
+            };
+            attempt += 1;
+            match r {
+                Ok(()) if !staging.exists() => return Ok(()),
+                Ok(()) | Err(_) if attempt < DISCARD_ATTEMPTS => tokio::time::sleep(DISCARD_PAUSE).await,
+                Ok(()) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn finished(&self, id: JobId) -> Result<Job> {
+        self.state.job(id)?.ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    /// Phase one of a job, dropped wherever it is when the job is cancelled: pack id, staging,
+    /// sources, seal. Nothing of it is visible under a final name.
+    async fn prepare(
         &self,
         plan: &Plan,
         job: JobId,
         kind: BackupKind,
+        cancel: &CancelToken,
         warnings: &mut Vec<String>,
-    ) -> Result<(PackInfo, Vec<PackInfo>)> {
+        work: &mut Work,
+    ) -> Result<(SealedPack, Vec<(String, SourceReport)>)> {
         let state = &self.state;
         let first = &plan.sinks[0];
         let started_at = Utc::now();
@@ -189,6 +511,7 @@ impl Runner {
             started_at,
             state: Some(state.clone()),
             progress: self.progress.clone(),
+            cancel: cancel.clone(),
         };
 
         self.stage(job, 2, "checking sinks");
@@ -209,48 +532,93 @@ impl Runner {
         for s in &plan.sources {
             expected += s.estimate(&ctx).await?;
         }
-        let staged = first.stage(job, &plan.name, &id, expected).await?;
-        let staging_dir = match &staged {
-            Some(d) => d.clone(),
-            None => state.dir().join("staging").join(format!("job_{job}_{id}")),
+        let (claim, hosted) = match first.stage(job, &plan.name, &id, expected).await? {
+            Some(claim) => (claim, true),
+            None => {
+                let root = self.own_staging_root();
+                std::fs::create_dir_all(&root).map_err(Error::io("create", &root))?;
+                (ClaimedDir::claim_only(&root.join(format!("job_{job}_{id}")))?, false)
+            }
         };
-        let pack = StagingPack::create(&staging_dir, &plan.name, id.clone(), kind, plan.time_zone)?;
-        pack.set_job_id(job);
-        pack.set_zstd_level(plan.zstd_level);
-
-        let built = self.build(plan, &ctx, &pack, warnings).await;
-        let reports = match built {
-            Ok(r) => r,
+        let staging_dir = claim.dir().to_path_buf();
+        work.staging = Some(claim);
+        work.hosted = hosted;
+        let pack = match StagingPack::create(&staging_dir, &plan.name, id.clone(), kind, plan.time_zone) {
+            Ok(p) => p,
             Err(e) => {
-                self.discard(first, &staged, &staging_dir).await;
+                self.discard(first, hosted, work).await;
                 return Err(e);
             }
         };
+        pack.set_job_id(job);
+        pack.set_zstd_level(plan.zstd_level);
+        pack.set_cancel(cancel.clone());
+
+        let reports = match self.build(plan, &ctx, &pack, warnings).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.discard(first, hosted, work).await;
+                return Err(e);
+            }
+        };
+        pack.set_watermarks(
+            reports
+                .iter()
+                .flat_map(|(source, r)| {
+                    r.watermarks.iter().map(move |w| ManifestWatermark {
+                        source: source.clone(),
+                        key: w.key.clone(),
+                        value: w.value,
+                    })
+                })
+                .collect(),
+        );
 
         self.stage(job, 80, "sealing pack");
         let sealed = match tokio::task::spawn_blocking(move || pack.seal()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                self.discard(first, &staged, &staging_dir).await;
+                self.discard(first, hosted, work).await;
                 return Err(e);
             }
             Err(e) => {
-                self.discard(first, &staged, &staging_dir).await;
+                self.discard(first, hosted, work).await;
                 return Err(Error::Other(format!("sealing task failed: {e}")));
             }
         };
+        Ok((sealed, reports))
+    }
 
+    /// Phase two of a job, never dropped half-way (a cancellation is noticed by the sinks'
+    /// copies through [`SealedPack::is_cancelled`]): the pack into place on the first sink, the
+    /// watermarks, copies to further sinks, the job record.
+    async fn deliver(
+        &self,
+        plan: &Plan,
+        job: JobId,
+        sealed: SealedPack,
+        reports: Vec<(String, SourceReport)>,
+        warnings: &mut Vec<String>,
+        work: &mut Work,
+    ) -> Result<(PackInfo, Vec<PackInfo>)> {
+        let state = &self.state;
+        let first = &plan.sinks[0];
+        let hosted = work.hosted;
+        let staging_dir = sealed.dir().to_path_buf();
         self.stage(job, 85, &format!("storing pack in sink {}", first.name()));
         let stored = match first.store(&sealed, job).await {
             Ok(info) => info,
             Err(e) => {
-                self.discard(first, &staged, &staging_dir).await;
+                self.discard(first, hosted, work).await;
                 return Err(e);
             }
         };
-        if staged.is_none() {
+        work.stored = Some(stored.clone());
+        if !hosted {
             let _ = crate::pack::remove_dir_all_if_exists(&staging_dir);
         }
+        // In place: the staging directory is gone (renamed or removed); release its claim.
+        work.staging = None;
         info!(job, plan = %plan.name, pack = %stored.id, path = %stored.path.display(), "pack in place");
 
         // The pack is safely in place: now, and only now, advance the watermarks.
@@ -271,7 +639,6 @@ impl Runner {
         if !marks.is_empty() {
             state.set_watermarks(job, &marks)?;
         }
-
         // Copies to further sinks.
         let in_place = sealed.moved_to(stored.path.clone());
         let mut replicas = Vec::new();
@@ -281,6 +648,13 @@ impl Runner {
             state.set_replication(job, ReplicationStatus::Pending, None, None)?;
         }
         for (i, s) in further.iter().enumerate() {
+            if let Err(e) = in_place.check_cancelled() {
+                return Err(Error::Other(format!(
+                    "{e} before the copy to sink {}; the pack is in place at {}",
+                    s.name(),
+                    stored.path.display()
+                )));
+            }
             let pct = 90 + (9 * i / further.len().max(1)) as u8;
             self.stage(job, pct, &format!("replicating to sink {}", s.name()));
             match s.store(&in_place, job).await {
@@ -357,13 +731,16 @@ impl Runner {
         Ok(reports)
     }
 
-    async fn discard(&self, first: &Arc<dyn Sink>, staged: &Option<PathBuf>, dir: &std::path::Path) {
-        let r = match staged {
-            Some(d) => first.discard_staging(d).await,
-            None => crate::pack::remove_dir_all_if_exists(dir),
+    /// Removes the staging of a failed job and releases its claim.
+    async fn discard(&self, first: &Arc<dyn Sink>, hosted: bool, work: &mut Work) {
+        let Some(claim) = work.staging.take() else { return };
+        let r = if hosted {
+            first.discard_staging(&claim).await
+        } else {
+            crate::pack::remove_dir_all_if_exists(&claim)
         };
         if let Err(e) = r {
-            warn!("cannot remove staging directory {}: {}", dir.display(), e.chain());
+            warn!("cannot remove staging directory {}: {}", claim.display(), e.chain());
         }
     }
 

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::lock::ClaimedDir;
 use crate::pack::{Pack, SealedPack};
 use crate::verify::{Verifier, VerifyLevel, VerifyReport};
 use crate::{BackupKind, Error, JobId, PackId, Result};
@@ -71,9 +72,11 @@ pub trait Sink: Send + Sync + fmt::Debug {
 
     /// Prepares a staging directory for a new pack on the same filesystem, so that
     /// [`Sink::store`] can put it in place with one rename; checks free space against
-    /// `expected_bytes`. `Ok(None)` (the default) means this sink does not host staging, and the
-    /// runner assembles the pack elsewhere.
-    async fn stage(&self, _job: JobId, _plan: &str, _id: &PackId, _expected_bytes: u64) -> Result<Option<PathBuf>> {
+    /// `expected_bytes`. The directory is claimed by the job (see [`ClaimedDir`]) for as long as
+    /// the returned value lives, so no cleanup in any process removes it meanwhile; keep it until
+    /// the pack was stored or discarded. `Ok(None)` (the default) means this sink does not host
+    /// staging, and the runner assembles the pack elsewhere.
+    async fn stage(&self, _job: JobId, _plan: &str, _id: &PackId, _expected_bytes: u64) -> Result<Option<ClaimedDir>> {
         Ok(None)
     }
 
@@ -109,9 +112,10 @@ pub trait Sink: Send + Sync + fmt::Debug {
     /// Deletes a pack, only if it is a valid pack of ours with that plan and id.
     async fn delete(&self, plan: &str, id: &str) -> Result<()>;
 
-    /// Removes staging leftovers of jobs not in `active` (crashed or killed runs); returns what
-    /// was removed.
-    async fn clean_leftovers(&self, _active: &[JobId]) -> Result<Vec<PathBuf>> {
+    /// Removes leftovers of jobs that are gone (crashed, killed or cancelled runs): working
+    /// directories whose claim is not held (see [`crate::lock::sweep`]), never one a live job in
+    /// any process owns. Returns what was removed.
+    async fn clean_leftovers(&self) -> Result<Vec<PathBuf>> {
         Ok(Vec::new())
     }
 

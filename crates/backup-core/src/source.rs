@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::cancel::CancelToken;
 use crate::state::StateStore;
 use crate::{BackupKind, JobId, Result, StagingPack};
 
@@ -43,6 +44,9 @@ pub struct BackupContext {
     pub state: Option<Arc<StateStore>>,
     /// Where to report progress.
     pub progress: Arc<dyn Progress>,
+    /// Fires when the job is cancelled; long-running sources may check it between steps (the
+    /// runner drops the backup future in any case, and artifact writers refuse to write).
+    pub cancel: CancelToken,
 }
 
 impl BackupContext {
@@ -56,6 +60,7 @@ impl BackupContext {
             started_at: Utc::now(),
             state: None,
             progress: Arc::new(NoProgress),
+            cancel: CancelToken::new(),
         }
     }
 }

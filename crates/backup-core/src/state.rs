@@ -25,8 +25,6 @@
 //! (`2026-11-21T04:00:00.000000Z`), which sorts lexically in time order.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
@@ -39,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
+use crate::lock::{FileLock, Probe};
 
 /// File name of the database inside the state directory.
 const DB_FILE: &str = "state.db";
@@ -135,15 +134,14 @@ impl fmt::Debug for StateStore {
 /// has been completed or failed.
 #[derive(Debug)]
 pub struct JobLock {
-    file: File,
-    path: PathBuf,
+    lock: Option<FileLock>,
     job: JobId,
 }
 
 impl JobLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.lock.as_ref().map_or(Path::new(""), FileLock::path)
     }
 
     /// The job this lock belongs to.
@@ -154,10 +152,10 @@ impl JobLock {
 
 impl Drop for JobLock {
     fn drop(&mut self) {
-        // Remove while still holding the lock so that nobody can lock the old file in between;
-        // the handle is closed right after when `file` is dropped.
-        let _ = std::fs::remove_file(&self.path);
-        let _ = self.file.unlock();
+        // Removed while still held, so that nobody can lock the old file in between.
+        if let Some(lock) = self.lock.take() {
+            lock.release_and_remove();
+        }
     }
 }
 
@@ -263,18 +261,6 @@ pub struct Alert {
     pub count: u64,
     /// When it was resolved; `None` while firing.
     pub resolved_at: Option<DateTime<Utc>>,
-}
-
-/// What a job's lock file says about its owner.
-enum LockProbe {
-    /// The file does not exist: the owner is gone.
-    Missing,
-    /// We could lock it: the owner is gone. Holds the lock until dropped.
-    Free(File),
-    /// Another open handle holds it: the owner is alive.
-    Held,
-    /// Could not tell (an I/O error); the job is left alone.
-    Unknown(std::io::Error),
 }
 
 impl StateStore {
@@ -459,6 +445,56 @@ impl StateStore {
         Ok(())
     }
 
+    /// Marks a queued or running job `cancelled` with `detail` (who or what cancelled it, and
+    /// where it was), `finished_at = now`.
+    ///
+    /// A job that already finished is not changed; that is an error.
+    pub fn cancel_job(&self, id: JobId, detail: &str) -> Result<()> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "UPDATE jobs SET status = 'cancelled', message = 'cancelled', detail = ?2, finished_at = ?3
+                 WHERE id = ?1 AND status IN ('queued', 'running')",
+                params![id, detail, fmt_time(Utc::now())],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(self.transition_error(&conn, id, "cancel"));
+        }
+        tracing::debug!(job = id, "job cancelled");
+        Ok(())
+    }
+
+    /// Records an `interrupted` job as `completed` after recovery found its pack in place (the
+    /// process died after storing it): the figures of `outcome`, `finished_at` unchanged.
+    pub fn reconcile_completed(&self, id: JobId, outcome: &JobOutcome) -> Result<()> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "UPDATE jobs SET status = 'completed', progress = 100, message = ?2, detail = ?3,
+                    output_dir = ?4, pack_id = ?5, replication = ?6, bytes = ?7, artifacts = ?8,
+                    records = ?9
+                 WHERE id = ?1 AND status = 'interrupted'",
+                params![
+                    id,
+                    outcome.message,
+                    outcome.detail,
+                    outcome.output_dir,
+                    outcome.pack_id,
+                    outcome.replication.as_str(),
+                    to_i64(outcome.bytes),
+                    to_i64(outcome.artifacts),
+                    to_i64(outcome.records),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(self.transition_error(&conn, id, "reconcile"));
+        }
+        tracing::debug!(job = id, "interrupted job reconciled as completed");
+        Ok(())
+    }
+
     /// Records the replication status of a job; `message` and `detail` replace the job's when
     /// given and are left as they are when `None`.
     pub fn set_replication(
@@ -494,17 +530,17 @@ impl StateStore {
         let mut marked = Vec::new();
         for job in active {
             let lock_path = self.lock_path(job.id);
-            let (free_lock, file_pid) = match probe_lock(&lock_path) {
-                LockProbe::Held => continue,
-                LockProbe::Unknown(e) => {
+            let (free_lock, file_pid) = match FileLock::probe(&lock_path) {
+                Ok(Probe::Held(_)) => continue,
+                Err(e) => {
                     tracing::warn!(job = job.id, lock = %lock_path.display(), error = %e,
                         "cannot tell whether the process running this job is alive; leaving it alone");
                     continue;
                 }
-                LockProbe::Missing => (None, None),
-                LockProbe::Free(mut file) => {
-                    let pid = read_pid(&mut file);
-                    (Some(file), pid)
+                Ok(Probe::Missing) => (None, None),
+                Ok(Probe::Free(lock)) => {
+                    let pid = lock.recorded_pid();
+                    (Some(lock), pid)
                 }
             };
             let pid = job.pid.or(file_pid);
@@ -534,9 +570,8 @@ impl StateStore {
                     None
                 }
             };
-            if let Some(file) = free_lock {
-                let _ = std::fs::remove_file(&lock_path);
-                let _ = file.unlock();
+            if let Some(lock) = free_lock {
+                lock.release_and_remove();
             }
             if let Some(job) = updated {
                 tracing::warn!(job = job.id, plan = %job.plan, pid = ?pid, "job marked interrupted");
@@ -721,21 +756,35 @@ impl StateStore {
     /// the job that advanced them and now as `updated_at` (the `job` and `updated_at` fields of
     /// `marks` are ignored). Either all of them are stored or none is.
     pub fn set_watermarks(&self, job: JobId, marks: &[Watermark]) -> Result<()> {
+        self.write_watermarks(job, marks, false)
+    }
+
+    /// Like [`StateStore::set_watermarks`], but only moves a watermark forward: a mark older than
+    /// the stored one is ignored (recovery replaying a pack's manifest after a later job ran).
+    pub fn advance_watermarks(&self, job: JobId, marks: &[Watermark]) -> Result<()> {
+        self.write_watermarks(job, marks, true)
+    }
+
+    fn write_watermarks(&self, job: JobId, marks: &[Watermark], forward_only: bool) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let now = fmt_time(Utc::now());
+        let sql = format!(
+            "INSERT INTO watermarks (plan, source, key, value, job, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (plan, source, key) DO UPDATE SET
+                value = excluded.value, job = excluded.job,
+                updated_at = excluded.updated_at{}",
+            if forward_only {
+                " WHERE excluded.value > watermarks.value"
+            } else {
+                ""
+            }
+        );
         {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO watermarks (plan, source, key, value, job, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (plan, source, key) DO UPDATE SET
-                        value = excluded.value, job = excluded.job,
-                        updated_at = excluded.updated_at",
-                )
-                .map_err(|e| self.err(e))?;
+            let mut stmt = tx.prepare(&sql).map_err(|e| self.err(e))?;
             for m in marks {
                 stmt.execute(params![m.plan, m.source, m.key, fmt_time(m.value), job, now])
                     .map_err(|e| self.err(e))?;
@@ -873,38 +922,11 @@ impl StateStore {
 
     /// Creates and exclusively locks the lock file of job `id`, writing our pid into it.
     fn take_job_lock(&self, id: JobId) -> Result<JobLock> {
-        let dir = self.locks_dir();
-        std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-        let path = self.lock_path(id);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(Error::io("create", &path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    what: format!("job {id}"),
-                    holder: read_pid(&mut file),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path)(e)),
-        }
-        let lock = JobLock {
-            file,
-            path: path.clone(),
+        let lock = FileLock::try_acquire(&self.lock_path(id), &format!("job {id}"))?;
+        Ok(JobLock {
+            lock: Some(lock),
             job: id,
-        };
-        let mut f = &lock.file;
-        f.set_len(0)
-            .and_then(|()| f.seek(SeekFrom::Start(0)))
-            .and_then(|_| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
-            .and_then(|()| f.flush())
-            .map_err(Error::io("write", &path))?;
-        Ok(lock)
+        })
     }
 
     /// Removes the lock files of finished jobs that nobody holds.
@@ -932,9 +954,8 @@ impl StateStore {
                 continue;
             }
             let path = entry.path();
-            if let LockProbe::Free(file) = probe_lock(&path) {
-                let _ = std::fs::remove_file(&path);
-                let _ = file.unlock();
+            if let Ok(Probe::Free(lock)) = FileLock::probe(&path) {
+                lock.release_and_remove();
                 tracing::debug!(lock = %path.display(), "removed stale job lock file");
             }
         }
@@ -992,29 +1013,6 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.commit().map_err(state_err)?;
         tracing::debug!(path = %path.display(), version = version + 1, "state store schema migrated");
     }
-}
-
-/// Probes the lock file of a job.
-fn probe_lock(path: &Path) -> LockProbe {
-    // Never create it: a missing file means the owner is gone.
-    let file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LockProbe::Missing,
-        Err(e) => return LockProbe::Unknown(e),
-    };
-    match file.try_lock() {
-        Ok(()) => LockProbe::Free(file),
-        Err(std::fs::TryLockError::WouldBlock) => LockProbe::Held,
-        Err(std::fs::TryLockError::Error(e)) => LockProbe::Unknown(e),
-    }
-}
-
-/// Reads the pid written into a lock file, if readable.
-fn read_pid(file: &mut File) -> Option<u32> {
-    let mut text = String::new();
-    file.seek(SeekFrom::Start(0)).ok()?;
-    file.take(64).read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
 }
 
 fn not_found(id: JobId) -> Error {

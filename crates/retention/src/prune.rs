@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use backup_core::sink::PackInfo;
-use backup_core::state::JobFilter;
-use backup_core::{JobId, Policy, Sink, StateStore};
+use backup_core::{Policy, Sink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -175,32 +173,12 @@ fn not_ours(pack: &PackInfo, plan: &str) -> Option<String> {
     None
 }
 
-/// Removes staging and `_tmp` leftovers on `sink` of jobs that are not active and were created
-/// more than `older_than` ago (jobs younger than that are treated as active, so a leftover that
-/// might still be in use is never touched). Returns what was removed.
-pub async fn clean_leftovers(
-    sink: &dyn Sink,
-    state: &StateStore,
-    older_than: Duration,
-) -> Result<Vec<PathBuf>, RetentionError> {
-    let since = Utc::now() - chrono::TimeDelta::from_std(older_than).unwrap_or(chrono::TimeDelta::MAX);
-    let mut protected: Vec<JobId> = state
-        .active_jobs()
-        .map_err(RetentionError::State)?
-        .iter()
-        .map(|j| j.id)
-        .collect();
-    let recent = state
-        .jobs(&JobFilter {
-            limit: Some(10_000),
-            ..JobFilter::default()
-        })
-        .map_err(RetentionError::State)?;
-    protected.extend(recent.iter().filter(|j| j.created_at > since).map(|j| j.id));
-    sink.clean_leftovers(&protected)
-        .await
-        .map_err(|e| RetentionError::Leftovers {
-            sink: sink.name().to_string(),
-            source: e,
-        })
+/// Removes leftovers on `sink` of jobs (and prunes) that are gone: staging and `_tmp` work
+/// directories whose claim is not held ([`Sink::clean_leftovers`]); a live job's work, in any
+/// process, is never touched. Returns what was removed.
+pub async fn clean_leftovers(sink: &dyn Sink) -> Result<Vec<PathBuf>, RetentionError> {
+    sink.clean_leftovers().await.map_err(|e| RetentionError::Leftovers {
+        sink: sink.name().to_string(),
+        source: e,
+    })
 }

@@ -193,11 +193,8 @@ proptest! {
 /// Stores a real pack `id` of `plan` on `sink`.
 async fn store(sink: &LocalSink, staging: &Path, plan: &str, id: &str) {
     let pid = PackId::new(id).unwrap();
-    let dir = sink
-        .stage(1, plan, &pid, 0)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| staging.join(id));
+    let claim = sink.stage(1, plan, &pid, 0).await.unwrap();
+    let dir = claim.as_ref().map_or_else(|| staging.join(id), |c| c.to_path_buf());
     let pack = StagingPack::create(&dir, plan, pid, BackupKind::Full, chrono_tz::UTC).unwrap();
     let mut w = pack.artifact("notes/a.txt", "demo", "file", Compression::None).unwrap();
     std::io::Write::write_all(&mut w, id.as_bytes()).unwrap();

@@ -7,9 +7,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use backup_core::lock::{ClaimedDir, FileLock, Probe, claim_lock_path};
 use backup_core::manifest::MANIFEST_FILE;
 use backup_core::pack::check_plan_name;
-use backup_core::{JobId, Pack, PackId, PackInfo};
+use backup_core::{Pack, PackId, PackInfo};
 use tracing::{debug, info, warn};
 
 use crate::store::{decode_rel, stamp};
@@ -18,17 +19,13 @@ use crate::{CifsReplicaSink, ReplicaError, Result, TMP_DIR, Target, io_err};
 /// What a `_tmp` entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Leftover {
-    /// A copy (or any work directory) of a job that is not running: remove.
+    /// A copy (or any work directory) of a job that is gone: remove.
     Job,
     /// A pack being deleted: remove.
     Delete,
     /// An earlier copy moved aside for a replacement; `rel` is where it came from. Removed when
     /// something is in place there again, else moved back.
     Replaced { rel: PathBuf },
-}
-
-fn job_of(rest: &str) -> Option<JobId> {
-    rest.split_once('_').and_then(|(j, _)| j.parse().ok())
 }
 
 impl CifsReplicaSink {
@@ -200,6 +197,8 @@ impl CifsReplicaSink {
         // a leftover in _tmp, never a half pack under a final name.
         let tmp = self.ensure_tmp(&t)?;
         let aside = tmp.join(format!("delete_{id}_{}", stamp()));
+        // Claimed while it is removed; a prune killed half-way leaves it to the next cleanup.
+        let _claim = ClaimedDir::claim_only(&aside)?;
         self.rename(&dir, &aside)?;
         match fs::remove_dir_all(&aside) {
             Ok(()) => {}
@@ -210,8 +209,9 @@ impl CifsReplicaSink {
         Ok(())
     }
 
-    /// The `_tmp` entries that are leftovers with these `active` jobs.
-    pub(crate) fn classify_tmp(&self, t: &Target, active: &[JobId]) -> Result<Vec<(PathBuf, Leftover)>> {
+    /// The `_tmp` entries that are leftovers: work directories whose claim is not held (their
+    /// job or prune is gone, see [`backup_core::lock`]).
+    pub(crate) fn classify_tmp(&self, t: &Target) -> Result<Vec<(PathBuf, Leftover)>> {
         let tmp = t.dir.join(TMP_DIR);
         match fs::symlink_metadata(&tmp) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -223,36 +223,53 @@ impl CifsReplicaSink {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_err("read", &tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lock") && entry.file_type().is_ok_and(|t| t.is_file()) {
+                backup_core::lock::remove_orphan_lock(&entry.path());
+                continue;
+            }
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let dead = |rest: &str| job_of(rest).is_some_and(|j| !active.contains(&j));
-            let kind = if let Some(rest) = name.strip_prefix("job_") {
-                dead(rest).then_some(Leftover::Job)
+            let kind = if name.starts_with("job_") {
+                Some(Leftover::Job)
             } else if name.starts_with("delete_") {
                 Some(Leftover::Delete)
             } else if let Some(rest) = name.strip_prefix("replaced_") {
-                match rest.split_once('+') {
-                    Some((head, rel)) if dead(head) => decode_rel(rel).map(|rel| Leftover::Replaced { rel }),
-                    _ => None,
-                }
+                rest.split_once('+')
+                    .and_then(|(_, rel)| decode_rel(rel))
+                    .map(|rel| Leftover::Replaced { rel })
             } else {
                 None
             };
-            if let Some(kind) = kind {
-                out.push((entry.path(), kind));
+            let Some(kind) = kind else { continue };
+            let path = entry.path();
+            if matches!(FileLock::probe(&claim_lock_path(&path)), Ok(Probe::Held(_)) | Err(_)) {
+                continue; // a live job (or we cannot tell): not a leftover
             }
+            out.push((path, kind));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
-    pub(crate) fn clean_leftovers_sync(&self, active: &[JobId]) -> Result<Vec<PathBuf>> {
+    pub(crate) fn clean_leftovers_sync(&self) -> Result<Vec<PathBuf>> {
         let t = self.target()?;
         let mut removed = Vec::new();
         let mut first_error = None;
-        for (path, kind) in self.classify_tmp(&t, active)? {
+        for (path, kind) in self.classify_tmp(&t)? {
+            // Hold the claim while acting, so that nobody else acts on it at the same time.
+            let lock_path = claim_lock_path(&path);
+            let lock = match FileLock::probe(&lock_path) {
+                Ok(Probe::Free(lock)) => Some(lock),
+                Ok(Probe::Missing) => None,
+                Ok(Probe::Held(_)) | Err(_) => continue,
+            };
+            let release = |lock: Option<FileLock>| {
+                if let Some(l) = lock {
+                    l.release_and_remove();
+                }
+            };
             if let Leftover::Replaced { rel } = &kind {
                 let home = t.dir.join(rel);
                 if fs::symlink_metadata(&home).is_err() {
@@ -266,6 +283,7 @@ impl CifsReplicaSink {
                             first_error.get_or_insert_with(|| io_err("move back", &path)(e));
                         }
                     }
+                    release(lock);
                     continue;
                 }
             }
@@ -280,6 +298,7 @@ impl CifsReplicaSink {
                     first_error.get_or_insert_with(|| io_err("remove leftover", &path)(e));
                 }
             }
+            release(lock);
         }
         match first_error {
             Some(e) => Err(e),

@@ -175,11 +175,11 @@ impl CifsReplicaSink {
         self.target().map(|t| t.report)
     }
 
-    /// Leftovers in `<target>/_tmp` that [`Sink::clean_leftovers`] would remove with these
-    /// `active` jobs (copies of dead jobs, packs half deleted or replaced). Reads only.
-    pub fn leftovers(&self, active: &[JobId]) -> Result<Vec<PathBuf>> {
+    /// Leftovers in `<target>/_tmp` that [`Sink::clean_leftovers`] would remove now (copies of
+    /// jobs that are gone, packs half deleted or replaced; never a live job's work). Reads only.
+    pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
         let t = self.target()?;
-        Ok(self.classify_tmp(&t, active)?.into_iter().map(|(p, _)| p).collect())
+        Ok(self.classify_tmp(&t)?.into_iter().map(|(p, _)| p).collect())
     }
 
     pub(crate) fn target(&self) -> Result<Target> {
@@ -314,9 +314,8 @@ impl Sink for CifsReplicaSink {
 
     /// Removes `_tmp` leftovers of jobs not in `active`, after the mount check (when the share
     /// is not mounted, nothing is touched and the check's error is returned).
-    async fn clean_leftovers(&self, active: &[JobId]) -> backup_core::Result<Vec<PathBuf>> {
-        let active = active.to_vec();
-        self.blocking(move |s| s.clean_leftovers_sync(&active)).await
+    async fn clean_leftovers(&self) -> backup_core::Result<Vec<PathBuf>> {
+        self.blocking(|s| s.clean_leftovers_sync()).await
     }
 
     /// Free bytes on the share; `None` when the share reports no sizes.

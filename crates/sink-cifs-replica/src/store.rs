@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use backup_core::config::ReplicaLayout;
+use backup_core::lock::ClaimedDir;
 use backup_core::manifest::{MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE, check_relative_path};
 use backup_core::pack::{check_plan_name, sync_dir};
 use backup_core::{JobId, Manifest, Pack, PackId, PackInfo, SealedPack};
@@ -77,6 +78,8 @@ impl CifsReplicaSink {
         // 3. Copy into a fresh work directory and verify every file by reading it back.
         let tmp = self.ensure_tmp(&t)?;
         let work = tmp.join(format!("job_{job}_{}", stamp()));
+        // Claimed for as long as this copy runs: no cleanup, in any process, removes it meanwhile.
+        let _claim = ClaimedDir::claim_only(&work)?;
         self.retry
             .run("create the work directory", || fs::create_dir(&work))
             .map_err(io_err("create", &work))?;
@@ -208,7 +211,7 @@ impl CifsReplicaSink {
             let from = src.join(&a.path);
             let to = work.join(&a.path);
             self.make_parents(work, &a.path)?;
-            self.copy_verified(&from, &to, a.size, &a.sha256)?;
+            self.copy_verified(sealed, &from, &to, a.size, &a.sha256)?;
             bytes += a.size;
         }
         // SHA256SUMS, then manifest.json: a copy without a manifest is not a pack.
@@ -253,12 +256,12 @@ impl CifsReplicaSink {
     /// Copies `from` to `to` and reads `to` back from the share until it matches `size` and
     /// `sha256`: transient errors and mismatches are retried; a source that does not match its
     /// manifest is reported as damaged.
-    fn copy_verified(&self, from: &Path, to: &Path, size: u64, sha256: &str) -> Result<()> {
+    fn copy_verified(&self, sealed: &SealedPack, from: &Path, to: &Path, size: u64, sha256: &str) -> Result<()> {
         let attempts = self.retry.retries + 1;
         let mut n = 0;
         loop {
             n += 1;
-            let outcome = copy_file(from, to).and_then(|_| read_back(to));
+            let outcome = copy_file(sealed, from, to).and_then(|_| read_back(to));
             let reason = match outcome {
                 Ok((got, sha)) if got == size && sha == sha256 => return Ok(()),
                 Ok((got, sha)) => {
@@ -351,8 +354,9 @@ impl CifsReplicaSink {
         let aside = if replace {
             let name = format!("replaced_{job}_{}+{}", stamp(), encode_rel(rel));
             let aside = t.dir.join(TMP_DIR).join(name);
+            let claim = ClaimedDir::claim_only(&aside)?;
             self.rename(final_dir, &aside)?;
-            Some(aside)
+            Some((aside, claim))
         } else if fs::symlink_metadata(final_dir).is_ok() {
             // Appeared while we copied.
             return Err(ReplicaError::Exists {
@@ -363,7 +367,7 @@ impl CifsReplicaSink {
             None
         };
         if let Err(e) = self.rename(work, final_dir) {
-            if let Some(aside) = &aside
+            if let Some((aside, _)) = &aside
                 && let Err(back) = fs::rename(aside, final_dir)
             {
                 warn!(sink = %self.name, "cannot move the earlier copy back from {} (the next run does): {back}", aside.display());
@@ -371,7 +375,7 @@ impl CifsReplicaSink {
             return Err(e);
         }
         let _ = sync_dir(&dir);
-        if let Some(aside) = aside {
+        if let Some((aside, _claim)) = aside {
             if let Err(e) = fs::remove_dir_all(&aside) {
                 warn!(sink = %self.name, "cannot remove the replaced copy {} (the next run does): {e}", aside.display());
             } else {
@@ -424,7 +428,7 @@ pub(crate) fn decode_rel(s: &str) -> Option<PathBuf> {
 }
 
 /// Streams `from` to `to` (created or truncated), fsyncs it and drops it from the page cache.
-fn copy_file(from: &Path, to: &Path) -> std::result::Result<u64, OpError> {
+fn copy_file(sealed: &SealedPack, from: &Path, to: &Path) -> std::result::Result<u64, OpError> {
     let meta = fs::symlink_metadata(from).map_err(op("read", from))?;
     if !meta.is_file() {
         return Err(OpError {
@@ -438,6 +442,8 @@ fn copy_file(from: &Path, to: &Path) -> std::result::Result<u64, OpError> {
     let mut buf = vec![0u8; BUF];
     let mut n = 0u64;
     loop {
+        // A cancelled job stops its copy within one buffer.
+        sealed.check_cancelled().map_err(op("copy", from))?;
         let k = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(k) => k,

@@ -216,7 +216,7 @@ async fn a_sink_whose_target_fails_the_check_writes_nothing() {
         assert!(e.contains("mount the share or fix sinks.windows.path"), "{e}");
         assert!(sink.list(None).await.is_err(), "{target}: listing must refuse too");
         assert!(
-            sink.clean_leftovers(&[]).await.is_err(),
+            sink.clean_leftovers().await.is_err(),
             "{target}: cleaning must refuse too"
         );
         assert!(sink.delete("nightly", "p_20260101_000000").await.is_err());

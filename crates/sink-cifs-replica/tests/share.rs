@@ -162,7 +162,8 @@ async fn leftovers_of_dead_jobs_are_cleaned_and_a_half_replacement_is_undone() {
     let tmp = share.dir.join(TMP_DIR);
     fs::create_dir_all(tmp.join("job_5_20260101_000000_000/test")).unwrap();
     fs::write(tmp.join("job_5_20260101_000000_000/test/partial.bin"), b"half").unwrap();
-    fs::create_dir_all(tmp.join("job_6_20260101_000000_000")).unwrap();
+    // Job 6 is alive (in this process here; in any process in general): its claim is held.
+    let live = backup_core::lock::ClaimedDir::create(&tmp.join("job_6_20260101_000000_000")).unwrap();
     fs::create_dir_all(tmp.join("unrelated")).unwrap();
     // A crash between "old copy aside" and "new copy in place".
     fs::rename(
@@ -172,12 +173,22 @@ async fn leftovers_of_dead_jobs_are_cleaned_and_a_half_replacement_is_undone() {
     .unwrap();
     assert!(sink.list(None).await.unwrap().is_empty());
 
-    assert_eq!(sink.leftovers(&[6]).unwrap().len(), 2);
-    let removed = sink.clean_leftovers(&[6]).await.unwrap();
+    assert_eq!(sink.leftovers().unwrap().len(), 2);
+    let removed = sink.clean_leftovers().await.unwrap();
     assert_eq!(removed.len(), 1, "{removed:?}");
     let mut left = common::tree(&tmp);
     left.sort();
-    assert_eq!(left, vec!["job_6_20260101_000000_000", "unrelated"]);
+    assert_eq!(
+        left,
+        vec![
+            "job_6_20260101_000000_000",
+            "job_6_20260101_000000_000.lock",
+            "unrelated"
+        ]
+    );
+    drop(live);
+    assert_eq!(sink.clean_leftovers().await.unwrap().len(), 1, "once job 6 is gone");
+    assert_eq!(common::tree(&tmp), vec!["unrelated"]);
     assert_eq!(
         sink.list(None).await.unwrap().len(),
         1,

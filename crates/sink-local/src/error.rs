@@ -116,6 +116,19 @@ pub enum LocalSinkError {
         path: PathBuf,
     },
 
+    /// A staging directory is claimed by a job that is still running.
+    #[error(
+        "staging directory {} is in use by a running job{}; wait for it to finish",
+        path.display(),
+        holder.map(|p| format!(" (packrat process pid {p})")).unwrap_or_default()
+    )]
+    StagingClaimed {
+        /// The staging directory.
+        path: PathBuf,
+        /// The pid of the process holding the claim.
+        holder: Option<u32>,
+    },
+
     /// A path handed to [`backup_core::Sink::discard_staging`] is not a staging directory of this
     /// sink.
     #[error("refusing to remove {}: it is not a staging directory of this sink (those live in {})", path.display(), staging.display())]

@@ -42,6 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use backup_core::config::LocalSinkConfig;
+use backup_core::lock::ClaimedDir;
 use backup_core::manifest::{MANIFEST_FILE, SUMS_FILE, check_relative_path};
 use backup_core::pack::{HashingWriter, check_plan_name, hash_reader, sync_dir};
 use backup_core::{JobId, Manifest, Pack, PackId, PackInfo, SealedPack, Sink};
@@ -139,18 +140,38 @@ impl LocalSink {
 
     // ----- staging -------------------------------------------------------------------------
 
-    fn stage_sync(&self, job: JobId, plan: &str, id: &PackId, expected: u64) -> Result<PathBuf> {
+    fn stage_sync(&self, job: JobId, plan: &str, id: &PackId, expected: u64) -> Result<ClaimedDir> {
         check_plan_name(plan)?;
         // Check before creating anything, so a refusal leaves no trace.
         self.check_space(expected)?;
         let created = self.ensure_staging_root()?;
         let dir = self.staging_root().join(format!("job_{job}_{id}"));
+        let claim = match self.claim(&dir) {
+            Ok(c) => c,
+            Err(e) => {
+                remove_created(&created);
+                return Err(e);
+            }
+        };
         if let Err(e) = self.create_fresh_dir(&dir) {
+            drop(claim);
             remove_created(&created);
             return Err(e);
         }
         debug!(sink = %self.name, dir = %dir.display(), "staging directory ready");
-        Ok(dir)
+        Ok(claim)
+    }
+
+    /// Claims a working directory in the staging area for this job: no cleanup removes it while
+    /// the claim lives (see [`backup_core::lock`]).
+    fn claim(&self, dir: &Path) -> Result<ClaimedDir> {
+        ClaimedDir::claim_only(dir).map_err(|e| match e {
+            backup_core::Error::Locked { holder, .. } => LocalSinkError::StagingClaimed {
+                path: dir.into(),
+                holder,
+            },
+            other => LocalSinkError::Core(other),
+        })
     }
 
     /// Creates `dir`, which must not exist or be an empty directory.
@@ -272,48 +293,20 @@ impl LocalSink {
         }
     }
 
-    fn clean_leftovers_sync(&self, active: &[JobId]) -> Result<Vec<PathBuf>> {
+    /// Removes working directories in the staging area (`job_*` staging, `delete_*` packs being
+    /// deleted) whose claim is free: their job or prune is gone.
+    fn clean_leftovers_sync(&self) -> Result<Vec<PathBuf>> {
         let staging = self.staging_root();
-        let entries = match fs::read_dir(&staging) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.io("read", &staging)(e)),
-        };
-        let mut removed = Vec::new();
-        let mut first_error = None;
-        for entry in entries {
-            let entry = entry.map_err(self.io("read", &staging))?;
-            // Only real directories we named; symlinks and anything else are not ours.
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let leftover = if let Some(rest) = name.strip_prefix("job_") {
-                let job = rest.split_once('_').and_then(|(j, _)| j.parse::<JobId>().ok());
-                job.is_some_and(|j| !active.contains(&j))
-            } else {
-                name.starts_with("delete_")
-            };
-            if !leftover {
-                continue;
-            }
-            let path = entry.path();
-            match fs::remove_dir_all(&path) {
-                Ok(()) => {
-                    info!(sink = %self.name, path = %path.display(), "removed staging leftover");
-                    removed.push(path);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(sink = %self.name, path = %path.display(), "cannot remove staging leftover: {e}");
-                    first_error.get_or_insert_with(|| self.io("remove staging leftover", &path)(e));
-                }
-            }
+        // Only a real directory of ours: never follow a symlinked staging area.
+        if fs::symlink_metadata(&staging).is_ok_and(|m| !m.is_dir()) {
+            return Ok(Vec::new());
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(removed),
+        let removed = backup_core::lock::sweep(&staging, &["job_", "delete_"], &|p| fs::remove_dir_all(p))
+            .map_err(LocalSinkError::Core)?;
+        for path in &removed {
+            info!(sink = %self.name, path = %path.display(), "removed staging leftover");
         }
+        Ok(removed)
     }
 
     // ----- free space and health -------------------------------------------------------------
@@ -389,7 +382,7 @@ impl LocalSink {
         } else {
             let staged = self.copy_in(sealed, job, &id)?;
             if let Err(e) = self.publish(&staged, &m.plan, &final_dir) {
-                let _ = fs::remove_dir_all(&staged);
+                let _ = fs::remove_dir_all(&*staged);
                 return Err(e);
             }
         }
@@ -439,7 +432,7 @@ impl LocalSink {
 
     /// Copies a sealed pack from elsewhere into a new staging directory, verifying every file
     /// against the manifest; returns the staging directory. On failure nothing is left behind.
-    fn copy_in(&self, sealed: &SealedPack, job: JobId, id: &PackId) -> Result<PathBuf> {
+    fn copy_in(&self, sealed: &SealedPack, job: JobId, id: &PackId) -> Result<ClaimedDir> {
         let src = sealed.dir();
         let own_files: u64 = [MANIFEST_FILE, SUMS_FILE]
             .iter()
@@ -448,7 +441,15 @@ impl LocalSink {
         self.check_space(sealed.manifest().total_size().saturating_add(own_files))?;
         let created = self.ensure_staging_root()?;
         let dir = self.staging_root().join(format!("job_{job}_{id}"));
+        let claim = match self.claim(&dir) {
+            Ok(c) => c,
+            Err(e) => {
+                remove_created(&created);
+                return Err(e);
+            }
+        };
         if let Err(e) = fs::create_dir(&dir) {
+            drop(claim);
             remove_created(&created);
             return Err(match e.kind() {
                 io::ErrorKind::AlreadyExists => LocalSinkError::StagingInUse { path: dir },
@@ -459,10 +460,11 @@ impl LocalSink {
             if let Err(r) = fs::remove_dir_all(&dir) {
                 warn!(sink = %self.name, dir = %dir.display(), "cannot remove the failed copy: {r}");
             }
+            drop(claim);
             remove_created(&created);
             return Err(e);
         }
-        Ok(dir)
+        Ok(claim)
     }
 
     fn copy_files(&self, sealed: &SealedPack, dest: &Path) -> Result<()> {
@@ -498,7 +500,7 @@ impl LocalSink {
             if let Some(parent) = to.parent() {
                 fs::create_dir_all(parent).map_err(self.io("create", parent))?;
             }
-            let (size, sha) = self.copy_file(&from, &to)?;
+            let (size, sha) = self.copy_file(sealed, &from, &to)?;
             if size != a.size {
                 return Err(mismatch(&from, format!("{size} bytes, the manifest says {}", a.size)));
             }
@@ -514,7 +516,7 @@ impl LocalSink {
 
     /// Streams `from` to the new file `to`, fsyncs it; returns (bytes, sha256) of what was
     /// written.
-    fn copy_file(&self, from: &Path, to: &Path) -> Result<(u64, String)> {
+    fn copy_file(&self, cancelled: &SealedPack, from: &Path, to: &Path) -> Result<(u64, String)> {
         let meta = fs::symlink_metadata(from).map_err(self.io("read", from))?;
         if !meta.is_file() {
             return Err(LocalSinkError::Mismatch {
@@ -531,6 +533,7 @@ impl LocalSink {
         let mut out = HashingWriter::new(out);
         let mut buf = vec![0u8; COPY_BUF];
         loop {
+            cancelled.check_cancelled().map_err(self.io("copy", from))?;
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -678,7 +681,17 @@ impl LocalSink {
         let aside = self
             .staging_root()
             .join(format!("delete_{id}_{}_{nanos}", std::process::id()));
+        // Claimed while it is being removed; a prune killed half-way leaves it unclaimed, and
+        // the next cleanup removes it.
+        let claim = match self.claim(&aside) {
+            Ok(c) => c,
+            Err(e) => {
+                remove_created(&created);
+                return Err(e);
+            }
+        };
         if let Err(e) = fs::rename(dir, &aside) {
+            drop(claim);
             remove_created(&created);
             return Err(self.io("move the pack out of its place, from", dir)(e));
         }
@@ -690,6 +703,7 @@ impl LocalSink {
             Err(_) if fs::symlink_metadata(&aside).is_err() => {}
             Err(source) => return Err(LocalSinkError::DeleteIncomplete { path: aside, source }),
         }
+        drop(claim);
         info!(sink = %self.name, path = %dir.display(), "pack deleted");
         Ok(())
     }
@@ -765,7 +779,7 @@ impl Sink for LocalSink {
         plan: &str,
         id: &PackId,
         expected_bytes: u64,
-    ) -> backup_core::Result<Option<PathBuf>> {
+    ) -> backup_core::Result<Option<ClaimedDir>> {
         let (plan, id) = (plan.to_string(), id.clone());
         self.blocking(move |s| s.stage_sync(job, &plan, &id, expected_bytes).map(Some))
             .await
@@ -802,9 +816,8 @@ impl Sink for LocalSink {
         self.blocking(move |s| s.delete_sync(&plan, &id)).await
     }
 
-    async fn clean_leftovers(&self, active: &[JobId]) -> backup_core::Result<Vec<PathBuf>> {
-        let active = active.to_vec();
-        self.blocking(move |s| s.clean_leftovers_sync(&active)).await
+    async fn clean_leftovers(&self) -> backup_core::Result<Vec<PathBuf>> {
+        self.blocking(|s| s.clean_leftovers_sync()).await
     }
 
     async fn free_space(&self) -> backup_core::Result<Option<u64>> {

@@ -180,6 +180,7 @@ async fn store_never_replaces_anything_not_even_an_empty_directory() {
     );
     sink.discard_staging(&staged).await.unwrap();
     assert!(!staged.exists());
+    drop(staged);
 
     // Copy path: refused before anything is written.
     let elsewhere = sealed_pack(&tmp.path().join("elsewhere").join(id), PLAN, id, &[10]);
@@ -253,35 +254,58 @@ async fn list_is_oldest_first_and_validates_names() {
 }
 
 #[tokio::test]
-async fn leftovers_of_dead_jobs_and_deletes_are_cleaned_and_nothing_else() {
+async fn leftovers_of_gone_jobs_and_deletes_are_cleaned_and_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = sink(tmp.path());
     let staging = tmp.path().join(STAGING_DIR);
-    for d in [
-        "job_5_p_20260101_000000",
-        "job_6_p_20260101_000000",
-        "delete_p_1_2",
-        "job_x_y",
-        "unknown",
-    ] {
+    // A job that is still running, in this process here (its claim is held); staged through
+    // the sink as the runner does.
+    let live = sink
+        .stage(6, PLAN, &PackId::new("p_20260101_000000").unwrap(), 1)
+        .await
+        .unwrap()
+        .unwrap();
+    fs::create_dir_all(live.join("sub")).unwrap();
+    fs::write(live.join("sub/f"), b"x").unwrap();
+    // A crashed job (free lock file beside its directory), a crashed prune, an old-style
+    // leftover without a lock file, and things that are not ours.
+    for d in ["job_5_p_20260101_000000", "delete_p_1_2", "job_x_y", "unknown"] {
         fs::create_dir_all(staging.join(d).join("sub")).unwrap();
         fs::write(staging.join(d).join("sub/f"), b"x").unwrap();
     }
+    fs::write(staging.join("job_5_p_20260101_000000.lock"), b"999999\n").unwrap();
     fs::write(staging.join("job_7_file"), b"a file, not ours").unwrap();
-    let mut removed = sink.clean_leftovers(&[6]).await.unwrap();
+    let mut removed = sink.clean_leftovers().await.unwrap();
     removed.sort();
     assert_eq!(
         removed,
-        vec![staging.join("delete_p_1_2"), staging.join("job_5_p_20260101_000000")]
+        vec![
+            staging.join("delete_p_1_2"),
+            staging.join("job_5_p_20260101_000000"),
+            staging.join("job_x_y"),
+        ]
     );
     assert_eq!(
         entries(&staging),
-        vec!["job_6_p_20260101_000000", "job_7_file", "job_x_y", "unknown"]
+        vec![
+            "job_6_p_20260101_000000",
+            "job_6_p_20260101_000000.lock",
+            "job_7_file",
+            "unknown"
+        ]
     );
+    assert!(live.join("sub/f").exists(), "a live job's staging is never touched");
+    // Once the job is gone, its staging is a leftover too.
+    drop(live);
+    assert_eq!(
+        sink.clean_leftovers().await.unwrap(),
+        vec![staging.join("job_6_p_20260101_000000")]
+    );
+    assert_eq!(entries(&staging), vec!["job_7_file", "unknown"]);
     // A root that was never used has no leftovers.
     assert!(
         LocalSink::new("l", tmp.path().join("nope"))
-            .clean_leftovers(&[])
+            .clean_leftovers()
             .await
             .unwrap()
             .is_empty()
@@ -301,15 +325,25 @@ async fn discard_staging_only_removes_our_staging_directories() {
     // Something that does not exist (any more) is fine.
     sink.discard_staging(&tmp.path().join("gone")).await.unwrap();
 
-    // Staging the same job and id twice reuses the empty directory but refuses a used one.
+    // A staging directory claimed by a live job is refused, naming the holder; once released,
+    // staging the same job and id again reuses the empty directory but refuses a used one.
     let id = PackId::new("p_20260101_000000").unwrap();
     let dir = sink.stage(1, PLAN, &id, 1).await.unwrap().unwrap();
-    assert_eq!(sink.stage(1, PLAN, &id, 1).await.unwrap().unwrap(), dir);
+    let err = sink.stage(1, PLAN, &id, 1).await.unwrap_err().chain();
+    assert!(
+        err.contains("in use by a running job") && err.contains(&std::process::id().to_string()),
+        "{err}"
+    );
+    let path = dir.to_path_buf();
+    drop(dir);
+    let dir = sink.stage(1, PLAN, &id, 1).await.unwrap().unwrap();
+    assert_eq!(dir.dir(), path);
     fs::write(dir.join("partial"), b"x").unwrap();
+    drop(dir);
     let err = sink.stage(1, PLAN, &id, 1).await.unwrap_err().chain();
     assert!(err.contains("already exists and is not empty"), "{err}");
-    sink.discard_staging(&dir).await.unwrap();
-    assert!(!dir.exists());
+    sink.discard_staging(&path).await.unwrap();
+    assert!(!path.exists());
 }
 
 #[tokio::test]

@@ -100,6 +100,7 @@ impl Harness {
             started_at,
             state: Some(self.state.clone()),
             progress: Arc::new(NoProgress),
+            cancel: backup_core::CancelToken::new(),
         }
     }
 
