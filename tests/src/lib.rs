@@ -1,6 +1,9 @@
 //! Helpers for packrat's end-to-end tests: run the real `packrat` binary in a scratch
 //! installation (config, state, sinks in a temp directory) against real SQLite databases.
 
+#[cfg(unix)]
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -110,7 +110,10 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
     };
     // Jobs of processes that died are marked interrupted first (as every packrat start does).
     if let Some(s) = &state
-        && let Err(e) = s.recover_interrupted()
+        && let Err(e) = backup_core::Runner::new(s.clone())
+            .with_plan_sinks(wire::plan_sinks(&cfg))
+            .recover_jobs(None)
+            .await
     {
         checks.push(Check::warn(
             "state store",

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match rt.block_on(commands::dispatch(cli)) {
+    let result = rt.block_on(commands::dispatch(cli));
+    // Blocking work of a cancelled job (a SQLite copy waiting for a lock, say) must not keep the
+    // process alive: everything worth keeping is recorded by now.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", e.message);
