@@ -480,9 +480,8 @@ impl Config {
     /// element), Windows-style paths on other systems (`D:/backups`, `\\\\server\\share`) and
     /// inconsistent settings (unknown sources or sinks, `source` together with `sources`, …).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        if let Ok(doc) = toml::de::DeTable::parse(text)
-            && let Some((key, at)) = locate::find_blank(doc.get_ref())
-        {
+        let doc = toml::de::DeTable::parse(text).map_err(|e| toml_error(text, path, &e))?;
+        if let Some((key, at)) = locate::find_blank(doc.get_ref()) {
             let shown = display_key(&key.iter().map(String::as_str).collect::<Vec<_>>());
             return Err(locate::at_line(
                 path,
@@ -492,7 +491,7 @@ impl Config {
                 &locate::blank_advice(&key),
             ));
         }
-        let mut cfg: Config = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
+        let mut cfg = Config::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| toml_error(text, path, &e))?;
         cfg.origin = Origin {
             path: path.to_path_buf(),
             text: text.to_string(),

@@ -46,8 +46,8 @@ impl ReplicaLayout {
 #[serde(deny_unknown_fields)]
 pub struct CifsReplicaSinkConfig {
     /// The target directory on the mounted share. Empty (or missing) makes every copy fail with
-    /// "replica path is empty", so a job shows it.
-    #[serde(default)]
+    /// "replica path is empty", so a job shows it. `path = ""` is a config error.
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub path: PathBuf,
     /// Filesystem types (as `/proc/self/mountinfo` names them) the path must be mounted as.
     /// Default `["cifs", "smb3"]`.
@@ -63,6 +63,10 @@ pub struct CifsReplicaSinkConfig {
     /// The pause before the first retry; doubled on each further one (at most 60 s). Default 1s.
     #[serde(default = "default_retry_delay", with = "humantime_serde")]
     pub retry_delay: Duration,
+}
+
+fn is_empty(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 /// The default of `allowed_fs_types`: `cifs` and `smb3`.
@@ -174,6 +178,13 @@ sinks = ["local", "windows"]
         let c = parse("layout = \"date\"").unwrap();
         assert_eq!(replica(&c).path, PathBuf::new());
         assert_eq!(replica(&c).layout, ReplicaLayout::Date);
+        let shown = c.to_redacted_toml();
+        assert_eq!(
+            replica(&Config::parse(&shown, Path::new("/x/y.toml")).unwrap()).path,
+            PathBuf::new()
+        );
+        let e = parse("path = \"\"").unwrap_err().to_string();
+        assert!(e.contains("key `sinks.windows.path`: must not be empty"), "{e}");
     }
 
     #[test]
