@@ -63,7 +63,7 @@ pub async fn run(config: Option<&Path>, action: AlertAction) -> Result<u8, CliEr
                 }));
             } else {
                 match &d.result {
-                    Ok(()) => println!("test alert delivered to channel `{}`", d.channel),
+                    Ok(()) => outln!("test alert delivered to channel `{}`", d.channel),
                     Err(e) => eprintln!("error: {e}"),
                 }
             }
@@ -80,7 +80,7 @@ pub async fn run(config: Option<&Path>, action: AlertAction) -> Result<u8, CliEr
                     .collect();
                 output::json(&serde_json::json!({ "channels": channels, "firing": firing }));
             } else {
-                println!("channels: log (alerts log){}", {
+                outln!("channels: log (alerts log){}", {
                     let v: Vec<String> = cfg
                         .alerts
                         .iter()
@@ -89,10 +89,10 @@ pub async fn run(config: Option<&Path>, action: AlertAction) -> Result<u8, CliEr
                     v.concat()
                 });
                 if firing.is_empty() {
-                    println!("no alerts firing");
+                    outln!("no alerts firing");
                 }
                 for a in &firing {
-                    println!(
+                    outln!(
                         "{:<9} {:<36} since {}  x{}  {}",
                         a.severity.as_str(),
                         a.key,
