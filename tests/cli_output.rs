@@ -235,3 +235,70 @@ fn docs_cli_md_documents_every_subcommand_and_flag_of_the_binary() {
     }
     assert!(checked.len() >= 15, "the help was not parsed: {checked:?}");
 }
+
+/// The alerts log files in `dir` (`alerts.log.YYYY-MM-DD`).
+fn alert_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p: &std::path::PathBuf| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        name.strip_prefix("alerts.log.").is_some_and(|d| {
+            d.len() == 10
+                && d.chars()
+                    .enumerate()
+                    .all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() })
+        })
+    });
+    v
+}
+
+#[test]
+fn alert_test_log_writes_the_notice_to_the_alerts_log() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 5, true);
+    env.standard_config(&db, &env.path("packs"), "");
+    let r = env.run(&["alert", "test", "log"]).ok();
+    let logs = alert_logs(&env.path("state/logs"));
+    assert_eq!(logs.len(), 1, "one alerts log of today in <state_dir>/logs: {logs:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("test alert written to the alerts log {}", logs[0].display())),
+        "{}",
+        r.stdout
+    );
+    let r = env.run(&["alert", "test", "log", "--json"]).ok().json();
+    assert_eq!(r["delivered"], true);
+    assert_eq!(r["path"], logs[0].display().to_string());
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    assert_eq!(
+        text.matches("INFO packrat::alerts:").count(),
+        2,
+        "appended, not replaced:\n{text}"
+    );
+    assert_eq!(text.matches("key=test:log").count(), 2, "{text}");
+    assert!(text.contains("test message from packrat to channel `log`"), "{text}");
+
+    // With `[daemon] log_json`, JSON lines as packratd writes them, into `log_dir`.
+    let text = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{text}\n[daemon]\nlog_json = true\nlog_dir = \"alerts\"\n"));
+    env.run(&["alert", "test", "log"]).ok();
+    let logs = alert_logs(&env.path("alerts"));
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let line = std::fs::read_to_string(&logs[0]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["target"], "packrat::alerts");
+    assert_eq!(v["fields"]["key"], "test:log");
+
+    // A log directory that cannot exist fails the test delivery (exit 1) and says where.
+    std::fs::write(env.path("blocker"), "a file").unwrap();
+    env.write_config(&format!("{text}\n[daemon]\nlog_dir = \"blocker/logs\"\n"));
+    let r = env.run(&["alert", "test", "log"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot create the directory of the alerts log") && r.stderr.contains("blocker/logs"),
+        "{}",
+        r.stderr
+    );
+}
