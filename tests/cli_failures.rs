@@ -35,7 +35,8 @@ fn unknown_key_names_file_line_and_key_and_changes_nothing() {
         let r = env.run(args);
         assert_eq!(r.code, 2, "{}", r.all());
         assert!(
-            r.stderr.contains("packrat.toml, line 7, key `compresss`"),
+            r.stderr
+                .contains("packrat.toml, line 7, key `sources.app_db.compresss`"),
             "{}",
             r.stderr
         );

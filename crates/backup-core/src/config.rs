@@ -700,7 +700,11 @@ fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
                 break;
             }
         }
-        key = Some(field);
+        key = toml::de::DeTable::parse(text)
+            .ok()
+            .and_then(|doc| locate::key_on_line(doc.get_ref(), text, line, &field))
+            .map(|k| display_key(&k.iter().map(String::as_str).collect::<Vec<_>>()))
+            .or(Some(field));
     } else if let Ok(doc) = toml::de::DeTable::parse(text) {
         let doc = doc.get_ref();
         let at = locate::key_at(doc, start);

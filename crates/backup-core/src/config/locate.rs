@@ -84,6 +84,27 @@ pub(super) fn key_at(root: &DeTable<'_>, at: usize) -> Option<Vec<String>> {
     best.map(|(_, k)| k)
 }
 
+/// The full key of the key named `name` written on line `line` (for unknown-key errors, whose
+/// message only names the last segment).
+pub(super) fn key_on_line(root: &DeTable<'_>, text: &str, line: usize, name: &str) -> Option<Vec<String>> {
+    fn walk(t: &DeTable<'_>, text: &str, line: usize, name: &str, prefix: &mut Vec<String>) -> Option<Vec<String>> {
+        for (k, v) in t.iter() {
+            prefix.push(k.get_ref().to_string());
+            if k.get_ref() == name && line_at(text, k.span().start) == line {
+                return Some(prefix.clone());
+            }
+            if let DeValue::Table(inner) = v.get_ref()
+                && let Some(found) = walk(inner, text, line, name, prefix)
+            {
+                return Some(found);
+            }
+            prefix.pop();
+        }
+        None
+    }
+    walk(root, text, line, name, &mut Vec::new())
+}
+
 /// The table at `key`, if there is one.
 pub(super) fn table_at<'a, 'i>(root: &'a DeTable<'i>, key: &[String]) -> Option<&'a DeTable<'i>> {
     let mut t = root;
