@@ -755,15 +755,29 @@ impl Secret {
     /// Reads a secret from environment variable `var` or file `file` (exactly one must be set);
     /// `what` names the config key for messages.
     pub fn resolve(what: &str, var: Option<&str>, file: Option<&Path>) -> Result<Secret> {
+        let non_empty = |s: Secret, from: String| {
+            if s.0.trim().is_empty() {
+                Err(Error::Config(format!("{what}: {from} is empty; put the value there")))
+            } else {
+                Ok(s)
+            }
+        };
         match (var, file) {
-            (Some(v), None) => std::env::var(v).map(Secret).map_err(|_| {
-                Error::Config(format!(
-                    "{what}: environment variable {v} is not set; export it or use a file"
-                ))
-            }),
+            (Some(v), None) => std::env::var(v)
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "{what}: environment variable {v} is not set; export it or use a file"
+                    ))
+                })
+                .and_then(|s| non_empty(Secret(s), format!("environment variable {v}"))),
             (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| Error::Config(format!("{what}: cannot read secret file {}: {e}", f.display()))),
+                .map_err(|e| Error::Config(format!("{what}: cannot read secret file {}: {e}", f.display())))
+                .and_then(|s| {
+                    non_empty(
+                        Secret(s.trim_end_matches(['\r', '\n']).to_string()),
+                        format!("secret file {}", f.display()),
+                    )
+                }),
             (Some(_), Some(_)) => Err(Error::Config(format!(
                 "{what}: set either the _env or the _file form, not both"
             ))),
@@ -1132,5 +1146,18 @@ to = ["ops@example.com"]
         assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
         assert_eq!(s.redact("uri mongodb://u:hunter2@h"), "uri mongodb://u:***@h");
         assert!(Secret::resolve("x", Some("PACKRAT_TEST_SURELY_UNSET_VAR"), None).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("uri");
+        std::fs::write(&f, "\n").unwrap();
+        let e = Secret::resolve("sources.mes.uri_env/uri_file", None, Some(&f))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "sources.mes.uri_env/uri_file: secret file {} is empty; put the value there",
+                f.display()
+            )
+        );
     }
 }
