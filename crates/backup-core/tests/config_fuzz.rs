@@ -367,6 +367,9 @@ fn check(bytes: &[u8], file: &Path, tally: &Tally) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// The input being checked, and since when.
+type Current = Option<(Instant, Vec<u8>)>;
+
 /// Runs `cases` inputs from `strategy` on a worker thread, failing when one panics, breaks a
 /// property or does not return within a minute (a hang; a normal input takes milliseconds).
 fn fuzz<S>(name: &str, strategy: S, to_bytes: fn(&S::Value) -> Vec<u8>) -> Arc<Tally>
@@ -381,7 +384,7 @@ where
     let dir = tempfile::tempdir().unwrap();
     let file: PathBuf = dir.path().join("packrat.toml");
     let tally = Arc::new(Tally::default());
-    let current: Arc<Mutex<Option<(Instant, Vec<u8>)>>> = Arc::default();
+    let current: Arc<Mutex<Current>> = Arc::default();
     let done = Arc::new(AtomicUsize::new(0));
     let worker = {
         let (tally, current, done) = (tally.clone(), current.clone(), done.clone());
