@@ -29,7 +29,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Config { action } => config_cmd(config, action),
         Command::Demo { dir } => crate::demo::run(&dir).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
             Ok(exit::OK)
         }
     }
@@ -275,7 +277,7 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
     if a.json {
         output::json(&serde_json::json!({ "restored_to": to, "bytes": report.bytes }));
     } else {
-        println!("restored to {} ({})", to.display(), output::bytes(report.bytes));
+        outln!("restored to {} ({})", to.display(), output::bytes(report.bytes));
     }
     Ok(exit::OK)
 }
@@ -288,14 +290,14 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
                 wire::plan(&cfg, name)?;
                 policy_schedule::Schedule::from_config(&cfg, name).map_err(|e| CliError::usage(e.to_string()))?;
             }
-            println!(
+            outln!(
                 "config OK: {} source(s), {} sink(s), {} plan(s)",
                 cfg.sources.len(),
                 cfg.sinks.len(),
                 cfg.plans.len()
             );
         }
-        ConfigAction::Show => print!("{}", cfg.to_redacted_toml()),
+        ConfigAction::Show => out!("{}", cfg.to_redacted_toml()),
     }
     Ok(exit::OK)
 }

@@ -131,7 +131,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
         output::json(&checks);
     } else {
         for c in &checks {
-            println!("{}", c.line());
+            outln!("{}", c.line());
         }
     }
     Ok(if checks.iter().any(|c| c.status == Status::Fail) {

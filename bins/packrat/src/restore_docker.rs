@@ -89,10 +89,10 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         output::json(&report);
     } else {
         for i in &report.images {
-            println!("loaded image {i}");
+            outln!("loaded image {i}");
         }
         for v in &report.volumes {
-            println!(
+            outln!(
                 "restored volume {} ({} entries, {}{})",
                 v.name,
                 v.entries,
@@ -101,7 +101,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             );
         }
         for f in &report.compose_files {
-            println!("wrote {}", f.display());
+            outln!("wrote {}", f.display());
         }
     }
     Ok(exit::OK)

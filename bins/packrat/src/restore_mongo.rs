@@ -108,9 +108,14 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         }));
     } else {
         for r in &restored {
-            println!(
+            outln!(
                 "restored {}.{}: {} document(s), {} index(es) ({}) from {}",
-                r.database, r.collection, r.documents, r.indexes, r.mode, r.pack
+                r.database,
+                r.collection,
+                r.documents,
+                r.indexes,
+                r.mode,
+                r.pack
             );
         }
     }
@@ -176,7 +181,7 @@ pub async fn sample_against_source(
         match sample::sample(conn, pack, &item, args.sample, None).await {
             Ok(r) => {
                 if !json {
-                    println!(
+                    outln!(
                         "sample {}.{}: {} compared, {} identical, {} updated since, {} deleted since, {} differ",
                         r.database,
                         r.collection,
