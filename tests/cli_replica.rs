@@ -405,7 +405,8 @@ fn a_copy_killed_midway_leaves_no_final_directory_and_the_next_run_cleans_up() {
     assert_eq!(entries(&share.dir.join("nightly")), vec![id.to_string()]);
     env.run(&["verify", "--sink", "windows", &format!("nightly/{id}")]).ok();
     let jobs = env.run(&["jobs", "--json"]).ok().json();
-    assert_eq!(jobs[1]["status"], "interrupted", "{jobs}");
+    assert_eq!(jobs[1]["status"], "completed", "{jobs}");
+    assert_eq!(jobs[1]["replication"], "failed", "{jobs}");
 }
 
 #[test]
