@@ -43,6 +43,9 @@ pub use mongo::{CollectionConfig, CollectionMode, DEFAULT_LAG, FirstRun};
 mod replica;
 pub use replica::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types};
 
+mod retention;
+pub use retention::CalendarDuration;
+
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PACKRAT_CONFIG";
 
@@ -383,33 +386,39 @@ impl PlanConfig {
     }
 }
 
-/// Retention rules (restic's semantics). Empty means "keep everything".
+/// Retention rules (restic's semantics). Empty means "keep everything". A count or span of 0 is
+/// refused when the config is read (see `config::retention`); [`Default`] sets no rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Keep every pack younger than this (e.g. `72h`).
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    pub keep_within: Option<Duration>,
-    /// Keep the newest N packs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Keep every pack younger than this, in restic's grammar (`72h`, `7d`, `1m` = a month,
+    /// `1y6m`), measured from the newest pack.
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_within",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_within: Option<CalendarDuration>,
+    /// Keep the newest N packs (`keep_last = 1`: only the newest).
+    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<u32>,
     /// Keep the newest pack of each of the last N hours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
     pub keep_hourly: Option<u32>,
     /// Keep the newest pack of each of the last N days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
     pub keep_daily: Option<u32>,
     /// Keep the newest pack of each of the last N weeks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
     pub keep_weekly: Option<u32>,
     /// Keep the newest pack of each of the last N months.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
     pub keep_monthly: Option<u32>,
     /// Keep the newest pack of each of the last N years.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
-    /// Never keep more than N packs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Never keep more than N packs (chain bases of kept incremental packs excepted).
+    #[serde(default, deserialize_with = "retention::max_packs", skip_serializing_if = "Option::is_none")]
     pub max_packs: Option<u32>,
 }
 
@@ -593,6 +602,24 @@ fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
             }
         }
     }
+    // A bad value: the span is the value's, so its key is the name before the `=` in front of it.
+    if key.is_none() && e.span().is_some() {
+        let before = text[..start.min(text.len())].trim_end();
+        if let Some(lhs) = before.strip_suffix('=') {
+            let lhs = lhs.trim_end();
+            let name: String = lhs
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if !name.is_empty() {
+                key = Some(name);
+            }
+        }
+    }
     let key = key.map(|k| format!(", key `{k}`")).unwrap_or_default();
     let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
     Error::Config(format!(
@@ -714,7 +741,7 @@ retention = { keep_daily = 7, keep_within = "72h" }
         assert_eq!(s.busy_timeout, Duration::from_secs(5));
         assert_eq!(
             c.plans["nightly"].retention.keep_within,
-            Some(Duration::from_secs(72 * 3600))
+            Some(CalendarDuration::hours(72))
         );
         assert_eq!(c.plan_time_zone(&c.plans["nightly"]), chrono_tz::Asia::Shanghai);
         let shown = c.to_redacted_toml();
