@@ -92,34 +92,38 @@ pub fn from_config(cfg: &Config, name: &str) -> backup_core::Result<Retention> {
 }
 
 /// For a plan that only ever runs incremental backups (an `incremental` schedule and no `full`
-/// one): a warning saying how far back a restore can go, and what to do. `None` for other plans.
+/// one): what is wrong (how far back a restore can go) and what to do. `None` for other plans.
 ///
 /// Without a full pack, `restore --chain` replays the packs from the oldest one on; once
 /// retention removes old packs, what they held is in no pack any more.
-pub fn incremental_only_warning(name: &str, pc: &PlanConfig) -> Option<String> {
+pub fn incremental_only_warning(name: &str, pc: &PlanConfig) -> Option<(String, String)> {
     if pc.incremental.is_none() || pc.full.is_some() {
         return None;
     }
     let r = &pc.retention;
-    let horizon = match (r.keep_within, describe(r)) {
-        (_, rules) if rules.is_empty() => {
-            "the first pack: with no retention rule every pack is kept, so the sink grows without bound and a \
-             restore replays every pack since the first run"
-                .to_string()
-        }
-        (Some(w), rules) if rules == format!("keep_within = \"{w}\"") => format!(
-            "the retention window, {w} (`{rules}`): documents written earlier (or last changed earlier, for an \
-             `updatedAt` time field) are in no pack once older packs are removed"
-        ),
-        (_, rules) => format!(
-            "the oldest pack the rules keep (`{rules}`): documents written earlier are in no pack once older \
+    let rules = describe(r);
+    let horizon = match r.keep_within {
+        _ if rules.is_empty() => "its first pack: with no retention rule every pack is kept, so the sink grows \
+                                  without bound and a restore replays every pack since the first run"
+            .to_string(),
+        Some(w) if rules == format!("keep_within = \"{w}\"") => format!(
+            "the retention window, {w} (`{rules}`): what was written before that is in no pack once the older \
              packs are removed"
         ),
+        _ => format!(
+            "the oldest pack the rules keep (`{rules}`): what was written before that is in no pack once the \
+             older packs are removed"
+        ),
     };
-    Some(format!(
-        "plan `{name}` only runs incremental backups (an `incremental` schedule and no `full` one), so \
-         `restore --chain` can only go back as far as {horizon}. Add a periodic full backup to [plans.{name}] \
-         (e.g. `full = \"30 1 * * 0\"`, weekly) so that a complete restore is always possible"
+    Some((
+        format!(
+            "plan `{name}` only runs incremental backups (an `incremental` schedule and no `full` one), so \
+             `restore --chain` can only go back as far as {horizon}"
+        ),
+        format!(
+            "add a periodic full backup to [plans.{name}] (e.g. `full = \"0 1 * * 0\"`, weekly) so that a complete \
+             restore is always possible; retention keeps each full pack while incremental packs after it are kept"
+        ),
     ))
 }
 
