@@ -322,7 +322,10 @@ pub(crate) fn protect(packs: &[&PackInfo], verdict: &mut [(bool, String)], now: 
         };
         let v = &mut verdict[start];
         if v.0 {
-            v.1 = format!("{}, {role}", v.1);
+            // Idempotent: prune applies this again over the policy's verdicts.
+            if !v.1.contains(&role) {
+                v.1 = format!("{}, {role}", v.1);
+            }
         } else {
             *v = (true, role);
             changed.push(start);
