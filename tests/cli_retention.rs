@@ -51,15 +51,27 @@ fn a_chain_of_real_packs_survives_and_prune_says_why() {
 
     let dry = env.run(&["prune", "--dry-run"]).ok();
     let out = &dry.stdout;
-    assert!(out.contains("plan nightly on sink local (dry run): keep 4, would remove 0"), "{out}");
-    assert_eq!(line(out, &full), ("keep", "base of 3 incremental packs (restore --chain)"));
+    assert!(
+        out.contains("plan nightly on sink local (dry run): keep 4, would remove 0"),
+        "{out}"
+    );
+    assert_eq!(
+        line(out, &full),
+        ("keep", "base of 3 incremental packs (restore --chain)")
+    );
     for inc in &incs[..2] {
         assert_eq!(
             line(out, inc),
-            ("keep", format!("needed by the chain of {} (restore --chain)", incs[2]).as_str())
+            (
+                "keep",
+                format!("needed by the chain of {} (restore --chain)", incs[2]).as_str()
+            )
         );
     }
-    assert_eq!(line(out, &incs[2]), ("keep", "newest pack (always kept), keep_last 1/1"));
+    assert_eq!(
+        line(out, &incs[2]),
+        ("keep", "newest pack (always kept), keep_last 1/1")
+    );
     let json = env.run(&["prune", "--dry-run", "--json"]).ok().json();
     let packs = json[0]["packs"].as_array().unwrap();
     assert_eq!(packs[0]["reason"], "base of 3 incremental packs (restore --chain)");
@@ -76,11 +88,27 @@ fn a_chain_of_real_packs_survives_and_prune_says_why() {
 #[test]
 fn zero_counts_and_minutes_are_config_errors_and_nothing_is_removed() {
     for (retention, key, says) in [
-        ("retention = { keep_daily = 0 }", "keep_daily", "use `keep_last = 1` to keep only the newest pack"),
+        (
+            "retention = { keep_daily = 0 }",
+            "keep_daily",
+            "use `keep_last = 1` to keep only the newest pack",
+        ),
         ("retention = { max_packs = 0 }", "max_packs", "max_packs = 0 is refused"),
-        ("retention = { keep_within = \"1m30s\" }", "keep_within", "`m` means month here"),
-        ("retention = { keep_within = \"90s\" }", "keep_within", "`s` (seconds) is not a unit"),
-        ("retention = { keep_within = \"1M\" }", "keep_within", "months are written `m`"),
+        (
+            "retention = { keep_within = \"1m30s\" }",
+            "keep_within",
+            "`m` means month here",
+        ),
+        (
+            "retention = { keep_within = \"90s\" }",
+            "keep_within",
+            "`s` (seconds) is not a unit",
+        ),
+        (
+            "retention = { keep_within = \"1M\" }",
+            "keep_within",
+            "months are written `m`",
+        ),
     ] {
         let (env, sink) = setup("");
         let a = run(&env, &[]);
@@ -120,7 +148,13 @@ fn a_pack_dated_in_the_future_is_kept_named_and_anchors_nothing() {
     // The newest pack is the newest one that is not in the future.
     assert_eq!(line(out, &ids[1]), ("keep", "newest pack (always kept), keep_last 1/1"));
     assert_eq!(line(out, &ids[0]).0, "remove");
-    assert!(out.contains(&format!("warning: plan `nightly` on sink `local` has 1 pack(s) dated in the future: {} (2099-12-05 04:00:00 UTC)", ids[2])), "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: plan `nightly` on sink `local` has 1 pack(s) dated in the future: {} (2099-12-05 04:00:00 UTC)",
+            ids[2]
+        )),
+        "{out}"
+    );
     let json = env.run(&["prune", "--dry-run", "--json"]).ok().json();
     assert_eq!(json[0]["future"], serde_json::json!([ids[2]]));
 
@@ -150,9 +184,21 @@ fn config_check_and_doctor_warn_about_a_plan_that_only_runs_incrementals() {
         "{}",
         check.stdout
     );
-    assert!(check.stdout.contains("fix: add a periodic full backup to [plans.nightly]"), "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("fix: add a periodic full backup to [plans.nightly]"),
+        "{}",
+        check.stdout
+    );
     let doctor = env.run(&["doctor"]);
-    assert!(doctor.stdout.contains("retention (nightly): plan `nightly` only runs incremental"), "{}", doctor.stdout);
+    assert!(
+        doctor
+            .stdout
+            .contains("retention (nightly): plan `nightly` only runs incremental"),
+        "{}",
+        doctor.stdout
+    );
 
     // With a full schedule too, no warning.
     let text = std::fs::read_to_string(env.config()).unwrap();
@@ -160,5 +206,9 @@ fn config_check_and_doctor_warn_about_a_plan_that_only_runs_incrementals() {
     let check = env.run(&["config", "check"]).ok();
     assert!(!check.stdout.contains("warning"), "{}", check.stdout);
     let doctor = env.run(&["doctor"]);
-    assert!(doctor.stdout.contains("retention (nightly): keep_within = \"72h\""), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("retention (nightly): keep_within = \"72h\""),
+        "{}",
+        doctor.stdout
+    );
 }

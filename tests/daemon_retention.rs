@@ -51,7 +51,11 @@ fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -
 
 fn completed_jobs(env: &Env) -> usize {
     let jobs = env.run(&["jobs", "--json", "--limit", "100"]).ok().json();
-    jobs.as_array().unwrap().iter().filter(|j| j["status"] == "completed").count()
+    jobs.as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["status"] == "completed")
+        .count()
 }
 
 fn firing(env: &Env) -> Vec<Value> {
@@ -107,7 +111,9 @@ fn the_daemon_alerts_on_a_pack_dated_in_the_future_and_resolves_it() {
     let msg = alert["message"].as_str().unwrap();
     assert!(msg.contains(&format!("{skewed} (2126-01-01 00:00:00 UTC)")), "{msg}");
     assert_eq!(alert["severity"], "warning");
-    wait_for("the first daemon job", Duration::from_secs(60), || (completed_jobs(&env) == 3).then_some(()));
+    wait_for("the first daemon job", Duration::from_secs(60), || {
+        (completed_jobs(&env) == 3).then_some(())
+    });
     let left = subdirs(&sink.join("nightly"));
     assert!(left.contains(&skewed) && !left.contains(&first), "{left:?}");
     let log = std::fs::read_to_string(env.path("packratd.out")).unwrap();

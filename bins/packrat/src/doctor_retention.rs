@@ -22,7 +22,9 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
         for sink_name in &pc.sinks {
             // A sink that cannot be wired or listed is reported by the sink checks.
             let Ok(sink) = wire::sink(cfg, sink_name) else { continue };
-            let Ok(packs) = sink.list(Some(name)).await else { continue };
+            let Ok(packs) = sink.list(Some(name)).await else {
+                continue;
+            };
             let future: Vec<String> = packs
                 .iter()
                 .filter(|p| p.started_at > now)

@@ -196,7 +196,11 @@ impl Daemon {
     /// Raises the alert about packs dated in the future found by retention, or resolves it.
     async fn alert_future_packs(&self, r: &retention::PruneReport) {
         let done = match r.future_alert() {
-            Some((key, message)) => self.alerts.raise(alerts::Finding::new(key, Severity::Warning, message)).await,
+            Some((key, message)) => {
+                self.alerts
+                    .raise(alerts::Finding::new(key, Severity::Warning, message))
+                    .await
+            }
             None => self.alerts.resolve(&r.future_alert_key()).await,
         };
         if let Err(e) = done {

@@ -416,14 +416,28 @@ async fn an_alert_raised_outside_the_health_checks_fires_once_and_resolves_on_re
     let notifier = Arc::new(Notifier::new(channels).with_retry(2, Duration::from_millis(20)));
     let manager = AlertManager::new(state.clone(), notifier, Duration::from_secs(3600));
     let key = "retention:nightly:local:future-packs";
-    let f = || Finding::new(key, Severity::Warning, "pack migration_pack_20271205_040000 is dated in the future");
+    let f = || {
+        Finding::new(
+            key,
+            Severity::Warning,
+            "pack migration_pack_20271205_040000 is dated in the future",
+        )
+    };
 
     assert!(manager.raise(f()).await.unwrap());
     assert!(!manager.raise(f()).await.unwrap(), "already firing");
     let firing = r.take("hook");
     assert_eq!(firing.len(), 1, "one notice within the cooldown: {firing:?}");
-    assert_eq!((firing[0].body["kind"].as_str(), firing[0].body["key"].as_str()), (Some("firing"), Some(key)));
-    assert!(firing[0].body["message"].as_str().unwrap().contains("migration_pack_20271205_040000"));
+    assert_eq!(
+        (firing[0].body["kind"].as_str(), firing[0].body["key"].as_str()),
+        (Some("firing"), Some(key))
+    );
+    assert!(
+        firing[0].body["message"]
+            .as_str()
+            .unwrap()
+            .contains("migration_pack_20271205_040000")
+    );
     assert_eq!(state.alerts(false).unwrap()[0].count, 2);
 
     // The health checks' findings do not resolve it.

@@ -400,25 +400,53 @@ pub struct RetentionConfig {
     )]
     pub keep_within: Option<CalendarDuration>,
     /// Keep the newest N packs (`keep_last = 1`: only the newest).
-    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_last: Option<u32>,
     /// Keep the newest pack of each of the last N hours.
-    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_hourly: Option<u32>,
     /// Keep the newest pack of each of the last N days.
-    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_daily: Option<u32>,
     /// Keep the newest pack of each of the last N weeks.
-    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_weekly: Option<u32>,
     /// Keep the newest pack of each of the last N months.
-    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_monthly: Option<u32>,
     /// Keep the newest pack of each of the last N years.
-    #[serde(default, deserialize_with = "retention::keep_count", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_yearly: Option<u32>,
     /// Never keep more than N packs (chain bases of kept incremental packs excepted).
-    #[serde(default, deserialize_with = "retention::max_packs", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::max_packs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_packs: Option<u32>,
 }
 

@@ -304,9 +304,9 @@ pub(crate) fn protect(packs: &[&PackInfo], verdict: &mut [(bool, String)], now: 
             continue;
         }
         let needed_by = format!("needed by the chain of {} (restore --chain)", packs[end].id);
-        for j in start + 1..end {
-            if !verdict[j].0 {
-                verdict[j] = (true, needed_by.clone());
+        for (j, v) in verdict.iter_mut().enumerate().take(end).skip(start + 1) {
+            if !v.0 {
+                *v = (true, needed_by.clone());
                 changed.push(j);
             }
         }
@@ -316,9 +316,7 @@ pub(crate) fn protect(packs: &[&PackInfo], verdict: &mut [(bool, String)], now: 
         let plural = if incrementals == 1 { "" } else { "s" };
         let role = match base {
             Some(_) => format!("base of {incrementals} incremental pack{plural} (restore --chain)"),
-            None => format!(
-                "start of the chain of {incrementals} incremental pack{plural} (no full pack before them)"
-            ),
+            None => format!("start of the chain of {incrementals} incremental pack{plural} (no full pack before them)"),
         };
         let v = &mut verdict[start];
         if v.0 {

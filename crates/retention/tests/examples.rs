@@ -29,7 +29,10 @@ fn the_mes_example_has_a_periodic_full_backup_per_category() {
     let mut hot = cfg.plans["hot"].clone();
     hot.full = None;
     let (what, fix) = retention::incremental_only_warning("hot", &hot).unwrap();
-    assert!(what.contains("can only go back as far as the retention window, 72h"), "{what}");
+    assert!(
+        what.contains("can only go back as far as the retention window, 72h"),
+        "{what}"
+    );
     assert!(fix.contains("full = "), "{fix}");
 }
 
@@ -38,5 +41,8 @@ fn the_migration_pack_example_parses() {
     let cfg = example("migration-pack.toml");
     let r = &cfg.plans["nightly"].retention;
     assert_eq!((r.keep_daily, r.keep_weekly, r.max_packs), (Some(7), Some(4), Some(30)));
-    assert_eq!(retention::describe(r), "keep_daily = 7, keep_weekly = 4, max_packs = 30");
+    assert_eq!(
+        retention::describe(r),
+        "keep_daily = 7, keep_weekly = 4, max_packs = 30"
+    );
 }

@@ -46,7 +46,11 @@ fn select(r: &Retention, packs: &[PackInfo]) -> Vec<Verdict> {
 }
 
 fn kept(r: &Retention, packs: &[PackInfo]) -> Vec<String> {
-    select(r, packs).into_iter().filter(|v| v.keep).map(|v| v.pack_id).collect()
+    select(r, packs)
+        .into_iter()
+        .filter(|v| v.keep)
+        .map(|v| v.pack_id)
+        .collect()
 }
 
 fn reason<'a>(v: &'a [Verdict], id: &str) -> &'a str {
@@ -108,13 +112,20 @@ fn zero_rules_are_not_set_and_never_delete() {
     let r = Retention::new(zeros, chrono_tz::UTC);
     assert!(r.is_empty());
     let v = select(&r, &packs);
-    assert!(v.iter().all(|v| v.keep && v.reason.ends_with("no keep rule: everything is kept")), "{v:?}");
+    assert!(
+        v.iter()
+            .all(|v| v.keep && v.reason.ends_with("no keep rule: everything is kept")),
+        "{v:?}"
+    );
     // A zero next to a real rule changes nothing.
     let with_zero = rules(|r| {
         r.keep_last = Some(3);
         r.keep_daily = Some(0);
     });
-    assert_eq!(kept(&Retention::new(with_zero, chrono_tz::UTC), &packs), ["0102T0300Z", "0102T0400Z", "0102T0500Z"]);
+    assert_eq!(
+        kept(&Retention::new(with_zero, chrono_tz::UTC), &packs),
+        ["0102T0300Z", "0102T0400Z", "0102T0500Z"]
+    );
 }
 
 #[test]
@@ -294,7 +305,10 @@ fn packs_in_the_future_anchor_nothing_and_are_kept() {
     let v = r.select(&packs, now);
     let got: Vec<_> = v.iter().filter(|v| v.keep).map(|v| v.pack_id.as_str()).collect();
     assert_eq!(got, ["p8", "p9", "skewed_1", "skewed_2"]);
-    assert_eq!(v[9].reason, "newest pack (always kept), keep_within 2d of the newest pack");
+    assert_eq!(
+        v[9].reason,
+        "newest pack (always kept), keep_within 2d of the newest pack"
+    );
     assert_eq!(
         v[11].reason,
         "dated in the future (2027-12-05 04:00:00 UTC): clock skew on the host that wrote it? never removed by age"
@@ -311,7 +325,10 @@ fn packs_in_the_future_anchor_nothing_and_are_kept() {
     // Only future packs: all kept, nothing to anchor on.
     let only = &packs[10..];
     let v = Retention::new(rules(|r| r.keep_last = Some(1)), chrono_tz::UTC).select(only, now);
-    assert!(v.iter().all(|v| v.keep && v.reason.starts_with("dated in the future")), "{v:?}");
+    assert!(
+        v.iter().all(|v| v.keep && v.reason.starts_with("dated in the future")),
+        "{v:?}"
+    );
 }
 
 fn chain_history() -> Vec<PackInfo> {
@@ -341,7 +358,10 @@ fn a_kept_incremental_keeps_its_base_and_the_packs_between() {
     let got = kept(&r, &packs);
     assert_eq!(got.len(), 28);
     assert_eq!(got.first().unwrap(), "full_1108T01");
-    assert_eq!(reason(&v, "full_1108T01"), "base of 27 incremental packs (restore --chain)");
+    assert_eq!(
+        reason(&v, "full_1108T01"),
+        "base of 27 incremental packs (restore --chain)"
+    );
     assert_eq!(
         reason(&v, "incr_1110T13"),
         "needed by the chain of incr_1114T19 (restore --chain)"
@@ -355,8 +375,14 @@ fn a_kept_incremental_keeps_its_base_and_the_packs_between() {
     let r = Retention::new(rules(|r| r.keep_daily = Some(9)), chrono_tz::UTC);
     let v = select(&r, &packs);
     assert_eq!(kept(&r, &packs).len(), packs.len());
-    assert_eq!(reason(&v, "full_1101T01"), "base of 27 incremental packs (restore --chain)");
-    assert_eq!(reason(&v, "full_1108T01"), "base of 27 incremental packs (restore --chain)");
+    assert_eq!(
+        reason(&v, "full_1101T01"),
+        "base of 27 incremental packs (restore --chain)"
+    );
+    assert_eq!(
+        reason(&v, "full_1108T01"),
+        "base of 27 incremental packs (restore --chain)"
+    );
     // The chains of a week ago (kept by keep_daily) reach back to their full pack.
     assert_eq!(reason(&v, "incr_1106T19"), "keep_daily 9/9 (2026-11-06)");
     assert_eq!(
@@ -423,7 +449,10 @@ fn dst_keep_daily_berlin_spring_forward() {
     assert_eq!(kept(&r, &packs), ["0328T2200Z", "0329T2100Z", "0330T2100Z"]);
     let r = Retention::new(rules(|r| r.keep_daily = Some(4)), BERLIN);
     let v = select(&r, &packs);
-    assert_eq!(kept(&r, &packs), ["0327T2300Z", "0328T2200Z", "0329T2100Z", "0330T2100Z"]);
+    assert_eq!(
+        kept(&r, &packs),
+        ["0327T2300Z", "0328T2200Z", "0329T2100Z", "0330T2100Z"]
+    );
     assert_eq!(reason(&v, "0327T2300Z"), "keep_daily 4/4 (oldest pack, 2026-03-28)");
     assert_eq!(reason(&v, "0329T2100Z"), "keep_daily 2/4 (2026-03-29)");
     // In UTC the days are different.

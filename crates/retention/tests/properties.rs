@@ -195,7 +195,12 @@ fn history() -> impl Strategy<Value = (Vec<PackInfo>, DateTime<Utc>)> {
                     } else {
                         BackupKind::Incremental
                     };
-                    info(["a", "b", "a"][plan], format!("p{i:03}"), kind, base() + TimeDelta::minutes(m))
+                    info(
+                        ["a", "b", "a"][plan],
+                        format!("p{i:03}"),
+                        kind,
+                        base() + TimeDelta::minutes(m),
+                    )
                 })
                 .collect();
             (packs, base() + TimeDelta::minutes(now))
@@ -428,7 +433,10 @@ impl Policy for RemoveEverything {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {

@@ -116,7 +116,12 @@ impl fmt::Display for CalendarDuration {
         if self.is_zero() {
             return f.write_str("0h");
         }
-        for (n, unit) in [(self.years, 'y'), (self.months, 'm'), (self.days, 'd'), (self.hours, 'h')] {
+        for (n, unit) in [
+            (self.years, 'y'),
+            (self.months, 'm'),
+            (self.days, 'd'),
+            (self.hours, 'h'),
+        ] {
             if n != 0 {
                 write!(f, "{n}{unit}")?;
             }
@@ -169,13 +174,17 @@ impl FromStr for CalendarDuration {
                 "d" => &mut d.days,
                 "h" => &mut d.hours,
                 "" if after.starts_with(char::is_whitespace) => {
-                    return Err(format!("`{s}`: spaces are not allowed inside a duration; write it in {GRAMMAR}"));
+                    return Err(format!(
+                        "`{s}`: spaces are not allowed inside a duration; write it in {GRAMMAR}"
+                    ));
                 }
                 "" => return Err(format!("`{s}`: the number {num} has no unit; write it in {GRAMMAR}")),
                 _ => return Err(format!("`{s}`: {}", unit_error(unit))),
             };
             if seen.contains(unit) {
-                return Err(format!("`{s}`: the unit `{unit}` appears twice; write each unit once, e.g. `1y6m`"));
+                return Err(format!(
+                    "`{s}`: the unit `{unit}` appears twice; write each unit once, e.g. `1y6m`"
+                ));
             }
             seen.push_str(unit);
             *slot = n;
@@ -341,7 +350,10 @@ mod tests {
         // 01:00 CET the day before, 23 hours earlier.
         let t = utc("2026-03-29T23:00:00Z");
         assert_eq!(CalendarDuration::days(1).before(t, berlin), utc("2026-03-29T00:00:00Z"));
-        assert_eq!(CalendarDuration::hours(24).before(t, berlin), utc("2026-03-28T23:00:00Z"));
+        assert_eq!(
+            CalendarDuration::hours(24).before(t, berlin),
+            utc("2026-03-28T23:00:00Z")
+        );
         // A skipped wall time (02:30 on 2026-03-29) reads as its earlier instant.
         let t = utc("2026-03-30T00:30:00Z"); // 02:30 CEST
         assert_eq!(CalendarDuration::days(1).before(t, berlin), utc("2026-03-29T00:30:00Z"));
@@ -352,12 +364,12 @@ mod tests {
         let t = utc("2026-03-31T10:00:00Z"); // 12:00 CEST
         let want = utc("2026-02-28T11:00:00Z"); // 12:00 CET
         assert_eq!(parse("1m").unwrap().before(t, berlin), want);
-        assert_eq!(parse("1y").unwrap().before(utc("2028-02-29T12:00:00Z"), chrono_tz::UTC), utc("2027-02-28T12:00:00Z"));
-        // Saturates instead of failing.
         assert_eq!(
-            parse("4000000y").unwrap().before(t, berlin),
-            DateTime::<Utc>::MIN_UTC
+            parse("1y").unwrap().before(utc("2028-02-29T12:00:00Z"), chrono_tz::UTC),
+            utc("2027-02-28T12:00:00Z")
         );
+        // Saturates instead of failing.
+        assert_eq!(parse("4000000y").unwrap().before(t, berlin), DateTime::<Utc>::MIN_UTC);
     }
 
     const PLAN: &str = r#"
@@ -378,26 +390,52 @@ RETENTION
 "#;
 
     fn config(retention: &str) -> Result<Config, String> {
-        Config::parse(&PLAN.replace("RETENTION", retention), Path::new("/etc/packrat/p.toml")).map_err(|e| e.to_string())
+        Config::parse(&PLAN.replace("RETENTION", retention), Path::new("/etc/packrat/p.toml"))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn config_errors_name_file_line_key_and_fix() {
         for (retention, key, says) in [
-            ("retention = { keep_daily = 0 }", "keep_daily", "remove the key to not use the rule, or use `keep_last = 1`"),
-            ("retention = { keep_within = \"72h\", keep_last = 0 }", "keep_last", "keep count of 0"),
+            (
+                "retention = { keep_daily = 0 }",
+                "keep_daily",
+                "remove the key to not use the rule, or use `keep_last = 1`",
+            ),
+            (
+                "retention = { keep_within = \"72h\", keep_last = 0 }",
+                "keep_last",
+                "keep count of 0",
+            ),
             ("retention = { max_packs = 0 }", "max_packs", "max_packs = 0 is refused"),
-            ("retention = { keep_within = \"0d\" }", "keep_within", "keep_within of 0"),
-            ("retention = { keep_within = \"1m30s\" }", "keep_within", "`s` (seconds)"),
+            (
+                "retention = { keep_within = \"0d\" }",
+                "keep_within",
+                "keep_within of 0",
+            ),
+            (
+                "retention = { keep_within = \"1m30s\" }",
+                "keep_within",
+                "`s` (seconds)",
+            ),
             ("retention = { keep_within = \"5min\" }", "keep_within", "(minutes)"),
-            ("retention = { keep_within = \"1M\" }", "keep_within", "months are written `m`"),
+            (
+                "retention = { keep_within = \"1M\" }",
+                "keep_within",
+                "months are written `m`",
+            ),
             ("retention = { keep_within = \"-3d\" }", "keep_within", "negative"),
             ("retention = { keep_within = \"\" }", "keep_within", "empty"),
-            ("[plans.nightly.retention]\nkeep_weekly = 4\nkeep_monthly = 0", "keep_monthly", "keep count of 0"),
+            (
+                "[plans.nightly.retention]\nkeep_weekly = 4\nkeep_monthly = 0",
+                "keep_monthly",
+                "keep count of 0",
+            ),
             ("retention = { keep_daily = -1 }", "keep_daily", "u32"),
         ] {
             let e = config(retention).unwrap_err();
-            let line = PLAN.lines().position(|l| l == "RETENTION").unwrap() + 1
+            let line = PLAN.lines().position(|l| l == "RETENTION").unwrap()
+                + 1
                 + retention.lines().position(|l| l.contains(key)).unwrap();
             assert!(e.contains("/etc/packrat/p.toml"), "{retention}: {e}");
             assert!(e.contains(&format!("line {line}, key `{key}`")), "{retention}: {e}");
@@ -415,7 +453,10 @@ RETENTION
         let again = Config::parse(&shown, Path::new("/x/p.toml")).unwrap();
         assert_eq!(again.plans["nightly"].retention, *r, "{shown}");
         let c = config("retention = { keep_within = \"72h\" }").unwrap();
-        assert_eq!(c.plans["nightly"].retention.keep_within, Some(CalendarDuration::hours(72)));
+        assert_eq!(
+            c.plans["nightly"].retention.keep_within,
+            Some(CalendarDuration::hours(72))
+        );
         let c = config("").unwrap();
         assert_eq!(c.plans["nightly"].retention, crate::config::RetentionConfig::default());
     }
