@@ -193,3 +193,36 @@ pub fn subdirs(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Rewrites the start and end time of the pack in `dir` to `at` (RFC 3339), as a host whose
+/// clock said `at` would have written it, keeping `SHA256SUMS` right so the pack stays valid.
+pub fn redate_pack(dir: &Path, at: &str) {
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).expect("read manifest")).expect("manifest JSON");
+    m["started_at"] = serde_json::Value::from(at);
+    m["finished_at"] = serde_json::Value::from(at);
+    let mut json = serde_json::to_vec_pretty(&m).expect("JSON");
+    json.push(b'\n');
+    std::fs::write(&mpath, &json).expect("write manifest");
+    let out = Command::new("sha256sum")
+        .arg(&mpath)
+        .output()
+        .expect("sha256sum (coreutils)");
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).expect("utf-8");
+    let sum = out.split_whitespace().next().expect("a digest");
+    let sums = dir.join("SHA256SUMS");
+    let text: String = std::fs::read_to_string(&sums)
+        .expect("read SHA256SUMS")
+        .lines()
+        .map(|l| {
+            if l.ends_with("  manifest.json") {
+                format!("{sum}  manifest.json\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&sums, text).expect("write SHA256SUMS");
+}

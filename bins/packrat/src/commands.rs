@@ -290,6 +290,11 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
                 wire::plan(&cfg, name)?;
                 policy_schedule::Schedule::from_config(&cfg, name).map_err(|e| CliError::usage(e.to_string()))?;
             }
+            for (name, pc) in &cfg.plans {
+                if let Some((what, fix)) = retention::incremental_only_warning(name, pc) {
+                    outln!("warning: {what}\n  fix: {fix}");
+                }
+            }
             outln!(
                 "config OK: {} source(s), {} sink(s), {} plan(s)",
                 cfg.sources.len(),

@@ -27,6 +27,7 @@ mod commands;
 mod daemon_client;
 mod demo;
 mod doctor;
+mod doctor_retention;
 mod doctor_schedule;
 mod mount_check;
 mod output;

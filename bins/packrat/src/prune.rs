@@ -94,6 +94,9 @@ fn print_report(r: &retention::PruneReport) {
         };
         outln!("  {what:<7} {:<40} {}{outcome}", p.pack.id, p.reason);
     }
+    if let Some((_, message)) = r.future_alert() {
+        println!("  warning: {message}");
+    }
 }
 
 /// Retention on every sink of `plan` after a successful job; problems are logged, never fatal.

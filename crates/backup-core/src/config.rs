@@ -45,6 +45,8 @@ pub use replica::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types
 
 mod locate;
 pub use locate::{display_key, key_error, line_of_key};
+mod retention;
+pub use retention::CalendarDuration;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PACKRAT_CONFIG";
@@ -416,33 +418,67 @@ impl PlanConfig {
     }
 }
 
-/// Retention rules (restic's semantics). Empty means "keep everything".
+/// Retention rules (restic's semantics). Empty means "keep everything". A count or span of 0 is
+/// refused when the config is read (see `config::retention`); [`Default`] sets no rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Keep every pack younger than this (e.g. `72h`).
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    pub keep_within: Option<Duration>,
-    /// Keep the newest N packs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Keep every pack younger than this, in restic's grammar (`72h`, `7d`, `1m` = a month,
+    /// `1y6m`), measured from the newest pack.
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_within",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_within: Option<CalendarDuration>,
+    /// Keep the newest N packs (`keep_last = 1`: only the newest).
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_last: Option<u32>,
     /// Keep the newest pack of each of the last N hours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_hourly: Option<u32>,
     /// Keep the newest pack of each of the last N days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_daily: Option<u32>,
     /// Keep the newest pack of each of the last N weeks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_weekly: Option<u32>,
     /// Keep the newest pack of each of the last N months.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_monthly: Option<u32>,
     /// Keep the newest pack of each of the last N years.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_yearly: Option<u32>,
-    /// Never keep more than N packs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Never keep more than N packs (chain bases of kept incremental packs excepted).
+    #[serde(
+        default,
+        deserialize_with = "retention::max_packs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_packs: Option<u32>,
 }
 
@@ -845,7 +881,7 @@ retention = { keep_daily = 7, keep_within = "72h" }
         assert_eq!(s.busy_timeout, Duration::from_secs(5));
         assert_eq!(
             c.plans["nightly"].retention.keep_within,
-            Some(Duration::from_secs(72 * 3600))
+            Some(CalendarDuration::hours(72))
         );
         assert_eq!(c.plan_time_zone(&c.plans["nightly"]), chrono_tz::Asia::Shanghai);
         let shown = c.to_redacted_toml();
