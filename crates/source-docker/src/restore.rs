@@ -530,7 +530,7 @@ fn first_entries(mut r: impl Read, limit: u64) -> io::Result<u64> {
                 .collect();
             u64::from_str_radix(s.trim(), 8).unwrap_or(0)
         };
-        io::copy(&mut (&mut r).take(size.div_ceil(512) * 512), &mut io::sink())?;
+        io::copy(&mut (&mut r).take(size.div_ceil(512).saturating_mul(512)), &mut io::sink())?;
     }
     Ok(n)
 }
@@ -539,6 +539,30 @@ fn first_entries(mut r: impl Read, limit: u64) -> io::Result<u64> {
 mod tests {
     use super::*;
     use crate::tarstream::build;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// The entry counter reads the engine's tar stream: any header, any size field, any
+        /// truncation gives a count or an error, never a panic.
+        #[test]
+        fn entry_counter_never_panics(
+            size in proptest::prop_oneof![proptest::prelude::any::<u64>(), u64::MAX - 1024..=u64::MAX, 0..2048u64],
+            kind in proptest::prelude::any::<u8>(),
+            cut in 0usize..3000,
+        ) {
+            let mut t = Vec::new();
+            let mut h = build::header(b"./a", kind, 0, 0o644, b"");
+            let octal = format!("{size:o}");
+            let n = octal.len().min(11);
+            h[124..124 + n].copy_from_slice(&octal.as_bytes()[..n]);
+            t.extend_from_slice(&h);
+            t.extend_from_slice(&[1u8; 1200]);
+            build::entry(&mut t, b"./b", b'0', b"x", 0o644, b"");
+            t.truncate(cut);
+            let _ = first_entries(&t[..], 3);
+        }
+    }
 
     #[test]
     fn counts_first_entries_only() {
