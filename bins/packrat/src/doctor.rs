@@ -125,6 +125,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
         .map(|jobs| jobs.iter().map(|j| j.id).collect())
         .unwrap_or_default();
     checks.extend(sink_checks(&cfg, &active).await);
+    checks.extend(crate::restore_common::doctor_checks(&cfg));
     if let Some(s) = &state {
         checks.extend(job_checks(&cfg, s));
         checks.extend(crate::doctor_schedule::checks(&cfg, s).await);
