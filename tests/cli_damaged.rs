@@ -110,7 +110,11 @@ fn damage(dir: &Path, n: usize, rng: &mut Rng) -> String {
             format!("replaced {art} by a symlink to an identical file")
         }
         _ => {
-            let f = if rng.below(2) == 0 { art.clone() } else { "SHA256SUMS".to_string() };
+            let f = if rng.below(2) == 0 {
+                art.clone()
+            } else {
+                "SHA256SUMS".to_string()
+            };
             fs::remove_file(dir.join(&f)).unwrap();
             format!("removed {f}")
         }
@@ -146,7 +150,10 @@ fn restore_refuses_every_damaged_pack_that_verify_refuses_and_creates_nothing() 
             .iter()
             .map(|p| p["path"].as_str().unwrap().to_string())
             .collect();
-        let r = env.run_guarded(&["restore", dir.to_str().unwrap(), "--to", target.to_str().unwrap()], LIMIT);
+        let r = env.run_guarded(
+            &["restore", dir.to_str().unwrap(), "--to", target.to_str().unwrap()],
+            LIMIT,
+        );
         if v.code != 0 {
             verify_refused += 1;
             assert_eq!(r.code, 1, "{what}: verify refused it, restore must too:\n{}", r.all());
@@ -156,7 +163,11 @@ fn restore_refuses_every_damaged_pack_that_verify_refuses_and_creates_nothing() 
                 "{what}: the refusal must name the file ({problems:?}):\n{}",
                 r.stderr
             );
-            assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "{what}: restore created something");
+            assert_eq!(
+                fs::read_dir(&out).unwrap().count(),
+                0,
+                "{what}: restore created something"
+            );
         } else {
             r.ok();
             assert_eq!(dump(&target), dump(&db), "{what}");
@@ -174,7 +185,10 @@ fn a_fifo_in_place_of_a_pack_file_is_refused_without_hanging() {
     seed_db(&db, 50, true);
     env.standard_config(&db, &env.path("packs"), "");
     let good = backup(&env);
-    for (i, file) in ["sqlite/app_db.db", "SHA256SUMS", "manifest.json"].into_iter().enumerate() {
+    for (i, file) in ["sqlite/app_db.db", "SHA256SUMS", "manifest.json"]
+        .into_iter()
+        .enumerate()
+    {
         let dir = env.path(&format!("fifo/{i}")).join(good.file_name().unwrap());
         copy_tree(&good, &dir);
         packrat_e2e::make_fifo(&dir.join(file));
@@ -183,14 +197,22 @@ fn a_fifo_in_place_of_a_pack_file_is_refused_without_hanging() {
 
         let v = env.run_guarded(&["verify", dir.to_str().unwrap()], LIMIT);
         assert_eq!(v.code, 1, "{file}: {}", v.all());
-        assert!(v.all().contains(file) && v.all().contains("FIFO"), "{file}: {}", v.all());
+        assert!(
+            v.all().contains(file) && v.all().contains("FIFO"),
+            "{file}: {}",
+            v.all()
+        );
         for args in [&[][..], &["--allow-damaged"][..]] {
             let mut a = vec!["restore", dir.to_str().unwrap(), "--to", target.to_str().unwrap()];
             a.extend_from_slice(args);
             let r = env.run_guarded(&a, LIMIT);
             assert_eq!(r.code, 1, "{file} {args:?}: {}", r.all());
             assert!(r.stderr.contains(file), "{file} {args:?}: {}", r.stderr);
-            assert!(r.stderr.contains("FIFO") || r.stderr.contains("confirmed"), "{file}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("FIFO") || r.stderr.contains("confirmed"),
+                "{file}: {}",
+                r.stderr
+            );
             assert_eq!(fs::read_dir(target.parent().unwrap()).unwrap().count(), 0);
         }
     }
@@ -249,7 +271,9 @@ sinks = ["local"]
     assert!(!target.exists());
 
     // On request: restored, with a loud warning of what is wrong.
-    let r = env.run(&["restore", pack, "--source", "app_a", "--to", t, "--allow-damaged"]).ok();
+    let r = env
+        .run(&["restore", pack, "--source", "app_a", "--to", t, "--allow-damaged"])
+        .ok();
     assert!(
         r.stderr.contains("WARNING: pack")
             && r.stderr.contains("problem: sqlite/app_b.db.zst: size is")
@@ -267,7 +291,8 @@ sinks = ["local"]
         let r = env.run(&args);
         assert_eq!(r.code, 1, "{extra:?}: {}", r.all());
         assert!(
-            r.stderr.contains("sqlite/app_b.db.zst: size is") || r.stderr.contains("artifact sqlite/app_b.db.zst is damaged: size is"),
+            r.stderr.contains("sqlite/app_b.db.zst: size is")
+                || r.stderr.contains("artifact sqlite/app_b.db.zst is damaged: size is"),
             "{}",
             r.stderr
         );
@@ -303,7 +328,10 @@ fn kill_mid_restore(env: &Env, target: &Path) -> bool {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        assert!(std::time::Instant::now() < deadline, "the restore never started writing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started writing"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -333,7 +361,12 @@ fn a_killed_restore_leaves_a_temp_file_that_doctor_reports_and_the_next_restore_
         fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".app.db.packrat-restore-"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".app.db.packrat-restore-")
+            })
             .collect()
     };
     // Each killed restore leaves its temporary file; the next one removes it before it writes
@@ -369,13 +402,17 @@ fn a_killed_restore_leaves_a_temp_file_that_doctor_reports_and_the_next_restore_
             .find(|line| line.contains(l.to_str().unwrap()))
             .unwrap_or_else(|| panic!("doctor does not report {}:\n{}", l.display(), doctor.stdout));
         assert!(
-            line.starts_with("WARN") && line.contains("interrupted restore") && line.contains("-> fix: the next restore to"),
+            line.starts_with("WARN")
+                && line.contains("interrupted restore")
+                && line.contains("-> fix: the next restore to"),
             "{line}"
         );
     }
 
     // The next restore removes them (and says so), then restores.
-    let r = env.run(&["restore", "--latest", "nightly", "--to", target.to_str().unwrap()]).ok();
+    let r = env
+        .run(&["restore", "--latest", "nightly", "--to", target.to_str().unwrap()])
+        .ok();
     for l in &left {
         assert!(r.stderr.contains(&format!("removed {}", l.display())), "{}", r.stderr);
     }
@@ -385,11 +422,27 @@ fn a_killed_restore_leaves_a_temp_file_that_doctor_reports_and_the_next_restore_
         .collect();
     assert_eq!(names, ["app.db"]);
     assert_eq!(dump(&target), dump(&db));
-    let r = env.run(&["restore", "--latest", "nightly", "--to", db.to_str().unwrap(), "--overwrite"]).ok();
-    assert!(r.stderr.contains(&format!("removed {}", by_source.display())), "{}", r.stderr);
+    let r = env
+        .run(&[
+            "restore",
+            "--latest",
+            "nightly",
+            "--to",
+            db.to_str().unwrap(),
+            "--overwrite",
+        ])
+        .ok();
+    assert!(
+        r.stderr.contains(&format!("removed {}", by_source.display())),
+        "{}",
+        r.stderr
+    );
     let doctor = env.run(&["doctor"]);
     assert!(
-        doctor.stdout.lines().any(|l| l.starts_with("OK") && l.contains("restore leftovers: none in 2 directories")),
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("OK") && l.contains("restore leftovers: none in 2 directories")),
         "{}",
         doctor.stdout
     );

@@ -256,7 +256,16 @@ fn damaged_volume_archives_are_refused_before_anything_is_written() {
         d.run(&d.cli, &["volume", "create", v]);
         d.run(
             &d.cli,
-            &["run", "--rm", "-v", &format!("{v}:/v"), &d.image, "sh", "-c", &format!("echo {v} > /v/f")],
+            &[
+                "run",
+                "--rm",
+                "-v",
+                &format!("{v}:/v"),
+                &d.image,
+                "sh",
+                "-c",
+                &format!("echo {v} > /v/f"),
+            ],
         );
     }
     let before = d.fingerprint(&good);
@@ -319,7 +328,11 @@ sinks = ["local"]
     packrat_e2e::make_fifo(&good_path);
     let r = restore(&[&good, "--allow-damaged"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains(&format!("{good}.tar.zst")) && r.stderr.contains("FIFO"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{good}.tar.zst")) && r.stderr.contains("FIFO"),
+        "{}",
+        r.stderr
+    );
     assert!(!exists(&good));
     std::fs::remove_file(&good_path).unwrap();
     std::fs::write(&good_path, good_bytes).unwrap();

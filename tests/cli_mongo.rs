@@ -220,7 +220,14 @@ fn damaged_packs_are_refused_before_anything_is_written_and_allow_damaged_restor
     let target = format!("{db}_restored");
     let restore = |extra: &[&str]| {
         let mut args = vec![
-            "restore", "--latest", "hot", "--chain", "--to-uri-env", "MES_URI", "--into-db", &target,
+            "restore",
+            "--latest",
+            "hot",
+            "--chain",
+            "--to-uri-env",
+            "MES_URI",
+            "--into-db",
+            &target,
         ];
         args.extend_from_slice(extra);
         packrat_e2e::run_guarded(env.cmd().env("MES_URI", &uri).args(&args), Duration::from_secs(120))
@@ -250,7 +257,11 @@ fn damaged_packs_are_refused_before_anything_is_written_and_allow_damaged_restor
     packrat_e2e::make_fifo(&meta);
     let r = restore(&[]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("logs.metadata.json") && r.stderr.contains("FIFO"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("logs.metadata.json") && r.stderr.contains("FIFO"),
+        "{}",
+        r.stderr
+    );
     nothing_written();
     std::fs::remove_file(&meta).unwrap();
     std::fs::write(&meta, meta_orig).unwrap();
@@ -260,7 +271,8 @@ fn damaged_packs_are_refused_before_anything_is_written_and_allow_damaged_restor
     let r = restore(&["--allow-damaged"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stderr.contains(&format!("SKIPPED: {data} (collection {db}.logs): sha256 mismatch"))
+        r.stderr
+            .contains(&format!("SKIPPED: {data} (collection {db}.logs): sha256 mismatch"))
             && r.stderr.contains("restore incomplete: 1 damaged artifact(s) skipped"),
         "{}",
         r.stderr

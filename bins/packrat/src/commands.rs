@@ -257,7 +257,11 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
         }
     };
     if let Some(dir) = to.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         crate::restore_common::record_target_dir(config, dir);
     }
     let target = to.clone();

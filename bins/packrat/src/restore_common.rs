@@ -62,9 +62,7 @@ pub fn warn_damaged(pack: &str, dir: &Path, problems: &[Problem], skipped: &[Ski
 
 /// The closing line when something was skipped; the restore then exits 1.
 pub fn skipped_summary(n: usize) -> String {
-    format!(
-        "restore incomplete: {n} damaged artifact(s) skipped (listed above); restore them from another pack"
-    )
+    format!("restore incomplete: {n} damaged artifact(s) skipped (listed above); restore them from another pack")
 }
 
 /// Prints, on stderr, the leftovers of killed restores that a restore removed.

@@ -258,7 +258,11 @@ mod tests {
                     kind: "file".into(),
                     size: i as u64,
                     sha256: "ab".repeat(32),
-                    compression: if i % 2 == 0 { Compression::Zstd } else { Compression::None },
+                    compression: if i % 2 == 0 {
+                        Compression::Zstd
+                    } else {
+                        Compression::None
+                    },
                     raw_size: 10,
                     records: Some(3),
                     files: None,

@@ -340,7 +340,12 @@ mod tests {
         let found = find(t.path()).unwrap();
         let states: Vec<(String, LeftoverState)> = found
             .iter()
-            .map(|l| (l.path.file_name().unwrap().to_string_lossy().into_owned(), l.state.clone()))
+            .map(|l| {
+                (
+                    l.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    l.state.clone(),
+                )
+            })
             .collect();
         assert_eq!(found.len(), 3, "{states:?}");
         let live_name = live.path().file_name().unwrap().to_string_lossy().into_owned();
@@ -351,7 +356,10 @@ mod tests {
         assert_eq!(l.bytes, 4096);
 
         let removed = remove_stale(&target).unwrap();
-        assert_eq!(removed.iter().map(|l| l.path.clone()).collect::<Vec<_>>(), [stale.clone()]);
+        assert_eq!(
+            removed.iter().map(|l| l.path.clone()).collect::<Vec<_>>(),
+            [stale.clone()]
+        );
         assert!(!stale.exists());
         assert!(live.path().exists(), "a running restore's file is never removed");
         assert!(other.exists(), "another target's leftover is left to its own restore");

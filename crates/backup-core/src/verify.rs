@@ -256,8 +256,7 @@ fn structure_problems(pack: &Pack) -> (Vec<Problem>, bool) {
     match Sums::read(pack.dir()) {
         Err(e) => p(SUMS_FILE, e),
         Ok(sums) => {
-            match read_regular(&pack.dir().join(MANIFEST_FILE), MAX_MANIFEST_BYTES).and_then(|b| hash_reader(&b[..]))
-            {
+            match read_regular(&pack.dir().join(MANIFEST_FILE), MAX_MANIFEST_BYTES).and_then(|b| hash_reader(&b[..])) {
                 Ok((_, h)) => match sums.get(MANIFEST_FILE) {
                     Some(expect) if expect == h => confirmed = true,
                     Some(_) => p(
@@ -431,7 +430,10 @@ mod tests {
         assert!(c.usable("a/data.zst") && !c.usable("b.txt"), "{c:?}");
         assert!(c.unusable["b.txt"].contains("sha256 mismatch"), "{c:?}");
         let e = c.require(false).unwrap_err().to_string();
-        assert!(e.contains("b.txt: sha256 mismatch") && e.contains("--allow-damaged"), "{e}");
+        assert!(
+            e.contains("b.txt: sha256 mismatch") && e.contains("--allow-damaged"),
+            "{e}"
+        );
         c.require(true).unwrap();
 
         // A truncated or missing artifact is seen even when not used.
@@ -472,7 +474,12 @@ mod tests {
         let orig = fs::read(&art).unwrap();
         mkfifo(&art);
         let r = Verifier::new().verify(&p, VerifyLevel::Deep);
-        assert!(r.problems.iter().any(|x| x.path == "a/data.zst" && x.reason.contains("FIFO")), "{r:?}");
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.path == "a/data.zst" && x.reason.contains("FIFO")),
+            "{r:?}"
+        );
         let c = Verifier::check_for_restore(&p, &[&data]);
         assert!(c.unusable["a/data.zst"].contains("FIFO"), "{c:?}");
         let e = p.open_artifact(&data).err().unwrap().to_string();
@@ -484,7 +491,12 @@ mod tests {
         let sums = p.dir().join(SUMS_FILE);
         mkfifo(&sums);
         let r = Verifier::new().verify(&p, VerifyLevel::Quick);
-        assert!(r.problems.iter().any(|x| x.path == SUMS_FILE && x.reason.contains("FIFO")), "{r:?}");
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.path == SUMS_FILE && x.reason.contains("FIFO")),
+            "{r:?}"
+        );
         let manifest = p.dir().join(MANIFEST_FILE);
         mkfifo(&manifest);
         let e = Pack::open(p.dir()).unwrap_err().to_string();

@@ -530,7 +530,10 @@ fn first_entries(mut r: impl Read, limit: u64) -> io::Result<u64> {
                 .collect();
             u64::from_str_radix(s.trim(), 8).unwrap_or(0)
         };
-        io::copy(&mut (&mut r).take(size.div_ceil(512).saturating_mul(512)), &mut io::sink())?;
+        io::copy(
+            &mut (&mut r).take(size.div_ceil(512).saturating_mul(512)),
+            &mut io::sink(),
+        )?;
     }
     Ok(n)
 }

@@ -821,7 +821,16 @@ mod fuzz {
     use proptest::sample::Index;
 
     const NAMES: [&[u8]; 10] = [
-        b"./", b"./a", b"./a/b", b"./d/", b"../x", b"/abs", b"./a/../../x", b"packrat_v/", b"packrat_v/f", b"x",
+        b"./",
+        b"./a",
+        b"./a/b",
+        b"./d/",
+        b"../x",
+        b"/abs",
+        b"./a/../../x",
+        b"packrat_v/",
+        b"packrat_v/f",
+        b"x",
     ];
     const KINDS: [u8; 10] = [b'0', 0, b'1', b'2', b'3', b'5', b'6', b'7', b'x', b'L'];
 
@@ -851,7 +860,10 @@ mod fuzz {
         let mut t = Vec::new();
         for (n, k, l, data) in entries {
             match KINDS[*k] {
-                b'x' => pax(&mut t, &[(b"path", NAMES[*n]), (b"linkpath", NAMES[*l]), (b"mtime", b"1.5")]),
+                b'x' => pax(
+                    &mut t,
+                    &[(b"path", NAMES[*n]), (b"linkpath", NAMES[*l]), (b"mtime", b"1.5")],
+                ),
                 b'L' => {
                     let mut name = NAMES[*n].repeat(1 + data.len() % 40);
                     name.push(0);
@@ -887,7 +899,14 @@ mod fuzz {
             if let Ok(stats) = process(input, &mut out, &opts) {
                 prop_assert_eq!(stats.tar_bytes, input.len() as u64);
                 let mut again = Vec::new();
-                let second = process(&out[..], &mut again, &Options { rebase: None, ..opts.clone() });
+                let second = process(
+                    &out[..],
+                    &mut again,
+                    &Options {
+                        rebase: None,
+                        ..opts.clone()
+                    },
+                );
                 prop_assert!(second.is_ok(), "output refused: {}", second.unwrap_err());
                 prop_assert_eq!(second.unwrap().entries, stats.entries);
             }

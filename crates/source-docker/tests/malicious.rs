@@ -170,7 +170,12 @@ async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damag
         w.finish().unwrap();
     }
     let mut w = pack
-        .artifact("docker/compose/app/docker-compose.yml", "app", "docker-compose", Compression::None)
+        .artifact(
+            "docker/compose/app/docker-compose.yml",
+            "app",
+            "docker-compose",
+            Compression::None,
+        )
         .unwrap();
     w.write_all(b"services: {}\n").unwrap();
     w.finish().unwrap();
@@ -189,9 +194,18 @@ async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damag
         helper_image: Some(env.image.clone()),
         ..RestoreOptions::default()
     };
-    let e = source_docker::restore(&pack, None, &opts).await.unwrap_err().to_string();
-    assert!(e.contains(&format!("{bad_rel}: sha256 mismatch")) && e.contains("--allow-damaged"), "{e}");
-    assert!(!env.volume_exists(&good) && !env.volume_exists(&bad), "no volume may be created");
+    let e = source_docker::restore(&pack, None, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("{bad_rel}: sha256 mismatch")) && e.contains("--allow-damaged"),
+        "{e}"
+    );
+    assert!(
+        !env.volume_exists(&good) && !env.volume_exists(&bad),
+        "no volume may be created"
+    );
     assert!(!compose_dir.exists(), "the compose directory may not be created");
 
     let r = source_docker::restore(

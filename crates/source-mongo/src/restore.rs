@@ -211,7 +211,10 @@ pub async fn prepare(packs: &[Pack], opts: &Options) -> Result<Vec<CheckedPack>>
         let items = select(pack, opts)?;
         let (p, it) = (pack.clone(), items.clone());
         let check = tokio::task::spawn_blocking(move || {
-            let wanted: Vec<&ArtifactEntry> = it.iter().flat_map(|i| std::iter::once(&i.data).chain(&i.metadata)).collect();
+            let wanted: Vec<&ArtifactEntry> = it
+                .iter()
+                .flat_map(|i| std::iter::once(&i.data).chain(&i.metadata))
+                .collect();
             Verifier::check_for_restore(&p, &wanted)
         })
         .await

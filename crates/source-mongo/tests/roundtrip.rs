@@ -300,8 +300,14 @@ async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damag
         into_db: Some(target.clone()),
         ..Options::default()
     };
-    let e = restore::restore_pack(&conn, &pack, &opts).await.unwrap_err().to_string();
-    assert!(e.contains(&format!("{roles}: sha256 mismatch")) && e.contains("nothing was restored"), "{e}");
+    let e = restore::restore_pack(&conn, &pack, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("{roles}: sha256 mismatch")) && e.contains("nothing was restored"),
+        "{e}"
+    );
     let tdb = conn.client.database(&target);
     assert!(
         tdb.list_collection_names().await.unwrap().is_empty(),

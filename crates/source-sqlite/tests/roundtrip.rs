@@ -191,7 +191,10 @@ async fn failed_restore_leaves_nothing_at_the_target() {
             matches!(err, Error::Pack(backup_core::Error::DamagedPack { .. })),
             "{err}"
         );
-        assert!(err.to_string().contains(&format!("{}: sha256 mismatch", entry.path)), "{err}");
+        assert!(
+            err.to_string().contains(&format!("{}: sha256 mismatch", entry.path)),
+            "{err}"
+        );
         // --allow-damaged never uses a damaged artifact.
         let opts = RestoreOptions {
             overwrite: false,
@@ -232,7 +235,11 @@ async fn deep_check_catches_a_broken_database_and_restore_refuses_it() {
     m.artifacts = vec![forged.clone()];
     let json = m.to_json();
     fs::write(p.dir().join("manifest.json"), &json).unwrap();
-    fs::write(p.dir().join("SHA256SUMS"), backup_core::Sums::for_manifest(&m, &json).to_text()).unwrap();
+    fs::write(
+        p.dir().join("SHA256SUMS"),
+        backup_core::Sums::for_manifest(&m, &json).to_text(),
+    )
+    .unwrap();
     let p = Pack::open(p.dir()).unwrap();
 
     let err = SqliteCheck::check_artifact(&p, &forged).unwrap_err();
