@@ -70,7 +70,7 @@ fn damage(dir: &Path, n: usize, rng: &mut Rng) -> String {
     match n % 10 {
         // Byte flips (most of the cases), anywhere in any file.
         0..=4 => {
-            let f = if n % 10 == 0 { art.clone() } else { pick(rng) };
+            let f = if n.is_multiple_of(10) { art.clone() } else { pick(rng) };
             let path = dir.join(&f);
             let mut bytes = fs::read(&path).unwrap();
             let pos = rng.below(bytes.len());

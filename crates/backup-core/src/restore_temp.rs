@@ -358,7 +358,7 @@ mod tests {
         let removed = remove_stale(&target).unwrap();
         assert_eq!(
             removed.iter().map(|l| l.path.clone()).collect::<Vec<_>>(),
-            [stale.clone()]
+            std::slice::from_ref(&stale)
         );
         assert!(!stale.exists());
         assert!(live.path().exists(), "a running restore's file is never removed");

@@ -290,7 +290,7 @@ async fn restore_removes_leftovers_of_killed_restores_but_not_a_running_ones_fil
     fs::write(&lookalike, b"x").unwrap();
 
     let r = restore(&p, entry, &target, false).unwrap();
-    assert_eq!(r.removed_leftovers, [stale.clone()]);
+    assert_eq!(r.removed_leftovers, std::slice::from_ref(&stale));
     assert!(!stale.exists());
     assert!(running.path().exists(), "a running restore's file is left alone");
     assert!(other.exists() && lookalike.exists());
