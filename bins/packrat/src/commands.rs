@@ -268,14 +268,33 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
             )));
         }
     };
+    if let Some(dir) = to.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        crate::restore_common::record_target_dir(config, dir);
+    }
     let target = to.clone();
-    let overwrite = a.overwrite;
-    let report = tokio::task::spawn_blocking(move || source_sqlite::restore(&pack, &entry, &target, overwrite))
+    let opts = source_sqlite::RestoreOptions {
+        overwrite: a.overwrite,
+        allow_damaged: a.allow_damaged,
+    };
+    let (pack_id, pack_dir) = (pack.id().to_string(), pack.dir().to_path_buf());
+    let report = tokio::task::spawn_blocking(move || source_sqlite::restore_with(&pack, &entry, &target, &opts))
         .await
         .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
         .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+    crate::restore_common::warn_damaged(&pack_id, &pack_dir, &report.pack_problems, &[]);
+    crate::restore_common::note_removed(&report.removed_leftovers);
     if a.json {
-        output::json(&serde_json::json!({ "restored_to": to, "bytes": report.bytes }));
+        output::json(&serde_json::json!({
+            "restored_to": to,
+            "bytes": report.bytes,
+            "pack_problems": report.pack_problems,
+            "removed_leftovers": report.removed_leftovers,
+        }));
     } else {
         outln!("restored to {} ({})", to.display(), output::bytes(report.bytes));
     }

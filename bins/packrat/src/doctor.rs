@@ -123,6 +123,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
     }
     checks.extend(sink_checks(&cfg).await);
     checks.extend(crate::doctor_retention::checks(&cfg).await);
+    checks.extend(crate::restore_common::doctor_checks(&cfg));
     if let Some(s) = &state {
         checks.extend(job_checks(&cfg, s));
         checks.extend(crate::doctor_schedule::checks(&cfg, s).await);

@@ -33,6 +33,7 @@ mod mount_check;
 mod output;
 mod progress;
 mod prune;
+mod restore_common;
 mod restore_docker;
 mod restore_mongo;
 mod signals;

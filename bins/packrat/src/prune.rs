@@ -95,7 +95,7 @@ fn print_report(r: &retention::PruneReport) {
         outln!("  {what:<7} {:<40} {}{outcome}", p.pack.id, p.reason);
     }
     if let Some((_, message)) = r.future_alert() {
-        println!("  warning: {message}");
+        outln!("  warning: {message}");
     }
 }
 

@@ -44,6 +44,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A restore was refused because the quick check of the pack found problems.
+    #[error("{}", damaged_message(pack, dir, problems))]
+    DamagedPack {
+        /// The pack id.
+        pack: String,
+        /// The pack directory.
+        dir: PathBuf,
+        /// What is wrong, per file.
+        problems: Vec<crate::verify::Problem>,
+    },
     /// The state store failed.
     #[error("state store {}: {source}", path.display())]
     State {
@@ -168,6 +178,27 @@ fn no_space_left(file: &Path) -> bool {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs4::available_space(dir).is_ok_and(|free| free < 1024 * 1024)
+}
+
+/// At most this many problems are spelled out in an error message.
+const MAX_SHOWN: usize = 10;
+
+fn damaged_message(pack: &str, dir: &Path, problems: &[crate::verify::Problem]) -> String {
+    let mut shown: Vec<String> = problems
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|p| format!("{}: {}", p.path, p.reason))
+        .collect();
+    if problems.len() > MAX_SHOWN {
+        shown.push(format!("and {} more", problems.len() - MAX_SHOWN));
+    }
+    format!(
+        "pack {pack} ({}) is damaged, nothing was restored: {}; run `packrat verify {}` to see every problem, \
+         restore from another pack, or pass --allow-damaged to restore only the artifacts that check out",
+        dir.display(),
+        shown.join("; "),
+        dir.display()
+    )
 }
 
 /// Renders an error and its causes in one line, skipping causes whose text the previous level
