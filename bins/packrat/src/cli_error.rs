@@ -46,10 +46,10 @@ impl CliError {
 
 impl From<backup_core::Error> for CliError {
     fn from(e: backup_core::Error) -> CliError {
-        use backup_core::Error as E;
-        let code = match &e {
-            E::Config(_) | E::NotFound(_) => exit::USAGE,
-            E::Locked { .. } => exit::BUSY,
+        use backup_core::ErrorKind as K;
+        let code = match e.kind() {
+            K::Config | K::NotFound => exit::USAGE,
+            K::Busy => exit::BUSY,
             _ => exit::FAILED,
         };
         CliError {

@@ -8,6 +8,94 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Result alias using [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an error is, so that callers (exit codes, HTTP status, alerts, retries)
+/// classify it without matching its shape. Every crate's error type says its kind through
+/// [`HasKind`], and [`Error::kind`] passes it through the `Source`/`Sink` wrappers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration (or the command line) is invalid: fix it.
+    Config,
+    /// What was asked for does not exist (a plan, a pack, a job, a source file).
+    NotFound,
+    /// Something is in use: a plan already running, a database locked beyond its busy timeout.
+    Busy,
+    /// The operation was cancelled on request.
+    Cancelled,
+    /// A filesystem is full.
+    DiskFull,
+    /// Data does not match what it should be (a damaged pack, a checksum mismatch).
+    Damaged,
+    /// A server, share or engine could not be reached, or a share is not mounted.
+    Unavailable,
+    /// Credentials were refused or permissions are missing.
+    Denied,
+    /// Some other I/O failure.
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// The kebab-case name (`disk-full`), as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::DiskFull => "disk-full",
+            ErrorKind::Damaged => "damaged",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Denied => "denied",
+            ErrorKind::Io => "io",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// The kind of an OS error.
+    pub fn of_io(e: &std::io::Error) -> ErrorKind {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::PermissionDenied | K::ReadOnlyFilesystem => ErrorKind::Denied,
+            K::StorageFull | K::QuotaExceeded => ErrorKind::DiskFull,
+            K::ResourceBusy | K::WouldBlock => ErrorKind::Busy,
+            K::InvalidData | K::UnexpectedEof => ErrorKind::Damaged,
+            K::TimedOut
+            | K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::StaleNetworkFileHandle => ErrorKind::Unavailable,
+            _ => ErrorKind::Io,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error that knows its [`ErrorKind`]; every crate's error type implements it, which is what
+/// [`Error::source`] and [`Error::sink`] require.
+pub trait HasKind {
+    /// What kind of failure this is.
+    fn kind(&self) -> ErrorKind;
+}
+
+impl HasKind for std::io::Error {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::of_io(self)
+    }
+}
+
 /// Everything that can go wrong in `backup-core`, and the wrapper for errors of sources and sinks.
 ///
 /// Messages say what failed and what to do; they never contain secrets.
@@ -89,6 +177,8 @@ pub enum Error {
     Source {
         /// The source's configured name.
         name: String,
+        /// What kind of failure the source reported.
+        kind: ErrorKind,
         /// The source's own error.
         #[source]
         source: BoxError,
@@ -98,6 +188,8 @@ pub enum Error {
     Sink {
         /// The sink's configured name.
         name: String,
+        /// What kind of failure the sink reported.
+        kind: ErrorKind,
         /// The sink's own error.
         #[source]
         source: BoxError,
@@ -117,16 +209,45 @@ impl Error {
         move |source| Error::Io { action, path, source }
     }
 
-    /// Wraps a source's error; use as `.map_err(Error::source("app_db"))`.
-    pub fn source<E: Into<BoxError>>(name: impl Into<String>) -> impl FnOnce(E) -> Error {
+    /// Wraps a source's error, keeping its kind; use as `.map_err(Error::source("app_db"))`.
+    pub fn source<E: Into<BoxError> + HasKind>(name: impl Into<String>) -> impl FnOnce(E) -> Error {
         let name = name.into();
-        move |e| Error::Source { name, source: e.into() }
+        move |e| Error::Source {
+            name,
+            kind: e.kind(),
+            source: e.into(),
+        }
     }
 
-    /// Wraps a sink's error; use as `.map_err(Error::sink("local"))`.
-    pub fn sink<E: Into<BoxError>>(name: impl Into<String>) -> impl FnOnce(E) -> Error {
+    /// Wraps a sink's error, keeping its kind; use as `.map_err(Error::sink("local"))`.
+    pub fn sink<E: Into<BoxError> + HasKind>(name: impl Into<String>) -> impl FnOnce(E) -> Error {
         let name = name.into();
-        move |e| Error::Sink { name, source: e.into() }
+        move |e| Error::Sink {
+            name,
+            kind: e.kind(),
+            source: e.into(),
+        }
+    }
+
+    /// What kind of failure this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { source, .. } => ErrorKind::of_io(source),
+            Error::Config(_) => ErrorKind::Config,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::NotAPack { .. } | Error::ArtifactPath { .. } | Error::DamagedPack { .. } => ErrorKind::Damaged,
+            Error::State { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => ErrorKind::Busy,
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => ErrorKind::Denied,
+                Some(rusqlite::ErrorCode::CannotOpen) => ErrorKind::Io,
+                _ => ErrorKind::Other,
+            },
+            Error::StateStoreFull { .. } => ErrorKind::DiskFull,
+            Error::Locked { .. } => ErrorKind::Busy,
+            Error::Source { kind, .. } | Error::Sink { kind, .. } => *kind,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::Other(_) => ErrorKind::Other,
+        }
     }
 
     /// Wraps an error of the state store's database `path`: [`Error::StateStoreFull`] when the
@@ -154,7 +275,7 @@ impl Error {
 
     /// True when the underlying cause is "no space left on device".
     pub fn is_disk_full(&self) -> bool {
-        if matches!(self, Error::StateStoreFull { .. }) {
+        if self.kind() == ErrorKind::DiskFull {
             return true;
         }
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
@@ -167,6 +288,12 @@ impl Error {
             cur = e.source();
         }
         false
+    }
+}
+
+impl HasKind for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
     }
 }
 

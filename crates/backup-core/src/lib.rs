@@ -46,7 +46,7 @@ pub mod verify;
 pub mod conformance;
 
 pub use cancel::CancelToken;
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorKind, HasKind, Result};
 pub use job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
 pub use manifest::{ArtifactEntry, Compression, FORMAT_VERSION, Manifest, ManifestWatermark, TimeWindow};
 pub use pack::{ArtifactWriter, Pack, PackId, SealedPack, StagingPack};

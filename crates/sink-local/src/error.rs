@@ -285,3 +285,21 @@ mod tests {
         assert!(core.is_disk_full());
     }
 }
+
+impl backup_core::HasKind for LocalSinkError {
+    fn kind(&self) -> backup_core::ErrorKind {
+        use backup_core::ErrorKind as K;
+        match self {
+            LocalSinkError::NoSpace { .. } => K::DiskFull,
+            LocalSinkError::Io { source, .. } | LocalSinkError::DeleteIncomplete { source, .. } => K::of_io(source),
+            LocalSinkError::NotADirectory { .. } | LocalSinkError::Symlink { .. } => K::Config,
+            LocalSinkError::Exists { .. }
+            | LocalSinkError::NotOurPack { .. }
+            | LocalSinkError::NotOurStaging { .. } => K::Other,
+            LocalSinkError::NotFound { .. } => K::NotFound,
+            LocalSinkError::Mismatch { .. } => K::Damaged,
+            LocalSinkError::StagingInUse { .. } | LocalSinkError::StagingClaimed { .. } => K::Busy,
+            LocalSinkError::Core(e) => e.kind(),
+        }
+    }
+}

@@ -132,3 +132,19 @@ pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
         _ => None,
     }
 }
+
+impl backup_core::HasKind for Error {
+    fn kind(&self) -> backup_core::ErrorKind {
+        use backup_core::ErrorKind as K;
+        match self {
+            Error::Unavailable { .. } => K::Unavailable,
+            Error::ComposeFile { .. } | Error::NoVolumes { .. } | Error::NoHelperImage(_) => K::Config,
+            Error::VolumeVanished(_) | Error::HelperImageMissing(_) | Error::NotInPack(_) => K::NotFound,
+            Error::Archive(_) => K::Damaged,
+            Error::Io { source, .. } => K::of_io(source),
+            Error::Pack(e) => e.kind(),
+            Error::Both(first, _) => first.kind(),
+            _ => K::Other,
+        }
+    }
+}

@@ -157,3 +157,23 @@ impl Error {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl backup_core::HasKind for Error {
+    fn kind(&self) -> backup_core::ErrorKind {
+        use backup_core::ErrorKind as K;
+        match self {
+            Error::Uri(_) => K::Config,
+            Error::Driver { cause, .. } => match cause {
+                Cause::AuthFailed | Cause::Unauthorized => K::Denied,
+                Cause::Unreachable | Cause::ConnectionLost => K::Unavailable,
+                Cause::IncompatibleServer => K::Config,
+                _ => K::Other,
+            },
+            Error::ServerTooOld { .. } | Error::ServerTooNew { .. } => K::Config,
+            Error::CollectionMissing { .. } => K::NotFound,
+            Error::Artifact { .. } => K::Damaged,
+            Error::Core(e) => e.kind(),
+            _ => K::Other,
+        }
+    }
+}

@@ -159,3 +159,28 @@ pub(crate) fn classify(
         },
     }
 }
+
+impl backup_core::HasKind for Error {
+    fn kind(&self) -> backup_core::ErrorKind {
+        use backup_core::ErrorKind as K;
+        match self {
+            Error::NotFound { .. } => K::NotFound,
+            Error::NotADatabase { .. } | Error::Integrity { .. } | Error::Damaged { .. } | Error::Artifact(_) => {
+                K::Damaged
+            }
+            Error::Locked { .. } | Error::TargetInUse { .. } => K::Busy,
+            Error::Sqlite { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => K::Busy,
+                Some(rusqlite::ErrorCode::DiskFull) => K::DiskFull,
+                Some(rusqlite::ErrorCode::PermissionDenied | rusqlite::ErrorCode::ReadOnly) => K::Denied,
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => K::Damaged,
+                _ => K::Other,
+            },
+            Error::Io { source, .. } => K::of_io(source),
+            Error::Pack(e) => e.kind(),
+            Error::InvalidName(_) | Error::BadTarget { .. } | Error::TargetExists { .. } => K::Config,
+            Error::Cancelled { .. } => K::Cancelled,
+            _ => K::Other,
+        }
+    }
+}
