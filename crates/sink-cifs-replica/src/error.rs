@@ -272,6 +272,27 @@ fn hint(e: &io::Error) -> &'static str {
     }
 }
 
+impl backup_core::HasKind for ReplicaError {
+    fn kind(&self) -> backup_core::ErrorKind {
+        use backup_core::ErrorKind as K;
+        match self {
+            ReplicaError::EmptyPath { .. } | ReplicaError::NotUnc { .. } | ReplicaError::Unsupported { .. } => {
+                K::Config
+            }
+            ReplicaError::NotOnAllowedMount { .. }
+            | ReplicaError::MagicMismatch { .. }
+            | ReplicaError::NoMount { .. }
+            | ReplicaError::TargetMissing { .. }
+            | ReplicaError::OffShare { .. } => K::Unavailable,
+            ReplicaError::Io { source, .. } | ReplicaError::DeleteIncomplete { source, .. } => K::of_io(source),
+            ReplicaError::Mismatch { .. } | ReplicaError::SourceDamaged { .. } => K::Damaged,
+            ReplicaError::NotFound { .. } => K::NotFound,
+            ReplicaError::Core(e) => e.kind(),
+            _ => K::Other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,26 +332,5 @@ mod tests {
         };
         assert!(e.to_string().contains("check the network"), "{e}");
         assert!(!e.is_mount_problem());
-    }
-}
-
-impl backup_core::HasKind for ReplicaError {
-    fn kind(&self) -> backup_core::ErrorKind {
-        use backup_core::ErrorKind as K;
-        match self {
-            ReplicaError::EmptyPath { .. } | ReplicaError::NotUnc { .. } | ReplicaError::Unsupported { .. } => {
-                K::Config
-            }
-            ReplicaError::NotOnAllowedMount { .. }
-            | ReplicaError::MagicMismatch { .. }
-            | ReplicaError::NoMount { .. }
-            | ReplicaError::TargetMissing { .. }
-            | ReplicaError::OffShare { .. } => K::Unavailable,
-            ReplicaError::Io { source, .. } | ReplicaError::DeleteIncomplete { source, .. } => K::of_io(source),
-            ReplicaError::Mismatch { .. } | ReplicaError::SourceDamaged { .. } => K::Damaged,
-            ReplicaError::NotFound { .. } => K::NotFound,
-            ReplicaError::Core(e) => e.kind(),
-            _ => K::Other,
-        }
     }
 }

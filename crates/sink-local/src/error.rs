@@ -225,6 +225,24 @@ pub(crate) fn human_bytes(n: u64) -> String {
     }
 }
 
+impl backup_core::HasKind for LocalSinkError {
+    fn kind(&self) -> backup_core::ErrorKind {
+        use backup_core::ErrorKind as K;
+        match self {
+            LocalSinkError::NoSpace { .. } => K::DiskFull,
+            LocalSinkError::Io { source, .. } | LocalSinkError::DeleteIncomplete { source, .. } => K::of_io(source),
+            LocalSinkError::NotADirectory { .. } | LocalSinkError::Symlink { .. } => K::Config,
+            LocalSinkError::Exists { .. }
+            | LocalSinkError::NotOurPack { .. }
+            | LocalSinkError::NotOurStaging { .. } => K::Other,
+            LocalSinkError::NotFound { .. } => K::NotFound,
+            LocalSinkError::Mismatch { .. } => K::Damaged,
+            LocalSinkError::StagingInUse { .. } | LocalSinkError::StagingClaimed { .. } => K::Busy,
+            LocalSinkError::Core(e) => e.kind(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,23 +301,5 @@ mod tests {
         assert!(e.to_string().contains("free space or point sinks.local.path elsewhere"));
         let core = backup_core::Error::sink("local")(e);
         assert!(core.is_disk_full());
-    }
-}
-
-impl backup_core::HasKind for LocalSinkError {
-    fn kind(&self) -> backup_core::ErrorKind {
-        use backup_core::ErrorKind as K;
-        match self {
-            LocalSinkError::NoSpace { .. } => K::DiskFull,
-            LocalSinkError::Io { source, .. } | LocalSinkError::DeleteIncomplete { source, .. } => K::of_io(source),
-            LocalSinkError::NotADirectory { .. } | LocalSinkError::Symlink { .. } => K::Config,
-            LocalSinkError::Exists { .. }
-            | LocalSinkError::NotOurPack { .. }
-            | LocalSinkError::NotOurStaging { .. } => K::Other,
-            LocalSinkError::NotFound { .. } => K::NotFound,
-            LocalSinkError::Mismatch { .. } => K::Damaged,
-            LocalSinkError::StagingInUse { .. } | LocalSinkError::StagingClaimed { .. } => K::Busy,
-            LocalSinkError::Core(e) => e.kind(),
-        }
     }
 }
