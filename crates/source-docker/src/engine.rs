@@ -17,8 +17,13 @@ use crate::error::{Error, engine_message, status_of};
 /// entries come as `./…`; entries named `packrat_v/…` (engines that ignore the `/.`) are rebased.
 pub(crate) const MOUNT_DIR: &str = "packrat_v";
 /// Label on every helper container (`docker rm -f $(docker ps -aq --filter label=io.packrat.helper)`
-/// removes leftovers of a killed packrat).
+/// removes leftovers of a killed packrat by hand).
 pub const HELPER_LABEL: &str = "io.packrat.helper";
+/// Label naming the process that created a helper container (Linux:
+/// `<machine id>/<boot id>/<pid>/<process start time>`), so that the next backup or restore
+/// removes the helpers of a packrat process that is gone (SIGKILL, crash, power loss): see
+/// [`sweep_dead_helpers`].
+pub const OWNER_LABEL: &str = "io.packrat.owner";
 /// Timeout of calls that stream a whole archive or image into the engine.
 const LONG: Duration = Duration::from_secs(24 * 3600);
 
@@ -144,10 +149,16 @@ impl Helper {
             entrypoint: Some(vec!["/packrat-helper-is-never-started".into()]),
             cmd: Some(Vec::new()),
             network_disabled: Some(true),
-            labels: Some(HashMap::from([
-                (HELPER_LABEL.to_string(), "1".to_string()),
-                ("io.packrat.volume".to_string(), volume.to_string()),
-            ])),
+            labels: Some({
+                let mut labels = HashMap::from([
+                    (HELPER_LABEL.to_string(), "1".to_string()),
+                    ("io.packrat.volume".to_string(), volume.to_string()),
+                ]);
+                if let Some(owner) = owner::this_process() {
+                    labels.insert(OWNER_LABEL.to_string(), owner.to_string());
+                }
+                labels
+            }),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
                 mounts: Some(vec![Mount {
@@ -214,6 +225,141 @@ impl Drop for Helper {
                     warn!("{e}");
                 }
             });
+        }
+    }
+}
+
+/// Removes the helper containers left by packrat processes on this host that are gone (killed
+/// before they could remove their helpers, which would otherwise stay forever and keep their
+/// volumes busy: `docker volume rm` and `docker-compose down -v` refuse a volume in use). Helpers
+/// of live processes (this one included), of other hosts and without an owner label are left
+/// alone. Problems are logged, never fatal. Returns the ids removed.
+pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<String> {
+    let filters = HashMap::from([("label".to_string(), vec![HELPER_LABEL.to_string(), OWNER_LABEL.to_string()])]);
+    let list = match docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot list packrat's helper containers to remove leftovers: {}", engine_message(&e));
+            return Vec::new();
+        }
+    };
+    let mut removed = Vec::new();
+    for c in list {
+        let (Some(id), Some(owner)) = (c.id.as_deref(), c.labels.as_ref().and_then(|l| l.get(OWNER_LABEL))) else {
+            continue;
+        };
+        if owner::is_gone(owner) != Some(true) {
+            continue;
+        }
+        match remove_container(docker, id).await {
+            Ok(()) => {
+                info!(container = %container_name(&c), owner = %owner, "removed a helper container left by a packrat process that is gone");
+                removed.push(id.to_string());
+            }
+            Err(e) => warn!("cannot remove a leftover helper container: {e}"),
+        }
+    }
+    removed
+}
+
+/// Who created a helper container, and whether that process is gone.
+mod owner {
+    /// This process as written into [`super::OWNER_LABEL`]; `None` where it cannot be told
+    /// (then helpers carry no owner and are never swept).
+    pub(crate) fn this_process() -> Option<&'static str> {
+        static ME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        ME.get_or_init(imp::this_process).as_deref()
+    }
+
+    /// `Some(true)` when the process named by `owner` is gone, `Some(false)` when it is alive,
+    /// `None` when this cannot be told (another host, an unknown format, not Linux).
+    pub(crate) fn is_gone(owner: &str) -> Option<bool> {
+        imp::is_gone(owner)
+    }
+
+    #[cfg(target_os = "linux")]
+    mod imp {
+        fn read_trim(path: &str) -> Option<String> {
+            let s = std::fs::read_to_string(path).ok()?;
+            let s = s.trim();
+            (!s.is_empty() && !s.contains('/')).then(|| s.to_string())
+        }
+
+        fn machine() -> Option<String> {
+            read_trim("/etc/machine-id").or_else(|| read_trim("/proc/sys/kernel/hostname"))
+        }
+
+        fn boot() -> Option<String> {
+            read_trim("/proc/sys/kernel/random/boot_id")
+        }
+
+        /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot): a pid reused by
+        /// another process has another start time.
+        fn start_time(pid: u32) -> Option<u64> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_comm = stat.rsplit_once(')')?.1;
+            after_comm.split_whitespace().nth(19)?.parse().ok()
+        }
+
+        pub(super) fn this_process() -> Option<String> {
+            let pid = std::process::id();
+            Some(format!("{}/{}/{pid}/{}", machine()?, boot()?, start_time(pid)?))
+        }
+
+        pub(super) fn is_gone(owner: &str) -> Option<bool> {
+            let mut parts = owner.split('/');
+            let (machine, boot, pid, start) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() || Some(machine) != self::machine().as_deref() {
+                return None;
+            }
+            let pid: u32 = pid.parse().ok()?;
+            let start: u64 = start.parse().ok()?;
+            if Some(boot) != self::boot().as_deref() {
+                return Some(true); // the host rebooted since: every process of then is gone
+            }
+            Some(start_time(pid) != Some(start))
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    mod imp {
+        pub(super) fn this_process() -> Option<String> {
+            None
+        }
+
+        pub(super) fn is_gone(_owner: &str) -> Option<bool> {
+            None
+        }
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn this_process_is_alive_and_a_dead_or_reused_pid_is_gone() {
+            let me = this_process().expect("an owner on Linux");
+            assert_eq!(is_gone(me), Some(false));
+            let parts: Vec<&str> = me.split('/').collect();
+            // Same pid, other start time: the pid was reused.
+            let reused = format!("{}/{}/{}/{}", parts[0], parts[1], parts[2], parts[3].parse::<u64>().unwrap() + 1);
+            assert_eq!(is_gone(&reused), Some(true));
+            // A pid that does not exist (above the kernel's maximum).
+            let dead = format!("{}/{}/4194305/1", parts[0], parts[1]);
+            assert_eq!(is_gone(&dead), Some(true));
+            // Before the last boot.
+            let before_boot = format!("{}/00000000-0000-0000-0000-000000000000/{}/{}", parts[0], parts[2], parts[3]);
+            assert_eq!(is_gone(&before_boot), Some(true));
+            // Another host, or not ours: cannot tell.
+            assert_eq!(is_gone(&format!("other-host/{}/{}/{}", parts[1], parts[2], parts[3])), None);
+            assert_eq!(is_gone("1"), None);
         }
     }
 }

@@ -95,7 +95,7 @@ use tracing::{info, warn};
 
 pub use backup::VolumeSelection;
 pub use check::DockerCheck;
-pub use engine::{Endpoint, HELPER_LABEL, StopGuard};
+pub use engine::{Endpoint, HELPER_LABEL, OWNER_LABEL, StopGuard};
 pub use error::Error;
 pub use project::{PROJECT_LABEL, normalize_project_name, project_name};
 pub use restore::{
@@ -280,6 +280,7 @@ impl DockerSource {
     pub async fn run(&self, ctx: &BackupContext, pack: &StagingPack) -> Result<BackupOutcome, Error> {
         let project = self.resolve_project()?;
         let docker = self.endpoint.connect().await?;
+        engine::sweep_dead_helpers(&docker).await;
         let containers = match &project {
             Some(p) => engine::project_containers(&docker, p).await?,
             None => Vec::new(),
@@ -380,6 +381,7 @@ impl DockerSource {
     pub async fn check_ready(&self) -> Result<Vec<String>, Error> {
         let project = self.resolve_project()?;
         let docker = self.endpoint.connect().await?;
+        engine::sweep_dead_helpers(&docker).await;
         let containers = match &project {
             Some(p) => engine::project_containers(&docker, p).await?,
             None => Vec::new(),

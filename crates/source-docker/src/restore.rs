@@ -168,6 +168,7 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
         return Ok(report);
     }
     let docker = Endpoint::resolve(opts.docker_host.as_deref()).connect().await?;
+    engine::sweep_dead_helpers(&docker).await;
 
     // 3. Images.
     if opts.images {
