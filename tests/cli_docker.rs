@@ -232,3 +232,121 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
         again.stderr
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn damaged_volume_archives_are_refused_before_anything_is_written() {
+    let d = Docker::from_env();
+    let env = Env::new();
+    let pid = std::process::id();
+    let (good, bad) = (format!("dmggood{pid}"), format!("dmgbad{pid}"));
+    struct Rm<'a>(&'a Docker, Vec<String>);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            for v in &self.1 {
+                let _ = Command::new(&self.0.cli)
+                    .args(["volume", "rm", "-f", v])
+                    .env("DOCKER_HOST", &self.0.host)
+                    .output();
+            }
+        }
+    }
+    let _rm = Rm(&d, vec![good.clone(), bad.clone()]);
+    for v in [&good, &bad] {
+        d.run(&d.cli, &["volume", "create", v]);
+        d.run(
+            &d.cli,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                &format!("{v}:/v"),
+                &d.image,
+                "sh",
+                "-c",
+                &format!("echo {v} > /v/f"),
+            ],
+        );
+    }
+    let before = d.fingerprint(&good);
+    env.write_config(&format!(
+        r#"state_dir = "state"
+[sources.vols]
+type = "docker"
+volumes = ["{good}", "{bad}"]
+helper_image = "{image}"
+docker_host = "{host}"
+[sinks.local]
+type = "local"
+path = "{packs}"
+min_free_mb = 1
+[plans.nightly]
+sources = ["vols"]
+sinks = ["local"]
+"#,
+        image = d.image,
+        host = d.host,
+        packs = env.path("packs").display()
+    ));
+    let run = env.run(&["run", "nightly", "--json"]).ok().json();
+    let pack = std::path::PathBuf::from(run["pack"]["path"].as_str().unwrap());
+    d.run(&d.cli, &["volume", "rm", &good, &bad]);
+    let exists = |v: &str| {
+        Command::new(&d.cli)
+            .args(["volume", "inspect", v])
+            .env("DOCKER_HOST", &d.host)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", "--latest", "nightly", "--volumes"];
+        args.extend_from_slice(extra);
+        packrat_e2e::run_guarded(env.cmd().args(&args), std::time::Duration::from_secs(300))
+    };
+
+    // One archive damaged: the whole restore is refused, no volume is created.
+    let bad_rel = format!("docker/volumes/{bad}.tar.zst");
+    let bad_path = pack.join(&bad_rel);
+    let mut bytes = std::fs::read(&bad_path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&bad_path, &bytes).unwrap();
+    let r = restore(&[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains(&format!("{bad_rel}: sha256 mismatch")) && r.stderr.contains("nothing was restored"),
+        "{}",
+        r.stderr
+    );
+    assert!(!exists(&good) && !exists(&bad), "no volume may be created");
+
+    // A FIFO in place of the good archive: refused at once, even with --allow-damaged.
+    let good_path = pack.join(format!("docker/volumes/{good}.tar.zst"));
+    let good_bytes = std::fs::read(&good_path).unwrap();
+    packrat_e2e::make_fifo(&good_path);
+    let r = restore(&[&good, "--allow-damaged"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains(&format!("{good}.tar.zst")) && r.stderr.contains("FIFO"),
+        "{}",
+        r.stderr
+    );
+    assert!(!exists(&good));
+    std::fs::remove_file(&good_path).unwrap();
+    std::fs::write(&good_path, good_bytes).unwrap();
+
+    // --allow-damaged: the intact volume comes back, the damaged one is skipped and named.
+    let r = restore(&["--allow-damaged"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains(&format!("SKIPPED: {bad_rel}: sha256 mismatch"))
+            && r.stderr.contains("restore incomplete: 1 damaged artifact(s) skipped"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains(&format!("restored volume {good}")), "{}", r.stdout);
+    assert_eq!(d.fingerprint(&good), before);
+    assert!(!exists(&bad), "a damaged archive is never used");
+}

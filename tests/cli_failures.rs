@@ -35,7 +35,8 @@ fn unknown_key_names_file_line_and_key_and_changes_nothing() {
         let r = env.run(args);
         assert_eq!(r.code, 2, "{}", r.all());
         assert!(
-            r.stderr.contains("packrat.toml, line 7, key `compresss`"),
+            r.stderr
+                .contains("packrat.toml, line 7, key `sources.app_db.compresss`"),
             "{}",
             r.stderr
         );
@@ -141,6 +142,64 @@ fn disk_full_fails_clearly_and_leaves_nothing() {
     assert!(
         subdirs(&env.path("small/packs/.packrat-staging")).is_empty(),
         "staging must be removed"
+    );
+}
+
+/// Fills the filesystem of `dir` with `dir/filler` until a write fails.
+#[cfg(target_os = "linux")]
+fn fill(dir: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|_| f.sync_all()) {
+            assert_eq!(e.raw_os_error(), Some(28), "{e}");
+            break;
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_state_store_filesystem_is_named_with_what_to_do() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 10, true);
+    let _m = Mount::tmpfs(&env.path("small"), "size=1m");
+    std::fs::create_dir(env.path("small/state")).unwrap();
+    env.write_config(&format!(
+        "state_dir = \"small/state\"\n[sources.app_db]\ntype = \"sqlite\"\npath = \"{}\"\n\
+         [sinks.local]\ntype = \"local\"\npath = \"packs\"\nmin_free_mb = 1\n\
+         [plans.nightly]\nsources = [\"app_db\"]\nsinks = [\"local\"]\n",
+        db.display()
+    ));
+    let store = env.path("small/state/state.db");
+    let want = format!(
+        "no space left for the state store at {}; free space on that filesystem or move state_dir",
+        store.display()
+    );
+    // A new store on a full filesystem, then an existing one.
+    fill(&env.path("small"));
+    for round in ["new store", "existing store"] {
+        let packs = subdirs(&env.path("packs/nightly"));
+        let r = env.run(&["run", "nightly"]);
+        assert_eq!(r.code, 1, "{round}: {}", r.all());
+        assert!(r.stderr.contains(&want), "{round}: {}", r.stderr);
+        assert!(!r.stderr.contains("Error code"), "{round}: {}", r.stderr);
+        assert_eq!(
+            subdirs(&env.path("packs/nightly")),
+            packs,
+            "{round}: no pack without a job record"
+        );
+        std::fs::remove_file(env.path("small/filler")).unwrap();
+        env.run(&["run", "nightly"]).ok();
+        fill(&env.path("small"));
+    }
+    let jobs = env.run(&["jobs", "--json"]);
+    assert!(
+        jobs.code == 0 || jobs.stderr.contains(&want),
+        "reading the store of a full filesystem works or says why: {}",
+        jobs.all()
     );
 }
 

@@ -193,6 +193,100 @@ fn full_incremental_verify_sample_and_chain_restore() {
     py(&uri, drop, &[&db, &target]);
 }
 
+const LIST: &str = "import sys, pymongo\n\
+c = pymongo.MongoClient(sys.argv[1])\n\
+print(sorted(c[sys.argv[2]].list_collection_names()))\n";
+
+#[cfg(unix)]
+#[test]
+fn damaged_packs_are_refused_before_anything_is_written_and_allow_damaged_restores_the_rest() {
+    let uri = var("PACKRAT_TEST_MONGO_URI");
+    let db = db_name("damaged");
+    seed(&uri, &db, 300, 0, 100);
+    let env = Env::new();
+    config(&env, "MES_URI", &db);
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--full"]).ok();
+    seed(&uri, &db, 200, 300, 100);
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--incremental"]).ok();
+    let list = env.run(&["list", "hot", "--json"]).ok().json();
+    let dirs: Vec<PathBuf> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(dirs.len(), 2, "{list}");
+    let data = format!("mongo/{db}/logs.bson.zst");
+    let target = format!("{db}_restored");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            "--latest",
+            "hot",
+            "--chain",
+            "--to-uri-env",
+            "MES_URI",
+            "--into-db",
+            &target,
+        ];
+        args.extend_from_slice(extra);
+        packrat_e2e::run_guarded(env.cmd().env("MES_URI", &uri).args(&args), Duration::from_secs(120))
+    };
+    let nothing_written = || assert_eq!(py(&uri, LIST, &[&target]), "[]", "nothing may be written");
+
+    // A damaged incremental in the middle of the chain: refused before anything is written.
+    let incr = dirs.iter().find(|d| d != &&dirs[0]).unwrap();
+    let path = incr.join(&data);
+    let orig = std::fs::read(&path).unwrap();
+    let mut bad = orig.clone();
+    bad[orig.len() / 3] ^= 0x04;
+    std::fs::write(&path, &bad).unwrap();
+    let r = restore(&[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains(&format!("{data}: sha256 mismatch")) && r.stderr.contains("nothing was restored"),
+        "{}",
+        r.stderr
+    );
+    nothing_written();
+
+    // A FIFO in place of the full pack's metadata: refused at once, no hang.
+    let full = dirs.iter().find(|d| d != &incr).unwrap();
+    let meta = full.join(format!("mongo/{db}/logs.metadata.json"));
+    let meta_orig = std::fs::read(&meta).unwrap();
+    packrat_e2e::make_fifo(&meta);
+    let r = restore(&[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("logs.metadata.json") && r.stderr.contains("FIFO"),
+        "{}",
+        r.stderr
+    );
+    nothing_written();
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::write(&meta, meta_orig).unwrap();
+
+    // --allow-damaged: the full pack is restored, the damaged increment skipped and named,
+    // exit 1 because the result is incomplete.
+    let r = restore(&["--allow-damaged"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains(&format!("SKIPPED: {data} (collection {db}.logs): sha256 mismatch"))
+            && r.stderr.contains("restore incomplete: 1 damaged artifact(s) skipped"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(py(&uri, COUNT, &[&target, "logs"]), "300");
+
+    // Repaired, the chain restores completely.
+    std::fs::write(&path, &orig).unwrap();
+    restore(&["--mode", "replace"]).ok();
+    assert_eq!(py(&uri, COUNT, &[&target, "logs"]), "500");
+    let drop = "import sys, pymongo\nc = pymongo.MongoClient(sys.argv[1])\nc.drop_database(sys.argv[2]); c.drop_database(sys.argv[3])\n";
+    py(&uri, drop, &[&db, &target]);
+}
+
 #[test]
 fn wrong_password_fails_clearly_without_the_secret() {
     let uri = var("PACKRAT_TEST_MONGO_URI");

@@ -377,7 +377,7 @@ fn a_copy_killed_midway_leaves_no_final_directory_and_the_next_run_cleans_up() {
         files(&share.dir)
     );
 
-    // doctor sees the leftover (the dead job is marked interrupted first).
+    // doctor sees the leftover (the dead job is recovered first).
     let doctor = env.run(&["doctor"]);
     assert!(
         doctor
@@ -386,8 +386,12 @@ fn a_copy_killed_midway_leaves_no_final_directory_and_the_next_run_cleans_up() {
         "{}",
         doctor.stdout
     );
+    // The local pack was already in place when the copy was killed: the job is recovered as
+    // completed, with the replica copy missing.
     assert!(
-        doctor.stdout.contains("FAIL  latest job (nightly): job 1 interrupted"),
+        doctor.stdout.contains(
+            "FAIL  latest job (nightly): job 1 completed but is not synced (replication failed): the process stopped before the copy to sink(s) windows was made"
+        ),
         "{}",
         doctor.stdout
     );
@@ -401,7 +405,8 @@ fn a_copy_killed_midway_leaves_no_final_directory_and_the_next_run_cleans_up() {
     assert_eq!(entries(&share.dir.join("nightly")), vec![id.to_string()]);
     env.run(&["verify", "--sink", "windows", &format!("nightly/{id}")]).ok();
     let jobs = env.run(&["jobs", "--json"]).ok().json();
-    assert_eq!(jobs[1]["status"], "interrupted", "{jobs}");
+    assert_eq!(jobs[1]["status"], "completed", "{jobs}");
+    assert_eq!(jobs[1]["replication"], "failed", "{jobs}");
 }
 
 #[test]

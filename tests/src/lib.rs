@@ -1,6 +1,9 @@
 //! Helpers for packrat's end-to-end tests: run the real `packrat` binary in a scratch
 //! installation (config, state, sinks in a temp directory) against real SQLite databases.
 
+#[cfg(unix)]
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -142,6 +145,101 @@ sinks = ["local"]
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.cmd().args(args).output().expect("spawn packrat"))
     }
+
+    /// Runs packrat with `args`, but kills it and fails the test if it has not finished after
+    /// `limit` (a hang guard for inputs that could block it, not a timing assertion).
+    #[track_caller]
+    pub fn run_guarded(&self, args: &[&str], limit: std::time::Duration) -> Run {
+        run_guarded(self.cmd().args(args), limit)
+    }
+}
+
+/// Runs `cmd` with captured output; kills it and panics if it has not exited after `limit`.
+#[track_caller]
+pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}: it hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
+    }
+}
+
+/// A deterministic pseudo-random sequence (xorshift), for reproducible damage in tests.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A sequence from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// Replaces `path` by a FIFO (named pipe) with `mkfifo`.
+#[cfg(unix)]
+pub fn make_fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
 }
 
 /// Creates a SQLite database with `rows` rows in table `t(id, payload)`, in WAL or rollback mode.
@@ -191,4 +289,37 @@ pub fn subdirs(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Rewrites the start and end time of the pack in `dir` to `at` (RFC 3339), as a host whose
+/// clock said `at` would have written it, keeping `SHA256SUMS` right so the pack stays valid.
+pub fn redate_pack(dir: &Path, at: &str) {
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).expect("read manifest")).expect("manifest JSON");
+    m["started_at"] = serde_json::Value::from(at);
+    m["finished_at"] = serde_json::Value::from(at);
+    let mut json = serde_json::to_vec_pretty(&m).expect("JSON");
+    json.push(b'\n');
+    std::fs::write(&mpath, &json).expect("write manifest");
+    let out = Command::new("sha256sum")
+        .arg(&mpath)
+        .output()
+        .expect("sha256sum (coreutils)");
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).expect("utf-8");
+    let sum = out.split_whitespace().next().expect("a digest");
+    let sums = dir.join("SHA256SUMS");
+    let text: String = std::fs::read_to_string(&sums)
+        .expect("read SHA256SUMS")
+        .lines()
+        .map(|l| {
+            if l.ends_with("  manifest.json") {
+                format!("{sum}  manifest.json\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&sums, text).expect("write SHA256SUMS");
 }

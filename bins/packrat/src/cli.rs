@@ -188,6 +188,11 @@ pub struct RestoreArgs {
     /// Replace an existing target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Restore from a damaged pack: only the artifacts that check out are restored, each damaged
+    /// one is skipped and named (exit 1 when anything was skipped). Without it, a pack with any
+    /// problem is refused before anything is written.
+    #[arg(long)]
+    pub allow_damaged: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

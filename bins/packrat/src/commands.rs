@@ -29,7 +29,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Config { action } => config_cmd(config, action),
         Command::Demo { dir } => crate::demo::run(&dir).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
             Ok(exit::OK)
         }
     }
@@ -266,16 +268,35 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
             )));
         }
     };
+    if let Some(dir) = to.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        crate::restore_common::record_target_dir(config, dir);
+    }
     let target = to.clone();
-    let overwrite = a.overwrite;
-    let report = tokio::task::spawn_blocking(move || source_sqlite::restore(&pack, &entry, &target, overwrite))
+    let opts = source_sqlite::RestoreOptions {
+        overwrite: a.overwrite,
+        allow_damaged: a.allow_damaged,
+    };
+    let (pack_id, pack_dir) = (pack.id().to_string(), pack.dir().to_path_buf());
+    let report = tokio::task::spawn_blocking(move || source_sqlite::restore_with(&pack, &entry, &target, &opts))
         .await
         .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
         .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+    crate::restore_common::warn_damaged(&pack_id, &pack_dir, &report.pack_problems, &[]);
+    crate::restore_common::note_removed(&report.removed_leftovers);
     if a.json {
-        output::json(&serde_json::json!({ "restored_to": to, "bytes": report.bytes }));
+        output::json(&serde_json::json!({
+            "restored_to": to,
+            "bytes": report.bytes,
+            "pack_problems": report.pack_problems,
+            "removed_leftovers": report.removed_leftovers,
+        }));
     } else {
-        println!("restored to {} ({})", to.display(), output::bytes(report.bytes));
+        outln!("restored to {} ({})", to.display(), output::bytes(report.bytes));
     }
     Ok(exit::OK)
 }
@@ -288,14 +309,19 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
                 wire::plan(&cfg, name)?;
                 policy_schedule::Schedule::from_config(&cfg, name).map_err(|e| CliError::usage(e.to_string()))?;
             }
-            println!(
+            for (name, pc) in &cfg.plans {
+                if let Some((what, fix)) = retention::incremental_only_warning(name, pc) {
+                    outln!("warning: {what}\n  fix: {fix}");
+                }
+            }
+            outln!(
                 "config OK: {} source(s), {} sink(s), {} plan(s)",
                 cfg.sources.len(),
                 cfg.sinks.len(),
                 cfg.plans.len()
             );
         }
-        ConfigAction::Show => print!("{}", cfg.to_redacted_toml()),
+        ConfigAction::Show => out!("{}", cfg.to_redacted_toml()),
     }
     Ok(exit::OK)
 }

@@ -50,30 +50,33 @@ pub async fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
         return commands::status(config, true);
     }
     let code = commands::status(config, false)?;
-    println!();
+    outln!();
     match daemon {
         Ok(Some(v)) => print_daemon(&v),
-        Ok(None) => println!("daemon: not running (start packratd to run plans on their schedules)"),
-        Err(e) => println!("daemon: {e}"),
+        Ok(None) => outln!("daemon: not running (start packratd to run plans on their schedules)"),
+        Err(e) => outln!("daemon: {e}"),
     }
     Ok(code)
 }
 
 fn print_daemon(v: &serde_json::Value) {
     let s = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
-    println!(
+    outln!(
         "daemon: running (pid {}, up {}s, version {})",
         v["pid"],
         v["uptime_seconds"],
         s(&v["version"])
     );
     if let Some(plans) = v["plans"].as_object() {
-        println!(
+        outln!(
             "{:<14} {:<9} {:<21} {:<21} SCHEDULE",
-            "PLAN", "RUNNING", "NEXT RUN", "LAST SUCCESS"
+            "PLAN",
+            "RUNNING",
+            "NEXT RUN",
+            "LAST SUCCESS"
         );
         for (name, p) in plans {
-            println!(
+            outln!(
                 "{:<14} {:<9} {:<21} {:<21} {}",
                 name,
                 if p["running"].is_null() { "no" } else { "yes" },
@@ -85,7 +88,7 @@ fn print_daemon(v: &serde_json::Value) {
     }
     if let Some(alerts) = v["alerts"].as_array() {
         for a in alerts {
-            println!("alert {} {}: {}", s(&a["severity"]), s(&a["key"]), s(&a["message"]));
+            outln!("alert {} {}: {}", s(&a["severity"]), s(&a["key"]), s(&a["message"]));
         }
     }
 }

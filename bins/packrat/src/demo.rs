@@ -58,15 +58,15 @@ pub async fn run(dir: &Path) -> Result<u8, CliError> {
         )));
     }
     let c = cfg_path.display();
-    println!("backed up {} into job {}", db.display(), run.job.id);
-    println!("pack: {}", pack.path.display());
-    println!("deep verification: OK ({} artifact(s))", report.artifacts);
-    println!();
-    println!("next steps:");
-    println!("  packrat --config {c} list");
-    println!("  packrat --config {c} status");
-    println!("  packrat --config {c} restore --latest demo --to /tmp/restored.db");
-    println!(
+    outln!("backed up {} into job {}", db.display(), run.job.id);
+    outln!("pack: {}", pack.path.display());
+    outln!("deep verification: OK ({} artifact(s))", report.artifacts);
+    outln!();
+    outln!("next steps:");
+    outln!("  packrat --config {c} list");
+    outln!("  packrat --config {c} status");
+    outln!("  packrat --config {c} restore --latest demo --to /tmp/restored.db");
+    outln!(
         "  sqlite3 {}/sqlite/app_db.db 'select count(*) from orders'",
         pack.path.display()
     );

@@ -110,7 +110,10 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
     };
     // Jobs of processes that died are marked interrupted first (as every packrat start does).
     if let Some(s) = &state
-        && let Err(e) = s.recover_interrupted()
+        && let Err(e) = backup_core::Runner::new(s.clone())
+            .with_plan_sinks(wire::plan_sinks(&cfg))
+            .recover_jobs(None)
+            .await
     {
         checks.push(Check::warn(
             "state store",
@@ -119,6 +122,8 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
         ));
     }
     checks.extend(sink_checks(&cfg).await);
+    checks.extend(crate::doctor_retention::checks(&cfg).await);
+    checks.extend(crate::restore_common::doctor_checks(&cfg));
     if let Some(s) = &state {
         checks.extend(job_checks(&cfg, s));
         checks.extend(crate::doctor_schedule::checks(&cfg, s).await);
@@ -128,7 +133,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
         output::json(&checks);
     } else {
         for c in &checks {
-            println!("{}", c.line());
+            outln!("{}", c.line());
         }
     }
     Ok(if checks.iter().any(|c| c.status == Status::Fail) {

@@ -3,17 +3,37 @@
 //! A thin binary: it parses the config and the command line, wires the source and sink crates
 //! into `backup-core`'s runner, and presents the results. See `packrat --help` and the README.
 
+/// `println!` that never panics: once stdout is closed (`packrat jobs | head -2`), further output
+/// is dropped quietly and the command ends with its normal exit code. See [`output::write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod alert;
 mod cli;
 mod commands;
 mod daemon_client;
 mod demo;
 mod doctor;
+mod doctor_retention;
 mod doctor_schedule;
 mod mount_check;
 mod output;
 mod progress;
 mod prune;
+mod restore_common;
 mod restore_docker;
 mod restore_mongo;
 mod signals;
@@ -37,11 +57,24 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match rt.block_on(commands::dispatch(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let result = rt.block_on(commands::dispatch(cli));
+    // Blocking work of a cancelled job (a SQLite copy waiting for a lock, say) must not keep the
+    // process alive: everything worth keeping is recorded by now.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", e.message);
-            ExitCode::from(e.code)
+            e.code
         }
+    };
+    // A closed stdout (a pipe to `head`) is not an error; any other write failure (a full disk
+    // behind `> file`) is.
+    match output::finish_stdout() {
+        Err(e) if code == exit::OK => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(exit::FAILED)
+        }
+        _ => ExitCode::from(code),
     }
 }

@@ -100,19 +100,19 @@ fn print_human(r: &MountReport, problem: Option<String>) {
     } else {
         "does not exist yet; its nearest existing parent was checked"
     };
-    println!("path:         {}", r.path.display());
-    println!("resolved:     {} ({exists})", r.resolved.display());
-    println!("mount point:  {}", r.mount_point.display());
-    println!("type:         {}", r.fs_type);
-    println!("source:       {}", r.source);
+    outln!("path:         {}", r.path.display());
+    outln!("resolved:     {} ({exists})", r.resolved.display());
+    outln!("mount point:  {}", r.mount_point.display());
+    outln!("type:         {}", r.fs_type);
+    outln!("source:       {}", r.source);
     match r.fs_magic {
-        Some(m) => println!("fs magic:     {m:#x} ({})", magic_name(m)),
-        None => println!("fs magic:     not probed"),
+        Some(m) => outln!("fs magic:     {m:#x} ({})", magic_name(m)),
+        None => outln!("fs magic:     not probed"),
     }
-    println!("mount table:  {}", r.mount_table);
-    println!("allowed:      {}", r.allowed_fs_types.join(", "));
+    outln!("mount table:  {}", r.mount_table);
+    outln!("allowed:      {}", r.allowed_fs_types.join(", "));
     match problem {
-        None => println!("result:       OK, on an allowed mount"),
-        Some(p) => println!("result:       NOT ALLOWED: {p}"),
+        None => outln!("result:       OK, on an allowed mount"),
+        Some(p) => outln!("result:       NOT ALLOWED: {p}"),
     }
 }

@@ -1,6 +1,8 @@
 //! Rendering for humans and as JSON.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
 
 use backup_core::config::Config;
 use backup_core::runner::JobRun;
@@ -11,10 +13,40 @@ use serde::Serialize;
 
 use crate::CliError;
 
+/// What became of stdout: `None` while writable, else the first write error.
+static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
+
+/// Writes to stdout without panicking (what [`outln!`] and [`out!`] call). After the first
+/// failed write, nothing more is written: when the reader has gone away (a pipe to `head`,
+/// `EPIPE`), the command finishes quietly; other errors are reported by [`finish_stdout`].
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut failed = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+    if failed.is_some() {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        *failed = Some(e);
+    }
+}
+
+/// Flushes stdout; `Err` when writing failed for another reason than a closed pipe.
+pub fn finish_stdout() -> std::io::Result<()> {
+    let mut failed = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+    if failed.is_none()
+        && let Err(e) = std::io::stdout().lock().flush()
+    {
+        *failed = Some(e);
+    }
+    match failed.take() {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Prints `v` as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(v: &T) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => outln!("{s}"),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
 }
@@ -48,16 +80,16 @@ pub fn run_json(run: &JobRun) -> serde_json::Value {
 /// The human output of `packrat run`.
 pub fn run_human(run: &JobRun) {
     let j = &run.job;
-    println!("job {}: {} ({})", j.id, j.status, j.message);
+    outln!("job {}: {} ({})", j.id, j.status, j.message);
     if let Some(p) = &run.pack {
-        println!("pack {} at {}", p.id, p.path.display());
-        println!("  {} artifact(s), {}, {}", p.artifacts, bytes(p.bytes), duration(j));
+        outln!("pack {} at {}", p.id, p.path.display());
+        outln!("  {} artifact(s), {}, {}", p.artifacts, bytes(p.bytes), duration(j));
     }
     for r in &run.replicas {
-        println!("replica on {}: {}", r.sink, r.path.display());
+        outln!("replica on {}: {}", r.sink, r.path.display());
     }
     for w in &run.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     if !j.detail.is_empty() {
         eprintln!("error: {}", j.detail);
@@ -67,12 +99,18 @@ pub fn run_human(run: &JobRun) {
 /// `packrat jobs` table.
 pub fn jobs_table(jobs: &[Job]) {
     if jobs.is_empty() {
-        println!("no jobs yet");
+        outln!("no jobs yet");
         return;
     }
-    println!(
+    outln!(
         "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  MESSAGE",
-        "ID", "PLAN", "KIND", "STATUS", "STARTED", "TIME", "SIZE"
+        "ID",
+        "PLAN",
+        "KIND",
+        "STATUS",
+        "STARTED",
+        "TIME",
+        "SIZE"
     );
     for j in jobs {
         let msg = if j.detail.is_empty() {
@@ -80,7 +118,7 @@ pub fn jobs_table(jobs: &[Job]) {
         } else {
             format!("{}: {}", j.message, j.detail)
         };
-        println!(
+        outln!(
             "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  {}",
             j.id,
             j.plan,
@@ -96,38 +134,42 @@ pub fn jobs_table(jobs: &[Job]) {
 
 /// `packrat job ID`.
 pub fn job_detail(j: &Job) {
-    println!("job {} ({} {}, {})", j.id, j.plan, j.kind, j.trigger.as_str());
-    println!("  status:      {} ({}%)", j.status, j.progress);
-    println!("  message:     {}", j.message);
+    outln!("job {} ({} {}, {})", j.id, j.plan, j.kind, j.trigger.as_str());
+    outln!("  status:      {} ({}%)", j.status, j.progress);
+    outln!("  message:     {}", j.message);
     if !j.detail.is_empty() {
-        println!("  detail:      {}", j.detail);
+        outln!("  detail:      {}", j.detail);
     }
-    println!("  pack:        {}", j.pack_id.as_deref().unwrap_or("-"));
-    println!("  output_dir:  {}", j.output_dir.as_deref().unwrap_or("-"));
-    println!("  replication: {}", j.replication.as_str());
-    println!(
+    outln!("  pack:        {}", j.pack_id.as_deref().unwrap_or("-"));
+    outln!("  output_dir:  {}", j.output_dir.as_deref().unwrap_or("-"));
+    outln!("  replication: {}", j.replication.as_str());
+    outln!(
         "  size:        {} in {} artifact(s), {} record(s)",
         bytes(j.bytes),
         j.artifacts,
         j.records
     );
-    println!("  created:     {}", when(Some(j.created_at)));
-    println!("  started:     {}", when(j.started_at));
-    println!("  finished:    {} ({})", when(j.finished_at), duration(j));
+    outln!("  created:     {}", when(Some(j.created_at)));
+    outln!("  started:     {}", when(j.started_at));
+    outln!("  finished:    {} ({})", when(j.finished_at), duration(j));
 }
 
 /// `packrat list` table.
 pub fn packs_table(packs: &[PackInfo]) {
     if packs.is_empty() {
-        println!("no packs");
+        outln!("no packs");
         return;
     }
-    println!(
+    outln!(
         "{:<10} {:<14} {:<40} {:<11} {:>10}  PATH",
-        "SINK", "PLAN", "PACK", "KIND", "SIZE"
+        "SINK",
+        "PLAN",
+        "PACK",
+        "KIND",
+        "SIZE"
     );
     for p in packs {
-        println!(
+        outln!(
             "{:<10} {:<14} {:<40} {:<11} {:>10}  {}",
             p.sink,
             p.plan,
@@ -146,16 +188,16 @@ pub fn verify_human(r: &VerifyReport) {
         backup_core::VerifyLevel::Deep => "deep",
     };
     if r.is_ok() {
-        println!(
+        outln!(
             "OK   {} ({level}, {} artifact(s)) at {}",
             r.pack_id,
             r.artifacts,
             r.dir.display()
         );
     } else {
-        println!("FAIL {} ({level}) at {}", r.pack_id, r.dir.display());
+        outln!("FAIL {} ({level}) at {}", r.pack_id, r.dir.display());
         for p in &r.problems {
-            println!("  {}: {}", p.path, p.reason);
+            outln!("  {}: {}", p.path, p.reason);
         }
     }
 }
@@ -247,16 +289,21 @@ impl Status {
     /// Human form.
     pub fn print_human(&self) {
         let s = &self.statistics;
-        println!(
+        outln!(
             "backups: {} total, {} succeeded, {} failed ({:.1}% success), {:.2} MB stored, {} active",
-            s.total_backups, s.success_count, s.failure_count, s.success_rate, s.total_size_mb, s.active_jobs
+            s.total_backups,
+            s.success_count,
+            s.failure_count,
+            s.success_rate,
+            s.total_size_mb,
+            s.active_jobs
         );
         for (name, p) in &self.plans {
             let last = match &p.last_job {
                 Some(j) => format!("job {} {} {}", j.id, j.status, when(j.finished_at.or(j.started_at))),
                 None => "never ran".into(),
             };
-            println!(
+            outln!(
                 "  {name:<16} {:<9} last: {last}; last success: {}; failures in a row: {}",
                 if p.enabled { "enabled" } else { "disabled" },
                 when(p.last_success),

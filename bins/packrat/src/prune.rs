@@ -71,14 +71,14 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
     if a.json {
         output::json(&reports);
     } else if reports.is_empty() {
-        println!("nothing to prune");
+        outln!("nothing to prune");
     }
     Ok(if failed { exit::FAILED } else { exit::OK })
 }
 
 fn print_report(r: &retention::PruneReport) {
     let removed = r.packs.iter().filter(|p| !p.keep).count();
-    println!(
+    outln!(
         "plan {} on sink {}{}: keep {}, {} {removed}",
         r.plan,
         r.sink,
@@ -92,7 +92,10 @@ fn print_report(r: &retention::PruneReport) {
             Some(o) if o.starts_with("failed") => format!(" [{o}]"),
             _ => String::new(),
         };
-        println!("  {what:<7} {:<40} {}{outcome}", p.pack.id, p.reason);
+        outln!("  {what:<7} {:<40} {}{outcome}", p.pack.id, p.reason);
+    }
+    if let Some((_, message)) = r.future_alert() {
+        outln!("  warning: {message}");
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Args;
 use source_docker::RestoreOptions;
 
 use crate::cli::RestoreArgs;
+use crate::restore_common::SkippedLine;
 use crate::{CliError, exit, output, wire};
 
 /// Docker options of `packrat restore`.
@@ -67,6 +68,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             .docker_host
             .clone()
             .or_else(|| source_cfg.as_ref().and_then(|c| c.docker_host.clone())),
+        allow_damaged: a.allow_damaged,
     };
     let sources: std::collections::BTreeSet<String> = source_docker::docker_artifacts(&pack, None)
         .iter()
@@ -79,20 +81,34 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             sources.into_iter().collect::<Vec<_>>().join(", ")
         )));
     }
+    if let Some(dir) = &d.compose_dir {
+        crate::restore_common::record_target_dir(config, dir);
+    }
     let report = source_docker::restore(&pack, a.source.as_deref(), &opts)
         .await
         .map_err(|e| match e {
             source_docker::Error::NotInPack(m) => CliError::usage(m),
             e => CliError::failed(backup_core::error::error_chain(&e)),
         })?;
+    let lines: Vec<SkippedLine> = report
+        .skipped
+        .iter()
+        .map(|s| SkippedLine {
+            path: s.path.clone(),
+            what: None,
+            reason: s.reason.clone(),
+        })
+        .collect();
+    crate::restore_common::warn_damaged(pack.id(), pack.dir(), &report.pack_problems, &lines);
+    crate::restore_common::note_removed(&report.removed_leftovers);
     if a.json {
         output::json(&report);
     } else {
         for i in &report.images {
-            println!("loaded image {i}");
+            outln!("loaded image {i}");
         }
         for v in &report.volumes {
-            println!(
+            outln!(
                 "restored volume {} ({} entries, {}{})",
                 v.name,
                 v.entries,
@@ -101,8 +117,12 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             );
         }
         for f in &report.compose_files {
-            println!("wrote {}", f.display());
+            outln!("wrote {}", f.display());
         }
+    }
+    if !report.skipped.is_empty() {
+        eprintln!("{}", crate::restore_common::skipped_summary(report.skipped.len()));
+        return Ok(exit::FAILED);
     }
     Ok(exit::OK)
 }

@@ -12,6 +12,7 @@ use source_mongo::restore::{self, Mode, Options};
 use source_mongo::{Connection, sample};
 
 use crate::cli::RestoreArgs;
+use crate::restore_common::SkippedLine;
 use crate::{CliError, output, wire};
 
 /// MongoDB options of `packrat restore`.
@@ -67,7 +68,11 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         (env, file) => Secret::resolve("restore target URI", env.as_deref(), file.as_deref())?,
     };
     let end = crate::commands::resolve_pack_for(config, &a.pack).await?;
-    let packs = if m.chain { chain_to(&end)? } else { vec![end] };
+    let (packs, left_out) = if m.chain {
+        chain_to(&end, a.allow_damaged)?
+    } else {
+        (vec![end], 0)
+    };
     let mut rename = BTreeMap::new();
     for r in &m.rename {
         let (from, to) = r
@@ -82,6 +87,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         source: a.source.clone(),
         into_db: m.into_db.clone(),
         rename,
+        allow_damaged: a.allow_damaged,
     };
     for p in &packs {
         if restore::collections(p, opts.source.as_deref()).is_empty() {
@@ -95,31 +101,67 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             )));
         }
     }
+    // Every pack is checked before the server is even contacted; nothing is written if one is
+    // refused.
+    let checked = restore::prepare(&packs, &opts)
+        .await
+        .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+    let mut skipped = Vec::new();
+    for c in &checked {
+        let lines: Vec<SkippedLine> = c
+            .skipped
+            .iter()
+            .map(|s| SkippedLine {
+                path: s.path.clone(),
+                what: Some(format!("collection {}.{}", s.database, s.collection)),
+                reason: s.reason.clone(),
+            })
+            .collect();
+        crate::restore_common::warn_damaged(c.pack.id(), c.pack.dir(), &c.check.problems, &lines);
+        skipped.extend(c.skipped.iter().cloned());
+    }
     let conn = Connection::open(&uri)
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
-    let restored = restore::restore_chain(&conn, &packs, &opts)
+    let restored = restore::restore_checked(&conn, &checked, &opts)
         .await
         .map_err(|e| CliError::failed(format!("restore failed: {e}")))?;
     if a.json {
         output::json(&serde_json::json!({
             "packs": packs.iter().map(|p| p.id().to_string()).collect::<Vec<_>>(),
             "collections": restored,
+            "skipped": skipped,
+            "pack_problems": checked
+                .iter()
+                .map(|c| (c.pack.id().to_string(), c.check.problems.clone()))
+                .filter(|(_, p)| !p.is_empty())
+                .collect::<BTreeMap<_, _>>(),
         }));
     } else {
         for r in &restored {
-            println!(
+            outln!(
                 "restored {}.{}: {} document(s), {} index(es) ({}) from {}",
-                r.database, r.collection, r.documents, r.indexes, r.mode, r.pack
+                r.database,
+                r.collection,
+                r.documents,
+                r.indexes,
+                r.mode,
+                r.pack
             );
         }
+    }
+    if !skipped.is_empty() || left_out > 0 {
+        eprintln!("{}", crate::restore_common::skipped_summary(skipped.len() + left_out));
+        return Ok(crate::exit::FAILED);
     }
     Ok(crate::exit::OK)
 }
 
 /// The chain of packs ending at `end`, from the pack directories next to it (the plan's
-/// directory on the same sink).
-fn chain_to(end: &Pack) -> Result<Vec<Pack>, CliError> {
+/// directory on the same sink). A directory there that is not a readable pack may be a damaged
+/// link of the chain: it is refused, or with `allow_damaged` skipped with a warning.
+/// Returns the packs and how many directories were left out.
+fn chain_to(end: &Pack, allow_damaged: bool) -> Result<(Vec<Pack>, usize), CliError> {
     let plan_dir = end
         .dir()
         .parent()
@@ -127,15 +169,37 @@ fn chain_to(end: &Pack) -> Result<Vec<Pack>, CliError> {
     let mut packs = Vec::new();
     let rd = std::fs::read_dir(plan_dir)
         .map_err(|e| CliError::failed(format!("cannot list {}: {e}", plan_dir.display())))?;
+    let mut unreadable = Vec::new();
     for e in rd.flatten() {
-        if let Ok(p) = Pack::open(&e.path())
-            && p.manifest().plan == end.manifest().plan
-            && (p.manifest().started_at, p.id()) <= (end.manifest().started_at, end.id())
-        {
-            packs.push(p);
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if hidden || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match Pack::open(&e.path()) {
+            Ok(p) => {
+                if p.manifest().plan == end.manifest().plan
+                    && (p.manifest().started_at, p.id()) <= (end.manifest().started_at, end.id())
+                {
+                    packs.push(p);
+                }
+            }
+            Err(err) => unreadable.push(err.to_string()),
         }
     }
-    Ok(restore::chain(packs))
+    unreadable.sort();
+    if !unreadable.is_empty() {
+        if !allow_damaged {
+            return Err(CliError::failed(format!(
+                "cannot build the chain, nothing was restored: {}; it may be a pack of the chain. Fix or remove it, \
+                 or pass --allow-damaged to restore the chain without it",
+                unreadable.join("; ")
+            )));
+        }
+        for u in &unreadable {
+            eprintln!("WARNING: left out of the chain (--allow-damaged): {u}");
+        }
+    }
+    Ok((restore::chain(packs), unreadable.len()))
 }
 
 /// `verify --against-source`: samples every Mongo collection of `pack` and adds unexplained
@@ -176,7 +240,7 @@ pub async fn sample_against_source(
         match sample::sample(conn, pack, &item, args.sample, None).await {
             Ok(r) => {
                 if !json {
-                    println!(
+                    outln!(
                         "sample {}.{}: {} compared, {} identical, {} updated since, {} deleted since, {} differ",
                         r.database,
                         r.collection,

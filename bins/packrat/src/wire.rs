@@ -9,14 +9,17 @@ use backup_core::{Sink, Source, StateStore, Verifier};
 
 use crate::CliError;
 
-/// Loads the config from `--config` / `PACKRAT_CONFIG`.
+/// Loads the config from `--config` / `PACKRAT_CONFIG` and checks it whole, schedules included:
+/// every error names the file, the line and the key (exit 2).
 pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     let Some(path) = path else {
         return Err(CliError::usage(
             "no config file given; pass --config FILE or set PACKRAT_CONFIG (try `packrat demo` for a quick start)",
         ));
     };
-    Ok(Config::load(path)?)
+    let cfg = Config::load(path)?;
+    policy_schedule::check_config(&cfg)?;
+    Ok(cfg)
 }
 
 /// Opens the installation's state store.

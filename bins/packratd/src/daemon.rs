@@ -8,6 +8,7 @@ use std::time::Duration;
 use alerts::{AlertManager, HealthChecker, Notifier, PlanCheck};
 use backup_core::config::Config;
 use backup_core::runner::Plan;
+use backup_core::state::Severity;
 use backup_core::{BackupKind, CancelToken, Error, JobId, JobStatus, Policy, QueuedJob, Runner, StateStore, Trigger};
 use chrono::{DateTime, Utc};
 use policy_schedule::{Decision, Schedule, Scheduler, SystemClock};
@@ -210,6 +211,7 @@ impl Daemon {
                         for f in r.failures() {
                             warn!(plan = %plan.name, sink = sink.name(), "retention could not remove {f}");
                         }
+                        self.alert_future_packs(&r).await;
                     }
                     Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
                 }
@@ -217,6 +219,21 @@ impl Daemon {
             if let Err(e) = retention::clean_leftovers(sink.as_ref()).await {
                 warn!(sink = sink.name(), "{e}");
             }
+        }
+    }
+
+    /// Raises the alert about packs dated in the future found by retention, or resolves it.
+    async fn alert_future_packs(&self, r: &retention::PruneReport) {
+        let done = match r.future_alert() {
+            Some((key, message)) => {
+                self.alerts
+                    .raise(alerts::Finding::new(key, Severity::Warning, message))
+                    .await
+            }
+            None => self.alerts.resolve(&r.future_alert_key()).await,
+        };
+        if let Err(e) = done {
+            error!(plan = %r.plan, sink = %r.sink, "cannot record the alert about packs dated in the future: {e}");
         }
     }
 

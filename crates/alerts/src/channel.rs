@@ -49,6 +49,15 @@ impl Channel for LogChannel {
     }
 
     async fn send(&self, n: &Notice) -> Result<(), AlertError> {
+        self.record(n);
+        Ok(())
+    }
+}
+
+impl LogChannel {
+    /// Emits the notice as a `tracing` event with target [`ALERT_TARGET`] (error for critical
+    /// firing alerts, warn for warnings, info for the rest), to whatever subscriber is current.
+    pub fn record(&self, n: &Notice) {
         match n.severity {
             Severity::Critical if n.kind == crate::NoticeKind::Firing => {
                 tracing::error!(target: ALERT_TARGET, key = %n.key, severity = %n.severity, kind = n.kind.as_str(), count = n.count, "{}", n.text())
@@ -60,7 +69,6 @@ impl Channel for LogChannel {
                 tracing::info!(target: ALERT_TARGET, key = %n.key, severity = %n.severity, kind = n.kind.as_str(), count = n.count, "{}", n.text())
             }
         }
-        Ok(())
     }
 }
 

@@ -306,7 +306,8 @@ async fn deliver_one(ch: &dyn Channel, n: &Notice, attempts: u32, backoff: Durat
 /// A condition a health check found: it holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// Stable key: `plan:<name>:failures|overdue|stuck`, `sink:<name>:space|unavailable`.
+    /// Stable key: `plan:<name>:failures|overdue|stuck`, `sink:<name>:space|unavailable`; raised
+    /// by retention through [`AlertManager::raise`]: `retention:<plan>:<sink>:future-packs`.
     pub key: String,
     /// Severity.
     pub severity: Severity,
@@ -372,32 +373,8 @@ impl AlertManager {
     pub async fn apply(&self, findings: Vec<Finding>) -> Result<ApplyReport, AlertError> {
         let mut report = ApplyReport::default();
         let mut notices = Vec::new();
-        let now = Instant::now();
         for f in &findings {
-            let (alert, is_new) = self
-                .state
-                .raise_alert(&f.key, f.severity, &f.message)
-                .map_err(AlertError::State)?;
-            let mut sent = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
-            if is_new {
-                sent.insert(f.key.clone(), now);
-                report.opened.push(f.key.clone());
-                notices.push(Notice::from_alert(NoticeKind::Firing, &alert));
-            } else {
-                match sent.get(&f.key) {
-                    Some(t) if now.duration_since(*t) >= self.cooldown => {
-                        sent.insert(f.key.clone(), now);
-                        report.repeated.push(f.key.clone());
-                        notices.push(Notice::from_alert(NoticeKind::Firing, &alert));
-                    }
-                    Some(_) => report.quiet.push(f.key.clone()),
-                    None => {
-                        // Firing since before this process started: it was notified then.
-                        sent.insert(f.key.clone(), now);
-                        report.quiet.push(f.key.clone());
-                    }
-                }
-            }
+            notices.extend(self.record(f, &mut report)?);
         }
         let current: std::collections::HashSet<&str> = findings.iter().map(|f| f.key.as_str()).collect();
         for alert in self.state.alerts(false).map_err(AlertError::State)? {
@@ -417,5 +394,66 @@ impl AlertManager {
             self.notifier.deliver(&n).await;
         }
         Ok(report)
+    }
+
+    /// Raises (or refreshes) one alert found outside the health checks, e.g. by retention
+    /// (`retention:<plan>:<sink>:future-packs`), and sends its notice like [`apply`] does: when
+    /// it starts firing, then at most once per cooldown. Such keys must not start with `plan:`
+    /// or `sink:` (the health checks own those and would resolve it); resolve it with
+    /// [`AlertManager::resolve`] when the condition is gone. Returns true when it started firing.
+    ///
+    /// [`apply`]: AlertManager::apply
+    pub async fn raise(&self, finding: Finding) -> Result<bool, AlertError> {
+        let mut report = ApplyReport::default();
+        let notice = self.record(&finding, &mut report)?;
+        if let Some(n) = &notice {
+            self.notifier.deliver(n).await;
+        }
+        Ok(!report.opened.is_empty())
+    }
+
+    /// Resolves the alert `key` if it is firing, with one resolved notice. Returns true when it
+    /// was firing.
+    pub async fn resolve(&self, key: &str) -> Result<bool, AlertError> {
+        let Some(resolved) = self.state.resolve_alert(key).map_err(AlertError::State)? else {
+            return Ok(false);
+        };
+        self.last_sent.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.notifier
+            .deliver(&Notice::from_alert(NoticeKind::Resolved, &resolved))
+            .await;
+        Ok(true)
+    }
+
+    /// Raises or refreshes the alert of `f` in the state store; the notice to send, if any.
+    fn record(&self, f: &Finding, report: &mut ApplyReport) -> Result<Option<Notice>, AlertError> {
+        let now = Instant::now();
+        let (alert, is_new) = self
+            .state
+            .raise_alert(&f.key, f.severity, &f.message)
+            .map_err(AlertError::State)?;
+        let mut sent = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
+        if is_new {
+            sent.insert(f.key.clone(), now);
+            report.opened.push(f.key.clone());
+            return Ok(Some(Notice::from_alert(NoticeKind::Firing, &alert)));
+        }
+        match sent.get(&f.key) {
+            Some(t) if now.duration_since(*t) >= self.cooldown => {
+                sent.insert(f.key.clone(), now);
+                report.repeated.push(f.key.clone());
+                Ok(Some(Notice::from_alert(NoticeKind::Firing, &alert)))
+            }
+            Some(_) => {
+                report.quiet.push(f.key.clone());
+                Ok(None)
+            }
+            None => {
+                // Firing since before this process started: it was notified then.
+                sent.insert(f.key.clone(), now);
+                report.quiet.push(f.key.clone());
+                Ok(None)
+            }
+        }
     }
 }

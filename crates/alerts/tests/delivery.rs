@@ -406,6 +406,54 @@ async fn a_failure_raises_one_alert_and_recovery_one_resolved_notice() {
 }
 
 #[tokio::test]
+async fn an_alert_raised_outside_the_health_checks_fires_once_and_resolves_on_request() {
+    let (r, base) = receiver().await;
+    let t = tempfile::tempdir().unwrap();
+    let hook = secret_file(t.path(), "hook", &format!("{base}/hook"));
+    let cfg = config(&format!("[alerts.hook]\ntype = \"webhook\"\nurl_file = \"{hook}\"\n"));
+    let (channels, _) = alerts::all_from_config(&cfg);
+    let state = Arc::new(StateStore::open(t.path()).unwrap());
+    let notifier = Arc::new(Notifier::new(channels).with_retry(2, Duration::from_millis(20)));
+    let manager = AlertManager::new(state.clone(), notifier, Duration::from_secs(3600));
+    let key = "retention:nightly:local:future-packs";
+    let f = || {
+        Finding::new(
+            key,
+            Severity::Warning,
+            "pack migration_pack_20271205_040000 is dated in the future",
+        )
+    };
+
+    assert!(manager.raise(f()).await.unwrap());
+    assert!(!manager.raise(f()).await.unwrap(), "already firing");
+    let firing = r.take("hook");
+    assert_eq!(firing.len(), 1, "one notice within the cooldown: {firing:?}");
+    assert_eq!(
+        (firing[0].body["kind"].as_str(), firing[0].body["key"].as_str()),
+        (Some("firing"), Some(key))
+    );
+    assert!(
+        firing[0].body["message"]
+            .as_str()
+            .unwrap()
+            .contains("migration_pack_20271205_040000")
+    );
+    assert_eq!(state.alerts(false).unwrap()[0].count, 2);
+
+    // The health checks' findings do not resolve it.
+    manager.apply(vec![]).await.unwrap();
+    assert_eq!(state.alerts(false).unwrap().len(), 1);
+    assert!(r.take("hook").is_empty());
+
+    assert!(manager.resolve(key).await.unwrap());
+    assert!(!manager.resolve(key).await.unwrap());
+    let resolved = r.take("hook");
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0].body["kind"], "resolved");
+    assert!(state.alerts(false).unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn sink_checks_find_low_space_and_unusable_sinks() {
     let t = tempfile::tempdir().unwrap();
     let state = Arc::new(StateStore::open(&t.path().join("state")).unwrap());

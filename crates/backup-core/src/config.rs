@@ -43,6 +43,11 @@ pub use mongo::{CollectionConfig, CollectionMode, DEFAULT_LAG, FirstRun};
 mod replica;
 pub use replica::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types};
 
+mod locate;
+pub use locate::{display_key, key_error, line_of_key};
+mod retention;
+pub use retention::CalendarDuration;
+
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PACKRAT_CONFIG";
 
@@ -84,6 +89,16 @@ pub struct Config {
     /// Alert channels (`[alerts.NAME]`); the alerts log always receives every alert.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub alerts: BTreeMap<String, AlertChannelConfig>,
+    /// The file and text this config was parsed from, for messages that name a line.
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// Where a config came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Origin {
+    path: PathBuf,
+    text: String,
 }
 
 fn default_tz() -> Tz {
@@ -220,19 +235,31 @@ fn default_stop_timeout() -> Duration {
 }
 
 impl DockerSourceConfig {
-    /// Checks the combination of keys; `Err` holds the message.
-    fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks the combination of keys; `Err` holds the key the message is about (`""`: the
+    /// table) and the message.
+    fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
         let has_project = self.compose_file.is_some() || self.project.is_some();
         if !self.volumes.is_empty() && self.volume_prefix.is_some() {
-            return Err("set either `volumes` (an explicit list) or `volume_prefix`, not both".into());
+            return Err((
+                "volume_prefix",
+                "set either `volumes` (an explicit list) or `volume_prefix`, not both".into(),
+            ));
         }
         if !has_project && self.volumes.is_empty() && self.volume_prefix.is_none() {
-            return Err("needs `compose_file` or `project` (or an explicit `volumes` list or `volume_prefix`)".into());
+            return Err((
+                "",
+                "needs `compose_file` or `project` (or an explicit `volumes` list or `volume_prefix`)".into(),
+            ));
         }
         if !has_project && (self.stop_during_backup || self.include_images) {
-            return Err(
+            return Err((
+                if self.stop_during_backup {
+                    "stop_during_backup"
+                } else {
+                    "include_images"
+                },
                 "`stop_during_backup` and `include_images` need the project: set `compose_file` or `project`".into(),
-            );
+            ));
         }
         if let Some(p) = &self.project {
             let ok = !p.is_empty()
@@ -240,20 +267,28 @@ impl DockerSourceConfig {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
                 && p.starts_with(|c: char| c.is_ascii_alphanumeric());
             if !ok {
-                return Err(format!(
-                    "invalid project `{p}`: compose project names use a-z 0-9 _ - and start with a letter or digit"
+                return Err((
+                    "project",
+                    format!(
+                        "invalid project `{p}`: compose project names use a-z 0-9 _ - and start with a letter or digit"
+                    ),
                 ));
             }
         }
-        for v in self.volumes.iter().chain(&self.exclude_volumes) {
-            let ok = v.len() > 1
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-                && v.starts_with(|c: char| c.is_ascii_alphanumeric());
-            if !ok {
-                return Err(format!(
-                    "invalid volume name `{v}`: Docker volume names use A-Z a-z 0-9 _ . - and start with a letter or digit"
-                ));
+        for (key, list) in [("volumes", &self.volumes), ("exclude_volumes", &self.exclude_volumes)] {
+            for v in list {
+                let ok = v.len() > 1
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                    && v.starts_with(|c: char| c.is_ascii_alphanumeric());
+                if !ok {
+                    return Err((
+                        key,
+                        format!(
+                            "invalid volume name `{v}`: Docker volume names use A-Z a-z 0-9 _ . - and start with a letter or digit"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -383,33 +418,67 @@ impl PlanConfig {
     }
 }
 
-/// Retention rules (restic's semantics). Empty means "keep everything".
+/// Retention rules (restic's semantics). Empty means "keep everything". A count or span of 0 is
+/// refused when the config is read (see `config::retention`); [`Default`] sets no rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Keep every pack younger than this (e.g. `72h`).
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    pub keep_within: Option<Duration>,
-    /// Keep the newest N packs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Keep every pack younger than this, in restic's grammar (`72h`, `7d`, `1m` = a month,
+    /// `1y6m`), measured from the newest pack.
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_within",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_within: Option<CalendarDuration>,
+    /// Keep the newest N packs (`keep_last = 1`: only the newest).
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_last: Option<u32>,
     /// Keep the newest pack of each of the last N hours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_hourly: Option<u32>,
     /// Keep the newest pack of each of the last N days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_daily: Option<u32>,
     /// Keep the newest pack of each of the last N weeks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_weekly: Option<u32>,
     /// Keep the newest pack of each of the last N months.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_monthly: Option<u32>,
     /// Keep the newest pack of each of the last N years.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "retention::keep_count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_yearly: Option<u32>,
-    /// Never keep more than N packs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Never keep more than N packs (chain bases of kept incremental packs excepted).
+    #[serde(
+        default,
+        deserialize_with = "retention::max_packs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_packs: Option<u32>,
 }
 
@@ -417,7 +486,7 @@ impl Config {
     /// Reads and validates the config file at `path`; relative paths inside are resolved against
     /// its directory.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             Error::Config(if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
                     "config file {} not found; pass --config FILE or set {CONFIG_ENV}",
@@ -428,91 +497,155 @@ impl Config {
             })
         })?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        Config::parse(&text, &abs)
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            Error::Config(format!(
+                "config file {} is not UTF-8: invalid byte 0x{:02X} at offset {at} (line {line}); save it as UTF-8",
+                abs.display(),
+                bytes[at]
+            ))
+        })?;
+        Config::parse(text, &abs)
     }
 
     /// Parses and validates config text; `path` is used for messages and to resolve relative paths.
+    ///
+    /// Errors name the file, the line and the key. Besides the schema (unknown keys, types), it
+    /// refuses empty values (`state_dir = ""`, `url_env = ""`, an empty name, an empty list
+    /// element), Windows-style paths on other systems (`D:/backups`, `\\\\server\\share`) and
+    /// inconsistent settings (unknown sources or sinks, `source` together with `sources`, …).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        cfg.resolve_paths(&base);
-        cfg.resolve_daemon_paths(&base);
-        cfg.validate(text, path)?;
+        let doc = toml::de::DeTable::parse(text).map_err(|e| toml_error(text, path, &e))?;
+        if let Some((key, at)) = locate::find_blank(doc.get_ref()) {
+            let shown = display_key(&key.iter().map(String::as_str).collect::<Vec<_>>());
+            return Err(locate::at_line(
+                path,
+                text,
+                Some(locate::line_at(text, at)),
+                &shown,
+                &locate::blank_advice(&key),
+            ));
+        }
+        let mut cfg = Config::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| toml_error(text, path, &e))?;
+        cfg.origin = Origin {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+        };
+        cfg.resolve_paths()?;
+        cfg.validate()?;
         Ok(cfg)
     }
 
-    fn resolve_paths(&mut self, base: &Path) {
-        let abs = |p: &mut PathBuf| {
+    /// Every path-valued setting with its key.
+    fn paths_mut(&mut self) -> Vec<(Vec<String>, &mut PathBuf)> {
+        let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut out = vec![(key(&["state_dir"]), &mut self.state_dir)];
+        for (name, s) in self.sources.iter_mut() {
+            match s {
+                SourceConfig::Sqlite(c) => out.push((key(&["sources", name, "path"]), &mut c.path)),
+                SourceConfig::Mongo(c) => {
+                    out.extend(c.uri_file.iter_mut().map(|f| (key(&["sources", name, "uri_file"]), f)))
+                }
+                SourceConfig::Docker(c) => {
+                    out.extend(
+                        c.compose_file
+                            .iter_mut()
+                            .map(|f| (key(&["sources", name, "compose_file"]), f)),
+                    );
+                    out.extend(
+                        c.extra_files
+                            .iter_mut()
+                            .map(|f| (key(&["sources", name, "extra_files"]), f)),
+                    );
+                }
+            }
+        }
+        for (name, s) in self.sinks.iter_mut() {
+            match s {
+                SinkConfig::Local(c) => out.push((key(&["sinks", name, "path"]), &mut c.path)),
+                // An unset path stays empty: the sink then reports "replica path is empty".
+                SinkConfig::CifsReplica(c) if c.path.as_os_str().is_empty() => {}
+                SinkConfig::CifsReplica(c) => out.push((key(&["sinks", name, "path"]), &mut c.path)),
+            }
+        }
+        daemon::paths_mut(&mut self.daemon, &mut self.api, &mut self.alerts, &mut out);
+        out
+    }
+
+    /// Refuses Windows-style paths (on other systems) and resolves relative paths against the
+    /// config file's directory.
+    fn resolve_paths(&mut self) -> Result<()> {
+        let origin = std::mem::take(&mut self.origin);
+        let base = origin.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut problem = None;
+        for (key, p) in self.paths_mut() {
+            if let Some(msg) = locate::windows_path_problem(p) {
+                problem = Some((key, msg));
+                break;
+            }
             if p.is_relative() {
                 *p = base.join(&*p);
             }
-        };
-        abs(&mut self.state_dir);
-        for s in self.sources.values_mut() {
-            match s {
-                SourceConfig::Sqlite(c) => abs(&mut c.path),
-                SourceConfig::Mongo(c) => {
-                    if let Some(f) = &mut c.uri_file {
-                        abs(f)
-                    }
-                }
-                SourceConfig::Docker(c) => {
-                    if let Some(f) = &mut c.compose_file {
-                        abs(f)
-                    }
-                    c.extra_files.iter_mut().for_each(abs);
-                }
-            }
         }
-        for s in self.sinks.values_mut() {
-            match s {
-                SinkConfig::Local(c) => abs(&mut c.path),
-                // An unset path stays empty: the sink then reports "replica path is empty".
-                SinkConfig::CifsReplica(c) if c.path.as_os_str().is_empty() => {}
-                SinkConfig::CifsReplica(c) => abs(&mut c.path),
-            }
+        self.origin = origin;
+        match problem {
+            Some((key, msg)) => Err(self.key_error(&key.iter().map(String::as_str).collect::<Vec<_>>(), msg)),
+            None => Ok(()),
         }
     }
 
-    fn validate(&self, text: &str, path: &Path) -> Result<()> {
-        let err = |table: &str, msg: String| {
-            let at = line_of_table(text, table)
-                .map(|l| format!(", line {l}"))
-                .unwrap_or_default();
-            Error::Config(format!("config file {}{at}: [{table}] {msg}", path.display()))
-        };
+    fn validate(&self) -> Result<()> {
+        let err = |key: &[&str], msg: String| self.key_error(key, msg);
         if self.parallelism == 0 {
-            return Err(err("", "parallelism must be at least 1".into()));
+            return Err(err(&["parallelism"], "must be at least 1".into()));
         }
         for (name, plan) in &self.plans {
-            let t = format!("plans.{name}");
-            check_plan_name(name).map_err(|e| err(&t, e.to_string()))?;
+            let key = |k: &'static str| ["plans", name.as_str(), k];
+            check_plan_name(name).map_err(|e| err(&["plans", name], e.to_string()))?;
+            if plan.source.is_some() && !plan.sources.is_empty() {
+                return Err(err(
+                    &key("source"),
+                    "set either `source = \"..\"` or `sources = [..]`, not both".into(),
+                ));
+            }
             let sources = plan.source_names();
             if sources.is_empty() {
-                return Err(err(&t, "needs `sources = [..]` (or `source = \"..\"`)".into()));
+                return Err(err(
+                    &["plans", name],
+                    "needs `sources = [..]` (or `source = \"..\"`)".into(),
+                ));
             }
             for s in sources {
                 if !self.sources.contains_key(s) {
+                    let k = if plan.source.is_some() { "source" } else { "sources" };
                     return Err(err(
-                        &t,
+                        &key(k),
                         format!("unknown source `{s}` (defined: {})", keys(&self.sources)),
                     ));
                 }
             }
             if plan.sinks.is_empty() {
-                return Err(err(&t, "needs at least one sink in `sinks = [..]`".into()));
+                return Err(err(&key("sinks"), "needs at least one sink in `sinks = [..]`".into()));
             }
             for s in &plan.sinks {
                 if !self.sinks.contains_key(s) {
-                    return Err(err(&t, format!("unknown sink `{s}` (defined: {})", keys(&self.sinks))));
+                    return Err(err(
+                        &key("sinks"),
+                        format!("unknown sink `{s}` (defined: {})", keys(&self.sinks)),
+                    ));
                 }
             }
-            PackId::new(format!("{}_20000101_000000", plan.prefix()))
-                .map_err(|_| err(&t, format!("invalid prefix `{}`: use A-Z a-z 0-9 _ - .", plan.prefix())))?;
+            PackId::new(format!("{}_20000101_000000", plan.prefix())).map_err(|_| {
+                err(
+                    &key("prefix"),
+                    format!("invalid prefix `{}`: use A-Z a-z 0-9 _ - .", plan.prefix()),
+                )
+            })?;
             if !(1..=19).contains(&plan.zstd_level) {
                 return Err(err(
-                    &t,
-                    format!("zstd_level {} is out of range 1..=19", plan.zstd_level),
+                    &key("zstd_level"),
+                    format!("{} is out of range 1..=19", plan.zstd_level),
                 ));
             }
         }
@@ -522,26 +655,38 @@ impl Config {
                     if let Some(n) = &c.name {
                         PackId::new(n.clone()).map_err(|_| {
                             err(
-                                &format!("sources.{name}"),
+                                &["sources", name, "name"],
                                 format!("invalid name `{n}`: use A-Z a-z 0-9 _ - ."),
                             )
                         })?;
                     }
                 }
                 SourceConfig::Mongo(c) => {
-                    if c.uri_env.is_some() == c.uri_file.is_some() {
+                    if c.uri_env.is_some() && c.uri_file.is_some() {
                         return Err(err(
-                            &format!("sources.{name}"),
+                            &["sources", name, "uri_file"],
+                            "set either `uri_env` or `uri_file`, not both".into(),
+                        ));
+                    }
+                    if c.uri_env.is_none() && c.uri_file.is_none() {
+                        return Err(err(
+                            &["sources", name],
                             "set exactly one of `uri_env` (environment variable) or `uri_file` (file) for the connection URI; URIs carry credentials and are never written in the config".into(),
                         ));
                     }
                 }
-                SourceConfig::Docker(c) => c.validate().map_err(|m| err(&format!("sources.{name}"), m))?,
+                SourceConfig::Docker(c) => c.validate().map_err(|(k, m)| {
+                    if k.is_empty() {
+                        err(&["sources", name], m)
+                    } else {
+                        err(&["sources", name, k], m)
+                    }
+                })?,
             }
         }
-        self.validate_daemon(&err)?;
-        self.validate_mongo(&err)?;
-        self.validate_replicas(&err)?;
+        self.validate_daemon()?;
+        self.validate_mongo()?;
+        self.validate_replicas()?;
         Ok(())
     }
 
@@ -572,33 +717,52 @@ impl Config {
 /// only knows the table's span, so the line of an unknown key is looked up inside that table.
 fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
     let msg = e.message().trim_end();
-    let start = e.span().map(|s| s.start).unwrap_or(0);
-    let mut line = text[..start.min(text.len())].matches('\n').count() + 1;
+    let start = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let mut line = locate::line_at(text, start);
     let mut key = None;
-    if let Some(rest) = msg.strip_prefix("unknown field `")
-        && let Some(field) = rest.split('`').next()
-    {
-        {
-            key = Some(field.to_string());
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, l) in lines.iter().enumerate().skip(line) {
-                let t = l.trim_start();
-                if t.starts_with('[') {
-                    break;
-                }
-                if t.split(['=', ' ']).next() == Some(field) {
-                    line = i + 1;
-                    break;
-                }
+    let named = |prefix: &str| {
+        msg.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string)
+    };
+    if let Some(field) = named("unknown field `") {
+        for (i, l) in text.lines().enumerate().skip(line) {
+            let t = l.trim_start();
+            if t.starts_with('[') {
+                break;
+            }
+            if t.split(['=', ' ', '.']).next() == Some(field.as_str()) {
+                line = i + 1;
+                break;
             }
         }
+        key = toml::de::DeTable::parse(text)
+            .ok()
+            .and_then(|doc| locate::key_on_line(doc.get_ref(), text, line, &field))
+            .map(|k| display_key(&k.iter().map(String::as_str).collect::<Vec<_>>()))
+            .or(Some(field));
+    } else if let Ok(doc) = toml::de::DeTable::parse(text) {
+        let doc = doc.get_ref();
+        let at = locate::key_at(doc, start);
+        let table = at.as_deref().and_then(|k| locate::table_at(doc, k));
+        let show = |k: &[String]| display_key(&k.iter().map(String::as_str).collect::<Vec<_>>());
+        if let Some(field) = named("missing field `") {
+            let mut k = at.clone().filter(|_| table.is_some()).unwrap_or_default();
+            k.push(field);
+            key = Some(show(&k));
+        } else if let Some((inner, offset)) = table.and_then(|t| locate::key_quoted_in(t, msg)) {
+            // A tagged table: the parser only knows the table; find the key whose value it quotes.
+            let mut k = at.clone().unwrap_or_default();
+            k.extend(inner);
+            key = Some(show(&k));
+            line = locate::line_at(text, offset);
+        } else {
+            key = at.as_deref().map(show);
+        }
+    } else if let Some(field) = named("missing field `") {
+        key = Some(field);
     }
-    let key = key.map(|k| format!(", key `{k}`")).unwrap_or_default();
-    let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
-    Error::Config(format!(
-        "config file {}, line {line}{key}: {msg}\n  {line} | {snippet}",
-        path.display()
-    ))
+    locate::at_line(path, text, Some(line), key.as_deref().unwrap_or(""), msg)
 }
 
 fn keys<V>(m: &BTreeMap<String, V>) -> String {
@@ -607,17 +771,6 @@ fn keys<V>(m: &BTreeMap<String, V>) -> String {
     } else {
         m.keys().cloned().collect::<Vec<_>>().join(", ")
     }
-}
-
-/// 1-based line of the `[table]` header in `text`.
-fn line_of_table(text: &str, table: &str) -> Option<usize> {
-    if table.is_empty() {
-        return None;
-    }
-    let header = format!("[{table}]");
-    text.lines()
-        .position(|l| l.trim().replace(' ', "") == header)
-        .map(|i| i + 1)
 }
 
 /// A secret value (password, token, URI with credentials). `Debug` and `Display` print `***`.
@@ -638,15 +791,29 @@ impl Secret {
     /// Reads a secret from environment variable `var` or file `file` (exactly one must be set);
     /// `what` names the config key for messages.
     pub fn resolve(what: &str, var: Option<&str>, file: Option<&Path>) -> Result<Secret> {
+        let non_empty = |s: Secret, from: String| {
+            if s.0.trim().is_empty() {
+                Err(Error::Config(format!("{what}: {from} is empty; put the value there")))
+            } else {
+                Ok(s)
+            }
+        };
         match (var, file) {
-            (Some(v), None) => std::env::var(v).map(Secret).map_err(|_| {
-                Error::Config(format!(
-                    "{what}: environment variable {v} is not set; export it or use a file"
-                ))
-            }),
+            (Some(v), None) => std::env::var(v)
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "{what}: environment variable {v} is not set; export it or use a file"
+                    ))
+                })
+                .and_then(|s| non_empty(Secret(s), format!("environment variable {v}"))),
             (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| Error::Config(format!("{what}: cannot read secret file {}: {e}", f.display()))),
+                .map_err(|e| Error::Config(format!("{what}: cannot read secret file {}: {e}", f.display())))
+                .and_then(|s| {
+                    non_empty(
+                        Secret(s.trim_end_matches(['\r', '\n']).to_string()),
+                        format!("secret file {}", f.display()),
+                    )
+                }),
             (Some(_), Some(_)) => Err(Error::Config(format!(
                 "{what}: set either the _env or the _file form, not both"
             ))),
@@ -714,7 +881,7 @@ retention = { keep_daily = 7, keep_within = "72h" }
         assert_eq!(s.busy_timeout, Duration::from_secs(5));
         assert_eq!(
             c.plans["nightly"].retention.keep_within,
-            Some(Duration::from_secs(72 * 3600))
+            Some(CalendarDuration::hours(72))
         );
         assert_eq!(c.plan_time_zone(&c.plans["nightly"]), chrono_tz::Asia::Shanghai);
         let shown = c.to_redacted_toml();
@@ -738,8 +905,274 @@ retention = { keep_daily = 7, keep_within = "72h" }
         let bad = GOOD.replace("sinks = [\"local\"]", "sinks = [\"nas\"]");
         let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
         assert!(
-            e.contains("line 15") && e.contains("unknown sink `nas`") && e.contains("local"),
+            e.contains("line 17, key `plans.nightly.sinks`: unknown sink `nas`") && e.contains("local"),
             "{e}"
+        );
+    }
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, Path::new("/etc/packrat/packrat.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// `GOOD` plus a mongo source, a docker source, a replica sink and every daemon table, so that
+    /// every string-valued key is present once.
+    const ALL_KEYS: &str = r#"
+time_zone = "UTC"
+state_dir = "/var/lib/packrat"
+[sources.app_db]
+type = "sqlite"
+path = "/srv/app.db"
+name = "app"
+[sources.mes]
+type = "mongo"
+uri_env = "MES_URI"
+database = "mes"
+[sources.stack]
+type = "docker"
+compose_file = "/srv/app/docker-compose.yml"
+project = "app"
+exclude_volumes = ["app_cache"]
+extra_files = ["/srv/app/nginx.conf"]
+helper_image = "busybox:latest"
+docker_host = "unix:///var/run/docker.sock"
+[sinks.local]
+type = "local"
+path = "/backups"
+[sinks.windows]
+type = "cifs-replica"
+path = "/mnt/replica/App"
+allowed_fs_types = ["cifs"]
+[plans.nightly]
+sources = ["app_db", "stack"]
+sinks = ["local", "windows"]
+prefix = "nightly"
+full = "0 4 * * *"
+retention = { keep_within = "72h" }
+[plans.hot]
+source = "mes"
+sinks = ["local"]
+collections = ["api_logs"]
+time_field = "createdAt"
+incremental = "0 * * * *"
+[plans.hot.per_collection.chat]
+time_field = "updatedAt"
+[daemon]
+log_dir = "/var/log/packrat"
+log_level = "info"
+[api]
+token_env = "PACKRAT_TOKEN"
+[alerts.hook]
+type = "webhook"
+url_env = "HOOK_URL"
+[alerts.ding]
+type = "dingtalk"
+url_file = "/etc/packrat/ding.url"
+secret_env = "DING_SECRET"
+[alerts.mail]
+type = "email"
+host = "smtp.example.com"
+username = "backup"
+password_file = "/etc/packrat/smtp.pw"
+from = "backup@example.com"
+to = ["ops@example.com"]
+"#;
+
+    #[test]
+    fn every_string_key_refuses_an_empty_value_naming_file_line_and_key() {
+        Config::parse(ALL_KEYS, Path::new("/etc/packrat/packrat.toml")).unwrap();
+        let lines: Vec<&str> = ALL_KEYS.lines().collect();
+        let mut tested = 0;
+        let mut table = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(t) = l.strip_prefix('[') {
+                table = t.trim_end_matches(']').to_string();
+                continue;
+            }
+            let Some((key, value)) = l.split_once(" = ") else {
+                continue;
+            };
+            if key == "type" || !value.contains('"') {
+                continue;
+            }
+            // `key = ""`, and for lists `key = [""]`.
+            let empty = if value.starts_with('[') { "[\"\"]" } else { "\"\"" };
+            let mut bad = lines.clone();
+            let replaced = format!("{key} = {empty}");
+            bad[i] = &replaced;
+            let text = bad.join("\n");
+            let e = parse_err(&text);
+            let full_key = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
+            let want = format!(
+                "config file /etc/packrat/packrat.toml, line {}, key `{full_key}`: must not be empty",
+                i + 1
+            );
+            assert!(e.starts_with(&want), "{replaced}: {e}\nwanted: {want}");
+            tested += 1;
+        }
+        assert!(tested >= 35, "{tested} keys tested");
+        // Blank counts as empty; so does an empty name.
+        let e = parse_err(&ALL_KEYS.replace("state_dir = \"/var/lib/packrat\"", "state_dir = \"   \""));
+        assert!(
+            e.contains("line 3, key `state_dir`: must not be empty; give a path"),
+            "{e}"
+        );
+        let e = parse_err(&ALL_KEYS.replace("[sources.app_db]", "[sources.\"\"]"));
+        assert!(
+            e.contains("line 4, key `sources.\"\"`: a name must not be empty"),
+            "{e}"
+        );
+        let e = parse_err(&ALL_KEYS.replace("uri_env = \"MES_URI\"", "uri_env = \"\""));
+        assert!(e.contains("name the environment variable"), "{e}");
+    }
+
+    #[test]
+    fn the_issue_examples_are_refused_with_file_line_and_key() {
+        let cases = [
+            ("state_dir = \"state\"", "state_dir = \"\"", 3, "state_dir"),
+            ("path = \"data/app.db\"", "path = \"\"", 7, "sources.app_db.path"),
+            (
+                "[plans.nightly]",
+                "[daemon]\nlog_level = \"\"\n[plans.nightly]",
+                16,
+                "daemon.log_level",
+            ),
+            (
+                "[plans.nightly]",
+                "[api]\ntoken_file = \"\"\n[plans.nightly]",
+                16,
+                "api.token_file",
+            ),
+            (
+                "[plans.nightly]",
+                "[alerts.ops]\ntype = \"slack\"\nurl_env = \"\"\n[plans.nightly]",
+                17,
+                "alerts.ops.url_env",
+            ),
+            ("time_zone", "parallelism = 0\ntime_zone", 2, "parallelism"),
+            (
+                "sinks = [\"local\"]",
+                "sinks = [\"local\"]\nparallelism = 0",
+                18,
+                "plans.nightly.parallelism",
+            ),
+            (
+                "sources = [\"app_db\"]",
+                "sources = [\"app_db\"]\nsource = \"app_db\"",
+                17,
+                "plans.nightly.source",
+            ),
+        ];
+        for (from, to, line, key) in cases {
+            let text = GOOD.replace(from, to);
+            assert_ne!(text, GOOD);
+            let e = parse_err(&text);
+            let want = format!("config file /etc/packrat/packrat.toml, line {line}, key `{key}`: ");
+            assert!(e.starts_with(&want), "{to}: {e}\nwanted: {want}");
+            assert!(!e.contains("[]"), "{e}");
+        }
+        let e = parse_err(&GOOD.replace("time_zone", "parallelism = 0\ntime_zone"));
+        assert!(e.contains("must be at least 1\n  2 | parallelism = 0"), "{e}");
+        let e = parse_err(&GOOD.replace("sources = [\"app_db\"]", "sources = [\"app_db\"]\nsource = \"app_db\""));
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn windows_paths_are_refused_on_linux() {
+        for (key_line, p) in [
+            ("path = \"/backups\"", "D:/incrementalBackups"),
+            ("path = \"/backups\"", "D:\\\\incrementalBackups"),
+            ("state_dir = \"state\"", "C:"),
+            ("path = \"data/app.db\"", "\\\\\\\\server\\\\share\\\\app.db"),
+        ] {
+            let key = key_line.split(" = ").next().unwrap();
+            let text = GOOD.replace(key_line, &format!("{key} = \"{p}\""));
+            assert_ne!(text, GOOD);
+            let e = parse_err(&text);
+            assert!(e.contains("looks like a Windows"), "{p}: {e}");
+            assert!(e.contains(", key `") && e.contains(", line "), "{p}: {e}");
+        }
+        let e = parse_err(&GOOD.replace("path = \"/backups\"", "path = \"D:/incrementalBackups\""));
+        assert!(
+            e.starts_with(
+                "config file /etc/packrat/packrat.toml, line 13, key `sinks.local.path`: `D:/incrementalBackups` looks \
+                 like a Windows path (drive D:); on Linux use an absolute path such as /srv/backups"
+            ),
+            "{e}"
+        );
+        let e = parse_err(&GOOD.replace("[plans.nightly]", "[daemon]\nlog_dir = 'E:\\logs'\n[plans.nightly]"));
+        assert!(e.contains("key `daemon.log_dir`"), "{e}");
+    }
+
+    #[test]
+    fn non_utf8_files_are_refused_with_offset_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("packrat.toml");
+        let mut bytes = GOOD.as_bytes().to_vec();
+        let at = GOOD.find("data/app.db").unwrap();
+        bytes[at] = 0xFF;
+        std::fs::write(&f, &bytes).unwrap();
+        let e = Config::load(&f).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "config file {} is not UTF-8: invalid byte 0xFF at offset {at} (line 7); save it as UTF-8",
+                f.display()
+            )
+        );
+    }
+
+    #[test]
+    fn type_errors_and_missing_keys_name_the_key() {
+        // Inside a tagged table (`type = ".."`) the parser only knows the table: the key whose
+        // value the message quotes is looked up.
+        let e = parse_err(&GOOD.replace("busy_timeout = \"5s\"", "busy_timeout = 5"));
+        assert!(
+            e.contains("line 9, key `sources.app_db.busy_timeout`: invalid type: integer `5`"),
+            "{e}"
+        );
+        let e = parse_err(&GOOD.replace("compress = true", "compress = \"yes\""));
+        assert!(e.contains("line 8, key `sources.app_db.compress`"), "{e}");
+        let e = parse_err(&GOOD.replace("type = \"sqlite\"", "type = \"oracle\""));
+        assert!(
+            e.contains("line 6, key `sources.app_db.type`: unknown variant `oracle`"),
+            "{e}"
+        );
+        let e = parse_err(&GOOD.replace("path = \"data/app.db\"\n", ""));
+        assert!(
+            e.contains("line 5, key `sources.app_db.path`: missing field `path`"),
+            "{e}"
+        );
+        let e = parse_err(&GOOD.replace("state_dir = \"state\"\n", ""));
+        assert!(e.contains("key `state_dir`") && e.contains("missing field"), "{e}");
+        let e = parse_err(
+            &GOOD
+                .replace("zstd", "x")
+                .replace("full = ", "zstd_level = \"high\"\nfull = "),
+        );
+        assert!(e.contains("line 18, key `plans.nightly.zstd_level`"), "{e}");
+    }
+
+    #[test]
+    fn checks_from_other_crates_use_the_same_format() {
+        let c = Config::parse(GOOD, Path::new("/etc/packrat/packrat.toml")).unwrap();
+        assert_eq!(c.file(), Path::new("/etc/packrat/packrat.toml"));
+        assert_eq!(c.line_of(&["plans", "nightly", "full"]), Some(18));
+        let e = c.key_error(&["plans", "nightly", "full"], "bad cron").to_string();
+        assert_eq!(
+            e,
+            "config file /etc/packrat/packrat.toml, line 18, key `plans.nightly.full`: bad cron\n  18 | full = \"0 4 * * *\""
+        );
+        assert_eq!(
+            c.line_of(&["plans", "nightly", "retention", "keep_daily"]),
+            Some(19),
+            "inline table"
         );
     }
 
@@ -749,5 +1182,18 @@ retention = { keep_daily = 7, keep_within = "72h" }
         assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
         assert_eq!(s.redact("uri mongodb://u:hunter2@h"), "uri mongodb://u:***@h");
         assert!(Secret::resolve("x", Some("PACKRAT_TEST_SURELY_UNSET_VAR"), None).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("uri");
+        std::fs::write(&f, "\n").unwrap();
+        let e = Secret::resolve("sources.mes.uri_env/uri_file", None, Some(&f))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "sources.mes.uri_env/uri_file: secret file {} is empty; put the value there",
+                f.display()
+            )
+        );
     }
 }

@@ -44,6 +44,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A restore was refused because the quick check of the pack found problems.
+    #[error("{}", damaged_message(pack, dir, problems))]
+    DamagedPack {
+        /// The pack id.
+        pack: String,
+        /// The pack directory.
+        dir: PathBuf,
+        /// What is wrong, per file.
+        problems: Vec<crate::verify::Problem>,
+    },
     /// The state store failed.
     #[error("state store {}: {source}", path.display())]
     State {
@@ -52,6 +62,16 @@ pub enum Error {
         /// The SQLite error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// The filesystem of the state store is full: SQLite could not write `state.db` or its
+    /// WAL/shared-memory files.
+    #[error(
+        "no space left for the state store at {}; free space on that filesystem or move state_dir",
+        path.display()
+    )]
+    StateStoreFull {
+        /// The database file.
+        path: PathBuf,
     },
     /// Another process holds a lock (a plan already running, a daemon already up).
     #[error("{what} is locked by another packrat process{}; wait for it to finish or stop it", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -109,6 +129,24 @@ impl Error {
         move |e| Error::Sink { name, source: e.into() }
     }
 
+    /// Wraps an error of the state store's database `path`: [`Error::StateStoreFull`] when the
+    /// filesystem is full (`SQLITE_FULL`, or an I/O error while the filesystem has no space
+    /// left: SQLite reports a full disk while growing its shared-memory file as "disk I/O
+    /// error"), else [`Error::State`].
+    pub fn state(path: impl Into<PathBuf>, source: rusqlite::Error) -> Error {
+        let path = path.into();
+        let full = match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => true,
+            Some(rusqlite::ErrorCode::SystemIoFailure) => no_space_left(&path),
+            _ => false,
+        };
+        if full {
+            Error::StateStoreFull { path }
+        } else {
+            Error::State { path, source }
+        }
+    }
+
     /// The full chain of causes in one line, `a: b: c`, without repeating a cause already shown.
     pub fn chain(&self) -> String {
         error_chain(self)
@@ -116,6 +154,9 @@ impl Error {
 
     /// True when the underlying cause is "no space left on device".
     pub fn is_disk_full(&self) -> bool {
+        if matches!(self, Error::StateStoreFull { .. }) {
+            return true;
+        }
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(e) = cur {
             if let Some(io) = e.downcast_ref::<std::io::Error>()
@@ -127,6 +168,37 @@ impl Error {
         }
         false
     }
+}
+
+/// True when the filesystem holding `file` has (almost) no space left: less than 1 MiB, too
+/// little for SQLite to grow its files.
+fn no_space_left(file: &Path) -> bool {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs4::available_space(dir).is_ok_and(|free| free < 1024 * 1024)
+}
+
+/// At most this many problems are spelled out in an error message.
+const MAX_SHOWN: usize = 10;
+
+fn damaged_message(pack: &str, dir: &Path, problems: &[crate::verify::Problem]) -> String {
+    let mut shown: Vec<String> = problems
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|p| format!("{}: {}", p.path, p.reason))
+        .collect();
+    if problems.len() > MAX_SHOWN {
+        shown.push(format!("and {} more", problems.len() - MAX_SHOWN));
+    }
+    format!(
+        "pack {pack} ({}) is damaged, nothing was restored: {}; run `packrat verify {}` to see every problem, \
+         restore from another pack, or pass --allow-damaged to restore only the artifacts that check out",
+        dir.display(),
+        shown.join("; "),
+        dir.display()
+    )
 }
 
 /// Renders an error and its causes in one line, skipping causes whose text the previous level
@@ -143,4 +215,34 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_under_the_state_store_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        // SQLITE_FULL is always a full filesystem.
+        let e = Error::state(&db, sqlite(13));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no space left for the state store at {}; free space on that filesystem or move state_dir",
+                db.display()
+            )
+        );
+        assert!(e.is_disk_full());
+        // SQLITE_IOERR_SHMSIZE (4874) with space left is some other I/O error.
+        let e = Error::state(&db, sqlite(4874));
+        assert!(matches!(e, Error::State { .. }), "{e}");
+        assert!(!e.is_disk_full());
+        assert!(matches!(Error::state(&db, sqlite(5)), Error::State { .. }));
+    }
 }

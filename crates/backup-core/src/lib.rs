@@ -34,10 +34,12 @@ pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod policy;
+pub mod restore_temp;
 pub mod runner;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod sums;
 pub mod verify;
 
 #[cfg(feature = "conformance")]
@@ -53,4 +55,5 @@ pub use runner::{JobRun, Plan, QueuedJob, Recovery, Runner};
 pub use sink::{PackInfo, Sink};
 pub use source::{BackupContext, NoProgress, Progress, Source, SourceReport, WatermarkUpdate};
 pub use state::StateStore;
-pub use verify::{DeepCheck, Verifier, VerifyLevel, VerifyReport};
+pub use sums::Sums;
+pub use verify::{DeepCheck, RestoreCheck, Verifier, VerifyLevel, VerifyReport};

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::{Error, Result};
 
 /// How long a loser of a lock race waits for the winner to write its pid into the lock file.
-const PID_WAIT: Duration = Duration::from_millis(500);
+const PID_WAIT: Duration = Duration::from_secs(2);
 
 /// An exclusive lock on a file that holds the holder's pid. Works on Linux and Windows; the OS
 /// releases it when the process dies, so a lock file left behind by a crash is not a held lock.

@@ -138,7 +138,8 @@ pub struct ManifestWatermark {
 }
 
 impl Manifest {
-    /// Parses and validates a manifest (format marker, version, artifact paths).
+    /// Parses and validates a manifest (format marker, version, artifact paths: each safe and
+    /// listed once).
     pub fn from_json(bytes: &[u8]) -> std::result::Result<Manifest, String> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest.json: {e}"))?;
         if m.format != FORMAT_NAME {
@@ -150,8 +151,15 @@ impl Manifest {
                 m.format_version
             ));
         }
+        let mut seen = std::collections::BTreeSet::new();
         for a in &m.artifacts {
             check_relative_path(&a.path).map_err(|e| e.to_string())?;
+            if !seen.insert(a.path.as_str()) {
+                return Err(format!(
+                    "manifest.json lists artifact path `{}` twice; the manifest is damaged or forged",
+                    a.path
+                ));
+            }
         }
         Ok(m)
     }
@@ -194,6 +202,9 @@ pub fn check_relative_path(path: &str) -> Result<()> {
     if path.contains('\\') || path.contains(':') || path.contains('\0') {
         return bad("use `/` separators and no `:` or NUL");
     }
+    if path.chars().any(char::is_control) {
+        return bad("control characters (newlines, tabs, …) are not allowed");
+    }
     if path.starts_with('/') {
         return bad("must be relative to the pack directory");
     }
@@ -205,7 +216,7 @@ pub fn check_relative_path(path: &str) -> Result<()> {
     if path.split('/').any(|s| s.is_empty()) {
         return bad("empty path component");
     }
-    if path == MANIFEST_FILE || path == SUMS_FILE || path.starts_with(MANIFEST_FILE) {
+    if path == MANIFEST_FILE || path == SUMS_FILE || path == REPLICATION_FILE || path.starts_with(MANIFEST_FILE) {
         return bad("reserved for the pack's own files");
     }
     Ok(())
@@ -229,10 +240,141 @@ mod tests {
             "a//b",
             "a\\b",
             "C:x",
+            "a\nb",
+            "a\tb",
             "manifest.json",
             "SHA256SUMS",
+            "replication_manifest.json",
         ] {
             assert!(check_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn manifest_with(paths: &[String]) -> Manifest {
+        let at = DateTime::parse_from_rfc3339("2026-11-20T20:00:00.120Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            pack_id: "migration_pack_20261121_040000".into(),
+            plan: "nightly".into(),
+            kind: BackupKind::Full,
+            job_id: Some(42),
+            time_zone: "Asia/Shanghai".into(),
+            started_at: at,
+            started_local: "2026-11-21T04:00:00+08:00".into(),
+            finished_at: at,
+            finished_local: "2026-11-21T04:00:00+08:00".into(),
+            tool: "packrat".into(),
+            tool_version: "0.1.0".into(),
+            host: "h".into(),
+            artifacts: paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ArtifactEntry {
+                    path: p.clone(),
+                    source: "s".into(),
+                    kind: "file".into(),
+                    size: i as u64,
+                    sha256: "ab".repeat(32),
+                    compression: if i % 2 == 0 {
+                        Compression::Zstd
+                    } else {
+                        Compression::None
+                    },
+                    raw_size: 10,
+                    records: Some(3),
+                    files: None,
+                    window: (i % 3 == 0).then(|| TimeWindow {
+                        field: "createdAt".into(),
+                        from: None,
+                        to: at,
+                    }),
+                    meta: [("database".to_string(), serde_json::json!("mes"))].into(),
+                })
+                .collect(),
+            watermarks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn duplicate_artifact_paths_are_refused_naming_the_path() {
+        let m = manifest_with(&["a/x.db".into(), "b".into(), "a/x.db".into()]);
+        let e = Manifest::from_json(&m.to_json()).unwrap_err();
+        assert!(e.contains("`a/x.db` twice"), "{e}");
+        let ok = manifest_with(&["a/x.db".into(), "b".into()]);
+        assert_eq!(Manifest::from_json(&ok.to_json()).unwrap(), ok);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::collection::{btree_set, vec};
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        /// What every manifest that parses must satisfy.
+        fn check_invariants(m: &Manifest) -> std::result::Result<(), TestCaseError> {
+            let mut seen = std::collections::BTreeSet::new();
+            for a in &m.artifacts {
+                prop_assert!(check_relative_path(&a.path).is_ok(), "{}", a.path);
+                prop_assert!(seen.insert(a.path.clone()), "duplicate {}", a.path);
+            }
+            let again = Manifest::from_json(&m.to_json());
+            prop_assert!(again.is_ok(), "{:?}", again);
+            let paths = |m: &Manifest| m.artifacts.iter().map(|a| a.path.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(paths(&again.unwrap()), paths(m));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            #[test]
+            fn random_bytes_never_panic(bytes in vec(any::<u8>(), 0..400)) {
+                if let Ok(m) = Manifest::from_json(&bytes) {
+                    check_invariants(&m)?;
+                }
+            }
+
+            /// Valid manifests with byte flips, insertions, deletions, truncation and duplicated
+            /// entries: refused or valid, never a panic.
+            #[test]
+            fn mutated_manifests_are_refused_or_valid(
+                paths in btree_set(
+                    vec(0usize..6, 1..10).prop_map(|v| v.into_iter().map(|i| ['a', 'b', '/', '.', 'é', 'z'][i]).collect::<String>()),
+                    0..5,
+                ),
+                edits in vec((any::<Index>(), any::<u8>(), 0u8..5), 1..4),
+            ) {
+                let mut paths: Vec<String> = paths.into_iter().collect();
+                let m = manifest_with(&paths);
+                let json = m.to_json();
+                if paths.iter().all(|p| check_relative_path(p).is_ok()) {
+                    prop_assert_eq!(Manifest::from_json(&json).unwrap(), m);
+                }
+                let mut bytes = json;
+                for (at, byte, op) in edits {
+                    match op {
+                        0 if !bytes.is_empty() => { let i = at.index(bytes.len()); bytes[i] = byte; }
+                        1 => { let i = at.index(bytes.len() + 1); bytes.insert(i, byte); }
+                        2 if !bytes.is_empty() => { let i = at.index(bytes.len()); bytes.remove(i); }
+                        3 => { let i = at.index(bytes.len() + 1); bytes.truncate(i); }
+                        _ if !paths.is_empty() => {
+                            // The same entry listed twice must be refused.
+                            let p = paths[at.index(paths.len())].clone();
+                            paths.push(p);
+                            let dup = manifest_with(&paths).to_json();
+                            prop_assert!(Manifest::from_json(&dup).is_err());
+                            paths.pop();
+                        }
+                        _ => {}
+                    }
+                }
+                if let Ok(m) = Manifest::from_json(&bytes) {
+                    check_invariants(&m)?;
+                }
+            }
         }
     }
 

@@ -314,11 +314,7 @@ impl StagingPack {
             watermarks: lock(&inner.watermarks).clone(),
         };
         let json = manifest.to_json();
-        let mut sums = String::new();
-        for a in &manifest.artifacts {
-            sums.push_str(&format!("{}  {}\n", a.sha256, a.path));
-        }
-        sums.push_str(&format!("{}  {}\n", hex::encode(Sha256::digest(&json)), MANIFEST_FILE));
+        let sums = crate::sums::Sums::for_manifest(&manifest, &json).to_text();
         // Make the artifacts' directory entries durable, deepest first.
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for a in &manifest.artifacts {
@@ -407,6 +403,90 @@ pub fn remove_dir_all_if_exists(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove directory", dir)(e)),
     }
+}
+
+/// Largest `manifest.json` read (about 100,000 artifacts); a larger one is refused.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Opens `path` for reading if it is a regular file, and fails otherwise (FIFO, socket, device,
+/// directory, symbolic link), naming what it is.
+///
+/// Opening a FIFO for reading blocks until a writer appears, so the type is checked before
+/// opening (without following symlinks); on Unix the file is then opened with
+/// `O_NONBLOCK | O_NOFOLLOW` and checked again through the open handle, which closes the race
+/// with a file swapped in between. (`O_NONBLOCK` has no effect on reads of regular files.)
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let meta = fs::symlink_metadata(path)?;
+    not_regular(&meta.file_type())?;
+    let mut o = OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // FILE_FLAG_OPEN_REPARSE_POINT: open a symlink swapped in meanwhile as itself.
+        o.custom_flags(0x0020_0000);
+    }
+    let f = o.open(path)?;
+    not_regular(&f.metadata()?.file_type())?;
+    Ok(f)
+}
+
+/// Reads a whole small file (a manifest, a checksum list) with [`open_regular`], refusing one
+/// larger than `limit` bytes.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let f = open_regular(path)?;
+    let len = f.metadata()?.len();
+    let too_big = || io::Error::new(io::ErrorKind::InvalidData, format!("is larger than {limit} bytes"));
+    if len > limit {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+fn not_regular(t: &fs::FileType) -> io::Result<()> {
+    if t.is_file() {
+        return Ok(());
+    }
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link (not followed)"
+    } else {
+        special_kind(t)
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {what}, not a regular file"),
+    ))
+}
+
+#[cfg(unix)]
+fn special_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &fs::FileType) -> &'static str {
+    "a special file"
 }
 
 /// Streams `r` through sha256; returns (bytes, lowercase hex digest).
@@ -630,7 +710,7 @@ impl Pack {
             return Err(not("not a directory (symlinks are not followed)".into()));
         }
         let mpath = dir.join(MANIFEST_FILE);
-        let bytes = match fs::read(&mpath) {
+        let bytes = match read_regular(&mpath, MAX_MANIFEST_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(not("no manifest.json (an unfinished or foreign directory)".into()));
@@ -685,9 +765,11 @@ impl Pack {
     }
 
     /// Opens an artifact for reading its original bytes (decompressing zstd as it streams).
+    /// Only a regular file is opened (see [`open_regular`]): a FIFO, device or symlink in its
+    /// place is an error, never a hang.
     pub fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {
         let path = self.path_of(entry);
-        let f = File::open(&path).map_err(Error::io("open artifact", &path))?;
+        let f = open_regular(&path).map_err(Error::io("open artifact", &path))?;
         let r = BufReader::with_capacity(IO_BUF, f);
         Ok(match entry.compression {
             Compression::None => Box::new(r),

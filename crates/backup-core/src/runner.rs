@@ -175,20 +175,8 @@ impl Runner {
     /// `plan` adds the sinks of the plan about to run to those given by
     /// [`Runner::with_plan_sinks`].
     pub async fn recover(&self, plan: Option<&Plan>) -> Result<Recovery> {
-        let mut plan_sinks = self.plan_sinks.clone();
-        if let Some(p) = plan {
-            plan_sinks.insert(p.name.clone(), p.sinks.clone());
-        }
-        let mut out = Recovery::default();
-        for job in self.state.recover_interrupted()? {
-            match self.reconcile(&job, plan_sinks.get(&job.plan)).await {
-                Some(done) => out.completed.push(done),
-                None => {
-                    warn!(job = job.id, plan = %job.plan, "job was interrupted by a crash or kill; marked interrupted");
-                    out.interrupted.push(job);
-                }
-            }
-        }
+        let plan_sinks = self.sinks_with(plan);
+        let mut out = self.recover_jobs(plan).await?;
         let mut seen = std::collections::BTreeSet::new();
         for s in plan_sinks.values().flatten() {
             if !seen.insert(s.name().to_string()) {
@@ -210,6 +198,32 @@ impl Runner {
             Err(e) => warn!(path = %own.display(), "cannot clean leftovers: {}", e.chain()),
         }
         Ok(out)
+    }
+
+    /// The job part of [`Runner::recover`], without removing leftovers (for `doctor`, which
+    /// reports them): jobs of gone processes become `interrupted`, or `completed` when their
+    /// pack is in place.
+    pub async fn recover_jobs(&self, plan: Option<&Plan>) -> Result<Recovery> {
+        let plan_sinks = self.sinks_with(plan);
+        let mut out = Recovery::default();
+        for job in self.state.recover_interrupted()? {
+            match self.reconcile(&job, plan_sinks.get(&job.plan)).await {
+                Some(done) => out.completed.push(done),
+                None => {
+                    warn!(job = job.id, plan = %job.plan, "job was interrupted by a crash or kill; marked interrupted");
+                    out.interrupted.push(job);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn sinks_with(&self, plan: Option<&Plan>) -> BTreeMap<String, Vec<Arc<dyn Sink>>> {
+        let mut plan_sinks = self.plan_sinks.clone();
+        if let Some(p) = plan {
+            plan_sinks.insert(p.name.clone(), p.sinks.clone());
+        }
+        plan_sinks
     }
 
     /// A job just marked interrupted whose pack is in place on a sink of its plan becomes

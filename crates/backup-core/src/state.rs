@@ -275,10 +275,7 @@ impl StateStore {
         let locks = state_dir.join(LOCKS_DIR);
         std::fs::create_dir_all(&locks).map_err(Error::io("create", &locks))?;
         let path = state_dir.join(DB_FILE);
-        let state_err = |source| Error::State {
-            path: path.clone(),
-            source,
-        };
+        let state_err = |source| Error::state(&path, source);
 
         let mut conn = Connection::open(&path).map_err(state_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(state_err)?;
@@ -906,10 +903,7 @@ impl StateStore {
 
     /// Wraps a SQLite error.
     fn err(&self, source: rusqlite::Error) -> Error {
-        Error::State {
-            path: self.path.clone(),
-            source,
-        }
+        Error::state(&self.path, source)
     }
 
     fn locks_dir(&self) -> PathBuf {
@@ -983,10 +977,7 @@ impl StateStore {
 
 /// Brings the schema up to date, one migration per transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let state_err = |source| Error::State {
-        path: path.to_path_buf(),
-        source,
-    };
+    let state_err = |source| Error::state(path, source);
     let latest = MIGRATIONS.len();
     loop {
         // IMMEDIATE: two processes opening a fresh store at once must not both migrate.

@@ -7,15 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::manifest::{ArtifactEntry, Compression, MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE};
-use crate::pack::{Pack, hash_reader};
+use crate::pack::{MAX_MANIFEST_BYTES, Pack, hash_reader, open_regular, read_regular};
+use crate::sums::Sums;
 
 /// How thoroughly to verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -108,53 +110,13 @@ impl Verifier {
     /// Verifies `pack` at `level`. Never fails: problems are collected in the report.
     pub fn verify(&self, pack: &Pack, level: VerifyLevel) -> VerifyReport {
         let m = pack.manifest();
-        let mut problems = Vec::new();
+        let (mut problems, _) = structure_problems(pack);
         let mut p = |path: &str, reason: String| {
             problems.push(Problem {
                 path: path.to_string(),
                 reason,
             })
         };
-
-        // The manifest against SHA256SUMS, and SHA256SUMS against the manifest.
-        let sums = read_sums(pack.dir());
-        match &sums {
-            Err(e) => p(SUMS_FILE, e.clone()),
-            Ok(sums) => {
-                match File::open(pack.dir().join(MANIFEST_FILE)).and_then(hash_reader) {
-                    Ok((_, h)) => match sums.get(MANIFEST_FILE) {
-                        Some(expect) if *expect == h => {}
-                        Some(_) => p(
-                            MANIFEST_FILE,
-                            "sha256 does not match SHA256SUMS: the manifest (or SHA256SUMS) was modified or damaged"
-                                .into(),
-                        ),
-                        None => p(SUMS_FILE, "has no line for manifest.json".into()),
-                    },
-                    Err(e) => p(MANIFEST_FILE, format!("cannot read: {e}")),
-                }
-                for a in &m.artifacts {
-                    match sums.get(a.path.as_str()) {
-                        Some(h) if *h == a.sha256 => {}
-                        Some(_) => p(SUMS_FILE, format!("line for {} disagrees with manifest.json", a.path)),
-                        None => p(SUMS_FILE, format!("has no line for {}", a.path)),
-                    }
-                }
-                for name in sums.keys() {
-                    if name != MANIFEST_FILE && m.artifact(name).is_none() {
-                        p(SUMS_FILE, format!("lists {name}, which manifest.json does not"));
-                    }
-                }
-            }
-        }
-
-        // Files on disk that the manifest does not know.
-        for rel in list_files(pack.dir()) {
-            if rel != MANIFEST_FILE && rel != SUMS_FILE && rel != REPLICATION_FILE && m.artifact(&rel).is_none() {
-                p(&rel, "file is not listed in manifest.json".into());
-            }
-        }
-
         for a in &m.artifacts {
             if let Err(reason) = quick_check(pack, a) {
                 p(&a.path, reason);
@@ -181,20 +143,178 @@ impl Verifier {
             problems,
         }
     }
+
+    /// The check every restore runs before it writes anything: the quick verification of the
+    /// whole pack, reading only the artifacts the restore will use.
+    ///
+    /// `manifest.json` and `SHA256SUMS` must agree, no file may be unaccounted for, every artifact
+    /// must be present as a regular file of the recorded size, and each artifact in `wanted` must
+    /// also have the recorded sha256 (it is read once for that, before the restore reads it
+    /// again). A problem anywhere makes [`RestoreCheck::is_ok`] false; an artifact of `wanted` is
+    /// [`usable`](RestoreCheck::usable) only when it checks out itself *and* the manifest that
+    /// describes it is confirmed by `SHA256SUMS`. Never fails: problems are collected.
+    pub fn check_for_restore(pack: &Pack, wanted: &[&ArtifactEntry]) -> RestoreCheck {
+        let m = pack.manifest();
+        let (mut problems, manifest_confirmed) = structure_problems(pack);
+        let mut unusable = BTreeMap::new();
+        for w in wanted {
+            match m.artifact(&w.path) {
+                Some(a) if a == *w => {}
+                _ => {
+                    let reason = "is not an artifact of this pack as its manifest.json describes it".to_string();
+                    problems.push(Problem {
+                        path: w.path.clone(),
+                        reason: reason.clone(),
+                    });
+                    unusable.insert(w.path.clone(), reason);
+                }
+            }
+        }
+        for a in &m.artifacts {
+            let is_wanted = wanted.iter().any(|w| w.path == a.path);
+            let result = if is_wanted {
+                quick_check(pack, a)
+            } else {
+                stat_check(pack, a).map(|_| ())
+            };
+            if let Err(reason) = result {
+                problems.push(Problem {
+                    path: a.path.clone(),
+                    reason: reason.clone(),
+                });
+                if is_wanted {
+                    unusable.insert(a.path.clone(), reason);
+                }
+            } else if is_wanted && !manifest_confirmed {
+                unusable.insert(
+                    a.path.clone(),
+                    "its description in manifest.json is not confirmed by SHA256SUMS".into(),
+                );
+            }
+        }
+        RestoreCheck {
+            pack_id: m.pack_id.clone(),
+            dir: pack.dir().to_path_buf(),
+            problems,
+            unusable,
+        }
+    }
 }
 
-fn quick_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
+/// The result of [`Verifier::check_for_restore`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreCheck {
+    /// Pack id.
+    pub pack_id: String,
+    /// Pack directory.
+    pub dir: PathBuf,
+    /// Everything wrong with the pack; empty means it is intact.
+    pub problems: Vec<Problem>,
+    /// The wanted artifacts that must not be used, with the reason.
+    pub unusable: BTreeMap<String, String>,
+}
+
+impl RestoreCheck {
+    /// True when the pack is intact.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Whether the wanted artifact at `path` checked out and may be restored.
+    pub fn usable(&self, path: &str) -> bool {
+        !self.unusable.contains_key(path)
+    }
+
+    /// `Ok` when the pack is intact, or when it is not but `allow_damaged` says to restore the
+    /// intact part; [`Error::DamagedPack`] otherwise.
+    pub fn require(&self, allow_damaged: bool) -> Result<(), Error> {
+        if self.is_ok() || allow_damaged {
+            Ok(())
+        } else {
+            Err(Error::DamagedPack {
+                pack: self.pack_id.clone(),
+                dir: self.dir.clone(),
+                problems: self.problems.clone(),
+            })
+        }
+    }
+}
+
+/// Checks of the pack as a whole: `SHA256SUMS` readable and in agreement with `manifest.json`
+/// (both ways, and on the manifest's own hash), no unlisted files. Returns the problems and
+/// whether the manifest's own hash is confirmed by `SHA256SUMS`.
+fn structure_problems(pack: &Pack) -> (Vec<Problem>, bool) {
+    let m = pack.manifest();
+    let mut problems = Vec::new();
+    let mut p = |path: &str, reason: String| {
+        problems.push(Problem {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    let mut confirmed = false;
+    match Sums::read(pack.dir()) {
+        Err(e) => p(SUMS_FILE, e),
+        Ok(sums) => {
+            match read_regular(&pack.dir().join(MANIFEST_FILE), MAX_MANIFEST_BYTES).and_then(|b| hash_reader(&b[..])) {
+                Ok((_, h)) => match sums.get(MANIFEST_FILE) {
+                    Some(expect) if expect == h => confirmed = true,
+                    Some(_) => p(
+                        MANIFEST_FILE,
+                        "sha256 does not match SHA256SUMS: the manifest (or SHA256SUMS) was modified or damaged".into(),
+                    ),
+                    None => p(SUMS_FILE, "has no line for manifest.json".into()),
+                },
+                Err(e) => p(MANIFEST_FILE, format!("cannot read: {e}")),
+            }
+            for a in &m.artifacts {
+                match sums.get(a.path.as_str()) {
+                    Some(h) if h == a.sha256 => {}
+                    Some(_) => p(SUMS_FILE, format!("line for {} disagrees with manifest.json", a.path)),
+                    None => p(SUMS_FILE, format!("has no line for {}", a.path)),
+                }
+            }
+            for name in sums.paths() {
+                if name != MANIFEST_FILE && m.artifact(name).is_none() {
+                    p(SUMS_FILE, format!("lists {name}, which manifest.json does not"));
+                }
+            }
+        }
+    }
+
+    // Files on disk that the manifest does not know.
+    for rel in list_files(pack.dir()) {
+        if rel != MANIFEST_FILE && rel != SUMS_FILE && rel != REPLICATION_FILE && m.artifact(&rel).is_none() {
+            p(&rel, "file is not listed in manifest.json".into());
+        }
+    }
+    (problems, confirmed)
+}
+
+/// Present as a regular file of the recorded size.
+fn stat_check(pack: &Pack, a: &ArtifactEntry) -> Result<fs::Metadata, String> {
     let path = pack.path_of(a);
     let meta = fs::symlink_metadata(&path).map_err(|e| format!("missing or unreadable: {e}"))?;
     if !meta.is_file() {
-        return Err("is not a regular file".into());
+        return Err(open_regular(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "is not a regular file".into()));
     }
     if meta.len() != a.size {
         return Err(format!("size is {} bytes, manifest says {}", meta.len(), a.size));
     }
-    let (_, h) = File::open(&path)
+    Ok(meta)
+}
+
+fn quick_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
+    stat_check(pack, a)?;
+    let (n, h) = open_regular(&pack.path_of(a))
         .and_then(hash_reader)
         .map_err(|e| format!("cannot read: {e}"))?;
+    if n != a.size {
+        return Err(format!("size is {n} bytes, manifest says {}", a.size));
+    }
     if h != a.sha256 {
         return Err(format!("sha256 mismatch: file has {h}, manifest says {}", a.sha256));
     }
@@ -211,18 +331,6 @@ fn decompress_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
         return Err(format!("decompresses to {n} bytes, manifest says {}", a.raw_size));
     }
     Ok(())
-}
-
-fn read_sums(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = fs::read_to_string(dir.join(SUMS_FILE)).map_err(|e| format!("missing or unreadable: {e}"))?;
-    let mut out = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let Some((hash, name)) = line.split_once("  ") else {
-            return Err(format!("line {} is not `<sha256>  <path>`", i + 1));
-        };
-        out.insert(name.to_string(), hash.to_string());
-    }
-    Ok(out)
 }
 
 /// All regular files and symlinks below `dir`, as `/`-separated relative paths.
@@ -301,6 +409,98 @@ mod tests {
                 fs::write(&path, &orig).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn restore_check_reads_what_it_uses_and_names_every_problem() {
+        let t = tempfile::tempdir().unwrap();
+        let p = make_pack(t.path());
+        let data = p.manifest().artifact("a/data.zst").unwrap().clone();
+        let txt = p.manifest().artifact("b.txt").unwrap().clone();
+        let c = Verifier::check_for_restore(&p, &[&data]);
+        assert!(c.is_ok() && c.usable("a/data.zst"), "{c:?}");
+        c.require(false).unwrap();
+
+        // Damage the artifact that is not used: same size, other bytes. Only a full read could
+        // tell, and the restore does not read it.
+        fs::write(p.dir().join("b.txt"), b"abd").unwrap();
+        assert!(Verifier::check_for_restore(&p, &[&data]).is_ok());
+        let c = Verifier::check_for_restore(&p, &[&data, &txt]);
+        assert!(!c.is_ok());
+        assert!(c.usable("a/data.zst") && !c.usable("b.txt"), "{c:?}");
+        assert!(c.unusable["b.txt"].contains("sha256 mismatch"), "{c:?}");
+        let e = c.require(false).unwrap_err().to_string();
+        assert!(
+            e.contains("b.txt: sha256 mismatch") && e.contains("--allow-damaged"),
+            "{e}"
+        );
+        c.require(true).unwrap();
+
+        // A truncated or missing artifact is seen even when not used.
+        fs::write(p.dir().join("b.txt"), b"ab").unwrap();
+        let c = Verifier::check_for_restore(&p, &[&data]);
+        assert!(!c.is_ok() && c.usable("a/data.zst"), "{c:?}");
+        assert!(c.problems[0].reason.contains("size is 2 bytes"), "{c:?}");
+        fs::write(p.dir().join("b.txt"), b"abc").unwrap();
+
+        // An entry that is not the manifest's is never usable.
+        let mut forged = data.clone();
+        forged.size += 1;
+        assert!(!Verifier::check_for_restore(&p, &[&forged]).usable("a/data.zst"));
+
+        // When manifest.json is not confirmed by SHA256SUMS, nothing it describes is usable.
+        let sums = fs::read_to_string(p.dir().join(SUMS_FILE)).unwrap();
+        let last = sums.lines().last().unwrap();
+        let bad = sums.replace(last, &format!("{}  manifest.json", "0".repeat(64)));
+        fs::write(p.dir().join(SUMS_FILE), bad).unwrap();
+        let c = Verifier::check_for_restore(&p, &[&data]);
+        assert!(!c.usable("a/data.zst"), "{c:?}");
+        assert!(c.problems.iter().any(|x| x.path == MANIFEST_FILE), "{c:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_are_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let p = make_pack(t.path());
+        let data = p.manifest().artifact("a/data.zst").unwrap().clone();
+        let mkfifo = |path: &Path| {
+            fs::remove_file(path).unwrap();
+            let st = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+            assert!(st.success());
+        };
+        // An artifact: verify, the restore check and open_artifact all refuse it.
+        let art = p.dir().join("a/data.zst");
+        let orig = fs::read(&art).unwrap();
+        mkfifo(&art);
+        let r = Verifier::new().verify(&p, VerifyLevel::Deep);
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.path == "a/data.zst" && x.reason.contains("FIFO")),
+            "{r:?}"
+        );
+        let c = Verifier::check_for_restore(&p, &[&data]);
+        assert!(c.unusable["a/data.zst"].contains("FIFO"), "{c:?}");
+        let e = p.open_artifact(&data).err().unwrap().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+        fs::remove_file(&art).unwrap();
+        fs::write(&art, orig).unwrap();
+
+        // SHA256SUMS and manifest.json.
+        let sums = p.dir().join(SUMS_FILE);
+        mkfifo(&sums);
+        let r = Verifier::new().verify(&p, VerifyLevel::Quick);
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.path == SUMS_FILE && x.reason.contains("FIFO")),
+            "{r:?}"
+        );
+        let manifest = p.dir().join(MANIFEST_FILE);
+        mkfifo(&manifest);
+        let e = Pack::open(p.dir()).unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
     }
 
     #[test]

@@ -116,6 +116,32 @@ pub fn parse_cron(pattern: &str) -> Result<Cron, String> {
     parser.parse(pattern.trim()).map_err(|e| e.to_string())
 }
 
+/// Checks the cron expressions (`full`, `incremental`) of every plan in `cfg`, so that a bad
+/// one is a config error when the config is loaded (`packrat config check` exits 2), naming the
+/// file, the line and the key:
+///
+/// ```text
+/// config file /etc/packrat/packrat.toml, line 12, key `plans.hot.incremental`: `0 * * *` is not a
+/// valid 5-field cron expression (…); write minute hour day-of-month month day-of-week, e.g. "0 2 * * *"
+/// ```
+pub fn check_config(cfg: &Config) -> backup_core::Result<()> {
+    for (name, plan) in &cfg.plans {
+        for (field, pattern) in [("full", &plan.full), ("incremental", &plan.incremental)] {
+            let Some(p) = pattern else { continue };
+            if let Err(reason) = parse_cron(p) {
+                return Err(cfg.key_error(
+                    &["plans", name, field],
+                    format!(
+                        "`{p}` is not a valid 5-field cron expression ({reason}); write minute hour day-of-month \
+                         month day-of-week, e.g. \"0 2 * * *\" for 02:00 every day"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Schedule {
     /// A schedule from cron expressions (at least one), in zone `tz`, catching up once.
     pub fn new(full: Option<&str>, incremental: Option<&str>, tz: Tz) -> Result<Schedule, ScheduleError> {
@@ -358,6 +384,29 @@ mod tests {
         assert!(Schedule::new(None, Some("every hour"), chrono_tz::UTC).is_err());
         assert!(Schedule::new(None, None, chrono_tz::UTC).is_err());
         assert!(Schedule::new(Some("@daily"), None, chrono_tz::UTC).is_ok());
+    }
+
+    #[test]
+    fn bad_cron_in_a_config_names_file_line_and_key() {
+        let text = "state_dir = \"/s\"\n[sources.db]\ntype = \"sqlite\"\npath = \"/db\"\n[sinks.l]\ntype = \"local\"\n\
+                    path = \"/b\"\n[plans.hot]\nsource = \"db\"\nsinks = [\"l\"]\nfull = \"0 4 * * *\"\n\
+                    incremental = \"0 * * *\"\n";
+        let cfg = Config::parse(text, std::path::Path::new("/etc/packrat.toml")).unwrap();
+        let e = check_config(&cfg).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "config file /etc/packrat.toml, line 12, key `plans.hot.incremental`: `0 * * *` is not a valid \
+                 5-field cron expression ("
+            ),
+            "{e}"
+        );
+        assert!(matches!(check_config(&cfg), Err(backup_core::Error::Config(_))));
+        let ok = Config::parse(
+            &text.replace("0 * * *\"", "0 * * * *\""),
+            std::path::Path::new("/etc/packrat.toml"),
+        )
+        .unwrap();
+        check_config(&ok).unwrap();
     }
 
     #[test]

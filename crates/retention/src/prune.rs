@@ -10,6 +10,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::RetentionError;
+use crate::select::{oldest_first, protect};
 
 /// What happened to one pack.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +37,10 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// One entry per pack, oldest first.
     pub packs: Vec<PackDecision>,
+    /// Ids of the packs dated in the future (started after the prune's `now`): the clock of the
+    /// host that wrote them was wrong. They are kept; raise an alert naming them
+    /// ([`PruneReport::future_alert`]).
+    pub future: Vec<String>,
 }
 
 impl PruneReport {
@@ -57,6 +62,36 @@ impl PruneReport {
             .count()
     }
 
+    /// The alert about packs dated in the future, if there are any: its key
+    /// (`retention:<plan>:<sink>:future-packs`) and a message naming them and saying what to
+    /// do. Resolve the key when a later prune reports none.
+    pub fn future_alert(&self) -> Option<(String, String)> {
+        if self.future.is_empty() {
+            return None;
+        }
+        let named: Vec<String> = self
+            .packs
+            .iter()
+            .filter(|p| self.future.contains(&p.pack.id))
+            .map(|p| format!("{} ({})", p.pack.id, p.pack.started_at.format("%Y-%m-%d %H:%M:%S UTC")))
+            .collect();
+        Some((
+            self.future_alert_key(),
+            format!(
+                "plan `{}` on sink `{}` has {} pack(s) dated in the future: {}. The clock of the host that wrote                  them was probably wrong. Retention keeps them and does not count them as the newest pack; check                  that host's clock (NTP), then verify those packs and remove them by hand if they are bad",
+                self.plan,
+                self.sink,
+                named.len(),
+                named.join(", ")
+            ),
+        ))
+    }
+
+    /// The key of the alert about packs dated in the future of this plan on this sink.
+    pub fn future_alert_key(&self) -> String {
+        format!("retention:{}:{}:future-packs", self.plan, self.sink)
+    }
+
     /// Removals that failed, as messages.
     pub fn failures(&self) -> Vec<String> {
         self.packs
@@ -75,10 +110,12 @@ impl PruneReport {
 /// of ours), asks the policy for verdicts and deletes the removals through [`Sink::delete`],
 /// oldest first. With `dry_run`, nothing is deleted.
 ///
-/// Safety net, whatever the policy says: the newest pack is never removed, a pack without a
-/// verdict is kept, and a pack whose directory is a symbolic link, or does not sit at
-/// `<plan>/<id>`, is left alone. A failed deletion is recorded in the report and does not stop
-/// the others.
+/// Safety net, whatever the policy says: a pack dated after `now` is kept (and listed in
+/// [`PruneReport::future`], with a warning in the log), the newest pack that is not in the
+/// future is kept, every kept incremental pack keeps the packs its `restore --chain` needs (the
+/// newest full pack before it and every pack between), a pack without a verdict is kept, and a
+/// pack whose directory is a symbolic link, or does not sit at `<plan>/<id>`, is left alone. A
+/// failed deletion is recorded in the report and does not stop the others.
 pub async fn prune(
     sink: &dyn Sink,
     plan: &str,
@@ -97,26 +134,41 @@ pub async fn prune(
         .into_iter()
         .filter(|p| p.plan == plan)
         .collect();
-    packs.sort_by(|a, b| a.started_at.cmp(&b.started_at).then_with(|| a.id.cmp(&b.id)));
-    let newest = packs.last().map(|p| p.id.clone());
+    packs.sort_by(oldest_first);
 
-    let verdicts: HashMap<String, (bool, String)> = policy
+    let mut verdicts: HashMap<String, (bool, String)> = policy
         .retain(&packs, now)
         .into_iter()
         .map(|v| (v.pack_id, (v.keep, v.reason)))
         .collect();
+    let mut decided: Vec<(bool, String)> = packs
+        .iter()
+        .map(|p| {
+            verdicts
+                .remove(&p.id)
+                .unwrap_or_else(|| (true, "no verdict from the retention policy: kept".to_string()))
+        })
+        .collect();
+    let refs: Vec<&PackInfo> = packs.iter().collect();
+    for i in protect(&refs, &mut decided, now) {
+        warn!(sink = sink.name(), plan, pack = %packs[i].id, reason = %decided[i].1, "retention asked to remove this pack; kept");
+    }
+    let future: Vec<String> = packs
+        .iter()
+        .filter(|p| p.started_at > now)
+        .map(|p| p.id.clone())
+        .collect();
+    if !future.is_empty() {
+        warn!(
+            sink = sink.name(),
+            plan,
+            packs = %future.join(", "),
+            "packs dated in the future (clock skew on the host that wrote them?): kept, never removed by age, and not counted as the newest pack"
+        );
+    }
 
     let mut out = Vec::with_capacity(packs.len());
-    for pack in packs {
-        let (mut keep, mut reason) = verdicts
-            .get(&pack.id)
-            .cloned()
-            .unwrap_or_else(|| (true, "no verdict from the retention policy: kept".to_string()));
-        if !keep && newest.as_deref() == Some(pack.id.as_str()) {
-            warn!(sink = sink.name(), plan, pack = %pack.id, "retention asked to remove the newest pack; kept");
-            keep = true;
-            reason = "newest pack (always kept)".into();
-        }
+    for (pack, (mut keep, mut reason)) in packs.into_iter().zip(decided) {
         if !keep && let Some(why) = not_ours(&pack, plan) {
             warn!(sink = sink.name(), plan, pack = %pack.id, "not removing: {why}");
             keep = true;
@@ -151,6 +203,7 @@ pub async fn prune(
         plan: plan.to_string(),
         dry_run,
         packs: out,
+        future,
     })
 }
 

@@ -6,7 +6,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use backup_core::{ArtifactEntry, Pack};
+use backup_core::restore_temp::{self, RestoreTemp};
+use backup_core::verify::Problem;
+use backup_core::{ArtifactEntry, Pack, Verifier};
 use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
@@ -40,6 +42,10 @@ pub struct RestoreOptions {
     pub helper_image: Option<String>,
     /// Engine address (default: `DOCKER_HOST` or the platform's socket).
     pub docker_host: Option<String>,
+    /// Restore the artifacts that check out even though the pack has problems elsewhere; damaged
+    /// ones are skipped (listed in [`RestoreReport::skipped`]), never used. Off: a pack with any
+    /// problem is refused before anything is written.
+    pub allow_damaged: bool,
 }
 
 /// What a restore did.
@@ -51,6 +57,21 @@ pub struct RestoreReport {
     pub compose_files: Vec<PathBuf>,
     /// Images loaded.
     pub images: Vec<String>,
+    /// Selected artifacts left out because they are damaged (only with `allow_damaged`).
+    pub skipped: Vec<Skipped>,
+    /// Problems of the pack that `allow_damaged` let pass; empty for an intact pack.
+    pub pack_problems: Vec<Problem>,
+    /// Temporary files of earlier, killed restores of the compose files that were removed.
+    pub removed_leftovers: Vec<PathBuf>,
+}
+
+/// An artifact left out of a restore because it is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The artifact.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 /// One restored volume.
@@ -108,8 +129,11 @@ fn archive_error(e: TarError, entry: &ArtifactEntry) -> Error {
 
 /// Restores the Docker artifacts of `pack` (of source `source`, if given) as `opts` says.
 ///
-/// Order: every selected volume archive is validated first (a refused archive stops the restore
-/// before anything is written), then compose files, then images, then volumes.
+/// Order: first the pack's quick check ([`Verifier::check_for_restore`], reading every selected
+/// artifact once: a damaged pack is refused with [`backup_core::Error::DamagedPack`] naming each
+/// file, unless `opts.allow_damaged`, which skips the damaged artifacts) and the validation of
+/// every selected volume archive (a refused archive stops the restore); nothing is written
+/// before both pass. Then compose files, then images, then volumes.
 pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -> Result<RestoreReport, Error> {
     let all = docker_artifacts(pack, source);
     if all.is_empty() {
@@ -149,7 +173,46 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
         return Err(Error::NotInPack(format!("pack {} holds no compose files", pack.id())));
     }
 
-    // 1. Validate every volume archive before touching anything.
+    // 1. The quick check of the pack, reading every selected artifact once; then every volume
+    //    archive is validated entry by entry. Nothing is touched before both pass.
+    let mut wanted: Vec<&ArtifactEntry> = volumes.clone();
+    if opts.compose_dir.is_some() {
+        wanted.extend(&compose);
+    }
+    if opts.images {
+        wanted.extend(&images);
+    }
+    let (p, w) = (pack.clone(), wanted.iter().map(|e| (*e).clone()).collect::<Vec<_>>());
+    let check = tokio::task::spawn_blocking(move || Verifier::check_for_restore(&p, &w.iter().collect::<Vec<_>>()))
+        .await
+        .map_err(|e| Error::Archive(format!("checking the pack failed: {e}")))?;
+    check.require(opts.allow_damaged)?;
+    let mut report = RestoreReport::default();
+    for e in &wanted {
+        if let Some(reason) = check.unusable.get(&e.path) {
+            report.skipped.push(Skipped {
+                path: e.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    if !wanted.is_empty() && report.skipped.len() == wanted.len() {
+        return Err(Error::Archive(format!(
+            "nothing to restore: every selected artifact of pack {} is damaged ({}); restore from another pack",
+            pack.id(),
+            report
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.path, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    report.pack_problems = check.problems.clone();
+    let volumes: Vec<&ArtifactEntry> = volumes.into_iter().filter(|e| check.usable(&e.path)).collect();
+    let compose: Vec<&ArtifactEntry> = compose.into_iter().filter(|e| check.usable(&e.path)).collect();
+    let images: Vec<&ArtifactEntry> = images.into_iter().filter(|e| check.usable(&e.path)).collect();
+
     for e in &volumes {
         let (p, e2) = (pack.clone(), (*e).clone());
         tokio::task::spawn_blocking(move || validate_volume_archive(&p, &e2))
@@ -157,11 +220,11 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
             .map_err(|e| Error::Archive(format!("validation task failed: {e}")))??;
     }
 
-    let mut report = RestoreReport::default();
-
     // 2. Compose files.
     if let Some(dir) = &opts.compose_dir {
-        report.compose_files = write_compose(pack, &compose, dir, opts.overwrite)?;
+        let (written, removed) = write_compose(pack, &compose, dir, opts.overwrite)?;
+        report.compose_files = written;
+        report.removed_leftovers = removed;
     }
 
     if volumes.is_empty() && !opts.images {
@@ -190,7 +253,14 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
     Ok(report)
 }
 
-fn write_compose(pack: &Pack, files: &[&ArtifactEntry], dir: &Path, overwrite: bool) -> Result<Vec<PathBuf>, Error> {
+/// Writes the compose files into `dir`, each through a temporary file next to it; returns the
+/// files written and the leftovers of killed earlier restores that were removed.
+fn write_compose(
+    pack: &Pack,
+    files: &[&ArtifactEntry],
+    dir: &Path,
+    overwrite: bool,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Error> {
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     let mut targets = Vec::new();
     for e in files {
@@ -205,19 +275,33 @@ fn write_compose(pack: &Pack, files: &[&ArtifactEntry], dir: &Path, overwrite: b
         targets.push((e, target));
     }
     let mut written = Vec::new();
+    let mut removed = Vec::new();
     for (e, target) in targets {
-        let tmp = dir.join(format!(
-            ".{}.packrat-tmp",
-            target.file_name().unwrap_or_default().to_string_lossy()
-        ));
+        removed.extend(restore_temp::remove_stale(&target)?.into_iter().map(|l| l.path));
+        let mut tmp = RestoreTemp::create(&target)?;
+        let tmp_path = tmp.path().to_path_buf();
         let mut r = pack.open_artifact(e)?;
-        let mut f = fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
-        io::copy(&mut r, &mut f).map_err(Error::io("write", &tmp))?;
-        f.sync_all().map_err(Error::io("fsync", &tmp))?;
-        fs::rename(&tmp, &target).map_err(Error::io("rename into place", &target))?;
+        io::copy(&mut r, tmp.as_file_mut()).map_err(Error::io("write", &tmp_path))?;
+        tmp.as_file().sync_all().map_err(Error::io("fsync", &tmp_path))?;
+        let moved = if overwrite {
+            tmp.persist(&target)
+        } else {
+            tmp.persist_noclobber(&target)
+        };
+        moved.map_err(|err| {
+            if err.kind() == io::ErrorKind::AlreadyExists {
+                Error::Refused(format!(
+                    "{} appeared meanwhile; pass --overwrite to replace it",
+                    target.display()
+                ))
+            } else {
+                Error::io("rename into place", &target)(err)
+            }
+        })?;
         written.push(target);
     }
-    Ok(written)
+    backup_core::pack::sync_dir(dir)?;
+    Ok((written, removed))
 }
 
 async fn load_image(docker: &Docker, pack: &Pack, e: &ArtifactEntry) -> Result<String, Error> {
@@ -447,7 +531,10 @@ fn first_entries(mut r: impl Read, limit: u64) -> io::Result<u64> {
                 .collect();
             u64::from_str_radix(s.trim(), 8).unwrap_or(0)
         };
-        io::copy(&mut (&mut r).take(size.div_ceil(512) * 512), &mut io::sink())?;
+        io::copy(
+            &mut (&mut r).take(size.div_ceil(512).saturating_mul(512)),
+            &mut io::sink(),
+        )?;
     }
     Ok(n)
 }
@@ -456,6 +543,30 @@ fn first_entries(mut r: impl Read, limit: u64) -> io::Result<u64> {
 mod tests {
     use super::*;
     use crate::tarstream::build;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// The entry counter reads the engine's tar stream: any header, any size field, any
+        /// truncation gives a count or an error, never a panic.
+        #[test]
+        fn entry_counter_never_panics(
+            size in proptest::prop_oneof![proptest::prelude::any::<u64>(), u64::MAX - 1024..=u64::MAX, 0..2048u64],
+            kind in proptest::prelude::any::<u8>(),
+            cut in 0usize..3000,
+        ) {
+            let mut t = Vec::new();
+            let mut h = build::header(b"./a", kind, 0, 0o644, b"");
+            let octal = format!("{size:o}");
+            let n = octal.len().min(11);
+            h[124..124 + n].copy_from_slice(&octal.as_bytes()[..n]);
+            t.extend_from_slice(&h);
+            t.extend_from_slice(&[1u8; 1200]);
+            build::entry(&mut t, b"./b", b'0', b"x", 0o644, b"");
+            t.truncate(cut);
+            let _ = first_entries(&t[..], 3);
+        }
+    }
 
     #[test]
     fn counts_first_entries_only() {

@@ -144,3 +144,86 @@ async fn an_existing_volume_is_left_untouched_by_a_refused_archive() {
     assert_eq!(env.sh_in_volume(&volume, "ls -A /v | wc -l").trim(), "0");
     env.docker(&["volume", "rm", &volume]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damaged() {
+    let env = env();
+    let t = tempfile::tempdir().unwrap();
+    let good = unique("dmggood");
+    let bad = unique("dmgbad");
+    let pack = staging(t.path(), "p_20260101_000000", BackupKind::Full);
+    for (volume, file) in [(&good, &b"intact"[..]), (&bad, &b"damaged"[..])] {
+        let mut a = Vec::new();
+        tb::entry(&mut a, b"./", b'5', b"", 0o755, b"");
+        tb::entry(&mut a, b"./f.txt", b'0', file, 0o644, b"");
+        tb::end(&mut a);
+        let mut w = pack
+            .artifact(
+                &format!("docker/volumes/{volume}.tar.zst"),
+                "app",
+                "docker-volume",
+                Compression::Zstd,
+            )
+            .unwrap();
+        w.write_all(&a).unwrap();
+        w.set_meta("volume", volume.as_str());
+        w.finish().unwrap();
+    }
+    let mut w = pack
+        .artifact(
+            "docker/compose/app/docker-compose.yml",
+            "app",
+            "docker-compose",
+            Compression::None,
+        )
+        .unwrap();
+    w.write_all(b"services: {}\n").unwrap();
+    w.finish().unwrap();
+    let pack = Pack::open(pack.seal().unwrap().dir()).unwrap();
+    let bad_rel = format!("docker/volumes/{bad}.tar.zst");
+    let path = pack.dir().join(&bad_rel);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let compose_dir = t.path().join("app");
+    let opts = RestoreOptions {
+        volumes: Some(Vec::new()),
+        compose_dir: Some(compose_dir.clone()),
+        helper_image: Some(env.image.clone()),
+        ..RestoreOptions::default()
+    };
+    let e = source_docker::restore(&pack, None, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("{bad_rel}: sha256 mismatch")) && e.contains("--allow-damaged"),
+        "{e}"
+    );
+    assert!(
+        !env.volume_exists(&good) && !env.volume_exists(&bad),
+        "no volume may be created"
+    );
+    assert!(!compose_dir.exists(), "the compose directory may not be created");
+
+    let r = source_docker::restore(
+        &pack,
+        None,
+        &RestoreOptions {
+            allow_damaged: true,
+            ..opts
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert_eq!(r.skipped[0].path, bad_rel);
+    assert_eq!(r.volumes.len(), 1);
+    assert_eq!(r.volumes[0].name, good);
+    assert_eq!(r.compose_files, [compose_dir.join("docker-compose.yml")]);
+    assert!(!env.volume_exists(&bad), "a damaged archive is never used");
+    assert_eq!(env.sh_in_volume(&good, "cat /v/f.txt"), "intact");
+    env.docker(&["volume", "rm", &good]);
+}

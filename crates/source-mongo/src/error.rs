@@ -14,6 +14,8 @@ pub enum Cause {
     Unreachable,
     /// The connection broke in the middle of an operation.
     ConnectionLost,
+    /// The server's MongoDB version is one the driver cannot talk to (older than 4.4).
+    IncompatibleServer,
     /// The server refused the operation for another reason.
     Server,
 }
@@ -30,6 +32,7 @@ impl Cause {
                 "check that the server is running and that the host, port and TLS options in the connection URI are right"
             }
             Cause::ConnectionLost => "the server stopped or the network failed; run the job again once it is back",
+            Cause::IncompatibleServer => "use a MongoDB version packrat supports (see docs/mongo.md)",
             Cause::Server => "see the server's message",
         }
     }
@@ -42,6 +45,7 @@ impl fmt::Display for Cause {
             Cause::Unauthorized => "not authorized",
             Cause::Unreachable => "server unreachable",
             Cause::ConnectionLost => "connection lost",
+            Cause::IncompatibleServer => "unsupported server version",
             Cause::Server => "server error",
         })
     }
@@ -67,6 +71,41 @@ pub enum Error {
         cause: Cause,
         /// The driver's message, redacted.
         detail: String,
+    },
+    /// The server is older than the driver supports (the driver refuses to talk to it).
+    #[error(
+        "{what}: MongoDB server at {address} reports wire version {wire} ({version}); packrat's MongoDB \
+         driver supports MongoDB {min} and newer (wire version {min_wire}+): upgrade the server to MongoDB {min} or \
+         newer, or keep backing it up with the mongodump of its own version until then (see docs/mongo.md)"
+    )]
+    ServerTooOld {
+        /// What we were doing.
+        what: String,
+        /// The server's `host:port`.
+        address: String,
+        /// The newest wire version the server speaks.
+        wire: i32,
+        /// The MongoDB release of that wire version (`MongoDB 4.0`).
+        version: String,
+        /// The oldest MongoDB release the driver supports (`4.4`).
+        min: String,
+        /// Its wire version.
+        min_wire: i32,
+    },
+    /// The server is newer than the driver supports.
+    #[error(
+        "{what}: MongoDB server at {address} requires wire version {wire} or newer, but packrat's MongoDB driver \
+         speaks up to wire version {max}: use a newer packrat, or a MongoDB release it supports (see docs/mongo.md)"
+    )]
+    ServerTooNew {
+        /// What we were doing.
+        what: String,
+        /// The server's `host:port`.
+        address: String,
+        /// The oldest wire version the server accepts.
+        wire: i32,
+        /// The newest wire version the driver speaks.
+        max: i32,
     },
     /// A collection named in the plan does not exist.
     #[error(
@@ -110,6 +149,7 @@ impl Error {
     pub fn cause(&self) -> Option<Cause> {
         match self {
             Error::Driver { cause, .. } => Some(*cause),
+            Error::ServerTooOld { .. } | Error::ServerTooNew { .. } => Some(Cause::IncompatibleServer),
             _ => None,
         }
     }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 
-use backup_core::{ArtifactEntry, BackupKind, Pack};
+use backup_core::{ArtifactEntry, BackupKind, Pack, RestoreCheck, Verifier};
 use mongodb::Database;
 use mongodb::bson::{Document, RawArrayBuf, RawBson, RawDocumentBuf, doc};
 use tokio::sync::mpsc;
@@ -85,6 +85,40 @@ pub struct Options {
     pub into_db: Option<String>,
     /// Restore collection `k` as `v`.
     pub rename: BTreeMap<String, String>,
+    /// Restore the collections that check out even though a pack has problems elsewhere
+    /// (damaged artifacts, unlisted files); a damaged collection is skipped, never restored.
+    /// Off: a pack with any problem is refused before anything is written.
+    pub allow_damaged: bool,
+}
+
+/// One pack of a restore after the check that runs before anything is written: the
+/// collections that will be restored from it, and what was skipped.
+#[derive(Debug, Clone)]
+pub struct CheckedPack {
+    /// The pack.
+    pub pack: Pack,
+    /// The collections to restore (all checked out).
+    pub items: Vec<CollectionArtifact>,
+    /// The result of the pack's quick check.
+    pub check: RestoreCheck,
+    /// Collections selected but skipped because their artifacts are damaged (only with
+    /// [`Options::allow_damaged`]).
+    pub skipped: Vec<Skipped>,
+}
+
+/// A collection left out of a restore because its pack's artifacts for it are damaged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// The pack.
+    pub pack: String,
+    /// Original database.
+    pub database: String,
+    /// Original collection.
+    pub collection: String,
+    /// The damaged artifact.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 /// One collection restored from one pack.
@@ -153,21 +187,79 @@ pub fn chain(mut packs: Vec<Pack>) -> Vec<Pack> {
     packs.split_off(start)
 }
 
-/// Restores `packs` in order: the first with `opts.mode`, the rest by upsert.
+/// Restores `packs` in order: the first with `opts.mode`, the rest by upsert. Every pack is
+/// checked first ([`prepare`]); nothing is written if one is refused.
 pub async fn restore_chain(conn: &Connection, packs: &[Pack], opts: &Options) -> Result<Vec<Restored>> {
+    let checked = prepare(packs, opts).await?;
+    restore_checked(conn, &checked, opts).await
+}
+
+/// Restores the Mongo collections of one pack (checked first, see [`prepare`]).
+pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Result<Vec<Restored>> {
+    restore_chain(conn, std::slice::from_ref(pack), opts).await
+}
+
+/// Selects the collections of every pack that `opts` asks for and runs the quick check of each
+/// pack ([`Verifier::check_for_restore`]), reading every selected artifact once. Touches no
+/// server. A pack with any problem is refused with [`backup_core::Error::DamagedPack`] naming
+/// each file, unless `opts.allow_damaged`: then collections whose data or metadata artifact is
+/// damaged are left out (listed in [`CheckedPack::skipped`]), and it fails only when nothing at
+/// all is left to restore.
+pub async fn prepare(packs: &[Pack], opts: &Options) -> Result<Vec<CheckedPack>> {
     let mut out = Vec::new();
-    for (i, p) in packs.iter().enumerate() {
-        let mut o = opts.clone();
-        if i > 0 {
-            o.mode = Mode::Upsert;
+    for pack in packs {
+        let items = select(pack, opts)?;
+        let (p, it) = (pack.clone(), items.clone());
+        let check = tokio::task::spawn_blocking(move || {
+            let wanted: Vec<&ArtifactEntry> = it
+                .iter()
+                .flat_map(|i| std::iter::once(&i.data).chain(&i.metadata))
+                .collect();
+            Verifier::check_for_restore(&p, &wanted)
+        })
+        .await
+        .map_err(|e| Error::Restore(format!("checking pack {} failed: {e}", pack.id())))?;
+        check.require(opts.allow_damaged)?;
+        let mut keep = Vec::new();
+        let mut skipped = Vec::new();
+        for i in items {
+            let bad = std::iter::once(&i.data)
+                .chain(&i.metadata)
+                .find_map(|a| check.unusable.get(&a.path).map(|r| (a.path.clone(), r.clone())));
+            match bad {
+                None => keep.push(i),
+                Some((path, reason)) => skipped.push(Skipped {
+                    pack: pack.id().to_string(),
+                    database: i.database.clone(),
+                    collection: i.collection.clone(),
+                    path,
+                    reason,
+                }),
+            }
         }
-        out.extend(restore_pack(conn, p, &o).await?);
+        out.push(CheckedPack {
+            pack: pack.clone(),
+            items: keep,
+            check,
+            skipped,
+        });
+    }
+    if !out.is_empty() && out.iter().all(|c| c.items.is_empty()) {
+        let what: Vec<String> = out
+            .iter()
+            .flat_map(|c| &c.skipped)
+            .map(|s| format!("{}: {}", s.path, s.reason))
+            .collect();
+        return Err(Error::Restore(format!(
+            "nothing to restore: every selected collection is damaged ({}); restore from another pack",
+            what.join("; ")
+        )));
     }
     Ok(out)
 }
 
-/// Restores the Mongo collections of one pack.
-pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Result<Vec<Restored>> {
+/// The collections of `pack` that `opts` selects; an error names what the pack holds.
+fn select(pack: &Pack, opts: &Options) -> Result<Vec<CollectionArtifact>> {
     let mut items = collections(pack, opts.source.as_deref());
     if !opts.collections.is_empty() {
         for c in &opts.collections {
@@ -192,6 +284,32 @@ pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Res
             pack.id()
         )));
     }
+    Ok(items)
+}
+
+/// Restores packs checked by [`prepare`] in order: the first with `opts.mode`, the rest by
+/// upsert.
+pub async fn restore_checked(conn: &Connection, packs: &[CheckedPack], opts: &Options) -> Result<Vec<Restored>> {
+    let mut out = Vec::new();
+    let mut first = true;
+    for c in packs.iter().filter(|c| !c.items.is_empty()) {
+        let mut o = opts.clone();
+        if !first {
+            o.mode = Mode::Upsert;
+        }
+        first = false;
+        out.extend(restore_items(conn, &c.pack, &c.items, &o).await?);
+    }
+    Ok(out)
+}
+
+/// Restores the given collections of one pack.
+async fn restore_items(
+    conn: &Connection,
+    pack: &Pack,
+    items: &[CollectionArtifact],
+    opts: &Options,
+) -> Result<Vec<Restored>> {
     let target = |i: &CollectionArtifact| {
         (
             opts.into_db.clone().unwrap_or_else(|| i.database.clone()),
@@ -204,7 +322,7 @@ pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Res
     // Insert mode: refuse before writing anything if a target holds documents.
     if opts.mode == Mode::Insert {
         let mut busy = Vec::new();
-        for i in &items {
+        for i in items {
             let (db, coll) = target(i);
             let n = conn
                 .client
@@ -225,7 +343,7 @@ pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Res
         }
     }
     let mut out = Vec::new();
-    for i in &items {
+    for i in items {
         let (db_name, coll) = target(i);
         let db = conn.client.database(&db_name);
         let meta = match &i.metadata {

@@ -277,3 +277,66 @@ async fn conforms_to_the_source_kit() {
     backup_core::conformance::check_source(&src, &verifier()).await;
     db.drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damaged() {
+    let db = fresh_db("damaged").await;
+    let name = db.name().to_string();
+    seed(&db).await;
+    let src = MongoSource::new("mes", uri(), &name);
+    let mut h = Harness::new();
+    let (sealed, _) = h.run(&src, BackupKind::Full, chrono::Utc::now()).await;
+    let pack = sealed.to_pack();
+    let roles = format!("mongo/{name}/roles.bson.zst");
+    let path = pack.dir().join(&roles);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let conn = Connection::open(&uri()).await.unwrap();
+    let target = format!("{name}_restored");
+    let opts = Options {
+        into_db: Some(target.clone()),
+        ..Options::default()
+    };
+    let e = restore::restore_pack(&conn, &pack, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("{roles}: sha256 mismatch")) && e.contains("nothing was restored"),
+        "{e}"
+    );
+    let tdb = conn.client.database(&target);
+    assert!(
+        tdb.list_collection_names().await.unwrap().is_empty(),
+        "nothing may be created on the target"
+    );
+
+    // The intact collection on request; the damaged one is skipped and said so.
+    let o = Options {
+        allow_damaged: true,
+        ..opts.clone()
+    };
+    let checked = restore::prepare(std::slice::from_ref(&pack), &o).await.unwrap();
+    assert_eq!(checked[0].skipped.len(), 1, "{:?}", checked[0].skipped);
+    assert_eq!(checked[0].skipped[0].collection, "roles");
+    assert!(checked[0].skipped[0].reason.contains("sha256 mismatch"));
+    let restored = restore::restore_checked(&conn, &checked, &o).await.unwrap();
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].collection, "scanrecords");
+    assert_eq!(tdb.list_collection_names().await.unwrap(), ["scanrecords"]);
+    assert_eq!(live_docs(&tdb, "scanrecords").await.len(), 500);
+
+    // Only the damaged collection asked for: nothing to restore, even with the flag.
+    let o = Options {
+        collections: vec!["roles".into()],
+        mode: Mode::Replace,
+        ..o
+    };
+    let e = restore::restore_pack(&conn, &pack, &o).await.unwrap_err().to_string();
+    assert!(e.contains("nothing to restore") && e.contains(&roles), "{e}");
+    tdb.drop().await.unwrap();
+    db.drop().await.unwrap();
+}

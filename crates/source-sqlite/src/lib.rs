@@ -80,7 +80,7 @@ use backup_core::{ArtifactEntry, BackupContext, Compression, Progress, Source, S
 pub use check::{DbFacts, SqliteCheck};
 pub use copy::{CopyStrategy, JournalMode};
 pub use error::Error;
-pub use restore::{RestoreReport, find_artifact, restore, sqlite_artifacts};
+pub use restore::{RestoreOptions, RestoreReport, find_artifact, restore, restore_with, sqlite_artifacts};
 
 /// The artifact type (`ArtifactEntry::kind`) and source kind of this crate.
 pub const ARTIFACT_KIND: &str = "sqlite";

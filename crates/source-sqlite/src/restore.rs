@@ -1,11 +1,12 @@
 //! Restoring a SQLite artifact of a pack to a path.
 
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use backup_core::{ArtifactEntry, Compression, Pack};
+use backup_core::restore_temp::{self, RestoreTemp};
+use backup_core::verify::Problem;
+use backup_core::{ArtifactEntry, Compression, Pack, Verifier};
 use sha2::{Digest, Sha256};
 
 use crate::check::{DbFacts, integrity_check};
@@ -23,6 +24,21 @@ pub struct RestoreReport {
     pub replaced: bool,
     /// Facts about the restored database.
     pub facts: DbFacts,
+    /// Problems of the pack that [`RestoreOptions::allow_damaged`] let pass (the restored
+    /// artifact itself checked out); empty for an intact pack.
+    pub pack_problems: Vec<Problem>,
+    /// Temporary files of earlier, killed restores to the same target that were removed.
+    pub removed_leftovers: Vec<PathBuf>,
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Replace an existing target.
+    pub overwrite: bool,
+    /// Restore even though the pack has problems elsewhere (other artifacts damaged, unlisted
+    /// files), as long as the artifact restored checks out itself. Off: such a pack is refused.
+    pub allow_damaged: bool,
 }
 
 /// The SQLite artifacts of `pack`, only those of source `source` when given.
@@ -63,20 +79,46 @@ pub fn find_artifact<'a>(pack: &'a Pack, source: &str) -> Result<&'a ArtifactEnt
     }
 }
 
+/// Restores the SQLite artifact `entry` of `pack` to the database file `target`; see
+/// [`restore_with`]. A damaged pack is refused.
+pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: bool) -> Result<RestoreReport, Error> {
+    restore_with(
+        pack,
+        entry,
+        target,
+        &RestoreOptions {
+            overwrite,
+            allow_damaged: false,
+        },
+    )
+}
+
 /// Restores the SQLite artifact `entry` of `pack` to the database file `target`.
 ///
-/// The database is written to a temporary file next to the target
-/// (`.<name>.packrat-restore-XXXXXX`) while its stored bytes are checked against the manifest
-/// (size, sha256, uncompressed size); it is then fsynced and must pass `PRAGMA integrity_check`
-/// before it is moved into place with one rename. On any failure the temporary file is removed and
-/// the target is untouched, so there is never a half-written file at the target.
+/// First, before anything is written, the pack gets the quick check every restore runs
+/// ([`Verifier::check_for_restore`]): a pack with any problem is refused with
+/// [`backup_core::Error::DamagedPack`] naming each file (unless `allow_damaged`), and a damaged
+/// artifact is never restored. The artifact is read once for this check.
+///
+/// Then temporary files that earlier, killed restores to this target left behind are removed
+/// (only stale ones: see [`backup_core::restore_temp`]), and the database is written to a new
+/// temporary file next to the target (`.<name>.packrat-restore-XXXXXX`) while its stored bytes
+/// are checked against the manifest again (size, sha256, uncompressed size); it is then fsynced
+/// and must pass `PRAGMA integrity_check` before it is moved into place with one rename. On any
+/// failure the temporary file is removed and the target is untouched, so there is never a
+/// half-written file at the target.
 ///
 /// Without `overwrite`, an existing target is refused (before any work, and atomically again at
 /// the final no-clobber move). With `overwrite`, the target is replaced, keeping its permissions
 /// (and, on Unix, its owner where allowed). Either way the restore is refused while a non-empty
 /// `-wal` or `-journal` file lies next to the target: SQLite would apply it to the restored
 /// database, so the application using it must be stopped first.
-pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: bool) -> Result<RestoreReport, Error> {
+pub fn restore_with(
+    pack: &Pack,
+    entry: &ArtifactEntry,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, Error> {
     if entry.kind != ARTIFACT_KIND {
         return Err(Error::Artifact(format!(
             "artifact {} is of type `{}`, not `{ARTIFACT_KIND}`",
@@ -87,9 +129,9 @@ pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: boo
         path: target.to_path_buf(),
         reason: reason.to_string(),
     };
-    let Some(name) = target.file_name() else {
+    if target.file_name().is_none() {
         return Err(bad("it has no file name"));
-    };
+    }
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -100,42 +142,48 @@ pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: boo
             dir.display()
         )));
     }
-    let existing = preflight(target, overwrite)?;
+    let existing = preflight(target, opts.overwrite)?;
 
-    let mut prefix = OsString::from(".");
-    prefix.push(name);
-    prefix.push(".packrat-restore-");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempfile_in(dir)
-        .map_err(Error::io("create temporary file in", dir))?;
+    let check = Verifier::check_for_restore(pack, &[entry]);
+    check.require(opts.allow_damaged)?;
+    if let Some(reason) = check.unusable.get(&entry.path) {
+        return Err(Error::Damaged {
+            path: entry.path.clone(),
+            reason: reason.clone(),
+        });
+    }
+
+    let removed_leftovers = restore_temp::remove_stale(target)?
+        .into_iter()
+        .map(|l| l.path)
+        .collect();
+    // The file stays open (and so marked in use) until it is moved into place or dropped, which
+    // removes it.
+    let mut tmp = RestoreTemp::create(target)?;
     let tmp_path = tmp.path().to_path_buf();
     let bytes = copy_verified(pack, entry, tmp.as_file_mut(), &tmp_path)?;
     tmp.as_file().sync_all().map_err(Error::io("fsync", &tmp_path))?;
-    // Close our handle before SQLite opens the file by name; the file is removed on drop.
-    let tmp = tmp.into_temp_path();
     let facts = integrity_check(
-        &tmp,
+        &tmp_path,
         &format!("the restored copy of artifact {}", entry.path),
         "the backup is damaged; restore from another pack",
     )?;
 
     if let Some(meta) = &existing {
-        keep_permissions(meta, &tmp)?;
+        keep_permissions(meta, &tmp_path)?;
         // Check again right before the move: the application may have started meanwhile.
         check_not_in_use(target)?;
-        tmp.persist(target)
-            .map_err(|e| Error::io("rename into place at", target)(e.error))?;
+        tmp.persist(target).map_err(Error::io("rename into place at", target))?;
     } else {
         check_not_in_use(target)?;
         // No-clobber move: fails atomically if the target appeared meanwhile.
         tmp.persist_noclobber(target).map_err(|e| {
-            if e.error.kind() == io::ErrorKind::AlreadyExists {
+            if e.kind() == io::ErrorKind::AlreadyExists {
                 Error::TargetExists {
                     path: target.to_path_buf(),
                 }
             } else {
-                Error::io("move into place at", target)(e.error)
+                Error::io("move into place at", target)(e)
             }
         })?;
     }
@@ -145,6 +193,8 @@ pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: boo
         bytes,
         replaced: existing.is_some(),
         facts,
+        pack_problems: check.problems,
+        removed_leftovers,
     })
 }
 
@@ -215,7 +265,7 @@ fn copy_verified(pack: &Pack, entry: &ArtifactEntry, out: &mut File, out_path: &
         reason,
     };
     let src = pack.path_of(entry);
-    let file = File::open(&src).map_err(Error::io("open artifact", &src))?;
+    let file = backup_core::pack::open_regular(&src).map_err(Error::io("open artifact", &src))?;
     let mut hashed = HashingReader {
         inner: file,
         hasher: Sha256::new(),

@@ -6,7 +6,9 @@ use std::fs;
 use std::path::Path;
 
 use backup_core::{BackupContext, BackupKind, Compression, Pack, Source, VerifyLevel};
-use source_sqlite::{Error, SqliteCheck, SqliteSource, find_artifact, restore, sqlite_artifacts};
+use source_sqlite::{
+    Error, RestoreOptions, SqliteCheck, SqliteSource, find_artifact, restore, restore_with, sqlite_artifacts,
+};
 
 /// Backs `db` up with `source` into a sealed pack under `root`; returns the pack.
 async fn backup(root: &Path, source: &SqliteSource, id: &str) -> Pack {
@@ -183,15 +185,26 @@ async fn failed_restore_leaves_nothing_at_the_target() {
         let out = t.path().join("out");
         fs::create_dir_all(&out).unwrap();
         let target = out.join("restored.db");
+        // Refused by the check before anything is written, naming the file.
         let err = restore(&p, &entry, &target, false).unwrap_err();
+        assert!(
+            matches!(err, Error::Pack(backup_core::Error::DamagedPack { .. })),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("{}: sha256 mismatch", entry.path)),
+            "{err}"
+        );
+        // --allow-damaged never uses a damaged artifact.
+        let opts = RestoreOptions {
+            overwrite: false,
+            allow_damaged: true,
+        };
+        let err = restore_with(&p, &entry, &target, &opts).unwrap_err();
         assert!(matches!(err, Error::Damaged { .. }), "{err}");
         assert!(err.to_string().contains(&entry.path), "{err}");
         assert!(!target.exists(), "no file may appear at the target");
-        assert_eq!(
-            fs::read_dir(&out).unwrap().count(),
-            0,
-            "the temporary file must be removed"
-        );
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "nothing may be created");
 
         // Deep verification flags it too.
         let report = common::verifier().verify(&p, VerifyLevel::Deep);
@@ -217,6 +230,18 @@ async fn deep_check_catches_a_broken_database_and_restore_refuses_it() {
     let (_, sha) = backup_core::pack::hash_reader(half).unwrap();
     forged.sha256 = sha;
 
+    // Make the pack agree with the damaged file, so only the SQLite check can tell.
+    let mut m = p.manifest().clone();
+    m.artifacts = vec![forged.clone()];
+    let json = m.to_json();
+    fs::write(p.dir().join("manifest.json"), &json).unwrap();
+    fs::write(
+        p.dir().join("SHA256SUMS"),
+        backup_core::Sums::for_manifest(&m, &json).to_text(),
+    )
+    .unwrap();
+    let p = Pack::open(p.dir()).unwrap();
+
     let err = SqliteCheck::check_artifact(&p, &forged).unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
     assert!(
@@ -241,4 +266,47 @@ async fn find_artifact_names_what_the_pack_has() {
     assert!(err.contains("no SQLite artifact of source `other`"), "{err}");
     assert!(err.contains("sqlite/app_db.db (source `app_db`)"), "{err}");
     assert!(sqlite_artifacts(&p, Some("other")).is_empty());
+}
+
+#[tokio::test]
+async fn restore_removes_leftovers_of_killed_restores_but_not_a_running_ones_file() {
+    let t = tempfile::tempdir().unwrap();
+    let db = t.path().join("app.db");
+    common::create_db(&db, "wal", 0);
+    let p = backup(t.path(), &SqliteSource::new("app_db", &db), "left_20260101_000000").await;
+    let entry = find_artifact(&p, "app_db").unwrap();
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let target = out.join("restored.db");
+    // What a killed restore leaves: a half-written temporary file that nothing holds.
+    let stale = out.join(".restored.db.packrat-restore-k1ll3d");
+    fs::write(&stale, vec![0u8; 100_000]).unwrap();
+    // A restore to the same target that is still running.
+    let running = backup_core::restore_temp::RestoreTemp::create(&target).unwrap();
+    // Another target's file, and one that only looks like ours.
+    let other = out.join(".other.db.packrat-restore-k1ll3d");
+    fs::write(&other, b"x").unwrap();
+    let lookalike = out.join(".restored.db.packrat-restore-notours");
+    fs::write(&lookalike, b"x").unwrap();
+
+    let r = restore(&p, entry, &target, false).unwrap();
+    assert_eq!(r.removed_leftovers, std::slice::from_ref(&stale));
+    assert!(!stale.exists());
+    assert!(running.path().exists(), "a running restore's file is left alone");
+    assert!(other.exists() && lookalike.exists());
+    assert_eq!(common::dump(&target), common::dump(&db));
+    drop(running);
+    let mut left: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".other.db.packrat-restore-k1ll3d",
+            ".restored.db.packrat-restore-notours",
+            "restored.db"
+        ]
+    );
 }

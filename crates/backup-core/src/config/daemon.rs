@@ -1,8 +1,9 @@
 //! The daemon's part of the configuration: catch-up, `[daemon]`, `[api]`, `[health]` and
 //! `[alerts.NAME]` channels.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -386,62 +387,49 @@ impl Config {
             .unwrap_or_else(|| self.state_dir.join("logs"))
     }
 
-    pub(super) fn resolve_daemon_paths(&mut self, base: &Path) {
-        let abs = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        if let Some(p) = &mut self.daemon.log_dir {
-            abs(p);
-        }
-        if let Some(p) = &mut self.api.token_file {
-            abs(p);
-        }
-        for c in self.alerts.values_mut() {
-            let files: Vec<&mut PathBuf> = match c {
-                AlertChannelConfig::Webhook(w) | AlertChannelConfig::Slack(w) | AlertChannelConfig::WechatWork(w) => {
-                    w.url_file.iter_mut().collect()
-                }
-                AlertChannelConfig::Dingtalk(d) => d.url_file.iter_mut().chain(d.secret_file.iter_mut()).collect(),
-                AlertChannelConfig::Email(e) => e.password_file.iter_mut().collect(),
-            };
-            for f in files {
-                abs(f);
-            }
-        }
-    }
-
-    pub(super) fn validate_daemon(&self, err: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    pub(super) fn validate_daemon(&self) -> Result<()> {
+        let err = |key: &[&str], msg: String| self.key_error(key, msg);
         let api_has_token = self.api.token_env.is_some() || self.api.token_file.is_some();
         if self.api.token_env.is_some() && self.api.token_file.is_some() {
-            return Err(err("api", "set either `token_env` or `token_file`, not both".into()));
+            return Err(err(
+                &["api", "token_file"],
+                "set either `token_env` or `token_file`, not both".into(),
+            ));
         }
         if self.api.enabled && !self.api.bind.ip().is_loopback() && !api_has_token {
             return Err(err(
-                "api",
+                &["api", "bind"],
                 format!(
-                    "bind = \"{}\" is not a loopback address and no token is configured; set `token_env` or \
+                    "\"{}\" is not a loopback address and no token is configured; set `token_env` or \
                      `token_file`, or bind to 127.0.0.1",
                     self.api.bind
                 ),
             ));
         }
         if self.health.interval.is_zero() {
-            return Err(err("health", "interval must be more than 0s".into()));
+            return Err(err(&["health", "interval"], "must be more than 0s".into()));
         }
         if self.health.max_consecutive_failures == 0 {
-            return Err(err("health", "max_consecutive_failures must be at least 1".into()));
+            return Err(err(
+                &["health", "max_consecutive_failures"],
+                "must be at least 1".into(),
+            ));
+        }
+        if let Err(e) = tracing_filter_check(&self.daemon.log_level) {
+            return Err(err(&["daemon", "log_level"], e));
         }
         for (name, c) in &self.alerts {
-            let t = format!("alerts.{name}");
             let both = |a: bool, b: bool, what: &str, required: bool| -> Result<()> {
                 if a && b {
-                    return Err(err(&t, format!("set either `{what}_env` or `{what}_file`, not both")));
+                    let key = format!("{what}_file");
+                    return Err(err(
+                        &["alerts", name, &key],
+                        format!("set either `{what}_env` or `{what}_file`, not both"),
+                    ));
                 }
                 if required && !a && !b {
                     return Err(err(
-                        &t,
+                        &["alerts", name],
                         format!(
                             "set `{what}_env` (environment variable) or `{what}_file` (file); it carries a token and \
                              is never written in the config"
@@ -461,16 +449,80 @@ impl Config {
                 AlertChannelConfig::Email(e) => {
                     both(e.password_env.is_some(), e.password_file.is_some(), "password", false)?;
                     if e.to.is_empty() {
-                        return Err(err(&t, "needs at least one recipient in `to = [..]`".into()));
-                    }
-                    if e.host.trim().is_empty() {
-                        return Err(err(&t, "`host` is empty".into()));
+                        return Err(err(
+                            &["alerts", name, "to"],
+                            "needs at least one recipient in `to = [..]`".into(),
+                        ));
                     }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Every path-valued setting of `[daemon]`, `[api]` and `[alerts.NAME]` with its key.
+pub(super) fn paths_mut<'a>(
+    daemon: &'a mut DaemonConfig,
+    api: &'a mut ApiConfig,
+    alerts: &'a mut BTreeMap<String, AlertChannelConfig>,
+    out: &mut Vec<(Vec<String>, &'a mut PathBuf)>,
+) {
+    let key = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    if let Some(p) = &mut daemon.log_dir {
+        out.push((key(&["daemon", "log_dir"]), p));
+    }
+    if let Some(p) = &mut api.token_file {
+        out.push((key(&["api", "token_file"]), p));
+    }
+    for (name, c) in alerts.iter_mut() {
+        match c {
+            AlertChannelConfig::Webhook(w) | AlertChannelConfig::Slack(w) | AlertChannelConfig::WechatWork(w) => {
+                out.extend(w.url_file.iter_mut().map(|f| (key(&["alerts", name, "url_file"]), f)));
+            }
+            AlertChannelConfig::Dingtalk(d) => {
+                out.extend(d.url_file.iter_mut().map(|f| (key(&["alerts", name, "url_file"]), f)));
+                out.extend(
+                    d.secret_file
+                        .iter_mut()
+                        .map(|f| (key(&["alerts", name, "secret_file"]), f)),
+                );
+            }
+            AlertChannelConfig::Email(e) => {
+                out.extend(
+                    e.password_file
+                        .iter_mut()
+                        .map(|f| (key(&["alerts", name, "password_file"]), f)),
+                );
+            }
+        }
+    }
+}
+
+/// A light syntax check of a log filter (`info`, `packratd=debug,info`, `warn,hyper=off`): no
+/// empty directive, and every `target=level` names a level. `Err` says what is wrong.
+fn tracing_filter_check(filter: &str) -> std::result::Result<(), String> {
+    const LEVELS: [&str; 12] = [
+        "off", "error", "warn", "info", "debug", "trace", "0", "1", "2", "3", "4", "5",
+    ];
+    for directive in filter.split(',').map(str::trim) {
+        if directive.is_empty() {
+            return Err(format!(
+                "`{filter}` has an empty directive; write e.g. \"info\" or \"packratd=debug,info\""
+            ));
+        }
+        if let Some((target, level)) = directive.rsplit_once('=') {
+            if target.trim().is_empty() {
+                return Err(format!("`{directive}` names no target before `=`"));
+            }
+            if !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "`{level}` in `{directive}` is not a log level; use off, error, warn, info, debug or trace"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

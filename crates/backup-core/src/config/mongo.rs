@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Config, PlanConfig, SourceConfig};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Default of `lag`: how far behind the job's start an incremental window ends.
 pub const DEFAULT_LAG: Duration = Duration::from_secs(60);
@@ -136,11 +136,15 @@ impl PlanConfig {
 }
 
 impl Config {
-    pub(super) fn validate_mongo(&self, err: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    pub(super) fn validate_mongo(&self) -> Result<()> {
         for (name, plan) in &self.plans {
-            let t = format!("plans.{name}");
+            let err = |key: &[&str], msg: String| {
+                let mut full = vec!["plans", name.as_str()];
+                full.extend_from_slice(key);
+                self.key_error(&full, msg)
+            };
             if plan.parallelism == Some(0) {
-                return Err(err(&t, "parallelism must be at least 1".into()));
+                return Err(err(&["parallelism"], "must be at least 1".into()));
             }
             if !plan.has_mongo_keys() {
                 continue;
@@ -150,34 +154,51 @@ impl Config {
                 .iter()
                 .any(|s| matches!(self.sources.get(*s), Some(SourceConfig::Mongo(_))));
             if !has_mongo {
+                let first = [
+                    ("collections", !plan.collections.is_empty()),
+                    ("exclude_collections", !plan.exclude_collections.is_empty()),
+                    ("time_field", plan.time_field.is_some()),
+                    ("lag", plan.lag.is_some()),
+                    ("first_run", plan.first_run.is_some()),
+                    ("per_collection", !plan.per_collection.is_empty()),
+                ]
+                .into_iter()
+                .find(|(_, set)| *set)
+                .map(|(k, _)| k)
+                .unwrap_or("collections");
                 return Err(err(
-                    &t,
+                    &[first],
                     "collections, exclude_collections, time_field, lag, first_run and per_collection apply to \
                      mongo sources, but this plan has none"
                         .into(),
                 ));
             }
-            let check_field = |f: &str, key: &str| {
+            let check_field = |f: &str, key: &[&str]| {
                 if f.is_empty() || f.starts_with('$') || f.contains('\0') {
-                    Err(err(&t, format!("{key} `{f}` is not a valid field name")))
+                    Err(err(key, format!("`{f}` is not a valid field name")))
                 } else {
                     Ok(())
                 }
             };
             if let Some(f) = &plan.time_field {
-                check_field(f, "time_field")?;
+                check_field(f, &["time_field"])?;
             }
-            for pattern in plan.collections.iter().chain(&plan.exclude_collections) {
-                if pattern.is_empty() || pattern.contains('\0') || pattern.starts_with('$') {
-                    return Err(err(
-                        &t,
-                        format!("`{pattern}` is not a valid collection name or pattern"),
-                    ));
+            for (key, list) in [
+                ("collections", &plan.collections),
+                ("exclude_collections", &plan.exclude_collections),
+            ] {
+                for pattern in list {
+                    if pattern.is_empty() || pattern.contains('\0') || pattern.starts_with('$') {
+                        return Err(err(
+                            &[key],
+                            format!("`{pattern}` is not a valid collection name or pattern"),
+                        ));
+                    }
                 }
             }
             for (coll, c) in &plan.per_collection {
                 if let Some(f) = &c.time_field {
-                    check_field(f, &format!("per_collection.{coll}.time_field"))?;
+                    check_field(f, &["per_collection", coll, "time_field"])?;
                 }
             }
         }
@@ -240,7 +261,7 @@ time_field = "updatedAt"
         assert!(e.contains("first_run") && e.contains("yesterday"), "{e}");
         let bad = MES.replace("time_field = \"createdAt\"", "time_field = \"$bad\"");
         let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
-        assert!(e.contains("time_field") && e.contains("[plans.hot]"), "{e}");
+        assert!(e.contains("line 17, key `plans.hot.time_field`: `$bad`"), "{e}");
         let bad = MES.replace("mode = \"full\"", "mode = \"fast\"");
         assert!(Config::parse(&bad, Path::new("p.toml")).is_err());
         let bad = MES.replace(

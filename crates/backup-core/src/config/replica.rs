@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Config, SinkConfig};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Where packs go below the replica's target directory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,8 +46,8 @@ impl ReplicaLayout {
 #[serde(deny_unknown_fields)]
 pub struct CifsReplicaSinkConfig {
     /// The target directory on the mounted share. Empty (or missing) makes every copy fail with
-    /// "replica path is empty", so a job shows it.
-    #[serde(default)]
+    /// "replica path is empty", so a job shows it. `path = ""` is a config error.
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub path: PathBuf,
     /// Filesystem types (as `/proc/self/mountinfo` names them) the path must be mounted as.
     /// Default `["cifs", "smb3"]`.
@@ -63,6 +63,10 @@ pub struct CifsReplicaSinkConfig {
     /// The pause before the first retry; doubled on each further one (at most 60 s). Default 1s.
     #[serde(default = "default_retry_delay", with = "humantime_serde")]
     pub retry_delay: Duration,
+}
+
+fn is_empty(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 /// The default of `allowed_fs_types`: `cifs` and `smb3`.
@@ -91,14 +95,15 @@ impl Default for CifsReplicaSinkConfig {
 }
 
 impl Config {
-    pub(super) fn validate_replicas(&self, err: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    pub(super) fn validate_replicas(&self) -> Result<()> {
         for (name, sink) in &self.sinks {
             let SinkConfig::CifsReplica(c) = sink else { continue };
-            let t = format!("sinks.{name}");
+            let err = |key: &str, msg: String| self.key_error(&["sinks", name, key], msg);
             if c.allowed_fs_types.is_empty() {
                 return Err(err(
-                    &t,
-                    "allowed_fs_types is empty, so no mount would ever be accepted; remove the key for the default [\"cifs\", \"smb3\"]".into(),
+                    "allowed_fs_types",
+                    "is empty, so no mount would ever be accepted; remove the key for the default [\"cifs\", \"smb3\"]"
+                        .into(),
                 ));
             }
             if let Some(bad) = c
@@ -107,15 +112,15 @@ impl Config {
                 .find(|t| t.is_empty() || t.chars().any(char::is_whitespace))
             {
                 return Err(err(
-                    &t,
-                    format!("allowed_fs_types: `{bad}` is not a filesystem type name (as in /proc/self/mountinfo)"),
+                    "allowed_fs_types",
+                    format!("`{bad}` is not a filesystem type name (as in /proc/self/mountinfo)"),
                 ));
             }
             if c.retries > 20 {
-                return Err(err(&t, format!("retries {} is out of range 0..=20", c.retries)));
+                return Err(err("retries", format!("{} is out of range 0..=20", c.retries)));
             }
             if c.retry_delay > Duration::from_secs(60) {
-                return Err(err(&t, "retry_delay must be at most 60s".into()));
+                return Err(err("retry_delay", "must be at most 60s".into()));
             }
         }
         Ok(())
@@ -173,6 +178,13 @@ sinks = ["local", "windows"]
         let c = parse("layout = \"date\"").unwrap();
         assert_eq!(replica(&c).path, PathBuf::new());
         assert_eq!(replica(&c).layout, ReplicaLayout::Date);
+        let shown = c.to_redacted_toml();
+        assert_eq!(
+            replica(&Config::parse(&shown, Path::new("/x/y.toml")).unwrap()).path,
+            PathBuf::new()
+        );
+        let e = parse("path = \"\"").unwrap_err().to_string();
+        assert!(e.contains("key `sinks.windows.path`: must not be empty"), "{e}");
     }
 
     #[test]
@@ -180,11 +192,11 @@ sinks = ["local", "windows"]
         let e = parse("path = \"/mnt/r\"\nallowed_fs_types = []")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("[sinks.windows] allowed_fs_types is empty"), "{e}");
+        assert!(e.contains("key `sinks.windows.allowed_fs_types`: is empty"), "{e}");
         let e = parse("path = \"/mnt/r\"\nlayout = \"weekly\"").unwrap_err().to_string();
         assert!(e.contains("weekly"), "{e}");
         let e = parse("path = \"/mnt/r\"\nretries = 99").unwrap_err().to_string();
-        assert!(e.contains("retries 99"), "{e}");
+        assert!(e.contains("key `sinks.windows.retries`: 99 is out of range"), "{e}");
         let e = parse("path = \"/mnt/r\"\nmount = \"x\"").unwrap_err().to_string();
         assert!(e.contains("mount"), "{e}");
     }

@@ -1,0 +1,56 @@
+//! The retention part of `packrat doctor`: per plan, how far back a restore can go when the
+//! plan only runs incremental backups, and packs dated in the future (the clock of the host that
+//! wrote them was wrong) on each of its sinks.
+
+use backup_core::config::Config;
+use chrono::Utc;
+
+use crate::doctor::Check;
+use crate::wire;
+
+/// One check per plan (more when something is wrong).
+pub async fn checks(cfg: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    let now = Utc::now();
+    for (name, pc) in &cfg.plans {
+        let check = format!("retention ({name})");
+        let mut fine = true;
+        if let Some((what, fix)) = retention::incremental_only_warning(name, pc) {
+            out.push(Check::warn(check.clone(), what, fix));
+            fine = false;
+        }
+        for sink_name in &pc.sinks {
+            // A sink that cannot be wired or listed is reported by the sink checks.
+            let Ok(sink) = wire::sink(cfg, sink_name) else { continue };
+            let Ok(packs) = sink.list(Some(name)).await else {
+                continue;
+            };
+            let future: Vec<String> = packs
+                .iter()
+                .filter(|p| p.started_at > now)
+                .map(|p| format!("{} ({})", p.id, p.started_at.format("%Y-%m-%d %H:%M:%S UTC")))
+                .collect();
+            if !future.is_empty() {
+                out.push(Check::warn(
+                    format!("packs dated in the future ({name} on {sink_name})"),
+                    format!("{} pack(s) started after now: {}", future.len(), future.join(", ")),
+                    "check the clock (NTP) of the host that wrote them; retention keeps them and does not count them \
+                     as the newest pack. Verify them (`packrat verify`) and remove them by hand if they are bad",
+                ));
+                fine = false;
+            }
+        }
+        if fine {
+            let rules = retention::describe(&pc.retention);
+            out.push(Check::ok(
+                check,
+                if rules.is_empty() {
+                    "no rule: every pack is kept".to_string()
+                } else {
+                    rules
+                },
+            ));
+        }
+    }
+    out
+}
