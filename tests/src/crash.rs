@@ -239,11 +239,12 @@ pub fn listed(env: &Env, plan: &str, sink: &str) -> Vec<Listed> {
 }
 
 /// Nothing half-written under a final name: every directory in `plan_dir` (`<sink>/<plan>/`) is a
-/// pack `packrat list` shows, and every listed pack passes `packrat verify --deep`. Returns the ids.
+/// pack `packrat list` shows (a valid manifest), and every listed pack passes `packrat verify
+/// --deep`. Returns the ids.
 ///
 /// Packs in `verified` (`sink/plan/id`) passed before and are only checked to be listed: nothing
 /// writes into a pack in place, so deep-verifying them again after every kill would only cost
-/// time. Newly verified packs are added to it.
+/// time. Newly verified packs are added to it. With `deep = false` only the listing is compared.
 #[track_caller]
 pub fn assert_packs_complete(
     env: &Env,
@@ -251,6 +252,19 @@ pub fn assert_packs_complete(
     sink: &str,
     plan_dir: &Path,
     verified: &mut BTreeSet<String>,
+    ctx: &str,
+) -> BTreeSet<String> {
+    assert_packs_listed(env, plan, sink, plan_dir, Some(verified), ctx)
+}
+
+/// [`assert_packs_complete`]; `verified: None` compares the listing only.
+#[track_caller]
+pub fn assert_packs_listed(
+    env: &Env,
+    plan: &str,
+    sink: &str,
+    plan_dir: &Path,
+    mut verified: Option<&mut BTreeSet<String>>,
     ctx: &str,
 ) -> BTreeSet<String> {
     let packs = listed(env, plan, sink);
@@ -261,6 +275,9 @@ pub fn assert_packs_complete(
         "{ctx}: the directories under {} and the packs packrat lists differ (a directory without a valid manifest?)",
         plan_dir.display()
     );
+    let Some(verified) = verified.as_deref_mut() else {
+        return ids;
+    };
     for Listed { id, .. } in &packs {
         let key = format!("{sink}/{plan}/{id}");
         if verified.contains(&key) {
@@ -449,8 +466,15 @@ pub fn big_db(path: &Path, mib: u32) {
 }
 
 /// `PRAGMA integrity_check` of a database file, and its row count of `blobs`.
+///
+/// Opened `immutable`, so that reading it leaves no `-shm` file next to it.
 pub fn integrity(path: &Path) -> (String, i64) {
-    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let uri = format!("file:{}?immutable=1", path.display());
+    let c = rusqlite::Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .expect("open");
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check");
     let n: i64 = c.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0)).expect("count");
     (ok, n)

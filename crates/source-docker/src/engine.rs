@@ -24,6 +24,11 @@ pub const HELPER_LABEL: &str = "io.packrat.helper";
 /// removes the helpers of a packrat process that is gone (SIGKILL, crash, power loss): see
 /// [`sweep_dead_helpers`].
 pub const OWNER_LABEL: &str = "io.packrat.owner";
+/// Label on the helper containers that fill a volume during a restore. Docker cannot rename a
+/// volume, so a restore fills the volume under its final name; when the restore is killed, its
+/// fill helper stays behind as the mark that the volume is only partly restored: backups refuse
+/// that volume and the next restore of it replaces it.
+pub const FILL_LABEL: &str = "io.packrat.fill";
 /// Timeout of calls that stream a whole archive or image into the engine.
 const LONG: Duration = Duration::from_secs(24 * 3600);
 
@@ -157,6 +162,9 @@ impl Helper {
                 if let Some(owner) = owner::this_process() {
                     labels.insert(OWNER_LABEL.to_string(), owner.to_string());
                 }
+                if writable {
+                    labels.insert(FILL_LABEL.to_string(), "1".to_string());
+                }
                 labels
             }),
             host_config: Some(HostConfig {
@@ -186,6 +194,12 @@ impl Helper {
             id: created.id,
             removed: false,
         })
+    }
+
+    /// Leaves the container in place (not even removed on drop): the mark of a partly filled
+    /// volume (see [`FILL_LABEL`]).
+    pub(crate) fn keep(mut self) {
+        self.removed = true;
     }
 
     /// Removes the container (and any anonymous volume its image declared).
@@ -229,12 +243,23 @@ impl Drop for Helper {
     }
 }
 
-/// Removes the helper containers left by packrat processes on this host that are gone (killed
-/// before they could remove their helpers, which would otherwise stay forever and keep their
-/// volumes busy: `docker volume rm` and `docker-compose down -v` refuse a volume in use). Helpers
-/// of live processes (this one included), of other hosts and without an owner label are left
-/// alone. Problems are logged, never fatal. Returns the ids removed.
-pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<String> {
+/// A volume partly filled by a restore that was killed: its fill helper, left as the mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HalfFilled {
+    /// The volume.
+    pub volume: String,
+    /// The helper container that marks it.
+    pub container: String,
+}
+
+/// Removes the read-only helper containers left by packrat processes on this host that are gone
+/// (killed before they could remove them: they would otherwise stay forever and keep their
+/// volumes busy, so that `docker volume rm` and `docker-compose down -v` refuse them). Helpers of
+/// live processes (this one included), of other hosts and without an owner label are left alone.
+///
+/// The fill helpers of gone restores are left in place too, as the mark of a partly restored
+/// volume, and returned. Problems are logged, never fatal.
+pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<HalfFilled> {
     let filters = HashMap::from([("label".to_string(), vec![HELPER_LABEL.to_string(), OWNER_LABEL.to_string()])]);
     let list = match docker
         .list_containers(Some(ListContainersOptions {
@@ -250,23 +275,37 @@ pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<String> {
             return Vec::new();
         }
     };
-    let mut removed = Vec::new();
+    let mut half = Vec::new();
     for c in list {
-        let (Some(id), Some(owner)) = (c.id.as_deref(), c.labels.as_ref().and_then(|l| l.get(OWNER_LABEL))) else {
+        let labels = c.labels.clone().unwrap_or_default();
+        let (Some(id), Some(owner)) = (c.id.as_deref(), labels.get(OWNER_LABEL)) else {
             continue;
         };
         if owner::is_gone(owner) != Some(true) {
             continue;
         }
+        if labels.contains_key(FILL_LABEL) {
+            let volume = labels.get("io.packrat.volume").cloned().unwrap_or_default();
+            warn!(volume = %volume, container = %container_name(&c), "volume is only partly restored: the restore filling it was killed");
+            half.push(HalfFilled {
+                volume,
+                container: id.to_string(),
+            });
+            continue;
+        }
         match remove_container(docker, id).await {
             Ok(()) => {
                 info!(container = %container_name(&c), owner = %owner, "removed a helper container left by a packrat process that is gone");
-                removed.push(id.to_string());
             }
             Err(e) => warn!("cannot remove a leftover helper container: {e}"),
         }
     }
-    removed
+    half
+}
+
+/// Removes the mark of a partly restored volume (its dead fill helper), before it is replaced.
+pub(crate) async fn remove_mark(docker: &Docker, mark: &HalfFilled) -> Result<(), Error> {
+    remove_container(docker, &mark.container).await
 }
 
 /// Who created a helper container, and whether that process is gone.
