@@ -508,9 +508,12 @@ lag = "200ms"
 
 // ----- the replica --------------------------------------------------------------------------------
 
-/// The copy of a 64 MiB pack to the Samba share killed at random points: the share never holds a
-/// half copy under a final name (`_tmp/` does, until the next run removes it), the local pack is
-/// in place, and the killed job is completed (pack in place, replication failed) or interrupted.
+/// The copy of a 64 MiB pack to the Samba share killed at random points, for a plan that stores
+/// to the local sink first and one that stores to the share first (its pack is then assembled in
+/// the state directory's `staging/`): the share never holds a half copy under a final name (`_tmp/`
+/// does, until the next run removes it), and the killed job is completed (its pack in place on
+/// the first sink) or interrupted. `packrat doctor` runs between the kill and the next run: it
+/// settles the killed job too, and must reconcile it as the next run would.
 #[test]
 fn replica_copy_killed_at_random_points() {
     let t0 = Instant::now();
@@ -539,20 +542,39 @@ allowed_fs_types = ["{}"]
 sources = ["app_db"]
 sinks = ["local", "windows"]
 retention = {{ keep_last = 1 }}
+
+[plans.sharefirst]
+sources = ["app_db"]
+sinks = ["windows", "local"]
+retention = {{ keep_last = 1 }}
 "#,
         db.display(),
         env.path("packs").display(),
         share.dir.display(),
         share.fs_type
     ));
+    let n = kills();
+    let points = kill_points(&mut rng, n);
+    let (local_first, share_first) = points.split_at(n / 2);
+    let a = replica_matrix(&env, &share, "nightly", local_first);
+    assert!(a.completed > 0, "no kill hit the copy after the local pack was in place: {a:?}");
+    let b = replica_matrix(&env, &share, "sharefirst", share_first);
+    assert!(b.interrupted > 0, "no kill hit the copy to the share of the share-first plan: {b:?}");
+    eprintln!("[replica copy] done in {:?}", t0.elapsed());
+}
+
+/// The kill matrix of the replica scenario for one plan: kill points over the copy to the share,
+/// measured in one uninterrupted run.
+fn replica_matrix(env: &Env, share: &Share, plan: &'static str, points: &[f64]) -> packrat_e2e::crash::Tally {
+    let scenario = if plan == "nightly" { "replica copy, local first" } else { "replica copy, share first" };
     let tmp = share.dir.join("_tmp");
     // One uninterrupted run, watching when the copy to the share starts.
     let started = Instant::now();
     let mut child = env
         .cmd()
-        .args(["run", "nightly"])
+        .args(["run", plan])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let mut copy_start = None;
@@ -566,30 +588,34 @@ retention = {{ keep_last = 1 }}
         std::thread::sleep(Duration::from_millis(3));
     };
     let took = started.elapsed();
-    assert!(status.success(), "the measured run failed");
+    assert!(status.success(), "[{scenario}] the measured run failed");
     let copy_start = copy_start.expect("the copy to the share was never seen in _tmp");
-    eprintln!("[replica copy] one run takes {took:?}; the copy to the share starts at {copy_start:?}");
-    let m = RunMatrix {
-        scenario: "replica copy",
-        env: &env,
-        plan: "nightly",
-        args: vec![],
-        sinks: vec![
-            local_sink(&env, "nightly"),
+    eprintln!("[{scenario}] one run takes {took:?}; the copy to the share starts at {copy_start:?}");
+    let (first, second) = if plan == "nightly" { ("local", "windows") } else { ("windows", "local") };
+    let sink = |name: &'static str| {
+        if name == "local" {
+            local_sink(env, plan)
+        } else {
             SinkUnderTest {
                 name: "windows",
-                plan_dir: share.dir.join("nightly"),
+                plan_dir: share.dir.join(plan),
                 work: Work::ReplicaTmp(tmp.clone()),
-            },
-        ],
+            }
+        }
+    };
+    let m = RunMatrix {
+        scenario,
+        env,
+        plan,
+        args: vec![],
+        sinks: vec![sink(first), sink(second)],
         vars: vec![],
         verified: Default::default(),
         clock: std::cell::RefCell::new(KillClock::phase(copy_start, took - copy_start)),
         extra: None,
     };
-    let n = kills();
     let tally = m.kill_loop(
-        &kill_points(&mut rng, n),
+        points,
         |_| {},
         |_, _| {
             // doctor first: it settles the killed job too, and must not mark a job whose pack is in
@@ -597,9 +623,8 @@ retention = {{ keep_last = 1 }}
             env.run(&["doctor"]);
         },
     );
-    assert!(tally.completed > 0, "no kill hit the copy after the local pack was in place: {tally:?}");
-    assert_kills_landed(&tally, n);
-    eprintln!("[replica copy] done in {:?}", t0.elapsed());
+    assert_kills_landed(&tally, points.len());
+    tally
 }
 
 // ----- prune ------------------------------------------------------------------------------------
@@ -1017,4 +1042,57 @@ lag = "200ms"
     assert_eq!(got.len() as u64, next);
     assert_empty(&tmp, "the share's _tmp after the next run");
     mongo_drop(&uri, &[&db]);
+}
+
+/// What a SIGKILL in the instant after a work directory was renamed into place (or removed) and
+/// before its claim lock file was removed leaves: a free lock file naming a dead pid, without its
+/// directory. The next run removes it, in the local staging area and in the replica's `_tmp/`.
+#[test]
+fn claim_locks_left_by_a_kill_right_after_the_rename_are_removed_by_the_next_run() {
+    let share = Share::new("crashlock");
+    let env = Env::new();
+    let db = env.path("app.db");
+    packrat_e2e::seed_db(&db, 200, true);
+    env.write_config(&format!(
+        r#"state_dir = "state"
+[sources.app_db]
+type = "sqlite"
+path = "{}"
+
+[sinks.local]
+type = "local"
+path = "{}"
+min_free_mb = 1
+
+[sinks.windows]
+type = "cifs-replica"
+path = "{}"
+allowed_fs_types = ["{}"]
+
+[plans.nightly]
+sources = ["app_db"]
+sinks = ["local", "windows"]
+"#,
+        db.display(),
+        env.path("packs").display(),
+        share.dir.display(),
+        share.fs_type
+    ));
+    env.run(&["run", "nightly"]).ok();
+    // A pid that is gone: a process of ours that exited and was reaped.
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let dead = gone.id();
+    gone.wait().expect("wait");
+    let staging = env.path("packs/.packrat-staging");
+    let tmp = share.dir.join("_tmp");
+    for f in [
+        staging.join("job_41_migration_pack_20260101_000000.lock"),
+        staging.join(format!("delete_migration_pack_20260101_000000_{dead}_1.lock")),
+        tmp.join("job_41_20260101T000000000000.lock"),
+    ] {
+        std::fs::write(&f, format!("{dead}\n")).expect("write lock file");
+    }
+    env.run(&["run", "nightly"]).ok();
+    assert_staging_clean(&env.path("packs"), "after the next run");
+    assert_empty(&tmp, "the replica's _tmp after the next run");
 }
