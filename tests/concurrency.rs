@@ -35,7 +35,7 @@ min_free_mb = 1
     );
     for p in 0..PLANS {
         let db = env.path(&format!("app{p}.db"));
-        seed_db(&db, 2_000, p % 2 == 0);
+        seed_db(&db, 20_000, p % 2 == 0);
         config.push_str(&format!(
             r#"
 [sources.db{p}]

@@ -12,7 +12,7 @@ use bollard::models::Volume;
 use bollard::query_parameters::{DownloadFromContainerOptions, ListVolumesOptions};
 use tokio::sync::mpsc;
 
-use crate::engine::{self, Helper, MOUNT_DIR};
+use crate::engine::{self, Endpoint, Helper, MOUNT_DIR};
 use crate::error::Error;
 use crate::pipe::{self, ChannelReader};
 use crate::tarstream::{self, Options, TarError, TarStats};
@@ -115,6 +115,7 @@ pub(crate) async fn select_volumes(
 /// read-only and the engine's archive endpoint streams it, through validation, into the pack.
 pub(crate) async fn archive_volume(
     docker: &Docker,
+    endpoint: &Endpoint,
     volume: &str,
     helper_image: &str,
     pack: &StagingPack,
@@ -124,7 +125,7 @@ pub(crate) async fn archive_volume(
 ) -> Result<ArtifactEntry, Error> {
     // Inspect right before: a missing volume would otherwise be created empty by the helper.
     let info = engine::inspect_volume(docker, volume).await?;
-    let helper = Helper::create(docker, helper_image, volume, false).await?;
+    let helper = Helper::create(docker, endpoint, helper_image, volume, false).await?;
     let rel = format!("docker/volumes/{volume}.tar.zst");
     let mut w = pack.artifact(&rel, source, VOLUME_KIND, Compression::Zstd)?;
     w.set_meta("volume", volume);

@@ -141,13 +141,21 @@ pub(crate) async fn require_image(docker: &Docker, image: &str) -> Result<(), Er
 #[derive(Debug)]
 pub(crate) struct Helper {
     docker: Docker,
+    endpoint: Endpoint,
     pub(crate) id: String,
     removed: bool,
 }
 
 impl Helper {
-    /// Creates the helper for `volume`, read-only unless `writable`.
-    pub(crate) async fn create(docker: &Docker, image: &str, volume: &str, writable: bool) -> Result<Helper, Error> {
+    /// Creates the helper for `volume` on the engine `docker` (reached at `endpoint`), read-only
+    /// unless `writable`.
+    pub(crate) async fn create(
+        docker: &Docker,
+        endpoint: &Endpoint,
+        image: &str,
+        volume: &str,
+        writable: bool,
+    ) -> Result<Helper, Error> {
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             // Never started: the command only has to be syntactically present.
@@ -191,6 +199,7 @@ impl Helper {
             })?;
         Ok(Helper {
             docker: docker.clone(),
+            endpoint: endpoint.clone(),
             id: created.id,
             removed: false,
         })
@@ -232,13 +241,25 @@ impl Drop for Helper {
         if self.removed {
             return;
         }
-        let (docker, id) = (self.docker.clone(), self.id.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = remove_container(&docker, &id).await {
-                    warn!("{e}");
-                }
-            });
+        // Dropped mid-stream: the job was cancelled (SIGINT/SIGTERM), and the process may exit
+        // right after, before a task spawned on our runtime would run. So remove it now, on a
+        // thread with a runtime and a connection of its own (our runtime may be blocked in this
+        // very drop), and wait for it. Should that fail, the next backup or restore removes it.
+        let (endpoint, id) = (self.endpoint.clone(), self.id.clone());
+        let worker = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return Err(format!("cannot start a runtime: {e}")),
+            };
+            rt.block_on(async {
+                let docker = endpoint.connect().await.map_err(|e| e.to_string())?;
+                remove_container(&docker, &id).await.map_err(|e| e.to_string())
+            })
+        });
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("{e}"),
+            Err(_) => warn!("removing a helper container panicked"),
         }
     }
 }

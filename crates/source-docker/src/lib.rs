@@ -333,6 +333,7 @@ impl DockerSource {
                 entries.push(
                     backup::archive_volume(
                         &docker,
+                        &self.endpoint,
                         &v.name,
                         &helper_image,
                         pack,

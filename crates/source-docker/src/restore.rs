@@ -233,7 +233,8 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
     if volumes.is_empty() && !opts.images {
         return Ok(report);
     }
-    let docker = Endpoint::resolve(opts.docker_host.as_deref()).connect().await?;
+    let endpoint = Endpoint::resolve(opts.docker_host.as_deref());
+    let docker = endpoint.connect().await?;
     let half_filled = engine::sweep_dead_helpers(&docker).await;
 
     // 3. Images.
@@ -250,7 +251,7 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
         for e in volumes {
             report
                 .volumes
-                .push(restore_volume(&docker, pack, e, &helper_image, opts.overwrite, &half_filled).await?);
+                .push(restore_volume(&docker, &endpoint, pack, e, &helper_image, opts.overwrite, &half_filled).await?);
         }
     }
     Ok(report)
@@ -409,6 +410,7 @@ async fn helper_image(
 
 async fn restore_volume(
     docker: &Docker,
+    endpoint: &Endpoint,
     pack: &Pack,
     e: &ArtifactEntry,
     helper_image: &str,
@@ -427,7 +429,7 @@ async fn restore_volume(
     }
     let created = match docker.inspect_volume(&name).await {
         Ok(_) => {
-            if partial || !volume_is_empty(docker, &name, helper_image).await? {
+            if partial || !volume_is_empty(docker, endpoint, &name, helper_image).await? {
                 if !overwrite && !partial {
                     return Err(Error::Refused(format!(
                         "volume `{name}` exists and is not empty; pass --overwrite to replace its content \
@@ -457,7 +459,7 @@ async fn restore_volume(
         Err(err) => return Err(Error::engine(format!("inspect volume `{name}`"))(err)),
     };
     info!(volume = %name, created, "filling volume");
-    let helper = Helper::create(docker, helper_image, &name, true).await?;
+    let helper = Helper::create(docker, endpoint, helper_image, &name, true).await?;
     let (tx, rx) = mpsc::channel(pipe::DEPTH);
     let (p, e2) = (pack.clone(), e.clone());
     let producer = tokio::task::spawn_blocking(move || feed(&p, &e2, tx, &strict()));
@@ -517,8 +519,8 @@ async fn create_volume(docker: &Docker, e: &ArtifactEntry, name: &str) -> Result
 }
 
 /// True when the volume holds nothing but its root directory.
-async fn volume_is_empty(docker: &Docker, name: &str, helper_image: &str) -> Result<bool, Error> {
-    let helper = Helper::create(docker, helper_image, name, false).await?;
+async fn volume_is_empty(docker: &Docker, endpoint: &Endpoint, name: &str, helper_image: &str) -> Result<bool, Error> {
+    let helper = Helper::create(docker, endpoint, helper_image, name, false).await?;
     let (tx, rx) = mpsc::channel(pipe::DEPTH);
     let stream = docker.download_from_container(
         &helper.id,
