@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use packrat_e2e::Env;
 use packrat_e2e::crash::{
-    Docker, Share, integrity, mongo_drop, mongo_ids, mongo_seed, pack_doc_ids, Killed, Project, Seeded, Tally, assert_doctor_sees_no_leftovers, assert_empty, assert_killed_job_settled,
-    assert_packs_complete, assert_staging_clean, big_db, entries, KillClock, kill_points, last_job_id, run_and_kill,
-    timed_ok,
+    Docker, KillClock, Killed, Project, Seeded, Share, Tally, assert_doctor_sees_no_leftovers, assert_empty,
+    assert_killed_job_settled, assert_packs_complete, assert_staging_clean, big_db, entries, integrity, kill_points,
+    last_job_id, mongo_drop, mongo_ids, mongo_seed, pack_doc_ids, run_and_kill, timed_ok,
 };
 
 /// Kills per scenario.
@@ -61,8 +61,11 @@ struct RunMatrix<'a> {
     verified: std::cell::RefCell<std::collections::BTreeSet<String>>,
     clock: std::cell::RefCell<KillClock>,
     /// More leftovers to look for after the next run (e.g. helper containers).
-    extra: Option<Box<dyn Fn(&str) + 'a>>,
+    extra: Option<ExtraCheck<'a>>,
 }
+
+/// A check run with the context of the iteration.
+type ExtraCheck<'a> = Box<dyn Fn(&str) + 'a>;
 
 impl RunMatrix<'_> {
     fn cmd(&self, args: &[&str]) -> Command {
@@ -124,6 +127,41 @@ impl RunMatrix<'_> {
         }
     }
 
+    /// When the kill left a work directory in a local sink's staging area, `packrat doctor` names
+    /// it (as a warning: the next run removes it).
+    fn assert_doctor_sees_staging_leftovers(&self, ctx: &str) {
+        for s in &self.sinks {
+            let Work::LocalRoot(root) = &s.work else { continue };
+            let staging = root.join(".packrat-staging");
+            let left: Vec<String> = entries(&staging)
+                .into_iter()
+                .filter(|n| (n.starts_with("job_") || n.starts_with("delete_")) && staging.join(n).is_dir())
+                .collect();
+            if left.is_empty() {
+                continue;
+            }
+            let d = self.cmd(&["doctor", "--json"]).output().expect("doctor");
+            let checks: serde_json::Value = serde_json::from_slice(&d.stdout).expect("doctor --json");
+            let name = format!("no stale staging leftovers ({})", s.name);
+            let c = checks
+                .as_array()
+                .expect("checks")
+                .iter()
+                .find(|c| c["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{ctx}: doctor has no check `{name}`: {checks}"));
+            assert_eq!(
+                c["status"], "warn",
+                "{ctx}: doctor must name the leftovers {left:?}: {c}"
+            );
+            for l in &left {
+                assert!(
+                    c["detail"].as_str().unwrap_or_default().contains(l.as_str()),
+                    "{ctx}: {c}"
+                );
+            }
+        }
+    }
+
     /// The next run after a kill: succeeds; returns its job id.
     fn next_run(&self, ctx: &str) -> i64 {
         let t0 = Instant::now();
@@ -160,11 +198,16 @@ impl RunMatrix<'_> {
             eprintln!(
                 "{ctx}: pid {} {}",
                 killed.pid,
-                if killed.was_killed() { "killed".to_string() } else { format!("had finished: {:?}", killed.finished) }
+                if killed.was_killed() {
+                    "killed".to_string()
+                } else {
+                    format!("had finished: {:?}", killed.finished)
+                }
             );
             // Right after the kill, before anything cleans up: every pack in place (the killed
             // job's, the last run's) verifies deep.
             self.assert_packs(true, &format!("{ctx} (right after the kill)"));
+            self.assert_doctor_sees_staging_leftovers(&ctx);
             between(i, &killed);
             let next = self.next_run(&ctx);
             let fate = assert_killed_job_settled(self.env, before, next, self.plan, first, &killed, &ctx);
@@ -310,21 +353,25 @@ fn docker_run_killed_at_random_points() {
     assert_eq!(d.state(&web), "running");
     let n = kills();
     let mut left_stopped = 0;
-    let tally = m.kill_loop(&kill_points(&mut rng, n), |_| {}, |i, _| {
-        // SIGKILL cannot run the guard that starts the stopped containers again: a kill between
-        // the stop and the restart leaves the app stopped (docs/docker.md says so), until the
-        // operator (here: the test) starts it. SIGINT/SIGTERM do restart it, see
-        // `docker_run_cancelled_by_sigint_and_sigterm_restarts_the_app`.
-        match d.state(&web).as_str() {
-            "running" => {}
-            "exited" => {
-                left_stopped += 1;
-                eprintln!("[docker run] kill {i}: the app was left stopped; starting it");
-                d.docker(&["start", &web]);
+    let tally = m.kill_loop(
+        &kill_points(&mut rng, n),
+        |_| {},
+        |i, _| {
+            // SIGKILL cannot run the guard that starts the stopped containers again: a kill between
+            // the stop and the restart leaves the app stopped (docs/docker.md says so), until the
+            // operator (here: the test) starts it. SIGINT/SIGTERM do restart it, see
+            // `docker_run_cancelled_by_sigint_and_sigterm_restarts_the_app`.
+            match d.state(&web).as_str() {
+                "running" => {}
+                "exited" => {
+                    left_stopped += 1;
+                    eprintln!("[docker run] kill {i}: the app was left stopped; starting it");
+                    d.docker(&["start", &web]);
+                }
+                other => panic!("[docker run] kill {i}: container state {other}"),
             }
-            other => panic!("[docker run] kill {i}: container state {other}"),
-        }
-    });
+        },
+    );
     assert_kills_landed(&tally, n);
     // The data was never changed by any of it.
     assert_eq!(d.fingerprint(&project.volume()), before);
@@ -373,7 +420,10 @@ fn docker_run_cancelled_by_sigint_and_sigterm_restarts_the_app() {
                 child.try_wait().expect("wait").is_none(),
                 "{ctx}: the run finished before the app was stopped"
             );
-            assert!(t.elapsed() < Duration::from_secs(60), "{ctx}: the app was never stopped");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{ctx}: the app was never stopped"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         let extra = rng.between(Duration::ZERO, Duration::from_millis(300));
@@ -486,11 +536,16 @@ lag = "200ms"
     let want = mongo_ids(&uri, &db);
     assert_eq!(want.len() as u64, next_id + 1_000);
     assert_eq!(
-        repeated, 0,
+        repeated,
+        0,
         "documents in more than one pack (a window was repeated); {} packs, {total} documents",
         dirs.len()
     );
-    let missing: Vec<&i64> = want.iter().filter(|id| in_packs.binary_search(id).is_err()).take(10).collect();
+    let missing: Vec<&i64> = want
+        .iter()
+        .filter(|id| in_packs.binary_search(id).is_err())
+        .take(10)
+        .collect();
     assert!(
         missing.is_empty(),
         "documents in no pack (a window was skipped), e.g. {missing:?}; {} packs, {total} documents",
@@ -508,7 +563,7 @@ lag = "200ms"
 
 // ----- the replica --------------------------------------------------------------------------------
 
-/// The copy of a 64 MiB pack to the Samba share killed at random points, for a plan that stores
+/// The copy of a 32 MiB pack to the Samba share killed at random points, for a plan that stores
 /// to the local sink first and one that stores to the share first (its pack is then assembled in
 /// the state directory's `staging/`): the share never holds a half copy under a final name (`_tmp/`
 /// does, until the next run removes it), and the killed job is completed (its pack in place on
@@ -521,7 +576,7 @@ fn replica_copy_killed_at_random_points() {
     let share = Share::new("crash");
     let env = Env::new();
     let db = env.path("app.db");
-    big_db(&db, 64);
+    big_db(&db, 32);
     env.write_config(&format!(
         r#"state_dir = "state"
 [sources.app_db]
@@ -557,16 +612,26 @@ retention = {{ keep_last = 1 }}
     let points = kill_points(&mut rng, n);
     let (local_first, share_first) = points.split_at(n / 2);
     let a = replica_matrix(&env, &share, "nightly", local_first);
-    assert!(a.completed > 0, "no kill hit the copy after the local pack was in place: {a:?}");
+    assert!(
+        a.completed > 0,
+        "no kill hit the copy after the local pack was in place: {a:?}"
+    );
     let b = replica_matrix(&env, &share, "sharefirst", share_first);
-    assert!(b.interrupted > 0, "no kill hit the copy to the share of the share-first plan: {b:?}");
+    assert!(
+        b.interrupted > 0,
+        "no kill hit the copy to the share of the share-first plan: {b:?}"
+    );
     eprintln!("[replica copy] done in {:?}", t0.elapsed());
 }
 
 /// The kill matrix of the replica scenario for one plan: kill points over the copy to the share,
 /// measured in one uninterrupted run.
 fn replica_matrix(env: &Env, share: &Share, plan: &'static str, points: &[f64]) -> packrat_e2e::crash::Tally {
-    let scenario = if plan == "nightly" { "replica copy, local first" } else { "replica copy, share first" };
+    let scenario = if plan == "nightly" {
+        "replica copy, local first"
+    } else {
+        "replica copy, share first"
+    };
     let tmp = share.dir.join("_tmp");
     // Two uninterrupted runs (the second one warm, as the later runs are), watching when the copy
     // to the share starts.
@@ -595,7 +660,11 @@ fn replica_matrix(env: &Env, share: &Share, plan: &'static str, points: &[f64]) 
     }
     let copy_start = copy_start.expect("the copy to the share was never seen in _tmp");
     eprintln!("[{scenario}] one run takes {took:?}; the copy to the share starts at {copy_start:?}");
-    let (first, second) = if plan == "nightly" { ("local", "windows") } else { ("windows", "local") };
+    let (first, second) = if plan == "nightly" {
+        ("local", "windows")
+    } else {
+        ("windows", "local")
+    };
     let sink = |name: &'static str| {
         if name == "local" {
             local_sink(env, plan)
@@ -697,7 +766,11 @@ sinks = ["local"]
         let left = packrat_e2e::subdirs(&plan_dir).len();
         eprintln!(
             "{ctx}: {}; {left} of {PACKS} packs left",
-            if killed.was_killed() { "killed".to_string() } else { format!("had finished: {:?}", killed.finished) }
+            if killed.was_killed() {
+                "killed".to_string()
+            } else {
+                format!("had finished: {:?}", killed.finished)
+            }
         );
         if let Some(st) = killed.finished {
             assert!(st.success(), "{ctx}: prune failed by itself");
@@ -723,12 +796,15 @@ sinks = ["local"]
         killed_mid * 2 >= n as u32,
         "only {killed_mid} of {n} kills hit prune mid-deletion; the prune is too short for this matrix"
     );
-    eprintln!("[prune] {n} kills, {killed_mid} mid-deletion; done in {:?}", t0.elapsed());
+    eprintln!(
+        "[prune] {n} kills, {killed_mid} mid-deletion; done in {:?}",
+        t0.elapsed()
+    );
 }
 
 // ----- restore ----------------------------------------------------------------------------------
 
-/// `packrat restore` of a 64 MB SQLite pack killed at random points: the target is never
+/// `packrat restore` of a 40 MiB SQLite pack killed at random points: the target is never
 /// half-written (it is absent, or the complete database that passes `integrity_check`), and the
 /// next restore succeeds.
 #[test]
@@ -737,7 +813,7 @@ fn sqlite_restore_killed_at_random_points() {
     let mut rng = Seeded::from_env("sqlite restore");
     let env = Env::new();
     let db = env.path("app.db");
-    big_db(&db, 64);
+    big_db(&db, 40);
     let (_, rows) = integrity(&db);
     env.standard_config(&db, &env.path("packs"), "");
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
@@ -780,13 +856,20 @@ fn sqlite_restore_killed_at_random_points() {
             std::fs::remove_file(&target).expect("remove target");
         }
         let delay = clock.delay(point);
-        let ctx = format!("[sqlite restore] kill {i} at {:.0} % = {delay:?} (replace: {replace})", point * 100.0);
+        let ctx = format!(
+            "[sqlite restore] kill {i} at {:.0} % = {delay:?} (replace: {replace})",
+            point * 100.0
+        );
         let killed = run_and_kill(&mut restore(replace), delay);
         landed += u32::from(killed.was_killed());
         let left = temps();
         eprintln!(
             "{ctx}: {}; target {}; temporary files left: {left:?}",
-            if killed.was_killed() { "killed".to_string() } else { format!("had finished: {:?}", killed.finished) },
+            if killed.was_killed() {
+                "killed".to_string()
+            } else {
+                format!("had finished: {:?}", killed.finished)
+            },
             if target.exists() { "present" } else { "absent" }
         );
         if let Some(st) = killed.finished {
@@ -798,7 +881,10 @@ fn sqlite_restore_killed_at_random_points() {
         }
         // Nothing else appears next to the target (no -wal, -journal, other names).
         for e in entries(&dir) {
-            assert!(e == "app.db" || left.contains(&e), "{ctx}: unexpected file {e} next to the target");
+            assert!(
+                e == "app.db" || left.contains(&e),
+                "{ctx}: unexpected file {e} next to the target"
+            );
         }
         // The next restore succeeds.
         let (_, took) = timed_ok(&mut restore(true));
@@ -806,7 +892,10 @@ fn sqlite_restore_killed_at_random_points() {
         complete(&format!("{ctx} (next restore)"));
         left_after_next.push((i, temps()));
     }
-    assert!(landed * 2 >= n as u32, "only {landed} of {n} kills hit a running restore");
+    assert!(
+        landed * 2 >= n as u32,
+        "only {landed} of {n} kills hit a running restore"
+    );
     // needs issue9-packs: the next restore removes the temporary files of killed restores to the
     // same target. Fails on a branch without that work (the leftovers stay).
     let left: Vec<_> = left_after_next.iter().filter(|(_, l)| !l.is_empty()).collect();
@@ -814,7 +903,10 @@ fn sqlite_restore_killed_at_random_points() {
         left.is_empty(),
         "temporary files of killed restores are still next to the target after the next restore: {left:?}"
     );
-    eprintln!("[sqlite restore] {n} kills ({landed} landed); done in {:?}", t0.elapsed());
+    eprintln!(
+        "[sqlite restore] {n} kills ({landed} landed); done in {:?}",
+        t0.elapsed()
+    );
 }
 
 /// `packrat restore --volumes` of a ~30 MB volume killed at random points. Docker cannot rename a
@@ -837,7 +929,15 @@ fn docker_volume_restore_killed_at_random_points() {
     assert!(!d.volume_exists(&vol));
     let restore = || {
         let mut c = env.cmd();
-        c.args(["restore", "--latest", "stack", "--source", "app_stack", "--volumes", &vol]);
+        c.args([
+            "restore",
+            "--latest",
+            "stack",
+            "--source",
+            "app_stack",
+            "--volumes",
+            &vol,
+        ]);
         c
     };
     // Two uninterrupted restores (the second one warm, as the later ones are), watching when the
@@ -890,9 +990,16 @@ fn docker_volume_restore_killed_at_random_points() {
     let (mut absent, mut empty, mut complete, mut partial) = (0, 0, 0, 0);
     for (i, point) in kill_points(&mut rng, n).into_iter().enumerate() {
         d.docker(&["volume", "rm", &vol]);
-        let (clock, phase) = if i % 2 == 0 { (&whole, "of the restore") } else { (&fill, "of the fill") };
+        let (clock, phase) = if i % 2 == 0 {
+            (&whole, "of the restore")
+        } else {
+            (&fill, "of the fill")
+        };
         let delay = clock.delay(point);
-        let ctx = format!("[docker restore] kill {i} at {:.0} % {phase} = {delay:?}", point * 100.0);
+        let ctx = format!(
+            "[docker restore] kill {i} at {:.0} % {phase} = {delay:?}",
+            point * 100.0
+        );
         let killed = run_and_kill(&mut restore(), delay);
         if let Some(st) = killed.finished {
             assert!(st.success(), "{ctx}: the restore failed by itself");
@@ -906,10 +1013,16 @@ fn docker_volume_restore_killed_at_random_points() {
             // Partly restored and marked: a backup refuses it, naming it and what to do.
             partial += 1;
             let r = env.run(&["run", "stack", "--json"]);
-            assert_eq!(r.code, 1, "{ctx}: a backup of a partly restored volume must fail: {}", r.all());
+            assert_eq!(
+                r.code,
+                1,
+                "{ctx}: a backup of a partly restored volume must fail: {}",
+                r.all()
+            );
             let detail = r.json()["job"]["detail"].as_str().unwrap_or_default().to_string();
             assert!(
-                detail.contains(&format!("volume `{vol}` is only partly restored")) && detail.contains("restore it again"),
+                detail.contains(&format!("volume `{vol}` is only partly restored"))
+                    && detail.contains("restore it again"),
                 "{ctx}: {detail}"
             );
             "partly restored (marked)"
@@ -926,12 +1039,29 @@ fn docker_volume_restore_killed_at_random_points() {
         };
         eprintln!(
             "{ctx}: {}; the volume is {what}",
-            if killed.was_killed() { "killed".to_string() } else { "had finished".to_string() }
+            if killed.was_killed() {
+                "killed".to_string()
+            } else {
+                "had finished".to_string()
+            }
         );
         // The next restore (without --overwrite) makes it complete, unless it already was.
-        let r = env.run(&["restore", "--latest", "stack", "--source", "app_stack", "--volumes", &vol]);
+        let r = env.run(&[
+            "restore",
+            "--latest",
+            "stack",
+            "--source",
+            "app_stack",
+            "--volumes",
+            &vol,
+        ]);
         if what == "complete" {
-            assert_eq!(r.code, 1, "{ctx}: a complete volume is not replaced without --overwrite: {}", r.all());
+            assert_eq!(
+                r.code,
+                1,
+                "{ctx}: a complete volume is not replaced without --overwrite: {}",
+                r.all()
+            );
             assert!(r.stderr.contains("not empty"), "{ctx}: {}", r.all());
         } else {
             assert_eq!(r.code, 0, "{ctx}: the next restore failed: {}", r.all());
@@ -1025,7 +1155,10 @@ lag = "200ms"
             if let Some(st) = child.try_wait().expect("wait") {
                 break Some(st);
             }
-            if entries(&tmp).iter().any(|n| n.starts_with("job_") && !n.ends_with(".lock")) {
+            if entries(&tmp)
+                .iter()
+                .any(|n| n.starts_with("job_") && !n.ends_with(".lock"))
+            {
                 child.kill().expect("SIGKILL");
                 child.wait().expect("wait");
                 break None;
@@ -1034,11 +1167,19 @@ lag = "200ms"
             std::thread::sleep(Duration::from_millis(1));
         };
         // The next start settles the killed job: doctor (it must reconcile, not just mark it).
-        env.cmd().env("CRASH_MONGO_URI", &uri).arg("doctor").output().expect("doctor");
+        env.cmd()
+            .env("CRASH_MONGO_URI", &uri)
+            .arg("doctor")
+            .output()
+            .expect("doctor");
         let job = packrat_e2e::crash::jobs_after(&env, before).pop().expect("the job");
         eprintln!(
             "[mongo replica kill] attempt {attempt}: {}; job {} {}: {}",
-            if finished.is_some() { "finished first" } else { "killed mid-copy" },
+            if finished.is_some() {
+                "finished first"
+            } else {
+                "killed mid-copy"
+            },
             job["id"],
             job["status"],
             job["message"]
@@ -1049,7 +1190,10 @@ lag = "200ms"
                 job["status"], "completed",
                 "a job killed while its pack was in place must be recovered as completed: {job}"
             );
-            assert!(job["message"].as_str().unwrap_or_default().contains("recovered"), "{job}");
+            assert!(
+                job["message"].as_str().unwrap_or_default().contains("recovered"),
+                "{job}"
+            );
             assert_eq!(job["replication"], "failed", "{job}");
             recovered = Some(job);
             break;
@@ -1059,7 +1203,12 @@ lag = "200ms"
     // The next runs continue after the recovered job's window.
     seed(1_000, next);
     next += 1_000;
-    let r = env.cmd().env("CRASH_MONGO_URI", &uri).args(["run", "hot", "--incremental", "--json"]).output().expect("run");
+    let r = env
+        .cmd()
+        .env("CRASH_MONGO_URI", &uri)
+        .args(["run", "hot", "--incremental", "--json"])
+        .output()
+        .expect("run");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let dirs: Vec<PathBuf> = packrat_e2e::crash::listed(&env, "hot", "local")
         .into_iter()
@@ -1069,7 +1218,11 @@ lag = "200ms"
     let total = got.len();
     got.sort_unstable();
     got.dedup();
-    assert_eq!(total, got.len(), "documents repeated across packs: the recovered job's watermark did not move ({recovered})");
+    assert_eq!(
+        total,
+        got.len(),
+        "documents repeated across packs: the recovered job's watermark did not move ({recovered})"
+    );
     assert_eq!(got, mongo_ids(&uri, &db), "documents missing from the packs");
     assert_eq!(got.len() as u64, next);
     assert_empty(&tmp, "the share's _tmp after the next run");

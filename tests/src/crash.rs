@@ -27,11 +27,13 @@ impl Seeded {
                 .trim()
                 .parse()
                 .unwrap_or_else(|_| panic!("PACKRAT_CRASH_SEED={s:?} is not a number")),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                ^ u64::from(std::process::id()),
+            Err(_) => {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    ^ u64::from(std::process::id())
+            }
         };
         eprintln!("[{scenario}] seed {seed} (replay with PACKRAT_CRASH_SEED={seed})");
         Seeded::new(seed)
@@ -264,18 +266,19 @@ pub fn assert_packs_listed(
     plan: &str,
     sink: &str,
     plan_dir: &Path,
-    mut verified: Option<&mut BTreeSet<String>>,
+    verified: Option<&mut BTreeSet<String>>,
     ctx: &str,
 ) -> BTreeSet<String> {
     let packs = listed(env, plan, sink);
     let ids: BTreeSet<String> = packs.iter().map(|p| p.id.clone()).collect();
     let dirs: BTreeSet<String> = subdirs(plan_dir).into_iter().collect();
     assert_eq!(
-        dirs, ids,
+        dirs,
+        ids,
         "{ctx}: the directories under {} and the packs packrat lists differ (a directory without a valid manifest?)",
         plan_dir.display()
     );
-    let Some(verified) = verified.as_deref_mut() else {
+    let Some(verified) = verified else {
         return ids;
     };
     for Listed { id, .. } in &packs {
@@ -284,7 +287,12 @@ pub fn assert_packs_listed(
             continue;
         }
         let v = env.run(&["verify", "--sink", sink, &format!("{plan}/{id}"), "--deep"]);
-        assert_eq!(v.code, 0, "{ctx}: pack {id} on sink {sink} does not verify: {}", v.all());
+        assert_eq!(
+            v.code,
+            0,
+            "{ctx}: pack {id} on sink {sink} does not verify: {}",
+            v.all()
+        );
         verified.insert(key);
     }
     ids
@@ -376,13 +384,19 @@ pub fn assert_killed_job_settled(
     let packs = listed(env, plan, first_sink);
     let pack_id = job["pack_id"].as_str().map(str::to_string);
     if let Some(st) = killed.finished {
-        assert!(st.success(), "{ctx}: the run finished by itself but failed ({st}): {job}");
+        assert!(
+            st.success(),
+            "{ctx}: the run finished by itself but failed ({st}): {job}"
+        );
         assert_eq!(status, "completed", "{ctx}: {job}");
     }
     match status {
         "interrupted" => {
             assert!(
-                job["detail"].as_str().unwrap_or_default().contains("stopped before it finished"),
+                job["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("stopped before it finished"),
                 "{ctx}: {job}"
             );
             // (Its pack id may be taken by the next run's pack, made in the same second.)
@@ -475,8 +489,12 @@ pub fn integrity(path: &Path) -> (String, i64) {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )
     .expect("open");
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check");
-    let n: i64 = c.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0)).expect("count");
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+        .expect("count");
     (ok, n)
 }
 

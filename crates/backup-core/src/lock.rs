@@ -331,7 +331,9 @@ pub fn remove_orphan_lock(lock_path: &Path) {
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .is_some_and(|age| age >= ORPHAN_LOCK_AGE);
-    if (names_pid || old) && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path) {
+    if (names_pid || old)
+        && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path)
+    {
         lock.release_and_remove();
     }
 }
@@ -429,8 +431,14 @@ mod tests {
         // A live claim whose directory is not created yet: held, with our pid.
         let live = ClaimedDir::claim_only(&root.join("job_3_c")).unwrap();
         sweep(root, &["job_"], &|p| std::fs::remove_dir_all(p)).unwrap();
-        assert!(!root.join("job_1_a.lock").exists(), "the dead holder's lock file is removed");
-        assert!(root.join("job_2_b.lock").exists(), "a fresh empty lock file is left alone");
+        assert!(
+            !root.join("job_1_a.lock").exists(),
+            "the dead holder's lock file is removed"
+        );
+        assert!(
+            root.join("job_2_b.lock").exists(),
+            "a fresh empty lock file is left alone"
+        );
         assert!(claim_lock_path(&live).exists(), "a held lock is never removed");
         drop(live);
     }

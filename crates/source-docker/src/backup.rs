@@ -113,9 +113,10 @@ pub(crate) async fn select_volumes(
 
 /// Archives one volume as `docker/volumes/<volume>.tar.zst`: a helper container mounts it
 /// read-only and the engine's archive endpoint streams it, through validation, into the pack.
+/// `engine` is the connection and the address it was made to (a dropped helper is removed
+/// through a connection of its own).
 pub(crate) async fn archive_volume(
-    docker: &Docker,
-    endpoint: &Endpoint,
+    (docker, endpoint): (&Docker, &Endpoint),
     volume: &str,
     helper_image: &str,
     pack: &StagingPack,

@@ -281,7 +281,10 @@ pub(crate) struct HalfFilled {
 /// The fill helpers of gone restores are left in place too, as the mark of a partly restored
 /// volume, and returned. Problems are logged, never fatal.
 pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<HalfFilled> {
-    let filters = HashMap::from([("label".to_string(), vec![HELPER_LABEL.to_string(), OWNER_LABEL.to_string()])]);
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![HELPER_LABEL.to_string(), OWNER_LABEL.to_string()],
+    )]);
     let list = match docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -292,7 +295,10 @@ pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<HalfFilled> {
     {
         Ok(l) => l,
         Err(e) => {
-            warn!("cannot list packrat's helper containers to remove leftovers: {}", engine_message(&e));
+            warn!(
+                "cannot list packrat's helper containers to remove leftovers: {}",
+                engine_message(&e)
+            );
             return Vec::new();
         }
     };
@@ -409,16 +415,28 @@ mod owner {
             assert_eq!(is_gone(me), Some(false));
             let parts: Vec<&str> = me.split('/').collect();
             // Same pid, other start time: the pid was reused.
-            let reused = format!("{}/{}/{}/{}", parts[0], parts[1], parts[2], parts[3].parse::<u64>().unwrap() + 1);
+            let reused = format!(
+                "{}/{}/{}/{}",
+                parts[0],
+                parts[1],
+                parts[2],
+                parts[3].parse::<u64>().unwrap() + 1
+            );
             assert_eq!(is_gone(&reused), Some(true));
             // A pid that does not exist (above the kernel's maximum).
             let dead = format!("{}/{}/4194305/1", parts[0], parts[1]);
             assert_eq!(is_gone(&dead), Some(true));
             // Before the last boot.
-            let before_boot = format!("{}/00000000-0000-0000-0000-000000000000/{}/{}", parts[0], parts[2], parts[3]);
+            let before_boot = format!(
+                "{}/00000000-0000-0000-0000-000000000000/{}/{}",
+                parts[0], parts[2], parts[3]
+            );
             assert_eq!(is_gone(&before_boot), Some(true));
             // Another host, or not ours: cannot tell.
-            assert_eq!(is_gone(&format!("other-host/{}/{}/{}", parts[1], parts[2], parts[3])), None);
+            assert_eq!(
+                is_gone(&format!("other-host/{}/{}/{}", parts[1], parts[2], parts[3])),
+                None
+            );
             assert_eq!(is_gone("1"), None);
         }
     }

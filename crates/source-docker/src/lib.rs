@@ -332,8 +332,7 @@ impl DockerSource {
                 info!(volume = %v.name, "archiving");
                 entries.push(
                     backup::archive_volume(
-                        &docker,
-                        &self.endpoint,
+                        (&docker, &self.endpoint),
                         &v.name,
                         &helper_image,
                         pack,
