@@ -7,6 +7,8 @@ pub mod daemon;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod crash;
+
 /// The `packrat` binary built for this test run (`target/<profile>/packrat`), or `$PACKRAT_BIN`.
 ///
 /// `cargo xtask ci` builds it before running the tests; a missing binary fails loudly.

@@ -144,7 +144,8 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
 }
 
 /// Per sink: for replicas the share mounted and of an allowed type, the target present and
-/// writable, no stale `_tmp` leftovers; for other sinks present and writable.
+/// writable, no stale `_tmp` leftovers; for other sinks present and writable (local sinks: and no
+/// stale staging leftovers).
 pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     for (name, sc) in &cfg.sinks {
@@ -168,8 +169,33 @@ pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
                 Err(e) => out.push(Check::fail(format!("sink {name}"), e.message, "fix the config")),
             },
         }
+        if let SinkConfig::Local(c) = sc {
+            out.push(local_leftovers(name, &sink_local::LocalSink::from_config(name, c)));
+        }
     }
     out
+}
+
+/// Work directories of killed jobs or prunes in a local sink's staging area.
+fn local_leftovers(name: &str, sink: &sink_local::LocalSink) -> Check {
+    let check = format!("no stale staging leftovers ({name})");
+    match sink.leftovers() {
+        Ok(l) if l.is_empty() => Check::ok(check, "none"),
+        Ok(l) => Check::warn(
+            check,
+            format!(
+                "{} leftover(s) of interrupted jobs or prunes: {}",
+                l.len(),
+                l.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            "the next run or prune of a plan with this sink removes them; or remove them by hand",
+        ),
+        Err(e) => Check::fail(
+            check,
+            e.to_string(),
+            format!("make {} readable for the packrat user", sink.staging_root().display()),
+        ),
+    }
 }
 
 async fn replica_checks(name: &str, sink: &CifsReplicaSink) -> Vec<Check> {

@@ -109,11 +109,16 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         }
         for v in &report.volumes {
             outln!(
-                "restored volume {} ({} entries, {}{})",
+                "restored volume {} ({} entries, {}{}{})",
                 v.name,
                 v.entries,
                 output::bytes(v.bytes),
-                if v.created { ", created" } else { "" }
+                if v.created { ", created" } else { "" },
+                if v.replaced_partial {
+                    ", replacing a partial restore"
+                } else {
+                    ""
+                }
             );
         }
         for f in &report.compose_files {

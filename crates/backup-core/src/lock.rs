@@ -244,8 +244,8 @@ impl Drop for ClaimedDir {
     }
 }
 
-/// Lock files without their directory are removed once they are this old and free (a job that
-/// died between placing its directory and removing its lock).
+/// Empty lock files without their directory are removed once they are this old and free (see
+/// [`remove_orphan_lock`]).
 const ORPHAN_LOCK_AGE: Duration = Duration::from_secs(600);
 
 /// Removes the working directories in `root` whose name starts with one of `prefixes` and whose
@@ -312,19 +312,28 @@ pub fn sweep(root: &Path, prefixes: &[&str], remove: &dyn Fn(&Path) -> std::io::
     }
 }
 
-/// Removes the claim lock file `lock_path` when its directory is gone, it is free and older than
-/// a few minutes (its job died between placing its directory and removing its lock).
+/// Removes the claim lock file `lock_path` when its directory is gone and it is free (its job died
+/// between placing its directory and removing its lock): at once when it names a pid, else once
+/// it is older than a few minutes.
+///
+/// A holder writes its pid only after it took the lock ([`FileLock::try_acquire`]), so a free lock
+/// file that names a pid has lost its holder. An empty one may belong to a claimer that created it
+/// and is about to lock it; probing it then could make that claimer's lock fail, so it is left
+/// alone until it is old.
 pub fn remove_orphan_lock(lock_path: &Path) {
     let dir = lock_path.with_extension("");
     if fs::symlink_metadata(&dir).is_ok() {
         return;
     }
+    let names_pid = fs::read_to_string(lock_path).is_ok_and(|t| t.trim().parse::<u32>().is_ok());
     let old = fs::metadata(lock_path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .is_some_and(|age| age >= ORPHAN_LOCK_AGE);
-    if old && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path) {
+    if (names_pid || old)
+        && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path)
+    {
         lock.release_and_remove();
     }
 }
@@ -409,6 +418,29 @@ mod tests {
             sweep(root, &["job_"], &|p| std::fs::remove_dir_all(p)).unwrap().len(),
             1
         );
+    }
+
+    #[test]
+    fn an_orphan_lock_naming_a_dead_holder_goes_at_once_a_fresh_empty_one_stays() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        // Left by a job killed after its directory was renamed into place: a pid, no directory.
+        std::fs::write(root.join("job_1_a.lock"), b"4194305\n").unwrap();
+        // A claimer that created its lock file and has not locked it yet: empty, fresh.
+        std::fs::write(root.join("job_2_b.lock"), b"").unwrap();
+        // A live claim whose directory is not created yet: held, with our pid.
+        let live = ClaimedDir::claim_only(&root.join("job_3_c")).unwrap();
+        sweep(root, &["job_"], &|p| std::fs::remove_dir_all(p)).unwrap();
+        assert!(
+            !root.join("job_1_a.lock").exists(),
+            "the dead holder's lock file is removed"
+        );
+        assert!(
+            root.join("job_2_b.lock").exists(),
+            "a fresh empty lock file is left alone"
+        );
+        assert!(claim_lock_path(&live).exists(), "a held lock is never removed");
+        drop(live);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use backup_core::config::LocalSinkConfig;
-use backup_core::lock::ClaimedDir;
+use backup_core::lock::{ClaimedDir, FileLock, Probe, claim_lock_path};
 use backup_core::manifest::{MANIFEST_FILE, SUMS_FILE, check_relative_path};
 use backup_core::pack::{HashingWriter, check_plan_name, hash_reader, sync_dir};
 use backup_core::{JobId, Manifest, Pack, PackId, PackInfo, SealedPack, Sink};
@@ -307,6 +307,37 @@ impl LocalSink {
             info!(sink = %self.name, path = %path.display(), "removed staging leftover");
         }
         Ok(removed)
+    }
+
+    /// The work directories in the staging area that [`Sink::clean_leftovers`] would remove now:
+    /// `job_*` and `delete_*` directories whose claim is free (the job or prune that owned them is
+    /// gone), for `packrat doctor`. Nothing is removed.
+    pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
+        let staging = self.staging_root();
+        let entries = match fs::symlink_metadata(&staging) {
+            Ok(m) if m.is_dir() => fs::read_dir(&staging).map_err(self.io("read", &staging))?,
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io("inspect", &staging)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(self.io("read", &staging))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("job_") || name.starts_with("delete_"))
+                || !entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let path = entry.path();
+            match FileLock::probe(&claim_lock_path(&path)) {
+                Ok(Probe::Missing | Probe::Free(_)) => out.push(path),
+                // Claimed by a live job, or cannot tell: not a leftover.
+                Ok(Probe::Held(_)) | Err(_) => {}
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     // ----- free space and health -------------------------------------------------------------

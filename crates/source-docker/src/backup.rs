@@ -12,7 +12,7 @@ use bollard::models::Volume;
 use bollard::query_parameters::{DownloadFromContainerOptions, ListVolumesOptions};
 use tokio::sync::mpsc;
 
-use crate::engine::{self, Helper, MOUNT_DIR};
+use crate::engine::{self, Endpoint, Helper, MOUNT_DIR};
 use crate::error::Error;
 use crate::pipe::{self, ChannelReader};
 use crate::tarstream::{self, Options, TarError, TarStats};
@@ -113,8 +113,10 @@ pub(crate) async fn select_volumes(
 
 /// Archives one volume as `docker/volumes/<volume>.tar.zst`: a helper container mounts it
 /// read-only and the engine's archive endpoint streams it, through validation, into the pack.
+/// `engine` is the connection and the address it was made to (a dropped helper is removed
+/// through a connection of its own).
 pub(crate) async fn archive_volume(
-    docker: &Docker,
+    (docker, endpoint): (&Docker, &Endpoint),
     volume: &str,
     helper_image: &str,
     pack: &StagingPack,
@@ -124,7 +126,7 @@ pub(crate) async fn archive_volume(
 ) -> Result<ArtifactEntry, Error> {
     // Inspect right before: a missing volume would otherwise be created empty by the helper.
     let info = engine::inspect_volume(docker, volume).await?;
-    let helper = Helper::create(docker, helper_image, volume, false).await?;
+    let helper = Helper::create(docker, endpoint, helper_image, volume, false).await?;
     let rel = format!("docker/volumes/{volume}.tar.zst");
     let mut w = pack.artifact(&rel, source, VOLUME_KIND, Compression::Zstd)?;
     w.set_meta("volume", volume);

@@ -17,8 +17,18 @@ use crate::error::{Error, engine_message, status_of};
 /// entries come as `./…`; entries named `packrat_v/…` (engines that ignore the `/.`) are rebased.
 pub(crate) const MOUNT_DIR: &str = "packrat_v";
 /// Label on every helper container (`docker rm -f $(docker ps -aq --filter label=io.packrat.helper)`
-/// removes leftovers of a killed packrat).
+/// removes leftovers of a killed packrat by hand).
 pub const HELPER_LABEL: &str = "io.packrat.helper";
+/// Label naming the process that created a helper container (Linux:
+/// `<machine id>/<boot id>/<pid>/<process start time>`), so that the next backup or restore
+/// removes the helpers of a packrat process that is gone (SIGKILL, crash, power loss): see
+/// [`sweep_dead_helpers`].
+pub const OWNER_LABEL: &str = "io.packrat.owner";
+/// Label on the helper containers that fill a volume during a restore. Docker cannot rename a
+/// volume, so a restore fills the volume under its final name; when the restore is killed, its
+/// fill helper stays behind as the mark that the volume is only partly restored: backups refuse
+/// that volume and the next restore of it replaces it.
+pub const FILL_LABEL: &str = "io.packrat.fill";
 /// Timeout of calls that stream a whole archive or image into the engine.
 const LONG: Duration = Duration::from_secs(24 * 3600);
 
@@ -131,23 +141,40 @@ pub(crate) async fn require_image(docker: &Docker, image: &str) -> Result<(), Er
 #[derive(Debug)]
 pub(crate) struct Helper {
     docker: Docker,
+    endpoint: Endpoint,
     pub(crate) id: String,
     removed: bool,
 }
 
 impl Helper {
-    /// Creates the helper for `volume`, read-only unless `writable`.
-    pub(crate) async fn create(docker: &Docker, image: &str, volume: &str, writable: bool) -> Result<Helper, Error> {
+    /// Creates the helper for `volume` on the engine `docker` (reached at `endpoint`), read-only
+    /// unless `writable`.
+    pub(crate) async fn create(
+        docker: &Docker,
+        endpoint: &Endpoint,
+        image: &str,
+        volume: &str,
+        writable: bool,
+    ) -> Result<Helper, Error> {
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             // Never started: the command only has to be syntactically present.
             entrypoint: Some(vec!["/packrat-helper-is-never-started".into()]),
             cmd: Some(Vec::new()),
             network_disabled: Some(true),
-            labels: Some(HashMap::from([
-                (HELPER_LABEL.to_string(), "1".to_string()),
-                ("io.packrat.volume".to_string(), volume.to_string()),
-            ])),
+            labels: Some({
+                let mut labels = HashMap::from([
+                    (HELPER_LABEL.to_string(), "1".to_string()),
+                    ("io.packrat.volume".to_string(), volume.to_string()),
+                ]);
+                if let Some(owner) = owner::this_process() {
+                    labels.insert(OWNER_LABEL.to_string(), owner.to_string());
+                }
+                if writable {
+                    labels.insert(FILL_LABEL.to_string(), "1".to_string());
+                }
+                labels
+            }),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
                 mounts: Some(vec![Mount {
@@ -172,9 +199,16 @@ impl Helper {
             })?;
         Ok(Helper {
             docker: docker.clone(),
+            endpoint: endpoint.clone(),
             id: created.id,
             removed: false,
         })
+    }
+
+    /// Leaves the container in place (not even removed on drop): the mark of a partly filled
+    /// volume (see [`FILL_LABEL`]).
+    pub(crate) fn keep(mut self) {
+        self.removed = true;
     }
 
     /// Removes the container (and any anonymous volume its image declared).
@@ -207,13 +241,203 @@ impl Drop for Helper {
         if self.removed {
             return;
         }
-        let (docker, id) = (self.docker.clone(), self.id.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = remove_container(&docker, &id).await {
-                    warn!("{e}");
-                }
+        // Dropped mid-stream: the job was cancelled (SIGINT/SIGTERM), and the process may exit
+        // right after, before a task spawned on our runtime would run. So remove it now, on a
+        // thread with a runtime and a connection of its own (our runtime may be blocked in this
+        // very drop), and wait for it. Should that fail, the next backup or restore removes it.
+        let (endpoint, id) = (self.endpoint.clone(), self.id.clone());
+        let worker = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return Err(format!("cannot start a runtime: {e}")),
+            };
+            rt.block_on(async {
+                let docker = endpoint.connect().await.map_err(|e| e.to_string())?;
+                remove_container(&docker, &id).await.map_err(|e| e.to_string())
+            })
+        });
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("{e}"),
+            Err(_) => warn!("removing a helper container panicked"),
+        }
+    }
+}
+
+/// A volume partly filled by a restore that was killed: its fill helper, left as the mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HalfFilled {
+    /// The volume.
+    pub volume: String,
+    /// The helper container that marks it.
+    pub container: String,
+}
+
+/// Removes the read-only helper containers left by packrat processes on this host that are gone
+/// (killed before they could remove them: they would otherwise stay forever and keep their
+/// volumes busy, so that `docker volume rm` and `docker-compose down -v` refuse them). Helpers of
+/// live processes (this one included), of other hosts and without an owner label are left alone.
+///
+/// The fill helpers of gone restores are left in place too, as the mark of a partly restored
+/// volume, and returned. Problems are logged, never fatal.
+pub(crate) async fn sweep_dead_helpers(docker: &Docker) -> Vec<HalfFilled> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![HELPER_LABEL.to_string(), OWNER_LABEL.to_string()],
+    )]);
+    let list = match docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(
+                "cannot list packrat's helper containers to remove leftovers: {}",
+                engine_message(&e)
+            );
+            return Vec::new();
+        }
+    };
+    let mut half = Vec::new();
+    for c in list {
+        let labels = c.labels.clone().unwrap_or_default();
+        let (Some(id), Some(owner)) = (c.id.as_deref(), labels.get(OWNER_LABEL)) else {
+            continue;
+        };
+        if owner::is_gone(owner) != Some(true) {
+            continue;
+        }
+        if labels.contains_key(FILL_LABEL) {
+            let volume = labels.get("io.packrat.volume").cloned().unwrap_or_default();
+            warn!(volume = %volume, container = %container_name(&c), "volume is only partly restored: the restore filling it was killed");
+            half.push(HalfFilled {
+                volume,
+                container: id.to_string(),
             });
+            continue;
+        }
+        match remove_container(docker, id).await {
+            Ok(()) => {
+                info!(container = %container_name(&c), owner = %owner, "removed a helper container left by a packrat process that is gone");
+            }
+            Err(e) => warn!("cannot remove a leftover helper container: {e}"),
+        }
+    }
+    half
+}
+
+/// Removes the mark of a partly restored volume (its dead fill helper), before it is replaced.
+pub(crate) async fn remove_mark(docker: &Docker, mark: &HalfFilled) -> Result<(), Error> {
+    remove_container(docker, &mark.container).await
+}
+
+/// Who created a helper container, and whether that process is gone.
+mod owner {
+    /// This process as written into [`super::OWNER_LABEL`]; `None` where it cannot be told
+    /// (then helpers carry no owner and are never swept).
+    pub(crate) fn this_process() -> Option<&'static str> {
+        static ME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        ME.get_or_init(imp::this_process).as_deref()
+    }
+
+    /// `Some(true)` when the process named by `owner` is gone, `Some(false)` when it is alive,
+    /// `None` when this cannot be told (another host, an unknown format, not Linux).
+    pub(crate) fn is_gone(owner: &str) -> Option<bool> {
+        imp::is_gone(owner)
+    }
+
+    #[cfg(target_os = "linux")]
+    mod imp {
+        fn read_trim(path: &str) -> Option<String> {
+            let s = std::fs::read_to_string(path).ok()?;
+            let s = s.trim();
+            (!s.is_empty() && !s.contains('/')).then(|| s.to_string())
+        }
+
+        fn machine() -> Option<String> {
+            read_trim("/etc/machine-id").or_else(|| read_trim("/proc/sys/kernel/hostname"))
+        }
+
+        fn boot() -> Option<String> {
+            read_trim("/proc/sys/kernel/random/boot_id")
+        }
+
+        /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot): a pid reused by
+        /// another process has another start time.
+        fn start_time(pid: u32) -> Option<u64> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_comm = stat.rsplit_once(')')?.1;
+            after_comm.split_whitespace().nth(19)?.parse().ok()
+        }
+
+        pub(super) fn this_process() -> Option<String> {
+            let pid = std::process::id();
+            Some(format!("{}/{}/{pid}/{}", machine()?, boot()?, start_time(pid)?))
+        }
+
+        pub(super) fn is_gone(owner: &str) -> Option<bool> {
+            let mut parts = owner.split('/');
+            let (machine, boot, pid, start) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() || Some(machine) != self::machine().as_deref() {
+                return None;
+            }
+            let pid: u32 = pid.parse().ok()?;
+            let start: u64 = start.parse().ok()?;
+            if Some(boot) != self::boot().as_deref() {
+                return Some(true); // the host rebooted since: every process of then is gone
+            }
+            Some(start_time(pid) != Some(start))
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    mod imp {
+        pub(super) fn this_process() -> Option<String> {
+            None
+        }
+
+        pub(super) fn is_gone(_owner: &str) -> Option<bool> {
+            None
+        }
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn this_process_is_alive_and_a_dead_or_reused_pid_is_gone() {
+            let me = this_process().expect("an owner on Linux");
+            assert_eq!(is_gone(me), Some(false));
+            let parts: Vec<&str> = me.split('/').collect();
+            // Same pid, other start time: the pid was reused.
+            let reused = format!(
+                "{}/{}/{}/{}",
+                parts[0],
+                parts[1],
+                parts[2],
+                parts[3].parse::<u64>().unwrap() + 1
+            );
+            assert_eq!(is_gone(&reused), Some(true));
+            // A pid that does not exist (above the kernel's maximum).
+            let dead = format!("{}/{}/4194305/1", parts[0], parts[1]);
+            assert_eq!(is_gone(&dead), Some(true));
+            // Before the last boot.
+            let before_boot = format!(
+                "{}/00000000-0000-0000-0000-000000000000/{}/{}",
+                parts[0], parts[2], parts[3]
+            );
+            assert_eq!(is_gone(&before_boot), Some(true));
+            // Another host, or not ours: cannot tell.
+            assert_eq!(
+                is_gone(&format!("other-host/{}/{}/{}", parts[1], parts[2], parts[3])),
+                None
+            );
+            assert_eq!(is_gone("1"), None);
         }
     }
 }

@@ -65,6 +65,18 @@ pub enum Error {
     /// Restoring would overwrite data and `overwrite` was not given.
     #[error("{0}")]
     Refused(String),
+    /// A volume selected for a backup is only partly restored: a restore filling it was killed.
+    #[error(
+        "volume `{volume}` is only partly restored: a `packrat restore` filling it was killed (its helper \
+         container {container} is left as the mark); restore it again (`packrat restore PACK --volumes {volume}` \
+         replaces it), or, to keep it as it is, remove the mark with `docker rm {container}`"
+    )]
+    HalfRestored {
+        /// The volume.
+        volume: String,
+        /// The helper container that marks it.
+        container: String,
+    },
     /// A pack does not hold what was asked for.
     #[error("{0}")]
     NotInPack(String),

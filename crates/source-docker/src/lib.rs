@@ -95,7 +95,7 @@ use tracing::{info, warn};
 
 pub use backup::VolumeSelection;
 pub use check::DockerCheck;
-pub use engine::{Endpoint, HELPER_LABEL, StopGuard};
+pub use engine::{Endpoint, FILL_LABEL, HELPER_LABEL, OWNER_LABEL, StopGuard};
 pub use error::Error;
 pub use project::{PROJECT_LABEL, normalize_project_name, project_name};
 pub use restore::{
@@ -280,11 +280,19 @@ impl DockerSource {
     pub async fn run(&self, ctx: &BackupContext, pack: &StagingPack) -> Result<BackupOutcome, Error> {
         let project = self.resolve_project()?;
         let docker = self.endpoint.connect().await?;
+        let half_filled = engine::sweep_dead_helpers(&docker).await;
         let containers = match &project {
             Some(p) => engine::project_containers(&docker, p).await?,
             None => Vec::new(),
         };
         let volumes = backup::select_volumes(&docker, &self.selection, project.as_deref(), &self.exclude).await?;
+        // A partly restored volume is never backed up as if it were complete.
+        if let Some(h) = half_filled.iter().find(|h| volumes.iter().any(|v| v.name == h.volume)) {
+            return Err(Error::HalfRestored {
+                volume: h.volume.clone(),
+                container: h.container.clone(),
+            });
+        }
         let helper_image = self.helper_image_for(&docker, &containers).await?;
         let mut out = BackupOutcome {
             project: project.clone(),
@@ -324,7 +332,7 @@ impl DockerSource {
                 info!(volume = %v.name, "archiving");
                 entries.push(
                     backup::archive_volume(
-                        &docker,
+                        (&docker, &self.endpoint),
                         &v.name,
                         &helper_image,
                         pack,
@@ -380,11 +388,19 @@ impl DockerSource {
     pub async fn check_ready(&self) -> Result<Vec<String>, Error> {
         let project = self.resolve_project()?;
         let docker = self.endpoint.connect().await?;
+        let half_filled = engine::sweep_dead_helpers(&docker).await;
         let containers = match &project {
             Some(p) => engine::project_containers(&docker, p).await?,
             None => Vec::new(),
         };
         let volumes = backup::select_volumes(&docker, &self.selection, project.as_deref(), &self.exclude).await?;
+        // A partly restored volume is never backed up as if it were complete.
+        if let Some(h) = half_filled.iter().find(|h| volumes.iter().any(|v| v.name == h.volume)) {
+            return Err(Error::HalfRestored {
+                volume: h.volume.clone(),
+                container: h.container.clone(),
+            });
+        }
         self.helper_image_for(&docker, &containers).await?;
         Ok(volumes.into_iter().map(|v| v.name).collect())
     }

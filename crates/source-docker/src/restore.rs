@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::{self, Endpoint, Helper, MOUNT_DIR};
 use crate::error::{Error, engine_message, status_of};
@@ -85,6 +85,9 @@ pub struct RestoredVolume {
     pub bytes: u64,
     /// Whether the volume was created by the restore.
     pub created: bool,
+    /// Whether it replaced a partly restored volume (left by a killed restore, see
+    /// [`crate::FILL_LABEL`]); no `overwrite` is needed for that.
+    pub replaced_partial: bool,
 }
 
 /// The Docker artifacts of `pack`, optionally of one source only.
@@ -230,7 +233,9 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
     if volumes.is_empty() && !opts.images {
         return Ok(report);
     }
-    let docker = Endpoint::resolve(opts.docker_host.as_deref()).connect().await?;
+    let endpoint = Endpoint::resolve(opts.docker_host.as_deref());
+    let docker = endpoint.connect().await?;
+    let half_filled = engine::sweep_dead_helpers(&docker).await;
 
     // 3. Images.
     if opts.images {
@@ -246,7 +251,7 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
         for e in volumes {
             report
                 .volumes
-                .push(restore_volume(&docker, pack, e, &helper_image, opts.overwrite).await?);
+                .push(restore_volume(&docker, &endpoint, pack, e, &helper_image, opts.overwrite, &half_filled).await?);
         }
     }
     Ok(report)
@@ -405,16 +410,27 @@ async fn helper_image(
 
 async fn restore_volume(
     docker: &Docker,
+    endpoint: &Endpoint,
     pack: &Pack,
     e: &ArtifactEntry,
     helper_image: &str,
     overwrite: bool,
+    half_filled: &[engine::HalfFilled],
 ) -> Result<RestoredVolume, Error> {
     let name = volume_name(e);
+    // A volume partly filled by a killed restore is replaced, whatever it holds: drop its marks.
+    let marks: Vec<&engine::HalfFilled> = half_filled.iter().filter(|h| h.volume == name).collect();
+    for m in &marks {
+        engine::remove_mark(docker, m).await?;
+    }
+    let partial = !marks.is_empty();
+    if partial {
+        info!(volume = %name, "replacing a partly restored volume (a restore filling it was killed)");
+    }
     let created = match docker.inspect_volume(&name).await {
         Ok(_) => {
-            if !volume_is_empty(docker, &name, helper_image).await? {
-                if !overwrite {
+            if partial || !volume_is_empty(docker, endpoint, &name, helper_image).await? {
+                if !overwrite && !partial {
                     return Err(Error::Refused(format!(
                         "volume `{name}` exists and is not empty; pass --overwrite to replace its content \
                          (it is removed and recreated, so stop the app first: `docker-compose down`)"
@@ -443,7 +459,7 @@ async fn restore_volume(
         Err(err) => return Err(Error::engine(format!("inspect volume `{name}`"))(err)),
     };
     info!(volume = %name, created, "filling volume");
-    let helper = Helper::create(docker, helper_image, &name, true).await?;
+    let helper = Helper::create(docker, endpoint, helper_image, &name, true).await?;
     let (tx, rx) = mpsc::channel(pipe::DEPTH);
     let (p, e2) = (pack.clone(), e.clone());
     let producer = tokio::task::spawn_blocking(move || feed(&p, &e2, tx, &strict()));
@@ -457,16 +473,30 @@ async fn restore_volume(
         bollard::body_try_stream(pipe::stream(rx)),
     );
     let (produced, uploaded) = tokio::join!(producer, upload);
-    let removed = helper.remove().await;
-    // Our own refusal explains more than the engine's aborted-upload error.
-    let stats = produced.map_err(|err| Error::Archive(format!("restore task failed: {err}")))??;
-    uploaded.map_err(Error::engine(format!("fill volume `{name}` from {}", e.path)))?;
-    removed?;
+    let filled = match (produced, uploaded) {
+        (Ok(Ok(stats)), Ok(_)) => Ok(stats),
+        // Our own refusal explains more than the engine's aborted-upload error.
+        (Err(err), _) => Err(Error::Archive(format!("restore task failed: {err}"))),
+        (Ok(Err(err)), _) => Err(err),
+        (Ok(Ok(_)), Err(err)) => Err(Error::engine(format!("fill volume `{name}` from {}", e.path))(err)),
+    };
+    let stats = match filled {
+        Ok(stats) => stats,
+        Err(err) => {
+            // Partly filled: the helper stays as the mark (backups refuse the volume, the next
+            // restore replaces it).
+            warn!(volume = %name, container = %helper.id, "the volume is only partly restored; restore it again");
+            helper.keep();
+            return Err(err);
+        }
+    };
+    helper.remove().await?;
     Ok(RestoredVolume {
         name,
         entries: stats.entries,
         bytes: stats.content_bytes,
         created,
+        replaced_partial: partial,
     })
 }
 
@@ -489,8 +519,8 @@ async fn create_volume(docker: &Docker, e: &ArtifactEntry, name: &str) -> Result
 }
 
 /// True when the volume holds nothing but its root directory.
-async fn volume_is_empty(docker: &Docker, name: &str, helper_image: &str) -> Result<bool, Error> {
-    let helper = Helper::create(docker, helper_image, name, false).await?;
+async fn volume_is_empty(docker: &Docker, endpoint: &Endpoint, name: &str, helper_image: &str) -> Result<bool, Error> {
+    let helper = Helper::create(docker, endpoint, helper_image, name, false).await?;
     let (tx, rx) = mpsc::channel(pipe::DEPTH);
     let stream = docker.download_from_container(
         &helper.id,
