@@ -80,6 +80,7 @@ min_free_mb = 1
 [plans.hot]
 source = "mes"
 sinks = ["local"]
+[plans.hot.mongo]
 collections = ["logs"]
 time_field = "createdAt"
 first_run = "all"

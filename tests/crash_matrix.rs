@@ -486,6 +486,7 @@ min_free_mb = 1
 [plans.hot]
 source = "mes"
 sinks = ["local"]
+[plans.hot.mongo]
 collections = ["logs"]
 time_field = "createdAt"
 first_run = "all"
@@ -1136,6 +1137,7 @@ allowed_fs_types = ["{}"]
 [plans.hot]
 source = "mes"
 sinks = ["local", "windows"]
+[plans.hot.mongo]
 collections = ["logs"]
 time_field = "createdAt"
 first_run = "all"

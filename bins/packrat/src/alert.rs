@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alerts::{LogChannel, Notice, Notifier};
-use backup_core::config::Config;
 use clap::Subcommand;
+use packrat_app::config::Config;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
@@ -49,7 +49,7 @@ pub async fn run(config: Option<&Path>, action: AlertAction) -> Result<u8, CliEr
             if channel == "log" {
                 return test_alerts_log(&cfg, json);
             }
-            let (channels, errors) = alerts::all_from_config(&cfg);
+            let (channels, errors) = alerts::all_from_config(&cfg.alerts);
             if let Some(e) = errors
                 .iter()
                 .find(|e| matches!(e, alerts::AlertError::Setup { channel: c, .. } if *c == channel))

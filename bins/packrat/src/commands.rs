@@ -134,7 +134,7 @@ async fn list(config: Option<&Path>, plan: Option<&str>, sink: Option<&str>, jso
 }
 
 /// Finds the pack a selector names.
-async fn resolve_pack(cfg: &backup_core::config::Config, sel: &PackSelector) -> Result<Pack, CliError> {
+async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> Result<Pack, CliError> {
     let sinks: Vec<Arc<dyn Sink>> = match (&sel.sink, &sel.latest) {
         (Some(s), _) => vec![wire::sink(cfg, s)?],
         (None, Some(plan)) => cfg
@@ -307,10 +307,10 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
         ConfigAction::Check => {
             for name in cfg.plans.keys() {
                 wire::plan(&cfg, name)?;
-                policy_schedule::Schedule::from_config(&cfg, name).map_err(|e| CliError::usage(e.to_string()))?;
+                packrat_app::registry::schedule(&cfg, name).map_err(|e| CliError::usage(e.to_string()))?;
             }
             for (name, pc) in &cfg.plans {
-                if let Some((what, fix)) = retention::incremental_only_warning(name, pc) {
+                if let Some((what, fix)) = pc.incremental_only_warning(name) {
                     outln!("warning: {what}\n  fix: {fix}");
                 }
             }

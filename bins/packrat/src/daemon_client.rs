@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use backup_core::config::Config;
+use packrat_app::config::Config;
 
 use crate::{CliError, commands, exit, output, wire};
 

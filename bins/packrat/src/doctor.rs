@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use backup_core::config::{Config, SinkConfig};
 use backup_core::state::JobFilter;
 use backup_core::{JobStatus, ReplicationStatus, Sink, StateStore};
 use clap::Args;
+use packrat_app::config::{Config, SinkConfig};
 use serde::Serialize;
 use sink_cifs_replica::CifsReplicaSink;
 

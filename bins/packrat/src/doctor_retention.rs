@@ -2,8 +2,8 @@
 //! plan only runs incremental backups, and packs dated in the future (the clock of the host that
 //! wrote them was wrong) on each of its sinks.
 
-use backup_core::config::Config;
 use chrono::Utc;
+use packrat_app::config::Config;
 
 use crate::doctor::Check;
 use crate::wire;
@@ -15,7 +15,7 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
     for (name, pc) in &cfg.plans {
         let check = format!("retention ({name})");
         let mut fine = true;
-        if let Some((what, fix)) = retention::incremental_only_warning(name, pc) {
+        if let Some((what, fix)) = pc.incremental_only_warning(name) {
             out.push(Check::warn(check.clone(), what, fix));
             fine = false;
         }

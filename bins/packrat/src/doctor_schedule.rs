@@ -2,10 +2,10 @@
 //! when was it last due, did that slot fire, how old is its last success; free space on each
 //! sink and whether each source can be reached. One line per check, with the fix.
 
-use backup_core::config::Config;
 use backup_core::{Policy, StateStore};
 use chrono::{DateTime, Utc};
-use policy_schedule::{DEFAULT_TOLERANCE, Schedule};
+use packrat_app::config::Config;
+use policy_schedule::DEFAULT_TOLERANCE;
 
 use crate::doctor::Check;
 use crate::wire;
@@ -44,7 +44,7 @@ pub async fn checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
 
     for (name, pc) in &cfg.plans {
         let tz = cfg.plan_time_zone(pc);
-        let sched = match Schedule::from_config(cfg, name) {
+        let sched = match packrat_app::registry::schedule(cfg, name) {
             Ok(Some(s)) => s,
             Ok(None) => {
                 out.push(Check::ok(

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use backup_core::config::SinkConfig;
 use clap::Args;
+use packrat_app::config::SinkConfig;
 use sink_cifs_replica::mount::magic_name;
 use sink_cifs_replica::{MountCheck, MountInfoSource, MountReport};
 

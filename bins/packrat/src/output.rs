@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Mutex;
 
-use backup_core::config::Config;
 use backup_core::runner::JobRun;
 use backup_core::sink::PackInfo;
 use backup_core::{Job, StateStore, VerifyReport};
 use chrono::{DateTime, Local, Utc};
+use packrat_app::config::Config;
 use serde::Serialize;
 
 use crate::CliError;

@@ -46,7 +46,7 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
     let mut failed = false;
     for name in &names {
         let pc = cfg.plan(name)?;
-        let policy = retention::from_config(&cfg, name)?;
+        let policy = packrat_app::registry::retention(&cfg, name)?;
         for sink_name in pc
             .sinks
             .iter()
@@ -100,8 +100,8 @@ fn print_report(r: &retention::PruneReport) {
 }
 
 /// Retention on every sink of `plan` after a successful job; problems are logged, never fatal.
-pub async fn after_job(cfg: &backup_core::config::Config, plan: &Plan) {
-    let policy = match retention::from_config(cfg, &plan.name) {
+pub async fn after_job(cfg: &packrat_app::config::Config, plan: &Plan) {
+    let policy = match packrat_app::registry::retention(cfg, &plan.name) {
         Ok(p) => p,
         Err(e) => {
             warn!("retention of plan {}: {}", plan.name, e.chain());

@@ -7,9 +7,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use backup_core::config::{Config, SourceConfig};
 use backup_core::restore_temp::{self, LeftoverState};
 use backup_core::verify::Problem;
+use packrat_app::config::{Config, SourceConfig};
 
 use crate::doctor::Check;
 use crate::output;

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use backup_core::config::SourceConfig;
 use clap::Args;
+use packrat_app::config::SourceConfig;
 use source_docker::RestoreOptions;
 
 use crate::cli::RestoreArgs;

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backup_core::config::{Secret, SourceConfig};
+use backup_core::config::Secret;
 use backup_core::verify::Problem;
 use backup_core::{Pack, VerifyReport};
 use clap::Args;
+use packrat_app::config::SourceConfig;
 use source_mongo::restore::{self, Mode, Options};
 use source_mongo::{Connection, sample};
 

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alerts::{AlertManager, HealthChecker, Notifier, PlanCheck};
-use backup_core::config::Config;
 use backup_core::runner::Plan;
 use backup_core::state::Severity;
 use backup_core::{BackupKind, CancelToken, Error, JobId, JobStatus, Policy, QueuedJob, Runner, StateStore, Trigger};
 use chrono::{DateTime, Utc};
+use packrat_app::config::Config;
 use policy_schedule::{Decision, Schedule, Scheduler, SystemClock};
 use retention::Retention;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -305,8 +305,8 @@ pub async fn run(cfg: Config) -> Result<(), CliError> {
                 continue;
             }
         }
-        retention.insert(name.clone(), retention::from_config(&cfg, name)?);
-        match Schedule::from_config(&cfg, name) {
+        retention.insert(name.clone(), packrat_app::registry::retention(&cfg, name)?);
+        match packrat_app::registry::schedule(&cfg, name) {
             Ok(Some(s)) if pc.enabled => {
                 info!(plan = %name, schedule = %s, next = ?s.next_due(Utc::now()), "scheduled");
                 scheduler.add(name, Arc::new(s.clone()));
@@ -318,7 +318,7 @@ pub async fn run(cfg: Config) -> Result<(), CliError> {
         }
     }
 
-    let (channels, channel_errors) = alerts::all_from_config(&cfg);
+    let (channels, channel_errors) = alerts::all_from_config(&cfg.alerts);
     for e in &channel_errors {
         error!("{e}; the channel is left out");
     }

@@ -1,7 +1,7 @@
 //! Logs to stdout and to daily-rotated files: `packratd.log.YYYY-MM-DD` (everything) and
 //! `alerts.log.YYYY-MM-DD` (alert notices only), as text or JSON lines.
 
-use backup_core::config::Config;
+use packrat_app::config::Config;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;

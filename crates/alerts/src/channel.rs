@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::config::{AlertChannelConfig, Config, EmailChannelConfig, Secret, SmtpTls};
+use backup_core::config::Secret;
+
+use crate::config::{AlertChannelConfig, EmailChannelConfig, SmtpTls};
 use backup_core::state::Severity;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -358,12 +360,14 @@ pub fn from_config(name: &str, c: &AlertChannelConfig) -> Result<Box<dyn Channel
     })
 }
 
-/// Every channel of the config plus the alerts log. A channel that cannot be set up (a missing
-/// secret) is reported in the second list and left out, so the others still work.
-pub fn all_from_config(cfg: &Config) -> (Vec<std::sync::Arc<dyn Channel>>, Vec<AlertError>) {
+/// Every channel of `[alerts.NAME]` plus the alerts log. A channel that cannot be set up (a
+/// missing secret) is reported in the second list and left out, so the others still work.
+pub fn all_from_config(
+    channels: &std::collections::BTreeMap<String, AlertChannelConfig>,
+) -> (Vec<std::sync::Arc<dyn Channel>>, Vec<AlertError>) {
     let mut out: Vec<std::sync::Arc<dyn Channel>> = vec![std::sync::Arc::new(LogChannel)];
     let mut errors = Vec::new();
-    for (name, c) in &cfg.alerts {
+    for (name, c) in channels {
         match from_config(name, c) {
             Ok(ch) => out.push(std::sync::Arc::from(ch)),
             Err(e) => errors.push(e),

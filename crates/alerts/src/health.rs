@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::config::HealthConfig;
+use crate::config::HealthConfig;
 use backup_core::state::{JobFilter, Severity};
 use backup_core::{JobStatus, Sink, StateStore};
 use chrono::{DateTime, Utc};

@@ -27,6 +27,7 @@
 //! ```
 
 mod channel;
+mod config;
 mod health;
 
 use std::collections::HashMap;
@@ -42,6 +43,9 @@ use tracing::{error, warn};
 pub use channel::{
     ALERT_TARGET, Channel, EmailChannel, HttpChannel, HttpFormat, LogChannel, all_from_config, dingtalk_sign,
     from_config,
+};
+pub use config::{
+    AlertChannelConfig, DingTalkChannelConfig, EmailChannelConfig, HealthConfig, SmtpTls, WebhookChannelConfig,
 };
 pub use health::{HealthChecker, PlanCheck};
 

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alerts::HealthConfig;
 use alerts::{AlertManager, Finding, HealthChecker, Notice, NoticeKind, Notifier, PlanCheck};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use backup_core::config::{Config, HealthConfig};
 use backup_core::state::Severity;
 use backup_core::{BackupKind, JobOutcome, Sink, StateStore, Trigger};
 use base64::Engine as _;
@@ -81,20 +81,19 @@ async fn receiver() -> (Receiver, String) {
     (r, format!("http://{addr}"))
 }
 
-fn config(text: &str) -> Config {
-    let base = r#"
-state_dir = "/tmp/packrat-alerts-test-state"
-[sources.db]
-type = "sqlite"
-path = "/tmp/x.db"
-[sinks.local]
-type = "local"
-path = "/tmp/x"
-[plans.nightly]
-sources = ["db"]
-sinks = ["local"]
-"#;
-    Config::parse(&format!("{base}\n{text}"), Path::new("/tmp/packrat.toml")).unwrap()
+/// The `[alerts.NAME]` tables of `text`, parsed and checked as the application does.
+fn config(text: &str) -> Channels {
+    let doc: Channels = backup_core::config::parse_document(text, Path::new("/tmp/packrat.toml")).unwrap();
+    for c in doc.alerts.values() {
+        backup_core::config::Section::validate(c).unwrap();
+    }
+    doc
+}
+
+#[derive(serde::Deserialize)]
+struct Channels {
+    #[serde(default)]
+    alerts: std::collections::BTreeMap<String, alerts::AlertChannelConfig>,
 }
 
 /// Writes a secret (a webhook URL) to a file and returns its path, for `url_file`.
@@ -162,7 +161,7 @@ type = "webhook"
 url_file = "{hook}"
 "#
     ));
-    let (channels, errors) = alerts::all_from_config(&cfg);
+    let (channels, errors) = alerts::all_from_config(&cfg.alerts);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(channels.len(), 5, "log + 4");
     let n = Notifier::new(channels).with_retry(2, Duration::from_millis(50));
@@ -257,7 +256,7 @@ type = "webhook"
 url_file = "{closed}"
 "#
     ));
-    let (channels, _) = alerts::all_from_config(&cfg);
+    let (channels, _) = alerts::all_from_config(&cfg.alerts);
     let n = Notifier::new(channels).with_retry(3, Duration::from_millis(20));
     let ds = n.deliver(&notice("sink:local:space")).await;
     let by = |name: &str| ds.iter().find(|d| d.channel == name).unwrap();
@@ -274,7 +273,7 @@ url_file = "{closed}"
 
     // A channel with a missing secret is reported and left out; the rest still work.
     let cfg = config("[alerts.nourl]\ntype = \"slack\"\nurl_env = \"PKT_B_SURELY_UNSET\"\n");
-    let (channels, errors) = alerts::all_from_config(&cfg);
+    let (channels, errors) = alerts::all_from_config(&cfg.alerts);
     assert_eq!(channels.len(), 1);
     assert!(errors[0].to_string().contains("PKT_B_SURELY_UNSET"), "{}", errors[0]);
 }
@@ -302,7 +301,7 @@ from = "packrat@example.com"
 to = ["ops@example.com", "oncall@example.com"]
 "#
     ));
-    let (channels, errors) = alerts::all_from_config(&cfg);
+    let (channels, errors) = alerts::all_from_config(&cfg.alerts);
     assert!(errors.is_empty(), "{errors:?}");
     let key = format!("plan:mail{}:overdue", std::process::id());
     let n = Notifier::new(channels).with_retry(2, Duration::from_millis(100));
@@ -339,7 +338,7 @@ async fn a_failure_raises_one_alert_and_recovery_one_resolved_notice() {
     let t = tempfile::tempdir().unwrap();
     let hook = secret_file(t.path(), "hook", &format!("{base}/hook"));
     let cfg = config(&format!("[alerts.hook]\ntype = \"webhook\"\nurl_file = \"{hook}\"\n"));
-    let (channels, _) = alerts::all_from_config(&cfg);
+    let (channels, _) = alerts::all_from_config(&cfg.alerts);
     let state = Arc::new(StateStore::open(t.path()).unwrap());
     let notifier = Arc::new(Notifier::new(channels).with_retry(2, Duration::from_millis(20)));
     let manager = AlertManager::new(state.clone(), notifier, Duration::from_secs(3600));
@@ -411,7 +410,7 @@ async fn an_alert_raised_outside_the_health_checks_fires_once_and_resolves_on_re
     let t = tempfile::tempdir().unwrap();
     let hook = secret_file(t.path(), "hook", &format!("{base}/hook"));
     let cfg = config(&format!("[alerts.hook]\ntype = \"webhook\"\nurl_file = \"{hook}\"\n"));
-    let (channels, _) = alerts::all_from_config(&cfg);
+    let (channels, _) = alerts::all_from_config(&cfg.alerts);
     let state = Arc::new(StateStore::open(t.path()).unwrap());
     let notifier = Arc::new(Notifier::new(channels).with_retry(2, Duration::from_millis(20)));
     let manager = AlertManager::new(state.clone(), notifier, Duration::from_secs(3600));

@@ -129,22 +129,38 @@ impl FileLock {
 
 impl Drop for FileLock {
     fn drop(&mut self) {
+        // Emptied while still held, so that a later loser never reads this pid as the holder's.
+        let _ = self.file.set_len(0);
         let _ = self.file.unlock();
     }
 }
 
 /// Reads the holder's pid, waiting briefly for a winner that has the lock but has not written its
-/// pid yet (a fresh lock file is empty for a moment).
+/// pid yet (a fresh lock file is empty for a moment; one left by a crashed holder names a dead
+/// process until the new holder overwrites it).
 fn wait_for_pid(file: File) -> Option<u32> {
     let until = std::time::Instant::now() + PID_WAIT;
+    let mut last = None;
     loop {
         if let Some(pid) = read_pid(&file) {
-            return Some(pid);
+            if process_alive(pid) {
+                return Some(pid);
+            }
+            last = Some(pid);
         }
         if std::time::Instant::now() >= until {
-            return None;
+            return last;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process with this pid exists (Linux: `/proc/PID`; elsewhere assumed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
     }
 }
 

@@ -32,12 +32,12 @@
 //! ```
 
 mod clock;
+mod config;
 mod error;
 mod scheduler;
 
 use std::fmt;
 
-use backup_core::config::{CatchUp, Config};
 use backup_core::policy::DueRun;
 use backup_core::state::ScheduleState;
 use backup_core::{BackupKind, Policy};
@@ -47,6 +47,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{CatchUp, CronExpr};
 pub use error::ScheduleError;
 pub use scheduler::{Decision, Scheduler};
 
@@ -116,39 +117,20 @@ pub fn parse_cron(pattern: &str) -> Result<Cron, String> {
     parser.parse(pattern.trim()).map_err(|e| e.to_string())
 }
 
-/// Checks the cron expressions (`full`, `incremental`) of every plan in `cfg`, so that a bad
-/// one is a config error when the config is loaded (`packrat config check` exits 2), naming the
-/// file, the line and the key:
-///
-/// ```text
-/// config file /etc/packrat/packrat.toml, line 12, key `plans.hot.incremental`: `0 * * *` is not a
-/// valid 5-field cron expression (…); write minute hour day-of-month month day-of-week, e.g. "0 2 * * *"
-/// ```
-pub fn check_config(cfg: &Config) -> backup_core::Result<()> {
-    for (name, plan) in &cfg.plans {
-        for (field, pattern) in [("full", &plan.full), ("incremental", &plan.incremental)] {
-            let Some(p) = pattern else { continue };
-            if let Err(reason) = parse_cron(p) {
-                return Err(cfg.key_error(
-                    &["plans", name, field],
-                    format!(
-                        "`{p}` is not a valid 5-field cron expression ({reason}); write minute hour day-of-month \
-                         month day-of-week, e.g. \"0 2 * * *\" for 02:00 every day"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 impl Schedule {
     /// A schedule from cron expressions (at least one), in zone `tz`, catching up once.
     pub fn new(full: Option<&str>, incremental: Option<&str>, tz: Tz) -> Result<Schedule, ScheduleError> {
         Schedule::for_plan("", full, incremental, tz)
     }
 
-    fn for_plan(plan: &str, full: Option<&str>, incremental: Option<&str>, tz: Tz) -> Result<Schedule, ScheduleError> {
+    /// The schedule of plan `plan` (named in errors) from its `full` / `incremental` expressions
+    /// (at least one), in zone `tz`, catching up once.
+    pub fn for_plan(
+        plan: &str,
+        full: Option<&str>,
+        incremental: Option<&str>,
+        tz: Tz,
+    ) -> Result<Schedule, ScheduleError> {
         let parse = |field: &'static str, p: Option<&str>| -> Result<Option<(String, Cron)>, ScheduleError> {
             p.map(|p| {
                 parse_cron(p)
@@ -174,26 +156,6 @@ impl Schedule {
             catch_up: CatchUp::Once,
             tolerance: DEFAULT_TOLERANCE,
         })
-    }
-
-    /// The schedule of plan `name` from the config: its `full`/`incremental` expressions, its
-    /// time zone and catch-up. `Ok(None)` for a plan without a schedule (run only by hand).
-    pub fn from_config(cfg: &Config, name: &str) -> Result<Option<Schedule>, ScheduleError> {
-        let pc = cfg
-            .plans
-            .get(name)
-            .ok_or_else(|| ScheduleError::UnknownPlan(name.to_string()))?;
-        if pc.full.is_none() && pc.incremental.is_none() {
-            return Ok(None);
-        }
-        let s = Schedule::for_plan(
-            name,
-            pc.full.as_deref(),
-            pc.incremental.as_deref(),
-            cfg.plan_time_zone(pc),
-        )?
-        .with_catch_up(cfg.plan_catch_up(pc));
-        Ok(Some(s))
     }
 
     /// Sets what happens after downtime.
@@ -384,29 +346,6 @@ mod tests {
         assert!(Schedule::new(None, Some("every hour"), chrono_tz::UTC).is_err());
         assert!(Schedule::new(None, None, chrono_tz::UTC).is_err());
         assert!(Schedule::new(Some("@daily"), None, chrono_tz::UTC).is_ok());
-    }
-
-    #[test]
-    fn bad_cron_in_a_config_names_file_line_and_key() {
-        let text = "state_dir = \"/s\"\n[sources.db]\ntype = \"sqlite\"\npath = \"/db\"\n[sinks.l]\ntype = \"local\"\n\
-                    path = \"/b\"\n[plans.hot]\nsource = \"db\"\nsinks = [\"l\"]\nfull = \"0 4 * * *\"\n\
-                    incremental = \"0 * * *\"\n";
-        let cfg = Config::parse(text, std::path::Path::new("/etc/packrat.toml")).unwrap();
-        let e = check_config(&cfg).unwrap_err().to_string();
-        assert!(
-            e.starts_with(
-                "config file /etc/packrat.toml, line 12, key `plans.hot.incremental`: `0 * * *` is not a valid \
-                 5-field cron expression ("
-            ),
-            "{e}"
-        );
-        assert!(matches!(check_config(&cfg), Err(backup_core::Error::Config(_))));
-        let ok = Config::parse(
-            &text.replace("0 * * *\"", "0 * * * *\""),
-            std::path::Path::new("/etc/packrat.toml"),
-        )
-        .unwrap();
-        check_config(&ok).unwrap();
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use backup_core::config::CatchUp;
 use backup_core::{BackupKind, StateStore};
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
+use policy_schedule::CatchUp;
 use policy_schedule::{Clock, Decision, ManualClock, Schedule, Scheduler};
 
 fn utc(s: &str) -> DateTime<Utc> {

@@ -12,7 +12,7 @@
 //! [`clean_leftovers`] removes stale staging and `_tmp` leftovers.
 //!
 //! ```
-//! use backup_core::config::RetentionConfig;
+//! use retention::RetentionConfig;
 //! use backup_core::sink::PackInfo;
 //! use backup_core::BackupKind;
 //! use chrono::{TimeDelta, TimeZone, Utc};
@@ -42,13 +42,13 @@
 //! assert_eq!(verdicts[0].reason, "matches no keep rule");
 //! ```
 
+mod config;
 mod prune;
 mod select;
 
+pub use config::{CalendarDuration, RetentionConfig};
 pub use prune::{PackDecision, PruneReport, clean_leftovers, prune};
 pub use select::Retention;
-
-use backup_core::config::{Config, PlanConfig, RetentionConfig};
 
 /// What can go wrong while pruning.
 #[derive(Debug, thiserror::Error)]
@@ -85,22 +85,20 @@ impl From<RetentionError> for backup_core::Error {
     }
 }
 
-/// The retention of plan `name` from the config (its rules, periods in its time zone).
-pub fn from_config(cfg: &Config, name: &str) -> backup_core::Result<Retention> {
-    let pc = cfg.plan(name)?;
-    Ok(Retention::new(pc.retention.clone(), cfg.plan_time_zone(pc)))
-}
-
 /// For a plan that only ever runs incremental backups (an `incremental` schedule and no `full`
 /// one): what is wrong (how far back a restore can go) and what to do. `None` for other plans.
 ///
 /// Without a full pack, `restore --chain` replays the packs from the oldest one on; once
 /// retention removes old packs, what they held is in no pack any more.
-pub fn incremental_only_warning(name: &str, pc: &PlanConfig) -> Option<(String, String)> {
-    if pc.incremental.is_none() || pc.full.is_some() {
+pub fn incremental_only_warning(
+    name: &str,
+    has_full: bool,
+    has_incremental: bool,
+    r: &RetentionConfig,
+) -> Option<(String, String)> {
+    if !has_incremental || has_full {
         return None;
     }
-    let r = &pc.retention;
     let rules = describe(r);
     let horizon = match r.keep_within {
         _ if rules.is_empty() => "its first pack: with no retention rule every pack is kept, so the sink grows \

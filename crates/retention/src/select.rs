@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::config::RetentionConfig;
+use crate::config::RetentionConfig;
 use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
 use backup_core::{BackupKind, Policy};

@@ -1,12 +1,12 @@
 //! Golden cases: fixed pack histories with the exact keep sets and reasons.
 
 use backup_core::BackupKind;
-use backup_core::config::{CalendarDuration, RetentionConfig};
 use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use retention::Retention;
+use retention::{CalendarDuration, RetentionConfig};
 
 fn pack_of(kind: BackupKind, id: &str, at: DateTime<Utc>) -> PackInfo {
     PackInfo {

@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use backup_core::config::{CalendarDuration, Config, RetentionConfig};
 use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
 use backup_core::{BackupKind, Compression, Manifest, PackId, Policy, Sink, StagingPack};
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
+use retention::{CalendarDuration, RetentionConfig};
 use retention::{Retention, prune};
 use sink_local::LocalSink;
 
@@ -315,32 +315,32 @@ proptest! {
         text in "[0-9ymdhsMw .+-]{0,8}",
         n in -3i64..4,
     ) {
+        // The section as the application reads it: a `retention` table in a config file.
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Plan {
+            retention: RetentionConfig,
+        }
         let cfg = |retention: &str| {
-            Config::parse(
-                &format!(
-                    "state_dir = \"/s\"\n[sources.a]\ntype = \"sqlite\"\npath = \"/a.db\"\n[sinks.l]\ntype = \"local\"\n\
-                     path = \"/b\"\n[plans.p]\nsources = [\"a\"]\nsinks = [\"l\"]\n{retention}\n"
-                ),
-                Path::new("/etc/packrat/p.toml"),
-            )
+            backup_core::config::parse_document::<Plan>(&format!("{retention}\n"), Path::new("/etc/packrat/p.toml"))
         };
         match cfg(&format!("retention = {{ keep_within = \"{text}\" }}")) {
             Ok(c) => {
-                let w = c.plans["p"].retention.keep_within.unwrap();
+                let w = c.retention.keep_within.unwrap();
                 prop_assert!(!w.is_zero());
                 prop_assert!(!text.contains(['s', 'M', 'w', '-', '.', '+']), "{text:?} accepted as {w}");
                 prop_assert_eq!(w.to_string().parse::<CalendarDuration>().unwrap(), w);
             }
             Err(e) => {
                 let e = e.to_string();
-                prop_assert!(e.contains("/etc/packrat/p.toml, line 11, key `plans.p.retention.keep_within`"), "{text:?}: {e}");
+                prop_assert!(e.contains("/etc/packrat/p.toml, line 1, key `retention.keep_within`"), "{text:?}: {e}");
             }
         }
         match cfg(&format!("retention = {{ keep_daily = {n} }}")) {
-            Ok(c) => prop_assert!(n >= 1 && c.plans["p"].retention.keep_daily == Some(n as u32)),
+            Ok(c) => prop_assert!(n >= 1 && c.retention.keep_daily == Some(n as u32)),
             Err(e) => {
                 prop_assert!(n < 1);
-                prop_assert!(e.to_string().contains("line 11, key `plans.p.retention.keep_daily`"), "{e}");
+                prop_assert!(e.to_string().contains("line 1, key `retention.keep_daily`"), "{e}");
             }
         }
     }

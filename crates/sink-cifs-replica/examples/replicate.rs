@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backup_core::config::ReplicaLayout;
 use backup_core::{BackupKind, Compression, Pack, PackId, Sink, StagingPack};
+use sink_cifs_replica::ReplicaLayout;
 use sink_cifs_replica::{CifsReplicaSink, MountCheck};
 
 fn main() -> ExitCode {

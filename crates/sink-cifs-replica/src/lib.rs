@@ -38,6 +38,7 @@
 //! ```
 
 mod catalog;
+mod config;
 mod error;
 pub mod mount;
 mod retry;
@@ -48,10 +49,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use backup_core::config::{CifsReplicaSinkConfig, ReplicaLayout};
 use backup_core::{JobId, Pack, PackInfo, SealedPack, Sink};
 use serde::{Deserialize, Serialize};
 
+pub use config::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types};
 pub use error::ReplicaError;
 pub use mount::{MountCheck, MountInfoSource, MountReport, MountTable, Verdict};
 pub use retry::{RetryPolicy, is_transient};

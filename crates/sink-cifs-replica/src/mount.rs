@@ -179,7 +179,7 @@ pub struct MountCheck {
 impl Default for MountCheck {
     /// Allowed types `cifs` and `smb3`, the live mount table, the statfs probe on.
     fn default() -> Self {
-        MountCheck::new(backup_core::config::default_allowed_fs_types())
+        MountCheck::new(crate::config::default_allowed_fs_types())
     }
 }
 

@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use backup_core::config::ReplicaLayout;
+use crate::config::ReplicaLayout;
 use backup_core::lock::ClaimedDir;
 use backup_core::manifest::{MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE, check_relative_path};
 use backup_core::pack::{check_plan_name, sync_dir};

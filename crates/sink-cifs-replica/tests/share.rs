@@ -91,7 +91,7 @@ async fn date_layout_lists_opens_and_deletes() {
     let pack = sealed_pack(&local.path().join(ID), PLAN, ID, &[5000]);
     let sink = share
         .sink("windows")
-        .with_layout(backup_core::config::ReplicaLayout::Date);
+        .with_layout(sink_cifs_replica::ReplicaLayout::Date);
     let info = sink.store(&pack, 1).await.unwrap();
     let day = &pack.manifest().started_local[..10].replace('-', "/");
     let dir = share.dir.join(PLAN).join(day).join(ID);

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod error;
 
 use std::collections::BTreeMap;
@@ -41,13 +42,13 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use backup_core::config::LocalSinkConfig;
 use backup_core::lock::{ClaimedDir, FileLock, Probe, claim_lock_path};
 use backup_core::manifest::{MANIFEST_FILE, SUMS_FILE, check_relative_path};
 use backup_core::pack::{HashingWriter, check_plan_name, hash_reader, sync_dir};
 use backup_core::{JobId, Manifest, Pack, PackId, PackInfo, SealedPack, Sink};
 use tracing::{debug, info, warn};
 
+pub use config::LocalSinkConfig;
 pub use error::LocalSinkError;
 
 /// Result alias of this crate.

@@ -21,7 +21,7 @@ async fn local_sink_conforms() {
 #[tokio::test]
 async fn local_sink_conforms_with_existing_root_and_default_reserve() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = backup_core::config::LocalSinkConfig {
+    let cfg = sink_local::LocalSinkConfig {
         path: tmp.path().to_path_buf(),
         min_free_mb: 1,
     };

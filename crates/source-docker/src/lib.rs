@@ -76,6 +76,7 @@
 
 mod backup;
 mod check;
+mod config;
 mod engine;
 mod error;
 mod pipe;
@@ -87,7 +88,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::config::DockerSourceConfig;
 use backup_core::{ArtifactEntry, BackupContext, BackupKind, Source, SourceReport, StagingPack};
 use bollard::Docker;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
@@ -95,6 +95,7 @@ use tracing::{info, warn};
 
 pub use backup::VolumeSelection;
 pub use check::DockerCheck;
+pub use config::DockerSourceConfig;
 pub use engine::{Endpoint, FILL_LABEL, HELPER_LABEL, OWNER_LABEL, StopGuard};
 pub use error::Error;
 pub use project::{PROJECT_LABEL, normalize_project_name, project_name};

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use backup_core::config::{CollectionMode, FirstRun};
+use crate::config::{CollectionMode, FirstRun};
 use backup_core::manifest::TimeWindow;
 use backup_core::{ArtifactWriter, BackupKind, Compression, Progress, StagingPack, WatermarkUpdate};
 use chrono::{DateTime, TimeZone, Utc};

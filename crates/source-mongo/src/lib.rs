@@ -47,6 +47,7 @@
 mod backup;
 mod bsonstream;
 mod check;
+mod config;
 mod connect;
 mod error;
 mod metadata;
@@ -59,7 +60,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backup_core::config::{MongoSourceConfig, PlanConfig, Secret};
+use backup_core::config::Secret;
 use backup_core::{BackupContext, BackupKind, Source, SourceReport, StagingPack};
 use futures_util::StreamExt;
 use mongodb::bson::{Bson, Document, doc};
@@ -70,6 +71,7 @@ use tokio::task::JoinSet;
 pub use backup::{artifact_stem, file_name, watermark_key};
 pub use bsonstream::{DocReader, validate};
 pub use check::MongoCheck;
+pub use config::{CollectionConfig, CollectionMode, DEFAULT_LAG, FirstRun, MongoPlanConfig, MongoSourceConfig};
 pub use connect::Redactor;
 pub use error::{Cause, Error, Result};
 pub use metadata::Metadata;
@@ -159,12 +161,18 @@ impl MongoSource {
         }
     }
 
-    /// A source from its config entry with the selection and parallelism of `plan` (`parallelism`
-    /// is the config's top-level value, used when the plan has none).
-    pub fn for_plan(name: impl Into<String>, cfg: &MongoSourceConfig, plan: &PlanConfig, parallelism: usize) -> Self {
+    /// A source from its config entry with the selection and parallelism of a plan's
+    /// `[plans.NAME.mongo]` (`parallelism` is the config's top-level value, used when the plan
+    /// sets none).
+    pub fn for_plan(
+        name: impl Into<String>,
+        cfg: &MongoSourceConfig,
+        plan: &MongoPlanConfig,
+        parallelism: usize,
+    ) -> Self {
         MongoSource::from_config(name, cfg)
             .with_selection(Selection::from_plan(plan))
-            .with_parallelism(plan.parallelism.unwrap_or(parallelism))
+            .with_parallelism(plan.effective_parallelism(parallelism))
     }
 
     /// Which collections, by which time field.
@@ -238,10 +246,7 @@ impl MongoSource {
             };
             let field = self.selection.time_field_of(name);
             let mode = self.selection.mode_of(name);
-            if ctx.kind == BackupKind::Incremental
-                && field.is_none()
-                && mode == backup_core::config::CollectionMode::Incremental
-            {
+            if ctx.kind == BackupKind::Incremental && field.is_none() && mode == CollectionMode::Incremental {
                 warnings.push(format!(
                     "collection {}.{name} has no time field, so this incremental run copies it whole; set `time_field` \
                      (or per_collection.{name}.mode = \"full\" to say that this is intended)",

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use backup_core::config::{CollectionConfig, CollectionMode, DEFAULT_LAG, FirstRun, PlanConfig};
+use crate::config::{CollectionConfig, CollectionMode, DEFAULT_LAG, FirstRun, MongoPlanConfig};
 
 use crate::error::{Error, Result};
 
@@ -57,14 +57,13 @@ impl Selection {
         }
     }
 
-    /// The selection a plan's `collections`, `exclude_collections`, `time_field`, `lag`,
-    /// `first_run` and `per_collection` keys describe.
-    pub fn from_plan(plan: &PlanConfig) -> Selection {
+    /// The selection a plan's `[plans.NAME.mongo]` describes.
+    pub fn from_plan(plan: &MongoPlanConfig) -> Selection {
         Selection {
             collections: plan.collections.clone(),
             exclude: plan.exclude_collections.clone(),
             time_field: plan.time_field.clone(),
-            lag: plan.mongo_lag(),
+            lag: plan.lag(),
             first_run: plan.first_run.unwrap_or_default(),
             per_collection: plan.per_collection.clone(),
         }

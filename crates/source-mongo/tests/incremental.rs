@@ -3,9 +3,9 @@
 mod common;
 
 use backup_core::BackupKind;
-use backup_core::config::FirstRun;
 use common::*;
 use mongodb::bson::{Document, doc};
+use source_mongo::FirstRun;
 use source_mongo::{MongoSource, Selection};
 
 fn source(db: &str, colls: &[&str]) -> MongoSource {

@@ -216,7 +216,7 @@ async fn chain_restore_of_full_and_incrementals_is_idempotent() {
         .unwrap();
     insert_at(&db, "config", &(0..10).map(|i| (i, t(i))).collect::<Vec<_>>()).await;
     let mut sel = Selection::collections(["config"], Some("createdAt"));
-    sel.first_run = backup_core::config::FirstRun::All;
+    sel.first_run = source_mongo::FirstRun::All;
     let src = MongoSource::new("mes", uri(), &name).with_selection(sel);
     let mut h = Harness::new();
     let (p1, _) = h.run(&src, BackupKind::Full, t(20)).await;

@@ -61,6 +61,7 @@
 //! to them.
 
 mod check;
+mod config;
 mod copy;
 mod error;
 mod restore;
@@ -74,8 +75,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backup_core::config::SqliteSourceConfig;
 use backup_core::{ArtifactEntry, BackupContext, Compression, Progress, Source, SourceReport, StagingPack};
+pub use config::SqliteSourceConfig;
 
 pub use check::{DbFacts, SqliteCheck};
 pub use copy::{CopyStrategy, JournalMode};

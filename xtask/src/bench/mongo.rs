@@ -318,7 +318,7 @@ impl Scenario for MongoBench {
                 let config = format!(
                     "state_dir = {:?}\n\n[sources.mes]\ntype = \"mongo\"\nuri_env = \"BENCH_MONGO_URI\"\ndatabase = \"{DB}\"\n\n\
                      [sinks.local]\ntype = \"local\"\npath = {:?}\nmin_free_mb = 1\n\n\
-                     [plans.bench]\nsource = \"mes\"\nsinks = [\"local\"]\ncollections = [\"{COLL}\"]\n",
+                     [plans.bench]\nsource = \"mes\"\nsinks = [\"local\"]\n[plans.bench.mongo]\ncollections = [\"{COLL}\"]\n",
                     self.state_dir().display().to_string(),
                     packs.display().to_string(),
                 );

@@ -1,6 +1,6 @@
 //! Config errors that name the file, the line and the key.
 //!
-//! Every error about a loaded config goes through [`key_error`] (or [`Config::key_error`]), so
+//! Every error about a loaded config goes through [`key_error`] (or [`super::ConfigText::key_error`]), so
 //! they all read the same way:
 //!
 //! ```text
@@ -17,7 +17,6 @@ use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
-use super::Config;
 use crate::Error;
 
 /// The 1-based line of `key` (segments: `["plans", "hot", "incremental"]`) in the TOML `text`.
@@ -269,25 +268,6 @@ pub(super) fn windows_path_problem(p: &Path) -> Option<String> {
         ));
     }
     None
-}
-
-impl Config {
-    /// The config file this config was read from (as given to [`Config::parse`]).
-    pub fn file(&self) -> &Path {
-        &self.origin.path
-    }
-
-    /// The error "config file FILE, line L, key `KEY`: MSG" about this config's `key`
-    /// (segments: `["plans", "hot", "incremental"]`). For checks done outside `backup-core`
-    /// (cron expressions in `policy-schedule`), so they read like every other config error.
-    pub fn key_error(&self, key: &[&str], msg: impl std::fmt::Display) -> Error {
-        key_error(&self.origin.path, &self.origin.text, key, msg)
-    }
-
-    /// The 1-based line of `key` in the config text (see [`line_of_key`]).
-    pub fn line_of(&self, key: &[&str]) -> Option<usize> {
-        line_of_key(&self.origin.text, key)
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use backup_core::config::{CalendarDuration, Config};
+use packrat_app::config::Config;
+use retention::CalendarDuration;
 
 fn example(name: &str) -> Config {
     Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)).unwrap()
@@ -16,8 +17,8 @@ fn the_mes_example_has_a_periodic_full_backup_per_category() {
     for (name, pc) in &cfg.plans {
         assert!(pc.incremental.is_some(), "{name}");
         assert!(pc.full.is_some(), "{name} needs a periodic full backup");
-        assert_eq!(retention::incremental_only_warning(name, pc), None, "{name}");
-        policy_schedule::Schedule::from_config(&cfg, name).unwrap().unwrap();
+        assert_eq!(pc.incremental_only_warning(name), None, "{name}");
+        packrat_app::registry::schedule(&cfg, name).unwrap().unwrap();
     }
     let within = |plan: &str| cfg.plans[plan].retention.keep_within;
     assert_eq!(within("hot"), Some(CalendarDuration::hours(72)));
@@ -28,7 +29,7 @@ fn the_mes_example_has_a_periodic_full_backup_per_category() {
     // Without its full schedule, a plan is warned about, saying how far back a restore goes.
     let mut hot = cfg.plans["hot"].clone();
     hot.full = None;
-    let (what, fix) = retention::incremental_only_warning("hot", &hot).unwrap();
+    let (what, fix) = hot.incremental_only_warning("hot").unwrap();
     assert!(
         what.contains("can only go back as far as the retention window, 72h"),
         "{what}"

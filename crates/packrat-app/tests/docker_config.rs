@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use backup_core::Source;
-use backup_core::config::{Config, SourceConfig};
+use packrat_app::config::{Config, SourceConfig};
 use source_docker::DockerSource;
 
 fn parse(source: &str) -> Result<Config, String> {
@@ -27,7 +27,7 @@ fn the_migration_pack_example_parses() {
     assert_eq!(c.stop_timeout, Duration::from_secs(30));
     let plan = &cfg.plans["nightly"];
     assert_eq!(plan.source_names(), ["app_db", "app_stack"]);
-    assert_eq!(plan.full.as_deref(), Some("0 4 * * *"));
+    assert_eq!(plan.full.as_ref().map(|c| c.as_str()), Some("0 4 * * *"));
     assert_eq!(cfg.plan_time_zone(plan), chrono_tz::Asia::Shanghai);
     let s = DockerSource::from_config("app_stack", c);
     assert_eq!(s.kind(), "docker");

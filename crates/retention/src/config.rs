@@ -1,4 +1,5 @@
-//! The retention part of a plan: restic's keep rules and its duration grammar.
+//! The retention part of a plan, `[plans.NAME] retention = { … }`: restic's keep rules and its
+//! duration grammar. Owned by this crate; the application composes it into the plan's table.
 //!
 //! ```toml
 //! [plans.nightly]
@@ -242,7 +243,7 @@ impl<'de> Deserialize<'de> for CalendarDuration {
 const ZERO_FIX: &str = "remove the key to not use the rule, or use `keep_last = 1` to keep only the newest pack";
 
 /// `keep_within`: a [`CalendarDuration`] that is not zero.
-pub(super) fn keep_within<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CalendarDuration>, D::Error> {
+fn keep_within<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CalendarDuration>, D::Error> {
     let v = CalendarDuration::deserialize(d)?;
     if v.is_zero() {
         return Err(serde::de::Error::custom(format!(
@@ -254,7 +255,7 @@ pub(super) fn keep_within<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cale
 }
 
 /// `keep_last`, `keep_hourly`, ...: a count of at least 1.
-pub(super) fn keep_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+fn keep_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let n = u32::deserialize(d)?;
     if n == 0 {
         return Err(serde::de::Error::custom(format!(
@@ -266,7 +267,7 @@ pub(super) fn keep_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>,
 }
 
 /// `max_packs`: at least 1.
-pub(super) fn max_packs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+fn max_packs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let n = u32::deserialize(d)?;
     if n == 0 {
         return Err(serde::de::Error::custom(format!(
@@ -276,12 +277,43 @@ pub(super) fn max_packs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, 
     Ok(Some(n))
 }
 
+/// Retention rules (restic's semantics). Empty means "keep everything". A count or span of 0 is
+/// refused when the config is read (see this module); [`Default`] sets no rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep every pack younger than this, in restic's grammar (`72h`, `7d`, `1m` = a month,
+    /// `1y6m`), measured from the newest pack.
+    #[serde(default, deserialize_with = "keep_within", skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<CalendarDuration>,
+    /// Keep the newest N packs (`keep_last = 1`: only the newest).
+    #[serde(default, deserialize_with = "keep_count", skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest pack of each of the last N hours.
+    #[serde(default, deserialize_with = "keep_count", skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest pack of each of the last N days.
+    #[serde(default, deserialize_with = "keep_count", skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest pack of each of the last N weeks.
+    #[serde(default, deserialize_with = "keep_count", skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest pack of each of the last N months.
+    #[serde(default, deserialize_with = "keep_count", skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest pack of each of the last N years.
+    #[serde(default, deserialize_with = "keep_count", skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Never keep more than N packs (chain bases of kept incremental packs excepted).
+    #[serde(default, deserialize_with = "max_packs", skip_serializing_if = "Option::is_none")]
+    pub max_packs: Option<u32>,
+}
+
+impl backup_core::config::Section for RetentionConfig {}
+
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::Config;
 
     fn parse(s: &str) -> Result<CalendarDuration, String> {
         s.parse()
@@ -370,97 +402,5 @@ mod tests {
         );
         // Saturates instead of failing.
         assert_eq!(parse("4000000y").unwrap().before(t, berlin), DateTime::<Utc>::MIN_UTC);
-    }
-
-    const PLAN: &str = r#"
-state_dir = "/var/lib/packrat"
-
-[sources.app_db]
-type = "sqlite"
-path = "/srv/app.db"
-
-[sinks.local]
-type = "local"
-path = "/backups"
-
-[plans.nightly]
-sources = ["app_db"]
-sinks = ["local"]
-RETENTION
-"#;
-
-    fn config(retention: &str) -> Result<Config, String> {
-        Config::parse(&PLAN.replace("RETENTION", retention), Path::new("/etc/packrat/p.toml"))
-            .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn config_errors_name_file_line_key_and_fix() {
-        for (retention, key, says) in [
-            (
-                "retention = { keep_daily = 0 }",
-                "keep_daily",
-                "remove the key to not use the rule, or use `keep_last = 1`",
-            ),
-            (
-                "retention = { keep_within = \"72h\", keep_last = 0 }",
-                "keep_last",
-                "keep count of 0",
-            ),
-            ("retention = { max_packs = 0 }", "max_packs", "max_packs = 0 is refused"),
-            (
-                "retention = { keep_within = \"0d\" }",
-                "keep_within",
-                "keep_within of 0",
-            ),
-            (
-                "retention = { keep_within = \"1m30s\" }",
-                "keep_within",
-                "`s` (seconds)",
-            ),
-            ("retention = { keep_within = \"5min\" }", "keep_within", "(minutes)"),
-            (
-                "retention = { keep_within = \"1M\" }",
-                "keep_within",
-                "months are written `m`",
-            ),
-            ("retention = { keep_within = \"-3d\" }", "keep_within", "negative"),
-            ("retention = { keep_within = \"\" }", "keep_within", "empty"),
-            (
-                "[plans.nightly.retention]\nkeep_weekly = 4\nkeep_monthly = 0",
-                "keep_monthly",
-                "keep count of 0",
-            ),
-            ("retention = { keep_daily = -1 }", "keep_daily", "u32"),
-        ] {
-            let e = config(retention).unwrap_err();
-            let line = PLAN.lines().position(|l| l == "RETENTION").unwrap()
-                + 1
-                + retention.lines().position(|l| l.contains(key)).unwrap();
-            assert!(e.contains("/etc/packrat/p.toml"), "{retention}: {e}");
-            assert!(
-                e.contains(&format!("line {line}, key `plans.nightly.retention.{key}`")),
-                "{retention}: {e}"
-            );
-            assert!(e.contains(says), "{retention}: {e}");
-        }
-    }
-
-    #[test]
-    fn good_rules_parse_and_round_trip() {
-        let c = config("retention = { keep_within = \"1y6m\", keep_last = 1, max_packs = 30 }").unwrap();
-        let r = &c.plans["nightly"].retention;
-        assert_eq!(r.keep_within.unwrap().to_string(), "1y6m");
-        assert_eq!((r.keep_last, r.max_packs), (Some(1), Some(30)));
-        let shown = c.to_redacted_toml();
-        let again = Config::parse(&shown, Path::new("/x/p.toml")).unwrap();
-        assert_eq!(again.plans["nightly"].retention, *r, "{shown}");
-        let c = config("retention = { keep_within = \"72h\" }").unwrap();
-        assert_eq!(
-            c.plans["nightly"].retention.keep_within,
-            Some(CalendarDuration::hours(72))
-        );
-        let c = config("").unwrap();
-        assert_eq!(c.plans["nightly"].retention, crate::config::RetentionConfig::default());
     }
 }

@@ -1,0 +1,130 @@
+//! The registry: config entries → wired source, sink, plan and policy instances of the crates.
+//!
+//! Each source or sink type is one arm here (plus its variant in [`crate::config`]); the crates
+//! own their config types and their constructors (`from_config`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use backup_core::runner::Plan;
+use backup_core::{Error, Result, Sink, Source, StateStore, Verifier};
+use policy_schedule::{Schedule, ScheduleError};
+use retention::Retention;
+
+use crate::config::{Config, PlanConfig, SinkConfig, SourceConfig};
+
+/// Opens the installation's state store.
+pub fn open_state(cfg: &Config) -> Result<Arc<StateStore>> {
+    Ok(Arc::new(StateStore::open(&cfg.state_dir)?))
+}
+
+/// The source named `name`, as used outside a plan (Mongo: every collection of the database,
+/// for checks, restores and sampling).
+pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>> {
+    let sc = cfg
+        .sources
+        .get(name)
+        .ok_or_else(|| Error::NotFound(format!("no source `{name}` in the config")))?;
+    Ok(match sc {
+        SourceConfig::Sqlite(c) => Arc::new(source_sqlite::SqliteSource::from_config(name, c)),
+        SourceConfig::Mongo(c) => {
+            Arc::new(source_mongo::MongoSource::from_config(name, c).with_parallelism(cfg.parallelism))
+        }
+        SourceConfig::Docker(c) => Arc::new(source_docker::DockerSource::from_config(name, c)),
+    })
+}
+
+/// The source named `name` as plan `pc` uses it (Mongo sources get the plan's `mongo` table).
+fn plan_source(cfg: &Config, pc: &PlanConfig, name: &str) -> Result<Arc<dyn Source>> {
+    match cfg.sources.get(name) {
+        Some(SourceConfig::Mongo(c)) => Ok(Arc::new(source_mongo::MongoSource::for_plan(
+            name,
+            c,
+            &pc.mongo(),
+            cfg.parallelism,
+        ))),
+        _ => source(cfg, name),
+    }
+}
+
+/// The sink named `name`.
+pub fn sink(cfg: &Config, name: &str) -> Result<Arc<dyn Sink>> {
+    let sc = cfg
+        .sinks
+        .get(name)
+        .ok_or_else(|| Error::NotFound(format!("no sink `{name}` in the config")))?;
+    Ok(match sc {
+        SinkConfig::Local(c) => Arc::new(sink_local::LocalSink::from_config(name, c)),
+        SinkConfig::CifsReplica(c) => Arc::new(sink_cifs_replica::CifsReplicaSink::from_config(name, c)),
+    })
+}
+
+/// Every sink of the config, in name order, or only `only`.
+pub fn sinks(cfg: &Config, only: Option<&str>) -> Result<Vec<Arc<dyn Sink>>> {
+    match only {
+        Some(n) => Ok(vec![sink(cfg, n)?]),
+        None => cfg.sinks.keys().map(|n| sink(cfg, n)).collect(),
+    }
+}
+
+/// The sinks of every plan (first sink first), for crash recovery; plans whose sinks cannot be
+/// wired are left out (their errors show when they run).
+pub fn plan_sinks(cfg: &Config) -> BTreeMap<String, Vec<Arc<dyn Sink>>> {
+    cfg.plans
+        .iter()
+        .filter_map(|(name, pc)| {
+            let sinks = pc.sinks.iter().map(|s| sink(cfg, s)).collect::<Result<Vec<_>>>().ok()?;
+            Some((name.clone(), sinks))
+        })
+        .collect()
+}
+
+/// The plan named `name`, wired.
+pub fn plan(cfg: &Config, name: &str) -> Result<Plan> {
+    let pc = cfg.plan(name)?;
+    let sources = pc
+        .source_names()
+        .into_iter()
+        .map(|s| plan_source(cfg, pc, s))
+        .collect::<Result<Vec<_>>>()?;
+    let sinks = pc.sinks.iter().map(|s| sink(cfg, s)).collect::<Result<Vec<_>>>()?;
+    let mut plan = Plan::new(name, sources, sinks);
+    plan.prefix = pc.prefix().to_string();
+    plan.time_zone = cfg.plan_time_zone(pc);
+    plan.zstd_level = pc.zstd_level;
+    plan.replication_required = pc.replication_required;
+    Ok(plan)
+}
+
+/// The schedule of plan `name`: its `full`/`incremental` expressions in its zone, with its
+/// catch-up. `Ok(None)` for a plan without a schedule (run only by hand).
+pub fn schedule(cfg: &Config, name: &str) -> std::result::Result<Option<Schedule>, ScheduleError> {
+    let Some(pc) = cfg.plans.get(name) else {
+        return Err(ScheduleError::UnknownPlan(name.to_string()));
+    };
+    if !pc.is_scheduled() {
+        return Ok(None);
+    }
+    let s = Schedule::for_plan(
+        name,
+        pc.full.as_ref().map(|c| c.as_str()),
+        pc.incremental.as_ref().map(|c| c.as_str()),
+        cfg.plan_time_zone(pc),
+    )?
+    .with_catch_up(cfg.plan_catch_up(pc));
+    Ok(Some(s))
+}
+
+/// The retention of plan `name`: its rules, periods in its time zone.
+pub fn retention(cfg: &Config, name: &str) -> Result<Retention> {
+    let pc = cfg.plan(name)?;
+    Ok(Retention::new(pc.retention.clone(), cfg.plan_time_zone(pc)))
+}
+
+/// A verifier with the deep checks of every artifact type this build knows.
+pub fn verifier() -> Verifier {
+    Verifier::new()
+        .with_check(Arc::new(source_sqlite::SqliteCheck))
+        .with_check(Arc::new(source_mongo::MongoCheck))
+        .with_check(Arc::new(source_docker::DockerCheck))
+}
