@@ -19,7 +19,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -45,6 +44,12 @@ impl Section for FilesSourceConfig {
             return Err(Issue::new("paths", "needs at least one file in `paths = [..]`"));
         }
         Ok(())
+    }
+}
+
+impl backup_core::config::SourceSection for FilesSourceConfig {
+    fn build(&self, name: &str, _: &backup_core::config::Defaults) -> std::sync::Arc<dyn Source> {
+        std::sync::Arc::new(FilesSource::from_config(name, self))
     }
 }
 
@@ -105,15 +110,8 @@ impl FilesSource {
             let mut file = std::fs::File::open(path).map_err(read)?;
             let base = path.file_name().unwrap_or_default().to_string_lossy();
             let mut out = pack.artifact(&format!("files/{base}.zst"), &self.name, "file", Compression::Zstd)?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = file.read(&mut buf).map_err(read)?;
-                if n == 0 {
-                    break;
-                }
-                out.write_all(&buf[..n])
-                    .map_err(backup_core::Error::io("write", out.path()))?;
-            }
+            // Streams (never the whole file in memory); a cancelled job's writer refuses writes.
+            std::io::copy(&mut file, &mut out).map_err(read)?;
             out.add_files(1);
             out.finish()?;
         }
