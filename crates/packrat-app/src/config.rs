@@ -251,6 +251,17 @@ impl Config {
         Config::parse(&text.text, &text.path)
     }
 
+    /// Loads the config named by `--config` / `PACKRAT_CONFIG` (`path`); `None` is a usage error
+    /// that says how to give one.
+    pub fn load_given(path: Option<&Path>) -> Result<Config> {
+        match path {
+            Some(p) => Config::load(p),
+            None => Err(Error::Config(format!(
+                "no config file given; pass --config FILE or set {CONFIG_ENV} (try `packrat demo` for a quick start)"
+            ))),
+        }
+    }
+
     /// Parses and validates config text; `path` is used for messages and to resolve relative paths.
     ///
     /// Errors name the file, the line and the key. Besides the schema (unknown keys, types, cron
