@@ -67,3 +67,24 @@ impl From<backup_core::Error> for ExitError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_kind_not_the_shape() {
+        // A SQLite lock inside a source's error is "busy", however deep it sits.
+        let locked = source_sqlite::Error::Locked {
+            path: "/srv/app.db".into(),
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let e = backup_core::Error::source("app_db")(locked);
+        assert_eq!(ExitError::from(e).code, BUSY);
+        let missing = backup_core::Error::NotFound("no plan `x` in the config".into());
+        assert_eq!(ExitError::from(missing).code, USAGE);
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "full");
+        assert_eq!(ExitError::from(backup_core::Error::sink("local")(io)).code, FAILED);
+        assert_eq!(code_of(backup_core::ErrorKind::Config), USAGE);
+    }
+}
