@@ -24,7 +24,8 @@ use packrat_e2e::Env;
 use packrat_e2e::crash::{
     Docker, KillClock, Killed, Project, Seeded, Share, Tally, assert_doctor_sees_no_leftovers, assert_empty,
     assert_killed_job_settled, assert_packs_complete, assert_staging_clean, big_db, entries, integrity, kill_points,
-    last_job_id, mongo_drop, mongo_ids, mongo_seed, pack_doc_ids, run_and_kill, timed_ok,
+    last_job_id, mongo_drop, mongo_ids, mongo_seed, pack_doc_ids, run_and_kill, run_and_kill_after, timed_ok,
+    timed_phase,
 };
 
 /// Kills per scenario.
@@ -751,19 +752,24 @@ sinks = ["local"]
             env.run(&["run", "nightly"]).ok();
         }
     };
+    // Kill points fall over the deletions themselves: from the moment the first pack leaves the
+    // plan directory to the exit (process start and opening the state come before it).
+    let deleting = || packrat_e2e::subdirs(&plan_dir).len() < PACKS;
     let mut verified = std::collections::BTreeSet::new();
     fill();
     let mut clock = KillClock::default();
-    let (_, took) = timed_ok(&mut prune());
-    clock.add(took);
-    eprintln!("[prune] pruning {} packs takes {took:?}", PACKS - 1);
+    for _ in 0..3 {
+        fill();
+        clock.add(timed_phase(&mut prune(), &deleting));
+    }
+    eprintln!("[prune] deleting {} packs takes {:?}", PACKS - 1, clock.typical());
     let n = kills();
     let mut killed_mid = 0;
     for (i, point) in kill_points(&mut rng, n).into_iter().enumerate() {
         fill();
         let delay = clock.delay(point);
         let ctx = format!("[prune] kill {i} at {:.0} % = {delay:?}", point * 100.0);
-        let killed = run_and_kill(&mut prune(), delay);
+        let killed = run_and_kill_after(&mut prune(), &deleting, delay);
         let left = packrat_e2e::subdirs(&plan_dir).len();
         eprintln!(
             "{ctx}: {}; {left} of {PACKS} packs left",
@@ -783,8 +789,7 @@ sinks = ["local"]
         // Half the time the next prune cleans up, half the time the next run does (it prunes
         // with the default config's retention: none, but sweeps the leftovers).
         if i % 2 == 0 {
-            let (_, took) = timed_ok(&mut prune());
-            clock.add(took);
+            timed_ok(&mut prune());
             assert_eq!(packrat_e2e::subdirs(&plan_dir).len(), 1, "{ctx}: keep_last = 1");
         } else {
             env.run(&["run", "nightly"]).ok();

@@ -178,6 +178,60 @@ pub fn kill_at(child: &mut Child, at: Instant) -> Option<ExitStatus> {
     }
 }
 
+/// Starts `cmd` (output discarded), waits until `started()` says the phase under test has begun
+/// (polled every 100 µs; gives up when the command exits first), then SIGKILLs it `delay` later
+/// unless it finished. Kill points measured from the start of the phase itself, not of the
+/// process, so a short phase after a slow start (a prune's deletions after opening the state)
+/// is still hit mid-way.
+pub fn run_and_kill_after(cmd: &mut Command, started: &dyn Fn() -> bool, delay: Duration) -> Killed {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn packrat");
+    let pid = child.id();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return Killed {
+                delay,
+                pid,
+                finished: Some(st),
+            };
+        }
+        if started() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let finished = kill_at(&mut child, Instant::now() + delay);
+    Killed { delay, pid, finished }
+}
+
+/// Runs `cmd` to the end (asserting exit 0) and returns how long the phase that `started()`
+/// detects lasted: from the first poll that saw it to the exit. See [`run_and_kill_after`].
+#[track_caller]
+pub fn timed_phase(cmd: &mut Command, started: &dyn Fn() -> bool) -> Duration {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn packrat");
+    let mut begun: Option<Instant> = None;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            assert!(st.success(), "the uninterrupted run failed: {st:?}");
+            let begun = begun.expect("the phase under test never started");
+            return begun.elapsed();
+        }
+        if begun.is_none() && started() {
+            begun = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
 /// Runs `cmd` to the end and returns its wall time, asserting exit 0.
 #[track_caller]
 pub fn timed_ok(cmd: &mut Command) -> (Run, Duration) {
