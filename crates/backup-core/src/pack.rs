@@ -732,6 +732,11 @@ impl SealedPack {
             manifest: self.manifest.clone(),
         }
     }
+
+    /// As a shared reader, the way [`crate::Sink::open`] hands out packs.
+    pub fn to_reader(&self) -> Arc<dyn PackReader> {
+        self.to_pack().into_reader()
+    }
 }
 
 /// The own files of a sealed pack, as [`SealedPack::own_files`] read and checked them.

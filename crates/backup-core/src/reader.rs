@@ -26,6 +26,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::manifest::{ArtifactEntry, Compression, Manifest};
 use crate::{Error, Result};
@@ -103,5 +104,49 @@ pub trait PackReader: Send + Sync + fmt::Debug {
                 Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(|e| Error::io("start zstd for", at())(e))?)
             }
         })
+    }
+}
+
+/// A shared reader reads the same pack (so `&Arc<dyn PackReader>` passes where a
+/// `&dyn PackReader` is asked for).
+impl<P: PackReader + ?Sized> PackReader for Arc<P> {
+    fn manifest(&self) -> &Manifest {
+        (**self).manifest()
+    }
+
+    fn location(&self) -> String {
+        (**self).location()
+    }
+
+    fn files(&self) -> io::Result<Vec<String>> {
+        (**self).files()
+    }
+
+    fn size(&self, rel: &str) -> io::Result<u64> {
+        (**self).size(rel)
+    }
+
+    fn open_file(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
+        (**self).open_file(rel)
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        (**self).local_dir()
+    }
+
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+
+    fn location_of(&self, rel: &str) -> String {
+        (**self).location_of(rel)
+    }
+
+    fn read_file(&self, rel: &str, limit: u64) -> io::Result<Vec<u8>> {
+        (**self).read_file(rel, limit)
+    }
+
+    fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {
+        (**self).open_artifact(entry)
     }
 }
