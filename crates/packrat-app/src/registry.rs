@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use backup_core::runner::Plan;
-use backup_core::{Error, Result, Sink, Source, StateStore, Verifier};
+use backup_core::{Error, Result, RetryPolicy, RetrySink, Sink, Source, StateStore, Verifier};
 use policy_schedule::{Schedule, ScheduleError};
 use retention::Retention;
 
@@ -47,7 +47,9 @@ fn plan_source(cfg: &Config, pc: &PlanConfig, name: &str) -> Result<Arc<dyn Sour
     }
 }
 
-/// The sink named `name`.
+/// The sink named `name`. A replica is wrapped in a [`RetrySink`] with its `retries` and
+/// `retry_delay`: an operation that fails because the share did not answer (or is not mounted)
+/// is tried again; inside a copy, the replica itself retries each file.
 pub fn sink(cfg: &Config, name: &str) -> Result<Arc<dyn Sink>> {
     let sc = cfg
         .sinks
@@ -55,7 +57,10 @@ pub fn sink(cfg: &Config, name: &str) -> Result<Arc<dyn Sink>> {
         .ok_or_else(|| Error::NotFound(format!("no sink `{name}` in the config")))?;
     Ok(match sc {
         SinkConfig::Local(c) => Arc::new(sink_local::LocalSink::from_config(name, c)),
-        SinkConfig::CifsReplica(c) => Arc::new(sink_cifs_replica::CifsReplicaSink::from_config(name, c)),
+        SinkConfig::CifsReplica(c) => {
+            let replica = Arc::new(sink_cifs_replica::CifsReplicaSink::from_config(name, c));
+            Arc::new(RetrySink::new(replica, RetryPolicy::new(c.retries, c.retry_delay)))
+        }
     })
 }
 
