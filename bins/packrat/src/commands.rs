@@ -209,7 +209,10 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
 }
 
 /// The pack a selector names: a pack directory (no config needed) or via the config's sinks.
-pub(crate) async fn resolve_pack_for(config: Option<&Path>, sel: &PackSelector) -> Result<Arc<dyn PackReader>, CliError> {
+pub(crate) async fn resolve_pack_for(
+    config: Option<&Path>,
+    sel: &PackSelector,
+) -> Result<Arc<dyn PackReader>, CliError> {
     if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
         Ok(Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?.into_reader())
     } else {

@@ -62,10 +62,10 @@ use std::sync::Arc;
 use backup_core::{JobId, Pack, PackInfo, PackReader, SealedPack, SyncSink};
 use serde::{Deserialize, Serialize};
 
+pub use backup_core::retry::{RetryPolicy, is_transient};
 pub use config::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types};
 pub use error::ReplicaError;
 pub use mount::{MountCheck, MountInfoSource, MountReport, MountTable, Verdict};
-pub use backup_core::retry::{RetryPolicy, is_transient};
 
 /// Result alias of this crate.
 pub type Result<T, E = ReplicaError> = std::result::Result<T, E>;
@@ -219,9 +219,8 @@ impl CifsReplicaSink {
         })
     }
 
-    /// Checks that the existing directory `dir` is a real directory (no symlink) on the same
-    /// mount as the target.
-    pub(crate) fn ensure_on_share(&self, t: &Target, dir: &Path) -> Result<()> {
+    /// Checks that `dir` is a real directory (no symlink).
+    pub(crate) fn real_dir(&self, dir: &Path) -> Result<()> {
         let meta = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
         if meta.file_type().is_symlink() {
             return Err(ReplicaError::Symlink { path: dir.into() });
@@ -232,6 +231,13 @@ impl CifsReplicaSink {
                 key: self.check.key(),
             });
         }
+        Ok(())
+    }
+
+    /// Checks that the existing directory `dir` is a real directory (no symlink) on the same
+    /// mount as the target.
+    pub(crate) fn ensure_on_share(&self, t: &Target, dir: &Path) -> Result<()> {
+        self.real_dir(dir)?;
         let here = self.check.inspect(dir)?;
         if here.mount_point != t.report.mount_point || here.mount_id != t.report.mount_id {
             return Err(ReplicaError::OffShare {

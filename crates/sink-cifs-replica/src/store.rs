@@ -164,17 +164,7 @@ impl CifsReplicaSink {
             other => other,
         });
         r.map_err(io_err("create", dir))?;
-        let meta = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
-        if meta.file_type().is_symlink() {
-            return Err(ReplicaError::Symlink { path: dir.into() });
-        }
-        if !meta.is_dir() {
-            return Err(ReplicaError::NotADirectory {
-                path: dir.into(),
-                key: self.check.key(),
-            });
-        }
-        Ok(())
+        self.real_dir(dir)
     }
 
     /// Copies the pack into `work` and verifies it; writes the replication record last.

@@ -263,9 +263,8 @@ async fn behind_retries_a_target_that_appears_late_gets_the_replica() {
     let local = tempfile::tempdir().unwrap();
     let pack = sealed_pack(&local.path().join(ID), PLAN, ID, &[20_000]);
     let target = share.dir.join("late");
-    let sink = Arc::new(
-        CifsReplicaSink::new("windows", &target).with_mount_check(MountCheck::new([share.fs_type.clone()])),
-    );
+    let sink =
+        Arc::new(CifsReplicaSink::new("windows", &target).with_mount_check(MountCheck::new([share.fs_type.clone()])));
     // Without retries: the target is missing, the share is unavailable for now.
     let e = sink.store(&pack, 1).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.chain());

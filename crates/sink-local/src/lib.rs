@@ -200,15 +200,7 @@ impl LocalSink {
         let staging = self.staging_root();
         let created = self.create_dirs(&staging)?;
         let check = || {
-            if !fs::metadata(&self.root)
-                .map_err(self.io("inspect", &self.root))?
-                .is_dir()
-            {
-                return Err(LocalSinkError::NotADirectory {
-                    sink: self.name.clone(),
-                    path: self.root.clone(),
-                });
-            }
+            self.root_is_dir()?;
             self.real_dir(&staging)
         };
         if let Err(e) = check() {
@@ -216,6 +208,19 @@ impl LocalSink {
             return Err(e);
         }
         Ok(created)
+    }
+
+    /// Checks that the root (followed if it is a symlink) is a directory.
+    fn root_is_dir(&self) -> Result<()> {
+        let meta = fs::metadata(&self.root).map_err(self.io("inspect", &self.root))?;
+        if meta.is_dir() {
+            Ok(())
+        } else {
+            Err(LocalSinkError::NotADirectory {
+                sink: self.name.clone(),
+                path: self.root.clone(),
+            })
+        }
     }
 
     /// Checks that `dir` is a directory and not a symlink.
@@ -394,7 +399,9 @@ impl LocalSink {
         let own_bytes = (own.manifest.len() + own.sums.len()) as u64;
         self.check_space(sealed.manifest().total_size().saturating_add(own_bytes))?;
         let (claim, created) = self.claim_in_staging(&format!("job_{job}_{id}"))?;
-        let copied = self.create_fresh_dir(&claim).and_then(|()| self.copy_files(sealed, &own, &claim));
+        let copied = self
+            .create_fresh_dir(&claim)
+            .and_then(|()| self.copy_files(sealed, &own, &claim));
         if let Err(e) = copied {
             if let Err(r) = fs::remove_dir_all(&*claim)
                 && r.kind() != io::ErrorKind::NotFound
@@ -748,15 +755,7 @@ impl SyncSink for LocalSink {
         let created = self.create_dirs(&self.root)?;
         let probe = self.root.join(format!(".packrat-probe-{}", std::process::id()));
         let result = (|| {
-            if !fs::metadata(&self.root)
-                .map_err(self.io("inspect", &self.root))?
-                .is_dir()
-            {
-                return Err(LocalSinkError::NotADirectory {
-                    sink: self.name.clone(),
-                    path: self.root.clone(),
-                });
-            }
+            self.root_is_dir()?;
             File::create_new(&probe).map_err(self.io("create a test file in", &self.root))?;
             fs::remove_file(&probe).map_err(self.io("remove test file", &probe))?;
             let staging = self.staging_root();

@@ -236,7 +236,14 @@ async fn list_is_oldest_first_and_validates_names() {
     let c = store_staged(&sink, "hourly", "m_20260101_000000", 3).await;
     let ids: Vec<String> = sink.list(None).await.unwrap().into_iter().map(|p| p.id).collect();
     assert_eq!(ids, vec![b.id.clone(), a.id.clone(), c.id.clone()]);
-    assert_eq!(c.location, tmp.path().join("hourly").join("m_20260101_000000").display().to_string());
+    assert_eq!(
+        c.location,
+        tmp.path()
+            .join("hourly")
+            .join("m_20260101_000000")
+            .display()
+            .to_string()
+    );
     assert_eq!(b.job_id, Some(7));
 
     for bad in ["..", "../etc", "a/b", ".packrat-staging", ""] {

@@ -69,7 +69,10 @@ async fn dry_run_changes_nothing_reads_for_real_and_fails_where_the_real_run_wou
     let dry = DryRunSink::new(sink.clone());
     assert_eq!(dry.name(), "local");
     // Reads pass through.
-    assert_eq!(dry.list(Some(PLAN)).await.unwrap(), sink.list(Some(PLAN)).await.unwrap());
+    assert_eq!(
+        dry.list(Some(PLAN)).await.unwrap(),
+        sink.list(Some(PLAN)).await.unwrap()
+    );
     let pack = dry.open(PLAN, "p_20260101_000000").await.unwrap();
     assert_eq!(pack.manifest().artifacts.len(), 2);
     let r = dry
@@ -84,7 +87,10 @@ async fn dry_run_changes_nothing_reads_for_real_and_fails_where_the_real_run_wou
     let info = dry.store(&elsewhere, 3).await.unwrap();
     assert_eq!(info.location, elsewhere.dir().display().to_string());
     let id = PackId::new("p_20260104_000000").unwrap();
-    assert!(dry.stage(4, PLAN, &id, 0).await.unwrap().is_none(), "a dry run hosts no staging");
+    assert!(
+        dry.stage(4, PLAN, &id, 0).await.unwrap().is_none(),
+        "a dry run hosts no staging"
+    );
     dry.delete(PLAN, "p_20260101_000000").await.unwrap();
     assert!(dry.clean_leftovers().await.unwrap().is_empty());
     assert_eq!(tree(&root), before, "a dry run must not change the sink");

@@ -138,7 +138,11 @@ fn archive_error(e: TarError, entry: &ArtifactEntry) -> Error {
 /// file, unless `opts.allow_damaged`, which skips the damaged artifacts) and the validation of
 /// every selected volume archive (a refused archive stops the restore); nothing is written
 /// before both pass. Then compose files, then images, then volumes.
-pub async fn restore(pack: &Arc<dyn PackReader>, source: Option<&str>, opts: &RestoreOptions) -> Result<RestoreReport, Error> {
+pub async fn restore(
+    pack: &Arc<dyn PackReader>,
+    source: Option<&str>,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, Error> {
     let all = docker_artifacts(pack, source);
     if all.is_empty() {
         return Err(Error::NotInPack(format!(

@@ -257,11 +257,15 @@ async fn chain_restore_of_full_and_incrementals_is_idempotent() {
     }
     // Sampling: all identical; then a change without a new time is found, one with a new time is not.
     let items = restore::collections(&p1.to_pack(), None);
-    let r = sample::sample(&conn, &p1.to_reader(), &items[0], 5, None).await.unwrap();
+    let r = sample::sample(&conn, &p1.to_reader(), &items[0], 5, None)
+        .await
+        .unwrap();
     assert_eq!(r.sampled, 5);
     assert!(r.is_ok(), "{r:?}");
     c.update_many(doc! {}, doc! {"$set": {"pad": "changed"}}).await.unwrap();
-    let r = sample::sample(&conn, &p1.to_reader(), &items[0], 5, None).await.unwrap();
+    let r = sample::sample(&conn, &p1.to_reader(), &items[0], 5, None)
+        .await
+        .unwrap();
     assert_eq!(r.differing.len() + r.updated_since, 5, "{r:?}");
     assert!(!r.is_ok());
     conn.client.database(&target).drop().await.unwrap();

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use backup_core::config::Secret;
 use backup_core::state::Watermark;
 use backup_core::{
-    BackupContext, BackupKind, NoProgress, PackId, PackReader, SealedPack, Source, SourceReport, StagingPack, StateStore,
+    BackupContext, BackupKind, NoProgress, PackId, PackReader, SealedPack, Source, SourceReport, StagingPack,
+    StateStore,
 };
 use chrono::{DateTime, Utc};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
