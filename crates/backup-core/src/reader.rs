@@ -5,7 +5,7 @@
 //! whose packs do not sit in a local directory (an object store, a remote host) serves them the
 //! same way. A reader offers the manifest, the stored files by relative path (listed, sized and
 //! opened as streams) and, on top of that, each artifact's original bytes
-//! ([`PackReader::open_artifact`], decompressing as it streams). [`Pack`] is the reader of a pack
+//! ([`PackReader::open_artifact`], decompressing as it streams). [`Pack`](crate::Pack) is the reader of a pack
 //! in a local directory; [`crate::Sink::open`] returns the reader of a stored pack.
 //!
 //! ```no_run

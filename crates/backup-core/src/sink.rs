@@ -157,7 +157,8 @@ pub trait Sink: Send + Sync + fmt::Debug {
 /// [`Error::sink`] under the sink's name, keeping their [`crate::ErrorKind`]).
 ///
 /// Cheap to clone: the adapter clones it into the blocking task. The methods mean what the
-/// [`Sink`] methods of the same name say.
+/// [`Sink`] methods of the same name say (where both traits are in scope, call these as
+/// `SyncSink::list(&sink, …)`).
 ///
 /// ```
 /// # use std::path::PathBuf;
@@ -179,7 +180,10 @@ pub trait Sink: Send + Sync + fmt::Debug {
 ///     fn open(&self, plan: &str, id: &str) -> Result<Arc<dyn PackReader>, Error> {
 ///         Err(Error::NotFound(format!("no pack {plan}/{id}")))
 ///     }
-///     fn delete(&self, plan: &str, id: &str) -> Result<(), Error> { self.open(plan, id).map(drop) }
+///     fn delete(&self, plan: &str, id: &str) -> Result<(), Error> {
+///         // With `Sink` in scope too, name the trait: both have `open`.
+///         SyncSink::open(self, plan, id).map(drop)
+///     }
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]

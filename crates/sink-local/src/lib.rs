@@ -1,6 +1,6 @@
 //! # sink-local
 //!
-//! A packrat [`Sink`] that keeps packs in a directory on a local filesystem:
+//! A packrat [`backup_core::Sink`] that keeps packs in a directory on a local filesystem:
 //! `<root>/<plan>/<pack id>/`. Packs are assembled in `<root>/.packrat-staging/` — on the same
 //! filesystem — and appear under their final name by one atomic rename, so a pack is either
 //! complete or absent, never half-written. Files and directories are fsynced, free space is
@@ -284,7 +284,7 @@ impl LocalSink {
         named_like_job && fs::canonicalize(parent).is_ok_and(|p| p == staging)
     }
 
-    /// The work directories in the staging area that [`Sink::clean_leftovers`] would remove now:
+    /// The work directories in the staging area that [`backup_core::Sink::clean_leftovers`] would remove now:
     /// `job_*` and `delete_*` directories whose claim is free (the job or prune that owned them is
     /// gone), for `packrat doctor`. Nothing is removed.
     pub fn leftovers(&self) -> Result<Vec<PathBuf>> {

@@ -2,9 +2,10 @@
 //! another database or collection name, by inserting into empty collections, dropping and
 //! replacing, or upserting by `_id` (so replaying a chain of packs is idempotent). Indexes and
 //! collection options are recreated from `metadata.json`. Documents go back byte for byte.
+//! Packs are read through their [`PackReader`] (what `Sink::open` returns), streaming.
 //!
 //! ```no_run
-//! # async fn demo(packs: Vec<backup_core::Pack>) -> source_mongo::Result<()> {
+//! # async fn demo(packs: Vec<std::sync::Arc<dyn backup_core::PackReader>>) -> source_mongo::Result<()> {
 //! use backup_core::config::Secret;
 //! use source_mongo::restore::{Mode, Options, chain, restore_chain};
 //! use source_mongo::Connection;
