@@ -12,8 +12,11 @@
 //! alerts log always, plus a generic webhook, Slack, DingTalk (optionally signed), WeChat Work
 //! and SMTP email — retrying failed deliveries and logging what still fails; it never panics.
 //!
-//! ```no_run
-//! # async fn demo(state: std::sync::Arc<backup_core::StateStore>) {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let state = std::sync::Arc::new(backup_core::StateStore::open(tmp.path()).unwrap());
 //! use std::sync::Arc;
 //! use alerts::{AlertManager, Finding, LogChannel, Notifier};
 //! use backup_core::state::Severity;

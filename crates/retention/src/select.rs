@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 ///   while a rule's count is not used up, the oldest pack is kept too (restic ≥ 0.16);
 /// - `keep_within D` keeps every pack that started after D before the newest pack (not before
 ///   now, so that packs are not lost while backups are failing); D is a
-///   [`CalendarDuration`](backup_core::config::CalendarDuration): days and months step the
+///   [`CalendarDuration`](crate::CalendarDuration): days and months step the
 ///   calendar of the plan's zone;
 /// - a pack is kept when any rule keeps it; no rule at all keeps everything; a count or span of
 ///   0 (which the config refuses) counts as not set, never as "remove";
