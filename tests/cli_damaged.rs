@@ -19,7 +19,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn backup(env: &Env) -> PathBuf {
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
     assert_eq!(run["job"]["status"], "completed", "{run}");
-    PathBuf::from(run["pack"]["path"].as_str().unwrap())
+    PathBuf::from(run["pack"]["location"].as_str().unwrap())
 }
 
 /// Files of a pack directory, relative, sorted.

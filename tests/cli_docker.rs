@@ -142,7 +142,7 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
     assert_eq!(run["job"]["status"], "completed", "{run}");
     env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
     let list = env.run(&["list", "nightly", "--json"]).ok().json();
-    let pack_dir = list[0]["path"].as_str().expect("pack path").to_string();
+    let pack_dir = list[0]["location"].as_str().expect("pack path").to_string();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(Path::new(&pack_dir).join("manifest.json")).unwrap()).unwrap();
     let paths: Vec<&str> = manifest["artifacts"]
@@ -289,7 +289,7 @@ sinks = ["local"]
         packs = env.path("packs").display()
     ));
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
-    let pack = std::path::PathBuf::from(run["pack"]["path"].as_str().unwrap());
+    let pack = std::path::PathBuf::from(run["pack"]["location"].as_str().unwrap());
     d.run(&d.cli, &["volume", "rm", &good, &bad]);
     let exists = |v: &str| {
         Command::new(&d.cli)

@@ -214,7 +214,7 @@ fn damaged_packs_are_refused_before_anything_is_written_and_allow_damaged_restor
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| PathBuf::from(p["path"].as_str().unwrap()))
+        .map(|p| PathBuf::from(p["location"].as_str().unwrap()))
         .collect();
     assert_eq!(dirs.len(), 2, "{list}");
     let data = format!("mongo/{db}/logs.bson.zst");

@@ -118,7 +118,7 @@ fn a_job_killed_after_its_pack_was_in_place_is_recovered_as_completed() {
     let sink = env.path("packs");
     env.standard_config(&db, &sink, "");
     let first = env.run(&["run", "nightly", "--json"]).ok().json();
-    let pack_dir = first["pack"]["path"].as_str().unwrap().to_string();
+    let pack_dir = first["pack"]["location"].as_str().unwrap().to_string();
 
     // What a SIGKILL right after the rename into place leaves: the row still `running`, the
     // pack under its final name, the job lock free.

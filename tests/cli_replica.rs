@@ -115,9 +115,9 @@ fn a_replica_of_a_real_pack_is_byte_identical_and_verifies() {
     assert_eq!(run["job"]["status"], "completed");
     assert_eq!(run["job"]["message"], "backup completed (synced)");
     assert_eq!(run["job"]["replication"], "succeeded");
-    let local = PathBuf::from(run["pack"]["path"].as_str().unwrap());
+    let local = PathBuf::from(run["pack"]["location"].as_str().unwrap());
     let id = run["pack"]["id"].as_str().unwrap().to_string();
-    let replica = PathBuf::from(run["replicas"][0]["path"].as_str().unwrap());
+    let replica = PathBuf::from(run["replicas"][0]["location"].as_str().unwrap());
     assert_eq!(replica, fs::canonicalize(share.dir.join("nightly").join(&id)).unwrap());
 
     // Byte-identical, on the share and on the server's disk; plus the replication record.
@@ -260,10 +260,10 @@ fn an_unmounted_share_or_the_wrong_type_fails_the_job_with_the_reason_and_writes
         entries(&mnt)
     );
     // The local pack is intact and verifies.
-    let local = PathBuf::from(run.json()["pack"]["path"].as_str().unwrap_or_default());
+    let local = PathBuf::from(run.json()["pack"]["location"].as_str().unwrap_or_default());
     let packs = env.run(&["list", "nightly", "--sink", "local", "--json"]).ok().json();
     assert_eq!(packs.as_array().map(Vec::len), Some(2));
-    let latest = packs[1]["path"].as_str().unwrap().to_string();
+    let latest = packs[1]["location"].as_str().unwrap().to_string();
     assert!(local.as_os_str().is_empty() || local == Path::new(&latest));
     env.run(&["verify", &latest, "--deep"]).ok();
 

@@ -16,7 +16,7 @@ fn backup_verify_restore_round_trip() {
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
     assert_eq!(run["job"]["status"], "completed");
     assert_eq!(run["job"]["message"], "backup completed");
-    let pack_dir = run["pack"]["path"].as_str().expect("pack path").to_string();
+    let pack_dir = run["pack"]["location"].as_str().expect("pack path").to_string();
     let pack_id = run["pack"]["id"].as_str().expect("id").to_string();
     assert!(pack_id.starts_with("migration_pack_"), "{pack_id}");
     assert!(pack_dir.ends_with(&format!("packs/nightly/{pack_id}")), "{pack_dir}");
@@ -67,7 +67,7 @@ fn compressed_pack_restores_with_standard_tools_and_status_counts() {
     seed_db(&db, 2_000, false);
     env.standard_config(&db, &env.path("packs"), "compress = true");
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
-    let pack = std::path::PathBuf::from(run["pack"]["path"].as_str().unwrap());
+    let pack = std::path::PathBuf::from(run["pack"]["location"].as_str().unwrap());
     let art = pack.join("sqlite/app_db.db.zst");
     assert!(art.exists());
     // zstd -d restores a database that sqlite3 can read.
@@ -106,7 +106,7 @@ fn flipping_any_byte_fails_verify_and_names_the_file() {
     seed_db(&db, 500, true);
     env.standard_config(&db, &env.path("packs"), "compress = true");
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
-    let pack = std::path::PathBuf::from(run["pack"]["path"].as_str().unwrap());
+    let pack = std::path::PathBuf::from(run["pack"]["location"].as_str().unwrap());
     for file in ["sqlite/app_db.db.zst", "manifest.json", "SHA256SUMS"] {
         let path = pack.join(file);
         let orig = std::fs::read(&path).unwrap();
@@ -154,7 +154,7 @@ fn backup_while_a_writer_inserts_holds_a_consistent_prefix() {
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().unwrap();
     assert!(written > 0);
-    let copy = std::path::PathBuf::from(run["pack"]["path"].as_str().unwrap()).join("sqlite/app_db.db");
+    let copy = std::path::PathBuf::from(run["pack"]["location"].as_str().unwrap()).join("sqlite/app_db.db");
     let c = rusqlite::Connection::open(&copy).unwrap();
     let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");

@@ -823,7 +823,7 @@ fn sqlite_restore_killed_at_random_points() {
     let (_, rows) = integrity(&db);
     env.standard_config(&db, &env.path("packs"), "");
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
-    let pack = run["pack"]["path"].as_str().expect("pack path").to_string();
+    let pack = run["pack"]["location"].as_str().expect("pack path").to_string();
     let dir = env.path("restored");
     std::fs::create_dir(&dir).expect("mkdir");
     let target = dir.join("app.db");

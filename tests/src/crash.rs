@@ -288,7 +288,7 @@ pub fn listed(env: &Env, plan: &str, sink: &str) -> Vec<Listed> {
         .iter()
         .map(|p| Listed {
             id: p["id"].as_str().expect("id").to_string(),
-            path: PathBuf::from(p["path"].as_str().expect("path")),
+            path: PathBuf::from(p["location"].as_str().expect("location")),
             job_id: p["job_id"].as_i64(),
         })
         .collect()

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backup_core::state::JobFilter;
-use backup_core::{BackupKind, JobStatus, Pack, Sink, Trigger, VerifyLevel, VerifyReport};
+use backup_core::{BackupKind, JobStatus, Pack, PackReader, Sink, Trigger, VerifyLevel, VerifyReport};
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, ConfigAction, JobsArgs, PackSelector, RestoreArgs, RunArgs, VerifyArgs};
@@ -134,7 +134,7 @@ async fn list(config: Option<&Path>, plan: Option<&str>, sink: Option<&str>, jso
 }
 
 /// Finds the pack a selector names.
-async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> Result<Pack, CliError> {
+async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> Result<Arc<dyn PackReader>, CliError> {
     let sinks: Vec<Arc<dyn Sink>> = match (&sel.sink, &sel.latest) {
         (Some(s), _) => vec![wire::sink(cfg, s)?],
         (None, Some(plan)) => cfg
@@ -158,7 +158,7 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
     let arg = sel.pack.as_deref().unwrap_or_default();
     let as_path = Path::new(arg);
     if as_path.is_dir() {
-        return Ok(Pack::open(as_path)?);
+        return Ok(Pack::open(as_path)?.into_reader());
     }
     let (plan, id) = match arg.split_once('/') {
         Some((p, i)) => (Some(p), i),
@@ -178,7 +178,7 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
     let pack = if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
         // A pack directory can be verified without a config.
         let dir = a.pack.pack.as_deref().unwrap_or_default();
-        Pack::open(Path::new(dir))
+        Pack::open(Path::new(dir)).map(Pack::into_reader)
     } else {
         let cfg = wire::load_config(config)?;
         match resolve_pack(&cfg, &a.pack).await {
@@ -189,12 +189,12 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
     let level = if a.deep { VerifyLevel::Deep } else { VerifyLevel::Quick };
     let for_sample = pack.as_ref().ok().cloned();
     let mut report = match pack {
-        Ok(pack) => tokio::task::spawn_blocking(move || wire::verifier().verify(&pack, level))
+        Ok(pack) => tokio::task::spawn_blocking(move || wire::verifier().verify(&*pack, level))
             .await
             .map_err(|e| CliError::failed(format!("verification task failed: {e}")))?,
         Err(e) => {
             let dir = a.pack.pack.as_deref().unwrap_or_default();
-            VerifyReport::unreadable(Path::new(dir), e.to_string())
+            VerifyReport::unreadable(dir, e.to_string())
         }
     };
     if let Some(p) = for_sample {
@@ -209,9 +209,12 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
 }
 
 /// The pack a selector names: a pack directory (no config needed) or via the config's sinks.
-pub(crate) async fn resolve_pack_for(config: Option<&Path>, sel: &PackSelector) -> Result<Pack, CliError> {
+pub(crate) async fn resolve_pack_for(
+    config: Option<&Path>,
+    sel: &PackSelector,
+) -> Result<Arc<dyn PackReader>, CliError> {
     if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
-        Ok(Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?)
+        Ok(Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?.into_reader())
     } else {
         let cfg = wire::load_config(config)?;
         resolve_pack(&cfg, sel).await
@@ -281,12 +284,12 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
         overwrite: a.overwrite,
         allow_damaged: a.allow_damaged,
     };
-    let (pack_id, pack_dir) = (pack.id().to_string(), pack.dir().to_path_buf());
-    let report = tokio::task::spawn_blocking(move || source_sqlite::restore_with(&pack, &entry, &target, &opts))
+    let (pack_id, location) = (pack.id().to_string(), pack.location());
+    let report = tokio::task::spawn_blocking(move || source_sqlite::restore_with(&*pack, &entry, &target, &opts))
         .await
         .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
         .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
-    crate::restore_common::warn_damaged(&pack_id, &pack_dir, &report.pack_problems, &[]);
+    crate::restore_common::warn_damaged(&pack_id, &location, &report.pack_problems, &[]);
     crate::restore_common::note_removed(&report.removed_leftovers);
     if a.json {
         output::json(&serde_json::json!({

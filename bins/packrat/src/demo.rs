@@ -47,10 +47,10 @@ pub async fn run(dir: &Path) -> Result<u8, CliError> {
     let Some(pack) = run.pack else {
         return Err(CliError::failed("demo backup produced no pack"));
     };
-    let opened = backup_core::Pack::open(&pack.path)?;
-    let report = tokio::task::spawn_blocking(move || wire::verifier().verify(&opened, backup_core::VerifyLevel::Deep))
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    // Read back through the sink that holds it.
+    let report = plan.sinks[0]
+        .verify(&pack.plan, &pack.id, &wire::verifier(), backup_core::VerifyLevel::Deep)
+        .await?;
     if !report.is_ok() {
         return Err(CliError::failed(format!(
             "demo pack failed verification: {:?}",
@@ -59,7 +59,7 @@ pub async fn run(dir: &Path) -> Result<u8, CliError> {
     }
     let c = cfg_path.display();
     outln!("backed up {} into job {}", db.display(), run.job.id);
-    outln!("pack: {}", pack.path.display());
+    outln!("pack: {}", pack.location);
     outln!("deep verification: OK ({} artifact(s))", report.artifacts);
     outln!();
     outln!("next steps:");
@@ -68,7 +68,7 @@ pub async fn run(dir: &Path) -> Result<u8, CliError> {
     outln!("  packrat --config {c} restore --latest demo --to /tmp/restored.db");
     outln!(
         "  sqlite3 {}/sqlite/app_db.db 'select count(*) from orders'",
-        pack.path.display()
+        pack.location
     );
     Ok(exit::OK)
 }

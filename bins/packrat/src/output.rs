@@ -82,11 +82,11 @@ pub fn run_human(run: &JobRun) {
     let j = &run.job;
     outln!("job {}: {} ({})", j.id, j.status, j.message);
     if let Some(p) = &run.pack {
-        outln!("pack {} at {}", p.id, p.path.display());
+        outln!("pack {} at {}", p.id, p.location);
         outln!("  {} artifact(s), {}, {}", p.artifacts, bytes(p.bytes), duration(j));
     }
     for r in &run.replicas {
-        outln!("replica on {}: {}", r.sink, r.path.display());
+        outln!("replica on {}: {}", r.sink, r.location);
     }
     for w in &run.warnings {
         outln!("warning: {w}");
@@ -161,7 +161,7 @@ pub fn packs_table(packs: &[PackInfo]) {
         return;
     }
     outln!(
-        "{:<10} {:<14} {:<40} {:<11} {:>10}  PATH",
+        "{:<10} {:<14} {:<40} {:<11} {:>10}  LOCATION",
         "SINK",
         "PLAN",
         "PACK",
@@ -176,7 +176,7 @@ pub fn packs_table(packs: &[PackInfo]) {
             p.id,
             p.kind,
             bytes(p.bytes),
-            p.path.display()
+            p.location
         );
     }
 }
@@ -192,10 +192,10 @@ pub fn verify_human(r: &VerifyReport) {
             "OK   {} ({level}, {} artifact(s)) at {}",
             r.pack_id,
             r.artifacts,
-            r.dir.display()
+            r.location
         );
     } else {
-        outln!("FAIL {} ({level}) at {}", r.pack_id, r.dir.display());
+        outln!("FAIL {} ({level}) at {}", r.pack_id, r.location);
         for p in &r.problems {
             outln!("  {}: {}", p.path, p.reason);
         }

@@ -2,7 +2,9 @@
 //! after a successful `packrat run`.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use backup_core::DryRunSink;
 use backup_core::runner::Plan;
 use chrono::Utc;
 use clap::Args;
@@ -52,7 +54,11 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
             .iter()
             .filter(|s| a.sink.as_deref().is_none_or(|only| only == s.as_str()))
         {
-            let sink = wire::sink(&cfg, sink_name)?;
+            let mut sink = wire::sink(&cfg, sink_name)?;
+            if a.dry_run {
+                // Deletions and cleaning are logged and skipped by the wrapper.
+                sink = Arc::new(DryRunSink::new(sink));
+            }
             let report = retention::prune(sink.as_ref(), name, &policy, now, a.dry_run)
                 .await
                 .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
@@ -61,9 +67,7 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
                 print_report(&report);
             }
             reports.push(report);
-            if !a.dry_run
-                && let Err(e) = retention::clean_leftovers(sink.as_ref()).await
-            {
+            if let Err(e) = retention::clean_leftovers(sink.as_ref()).await {
                 warn!("{e}");
             }
         }

@@ -32,15 +32,14 @@ pub struct SkippedLine {
 
 /// Prints, on stderr, the problems of a damaged pack that `--allow-damaged` let through and
 /// what was skipped. Nothing when `problems` is empty.
-pub fn warn_damaged(pack: &str, dir: &Path, problems: &[Problem], skipped: &[SkippedLine]) {
+pub fn warn_damaged(pack: &str, location: &str, problems: &[Problem], skipped: &[SkippedLine]) {
     if problems.is_empty() {
         return;
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "WARNING: pack {pack} ({}) is damaged; restoring only the artifacts that check out (--allow-damaged):",
-        dir.display()
+        "WARNING: pack {pack} ({location}) is damaged; restoring only the artifacts that check out (--allow-damaged):"
     );
     for p in problems {
         let _ = writeln!(err, "  problem: {}: {}", p.path, p.reason);

@@ -99,7 +99,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             reason: s.reason.clone(),
         })
         .collect();
-    crate::restore_common::warn_damaged(pack.id(), pack.dir(), &report.pack_problems, &lines);
+    crate::restore_common::warn_damaged(pack.id(), &pack.location(), &report.pack_problems, &lines);
     crate::restore_common::note_removed(&report.removed_leftovers);
     if a.json {
         output::json(&report);

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use backup_core::config::Secret;
 use backup_core::verify::Problem;
-use backup_core::{Pack, VerifyReport};
+use std::sync::Arc;
+
+use backup_core::{Pack, PackReader, VerifyReport};
 use clap::Args;
 use packrat_app::config::SourceConfig;
 use source_mongo::restore::{self, Mode, Options};
@@ -118,7 +120,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
                 reason: s.reason.clone(),
             })
             .collect();
-        crate::restore_common::warn_damaged(c.pack.id(), c.pack.dir(), &c.check.problems, &lines);
+        crate::restore_common::warn_damaged(c.pack.id(), &c.pack.location(), &c.check.problems, &lines);
         skipped.extend(c.skipped.iter().cloned());
     }
     let conn = Connection::open(&uri)
@@ -162,11 +164,14 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
 /// directory on the same sink). A directory there that is not a readable pack may be a damaged
 /// link of the chain: it is refused, or with `allow_damaged` skipped with a warning.
 /// Returns the packs and how many directories were left out.
-fn chain_to(end: &Pack, allow_damaged: bool) -> Result<(Vec<Pack>, usize), CliError> {
-    let plan_dir = end
-        .dir()
-        .parent()
-        .ok_or_else(|| CliError::usage(format!("pack {} has no parent directory", end.dir().display())))?;
+fn chain_to(end: &Arc<dyn PackReader>, allow_damaged: bool) -> Result<(Vec<Arc<dyn PackReader>>, usize), CliError> {
+    let plan_dir = end.local_dir().and_then(Path::parent).ok_or_else(|| {
+        CliError::usage(format!(
+            "pack {} at {} is not in a local directory; --chain reads the packs next to it",
+            end.id(),
+            end.location()
+        ))
+    })?;
     let mut packs = Vec::new();
     let rd = std::fs::read_dir(plan_dir)
         .map_err(|e| CliError::failed(format!("cannot list {}: {e}", plan_dir.display())))?;
@@ -181,7 +186,7 @@ fn chain_to(end: &Pack, allow_damaged: bool) -> Result<(Vec<Pack>, usize), CliEr
                 if p.manifest().plan == end.manifest().plan
                     && (p.manifest().started_at, p.id()) <= (end.manifest().started_at, end.id())
                 {
-                    packs.push(p);
+                    packs.push(p.into_reader());
                 }
             }
             Err(err) => unreadable.push(err.to_string()),
@@ -208,7 +213,7 @@ fn chain_to(end: &Pack, allow_damaged: bool) -> Result<(Vec<Pack>, usize), CliEr
 pub async fn sample_against_source(
     config: Option<&Path>,
     args: &SampleArgs,
-    pack: &Pack,
+    pack: &Arc<dyn PackReader>,
     report: &mut VerifyReport,
     json: bool,
 ) -> Result<(), CliError> {

@@ -13,15 +13,17 @@
 //!
 //! Each check panics with a message naming the broken rule.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::pack::{PackId, StagingPack};
-use crate::sink::Sink;
+use crate::manifest::{MANIFEST_FILE, Manifest, SUMS_FILE};
+use crate::pack::{MAX_MANIFEST_BYTES, PackId, StagingPack};
+use crate::reader::PackReader;
+use crate::sink::{PackInfo, Sink};
 use crate::source::{BackupContext, Source};
 use crate::verify::{Verifier, VerifyLevel};
-use crate::{BackupKind, Compression, SealedPack};
+use crate::{BackupKind, Compression, ErrorKind, SealedPack};
 
 const PLAN: &str = "conformance";
 
@@ -66,22 +68,137 @@ pub async fn check_source(source: &dyn Source, verifier: &Verifier) {
     source.check().await.expect("check() must pass on a healthy source");
 }
 
+/// The original bytes of the artifacts the kit writes: (path, compression, bytes).
+fn artifacts() -> [(&'static str, Compression, Vec<u8>); 2] {
+    let data: Vec<u8> = (0..10_000u32).flat_map(u32::to_le_bytes).collect();
+    let notes = b"conformance notes\n".repeat(100);
+    [
+        ("conformance/data.bin.zst", Compression::Zstd, data),
+        ("conformance/notes.txt", Compression::None, notes),
+    ]
+}
+
 fn sealed_pack(dir: &Path, id: &str) -> SealedPack {
     let id = PackId::new(id).expect("id");
     let pack = StagingPack::create(dir, PLAN, id, BackupKind::Full, chrono_tz::UTC).expect("staging");
-    let mut w = pack
-        .artifact("conformance/data.bin.zst", "conformance", "file", Compression::Zstd)
-        .expect("artifact");
-    for i in 0..10_000u32 {
-        w.write_all(&i.to_le_bytes()).expect("write");
+    for (path, compression, bytes) in artifacts() {
+        let mut w = pack
+            .artifact(path, "conformance", "file", compression)
+            .expect("artifact");
+        w.write_all(&bytes).expect("write");
+        w.finish().expect("finish");
     }
-    w.finish().expect("finish");
     pack.seal().expect("seal")
 }
 
+/// Reads pack `info` back through the sink's reader: the same manifest as `sealed`, the stored
+/// files listed with their sizes, every artifact's original bytes, and verification (quick and
+/// deep, through the sink and on the reader, and the restore check) without a problem.
+async fn check_reading(sink: &dyn Sink, info: &PackInfo, sealed: &SealedPack) -> Arc<dyn PackReader> {
+    let id = &info.id;
+    let pack = sink.open(PLAN, id).await.expect("open a stored pack");
+    assert_eq!(pack.id(), id.as_str(), "open must return the pack asked for");
+    assert_eq!(
+        pack.manifest(),
+        sealed.manifest(),
+        "{id}: the reader's manifest must be the sealed one"
+    );
+    assert_eq!(
+        pack.location(),
+        info.location,
+        "{id}: open and list must agree on the location"
+    );
+    let pack = tokio::task::spawn_blocking(move || {
+        let m = pack.manifest();
+        let files = pack.files().expect("list the pack's files");
+        for a in &m.artifacts {
+            assert!(files.contains(&a.path), "{}: files() must list {}", m.pack_id, a.path);
+            assert_eq!(pack.size(&a.path).expect("size"), a.size, "size of {}", a.path);
+        }
+        for own in [MANIFEST_FILE, SUMS_FILE] {
+            assert!(files.contains(&own.to_string()), "files() must list {own}");
+        }
+        let json = pack
+            .read_file(MANIFEST_FILE, MAX_MANIFEST_BYTES)
+            .expect("read manifest.json");
+        assert_eq!(
+            &Manifest::from_json(&json).expect("parse"),
+            m,
+            "manifest.json read back"
+        );
+        for (path, _, bytes) in artifacts() {
+            let entry = m.artifact(path).expect("artifact in the manifest");
+            let mut back = Vec::new();
+            pack.open_artifact(entry)
+                .expect("open_artifact")
+                .read_to_end(&mut back)
+                .expect("read the artifact");
+            assert!(back == bytes, "{path}: open_artifact must return the original bytes");
+        }
+        assert!(
+            pack.open_file("conformance/missing.bin").is_err(),
+            "a missing file must not open"
+        );
+        for level in [VerifyLevel::Quick, VerifyLevel::Deep] {
+            let r = Verifier::new().verify(&*pack, level);
+            assert!(
+                r.is_ok(),
+                "{} must verify ({level:?}) on the reader: {:?}",
+                m.pack_id,
+                r.problems
+            );
+        }
+        let wanted: Vec<_> = m.artifacts.iter().collect();
+        let c = Verifier::check_for_restore(&*pack, &wanted);
+        assert!(
+            c.is_ok() && wanted.iter().all(|a| c.usable(&a.path)),
+            "restore check: {c:?}"
+        );
+        pack
+    })
+    .await
+    .expect("reading task");
+    let r = sink
+        .verify(PLAN, id, &Verifier::new(), VerifyLevel::Deep)
+        .await
+        .expect("verify");
+    assert!(
+        r.is_ok(),
+        "stored pack {id} must verify through the sink: {:?}",
+        r.problems
+    );
+    assert_eq!(r.location, info.location);
+    pack
+}
+
+/// When the pack is in a local directory: one flipped byte of an artifact is found by
+/// verification through the sink, and naming the artifact.
+async fn check_damage_is_seen(sink: &dyn Sink, pack: &dyn PackReader) {
+    let Some(dir) = pack.local_dir() else { return };
+    let rel = "conformance/notes.txt";
+    let path = dir.join(rel);
+    let orig = std::fs::read(&path).expect("read artifact");
+    let mut bad = orig.clone();
+    bad[0] ^= 1;
+    std::fs::write(&path, &bad).expect("damage artifact");
+    let r = sink
+        .verify(PLAN, pack.id(), &Verifier::new(), VerifyLevel::Quick)
+        .await
+        .expect("verify");
+    std::fs::write(&path, &orig).expect("repair artifact");
+    assert!(
+        r.problems.iter().any(|p| p.path == rel && p.reason.contains("sha256")),
+        "a flipped byte in {rel} must be reported: {:?}",
+        r.problems
+    );
+}
+
 /// Checks a sink: staging then store by rename, copy-in of a pack from elsewhere, listing only
-/// valid packs, never overwriting, verification, deleting only packs of ours, discarding staging
-/// and cleaning leftovers of dead jobs. Uses the plan name `conformance`.
+/// valid packs, never overwriting, reading packs back through the sink ([`Sink::open`]: the
+/// manifest, the stored files, every artifact's original bytes; verification through the sink
+/// and on the reader, which sees a flipped byte where the pack is in a local directory), deleting
+/// only packs of ours, discarding staging and cleaning leftovers of dead jobs. Uses the plan
+/// name `conformance`.
 pub async fn check_sink(sink: Arc<dyn Sink>) {
     let tmp = tempfile::tempdir().expect("tempdir");
     assert!(
@@ -123,35 +240,32 @@ pub async fn check_sink(sink: Arc<dyn Sink>) {
     );
 
     // 4. Listing shows exactly the valid packs, oldest first; foreign directories are ignored.
-    let foreign = info1.path.parent().map(|p| p.join("not_a_pack_of_ours"));
+    let first = sink.open(PLAN, id1).await.expect("open");
+    let foreign = first
+        .local_dir()
+        .and_then(Path::parent)
+        .map(|p| p.join("not_a_pack_of_ours"));
     if let Some(f) = &foreign {
         std::fs::create_dir_all(f).expect("foreign dir");
         std::fs::write(f.join("important.txt"), b"keep me").expect("foreign file");
     }
-    let listed: Vec<String> = sink
-        .list(Some(PLAN))
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
-    assert_eq!(
-        listed,
-        vec![id1.to_string(), id2.to_string()],
-        "list must show exactly our packs, oldest first"
-    );
+    let listed = sink.list(Some(PLAN)).await.expect("list");
+    let ids: Vec<&str> = listed.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, [id1, id2], "list must show exactly our packs, oldest first");
+    assert_eq!(listed[0], info1, "list must describe a pack as store did");
     assert!(sink.list(None).await.expect("list all").iter().any(|p| p.id == id1));
 
-    // 5. Stored packs verify and open with the same manifest.
-    for info in [&info1, &info2] {
-        let r = sink
-            .verify(PLAN, &info.id, &Verifier::new(), VerifyLevel::Deep)
-            .await
-            .expect("verify");
-        assert!(r.is_ok(), "stored pack {} must verify: {:?}", info.id, r.problems);
-        let p = sink.open(PLAN, &info.id).await.expect("open");
-        assert_eq!(p.manifest().pack_id, info.id);
+    // 5. Stored packs read back through the sink: manifest, files, artifacts, verification.
+    for (info, sealed) in [(&info1, &sealed1), (&info2, &sealed2)] {
+        let pack = check_reading(sink.as_ref(), info, sealed).await;
+        check_damage_is_seen(sink.as_ref(), &*pack).await;
     }
+    let missing = sink.open(PLAN, "conformance_20250101_000000").await;
+    assert_eq!(
+        missing.map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::NotFound),
+        "opening a pack that is not there must fail as not found"
+    );
 
     // 6. Delete removes our pack and refuses anything else.
     sink.delete(PLAN, id1).await.expect("delete");

@@ -133,12 +133,12 @@ pub enum Error {
         reason: String,
     },
     /// A restore was refused because the quick check of the pack found problems.
-    #[error("{}", damaged_message(pack, dir, problems))]
+    #[error("{}", damaged_message(pack, location, problems))]
     DamagedPack {
         /// The pack id.
         pack: String,
-        /// The pack directory.
-        dir: PathBuf,
+        /// Where the pack is.
+        location: String,
         /// What is wrong, per file.
         problems: Vec<crate::verify::Problem>,
     },
@@ -310,7 +310,7 @@ fn no_space_left(file: &Path) -> bool {
 /// At most this many problems are spelled out in an error message.
 const MAX_SHOWN: usize = 10;
 
-fn damaged_message(pack: &str, dir: &Path, problems: &[crate::verify::Problem]) -> String {
+fn damaged_message(pack: &str, location: &str, problems: &[crate::verify::Problem]) -> String {
     let mut shown: Vec<String> = problems
         .iter()
         .take(MAX_SHOWN)
@@ -320,11 +320,9 @@ fn damaged_message(pack: &str, dir: &Path, problems: &[crate::verify::Problem]) 
         shown.push(format!("and {} more", problems.len() - MAX_SHOWN));
     }
     format!(
-        "pack {pack} ({}) is damaged, nothing was restored: {}; run `packrat verify {}` to see every problem, \
-         restore from another pack, or pass --allow-damaged to restore only the artifacts that check out",
-        dir.display(),
+        "pack {pack} ({location}) is damaged, nothing was restored: {}; run `packrat verify {location}` to see every \
+         problem, restore from another pack, or pass --allow-damaged to restore only the artifacts that check out",
         shown.join("; "),
-        dir.display()
     )
 }
 

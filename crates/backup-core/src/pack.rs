@@ -3,12 +3,13 @@
 //! A [`StagingPack`] is a directory being filled by sources through [`ArtifactWriter`]s that
 //! compress (zstd, on request), checksum (sha256) and count while streaming to disk. Sealing writes
 //! `SHA256SUMS` and then `manifest.json` last, fsyncs both and the directory, and returns a
-//! [`SealedPack`]. A [`Pack`] reads a sealed pack back.
+//! [`SealedPack`]. A [`Pack`] reads a sealed pack back from a local directory: it is the
+//! [`PackReader`] of such a pack.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -19,9 +20,11 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::CancelToken;
 use crate::manifest::{
-    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, Manifest, ManifestWatermark, SUMS_FILE,
-    TimeWindow, check_relative_path,
+    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, Manifest, ManifestWatermark,
+    REPLICATION_FILE, SUMS_FILE, TimeWindow, check_relative_path,
 };
+use crate::reader::PackReader;
+use crate::sums::Sums;
 use crate::{BackupKind, Error, JobId, Result};
 
 const IO_BUF: usize = 256 * 1024;
@@ -314,7 +317,7 @@ impl StagingPack {
             watermarks: lock(&inner.watermarks).clone(),
         };
         let json = manifest.to_json();
-        let sums = crate::sums::Sums::for_manifest(&manifest, &json).to_text();
+        let sums = Sums::for_manifest(&manifest, &json).to_text();
         // Make the artifacts' directory entries durable, deepest first.
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for a in &manifest.artifacts {
@@ -681,6 +684,47 @@ impl SealedPack {
         }
     }
 
+    /// Reads the pack's own files, `manifest.json` and `SHA256SUMS`, for a sink that copies the
+    /// pack, and checks them before gigabytes are copied: the manifest on disk must be the one
+    /// this value holds, and `SHA256SUMS` must parse and list exactly every artifact with its
+    /// sha256 and `manifest.json` with the sha256 of its bytes.
+    pub fn own_files(&self) -> std::result::Result<OwnFiles, OwnFilesError> {
+        let read = |name: &str, limit: u64| {
+            let path = self.dir.join(name);
+            read_regular(&path, limit).map_err(|source| OwnFilesError::Read { path, source })
+        };
+        let mismatch = |name: &str, reason: String| OwnFilesError::Mismatch {
+            path: self.dir.join(name),
+            reason,
+        };
+        let manifest = read(MANIFEST_FILE, MAX_MANIFEST_BYTES)?;
+        match Manifest::from_json(&manifest) {
+            Ok(on_disk) if on_disk == self.manifest => {}
+            Ok(_) => {
+                return Err(mismatch(
+                    MANIFEST_FILE,
+                    "it differs from the sealed pack's manifest".into(),
+                ));
+            }
+            Err(reason) => return Err(mismatch(MANIFEST_FILE, reason)),
+        }
+        let sums = read(SUMS_FILE, crate::sums::MAX_SUMS_BYTES)?;
+        let manifest_sha256 = hex::encode(Sha256::digest(&manifest));
+        let parsed = Sums::parse(&sums).map_err(|reason| mismatch(SUMS_FILE, reason))?;
+        if let Some(p) = parsed
+            .disagreements(&self.manifest, &manifest_sha256)
+            .into_iter()
+            .next()
+        {
+            return Err(mismatch(&p.path, p.reason));
+        }
+        Ok(OwnFiles {
+            manifest,
+            sums,
+            manifest_sha256,
+        })
+    }
+
     /// As a reader.
     pub fn to_pack(&self) -> Pack {
         Pack {
@@ -688,9 +732,47 @@ impl SealedPack {
             manifest: self.manifest.clone(),
         }
     }
+
+    /// As a shared reader, the way [`crate::Sink::open`] hands out packs.
+    pub fn to_reader(&self) -> Arc<dyn PackReader> {
+        self.to_pack().into_reader()
+    }
 }
 
-/// A sealed pack read back from disk.
+/// The own files of a sealed pack, as [`SealedPack::own_files`] read and checked them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnFiles {
+    /// The bytes of `manifest.json`.
+    pub manifest: Vec<u8>,
+    /// The bytes of `SHA256SUMS`.
+    pub sums: Vec<u8>,
+    /// The sha256 of `manifest.json`, lowercase hex.
+    pub manifest_sha256: String,
+}
+
+/// Why [`SealedPack::own_files`] refused a pack.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnFilesError {
+    /// A file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file does not agree with the sealed pack's manifest.
+    #[error("{}: {reason}", path.display())]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+}
+
+/// A sealed pack read back from disk: the [`PackReader`] of a pack in a local directory.
 #[derive(Debug, Clone)]
 pub struct Pack {
     dir: PathBuf,
@@ -766,17 +848,77 @@ impl Pack {
 
     /// Opens an artifact for reading its original bytes (decompressing zstd as it streams).
     /// Only a regular file is opened (see [`open_regular`]): a FIFO, device or symlink in its
-    /// place is an error, never a hang.
+    /// place is an error, never a hang. The same as [`PackReader::open_artifact`].
     pub fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {
-        let path = self.path_of(entry);
-        let f = open_regular(&path).map_err(Error::io("open artifact", &path))?;
-        let r = BufReader::with_capacity(IO_BUF, f);
-        Ok(match entry.compression {
-            Compression::None => Box::new(r),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(Error::io("start zstd for", &path))?)
+        PackReader::open_artifact(self, entry)
+    }
+
+    /// The pack as a shared reader, as [`crate::Sink::open`] returns it.
+    pub fn into_reader(self) -> Arc<dyn PackReader> {
+        Arc::new(self)
+    }
+
+    /// The path of the stored file `rel`: one of the pack's own files, or a safe relative path.
+    fn file_path(&self, rel: &str) -> io::Result<PathBuf> {
+        if ![MANIFEST_FILE, SUMS_FILE, REPLICATION_FILE].contains(&rel) {
+            check_relative_path(rel).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        }
+        Ok(self.dir.join(rel))
+    }
+}
+
+impl PackReader for Pack {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn location_of(&self, rel: &str) -> String {
+        self.dir.join(rel).display().to_string()
+    }
+
+    /// Every regular file and symlink below the directory (symlinks are not followed).
+    fn files(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.dir.clone(), String::new())];
+        while let Some((d, prefix)) = stack.pop() {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if prefix.is_empty() => return Err(e),
+                Err(_) => continue,
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rel = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push((e.path(), rel)),
+                    _ => out.push(rel),
+                }
             }
-        })
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn size(&self, rel: &str) -> io::Result<u64> {
+        let meta = fs::symlink_metadata(self.file_path(rel)?)?;
+        not_regular(&meta.file_type())?;
+        Ok(meta.len())
+    }
+
+    fn open_file(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(open_regular(&self.file_path(rel)?)?))
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.dir)
     }
 }
 

@@ -18,7 +18,8 @@ use tracing::{error, info, warn};
 use crate::cancel::CancelToken;
 use crate::lock::{ClaimedDir, FileLock};
 use crate::manifest::ManifestWatermark;
-use crate::pack::{Pack, PackId, SealedPack, StagingPack};
+use crate::pack::{PackId, SealedPack, StagingPack};
+use crate::reader::PackReader;
 use crate::sink::{PackInfo, Sink};
 use crate::source::{BackupContext, NoProgress, Progress, Source, SourceReport};
 use crate::state::{JobLock, StateStore, Watermark};
@@ -231,7 +232,7 @@ impl Runner {
     async fn reconcile(&self, job: &Job, sinks: Option<&Vec<Arc<dyn Sink>>>) -> Option<Job> {
         let pack_id = job.pack_id.as_deref()?;
         let sinks = sinks?;
-        let mut found: Option<(usize, Pack)> = None;
+        let mut found: Option<(usize, Arc<dyn PackReader>)> = None;
         let mut copies = Vec::new();
         for (i, s) in sinks.iter().enumerate() {
             match s.open(&job.plan, pack_id).await {
@@ -289,7 +290,7 @@ impl Runner {
             )
         };
         let outcome = JobOutcome {
-            output_dir: pack.dir().display().to_string(),
+            output_dir: pack.location(),
             pack_id: pack_id.to_string(),
             bytes: m.total_size(),
             artifacts: m.artifacts.len() as u64,
@@ -464,7 +465,7 @@ impl Runner {
         if let Some(stored) = &work.stored {
             detail.push_str(&format!(
                 "; the pack was already in place at {} and is kept",
-                stored.path.display()
+                stored.location
             ));
         }
         match self.state.cancel_job(job, &detail) {
@@ -603,6 +604,25 @@ impl Runner {
         Ok((sealed, reports))
     }
 
+    /// The pack `stored` on `sink` as a sealed pack to copy to further sinks: the same pack
+    /// (`sealed`, with its cancellation), in the local directory the sink keeps it in. `Err` says
+    /// why no copy can be made from there.
+    async fn stored_copy(
+        sink: &dyn Sink,
+        plan: &str,
+        stored: &PackInfo,
+        sealed: SealedPack,
+    ) -> std::result::Result<SealedPack, String> {
+        let pack = sink.open(plan, &stored.id).await.map_err(|e| e.chain())?;
+        match pack.local_dir() {
+            Some(dir) => Ok(sealed.moved_to(dir.to_path_buf())),
+            None => Err(format!(
+                "the pack at {} is not in a local directory, which replication copies from",
+                stored.location
+            )),
+        }
+    }
+
     /// Phase two of a job, never dropped half-way (a cancellation is noticed by the sinks'
     /// copies through [`SealedPack::is_cancelled`]): the pack into place on the first sink, the
     /// watermarks, copies to further sinks, the job record.
@@ -633,7 +653,7 @@ impl Runner {
         }
         // In place: the staging directory is gone (renamed or removed); release its claim.
         work.staging = None;
-        info!(job, plan = %plan.name, pack = %stored.id, path = %stored.path.display(), "pack in place");
+        info!(job, plan = %plan.name, pack = %stored.id, location = %stored.location, "pack in place");
 
         // The pack is safely in place: now, and only now, advance the watermarks.
         let now = Utc::now();
@@ -653,27 +673,37 @@ impl Runner {
         if !marks.is_empty() {
             state.set_watermarks(job, &marks)?;
         }
-        // Copies to further sinks.
-        let in_place = sealed.moved_to(stored.path.clone());
+        // Copies to further sinks, made from the pack where the first sink keeps it.
         let mut replicas = Vec::new();
         let mut failures = Vec::new();
         let further = &plan.sinks[1..];
-        if !further.is_empty() {
+        let records = sealed.manifest().total_records();
+        let in_place = if further.is_empty() {
+            Ok(sealed)
+        } else {
             state.set_replication(job, ReplicationStatus::Pending, None, None)?;
-        }
+            Self::stored_copy(first.as_ref(), &plan.name, &stored, sealed).await
+        };
         for (i, s) in further.iter().enumerate() {
+            let in_place = match &in_place {
+                Ok(p) => p,
+                Err(why) => {
+                    failures.push(format!("sink {}: {why}", s.name()));
+                    continue;
+                }
+            };
             if let Err(e) = in_place.check_cancelled() {
                 return Err(Error::Other(format!(
                     "{e} before the copy to sink {}; the pack is in place at {}",
                     s.name(),
-                    stored.path.display()
+                    stored.location
                 )));
             }
             let pct = 90 + (9 * i / further.len().max(1)) as u8;
             self.stage(job, pct, &format!("replicating to sink {}", s.name()));
-            match s.store(&in_place, job).await {
+            match s.store(in_place, job).await {
                 Ok(info) => {
-                    info!(job, sink = s.name(), path = %info.path.display(), "replica in place");
+                    info!(job, sink = s.name(), location = %info.location, "replica in place");
                     replicas.push(info);
                 }
                 Err(e) => {
@@ -693,7 +723,7 @@ impl Runner {
             state.set_replication(job, replication, None, None)?;
             return Err(Error::Other(format!(
                 "the pack is in place at {} but replication failed: {}",
-                stored.path.display(),
+                stored.location,
                 failures.join("; ")
             )));
         }
@@ -706,11 +736,11 @@ impl Runner {
         state.complete_job(
             job,
             &JobOutcome {
-                output_dir: stored.path.display().to_string(),
+                output_dir: stored.location.clone(),
                 pack_id: stored.id.clone(),
                 bytes: stored.bytes,
                 artifacts: stored.artifacts as u64,
-                records: in_place.manifest().total_records(),
+                records,
                 message: message.into(),
                 replication,
                 detail: failures.join("; "),

@@ -7,12 +7,12 @@
 //! could turn into it), and damage to `SHA256SUMS` is never silently tolerated. Whatever parses
 //! serialises back to the same bytes.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 use crate::manifest::{MANIFEST_FILE, Manifest, SUMS_FILE};
+use crate::reader::PackReader;
+use crate::verify::Problem;
 
 /// Largest `SHA256SUMS` read (about 600,000 lines); a larger one is refused as damaged.
 pub const MAX_SUMS_BYTES: u64 = 64 * 1024 * 1024;
@@ -63,11 +63,47 @@ impl Sums {
         Ok(s)
     }
 
-    /// Reads and parses `<dir>/SHA256SUMS` (only a regular file: never blocks on a FIFO).
-    pub fn read(dir: &Path) -> Result<Sums, String> {
-        let bytes = crate::pack::read_regular(&dir.join(SUMS_FILE), MAX_SUMS_BYTES)
+    /// Reads and parses the `SHA256SUMS` of `pack` (only a regular file: never blocks on a
+    /// FIFO).
+    pub fn read(pack: &dyn PackReader) -> Result<Sums, String> {
+        let bytes = pack
+            .read_file(SUMS_FILE, MAX_SUMS_BYTES)
             .map_err(|e| format!("missing or unreadable: {e}"))?;
         Sums::parse(&bytes)
+    }
+
+    /// Where this list disagrees with `manifest` (whose bytes hash to `manifest_sha256`): the
+    /// line for `manifest.json` (reported under `manifest.json` when its hash differs), one line
+    /// per artifact with the manifest's sha256, and no other line. Empty when they agree.
+    pub fn disagreements(&self, manifest: &Manifest, manifest_sha256: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut p = |path: &str, reason: String| {
+            out.push(Problem {
+                path: path.to_string(),
+                reason,
+            })
+        };
+        match self.get(MANIFEST_FILE) {
+            Some(h) if h == manifest_sha256 => {}
+            Some(_) => p(
+                MANIFEST_FILE,
+                "sha256 does not match SHA256SUMS: the manifest (or SHA256SUMS) was modified or damaged".into(),
+            ),
+            None => p(SUMS_FILE, "has no line for manifest.json".into()),
+        }
+        for a in &manifest.artifacts {
+            match self.get(&a.path) {
+                Some(h) if h == a.sha256 => {}
+                Some(_) => p(SUMS_FILE, format!("line for {} disagrees with manifest.json", a.path)),
+                None => p(SUMS_FILE, format!("has no line for {}", a.path)),
+            }
+        }
+        for name in self.paths() {
+            if name != MANIFEST_FILE && manifest.artifact(name).is_none() {
+                p(SUMS_FILE, format!("lists {name}, which manifest.json does not"));
+            }
+        }
+        out
     }
 
     /// The hash recorded for `path`.

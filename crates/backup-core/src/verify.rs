@@ -4,19 +4,21 @@
 //! and `SHA256SUMS` agree, and no file in the pack is unaccounted for. *Deep*: quick, plus each
 //! compressed artifact decompresses completely to its recorded raw size, plus the [`DeepCheck`]
 //! registered for the artifact's type (e.g. SQLite's `PRAGMA integrity_check`).
+//!
+//! Everything reads the pack through its [`PackReader`], so a pack is verified the same way
+//! wherever its sink keeps it.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::manifest::{ArtifactEntry, Compression, MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE};
-use crate::pack::{MAX_MANIFEST_BYTES, Pack, hash_reader, open_regular, read_regular};
+use crate::pack::{MAX_MANIFEST_BYTES, hash_reader};
+use crate::reader::PackReader;
 use crate::sums::Sums;
 
 /// How thoroughly to verify.
@@ -35,8 +37,9 @@ pub trait DeepCheck: Send + Sync + fmt::Debug {
     /// The artifact types (`ArtifactEntry::kind`) this check applies to.
     fn kinds(&self) -> &[&'static str];
 
-    /// Checks one artifact; `Err` holds the reason, phrased for the operator.
-    fn check(&self, pack: &Pack, entry: &ArtifactEntry) -> Result<(), String>;
+    /// Checks one artifact of `pack` (read it with [`PackReader::open_artifact`]); `Err` holds
+    /// the reason, phrased for the operator.
+    fn check(&self, pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<(), String>;
 }
 
 /// One problem found by verification.
@@ -53,8 +56,8 @@ pub struct Problem {
 pub struct VerifyReport {
     /// Pack id.
     pub pack_id: String,
-    /// Pack directory.
-    pub dir: PathBuf,
+    /// Where the pack is ([`PackReader::location`]).
+    pub location: String,
     /// Level used.
     pub level: VerifyLevel,
     /// Artifacts checked.
@@ -69,14 +72,16 @@ impl VerifyReport {
         self.problems.is_empty()
     }
 
-    /// A report for a directory that could not even be opened as a pack.
-    pub fn unreadable(dir: &Path, reason: String) -> VerifyReport {
+    /// A report for a pack at `location` (a directory, `PLAN/ID`) that could not even be opened.
+    pub fn unreadable(location: &str, reason: String) -> VerifyReport {
         VerifyReport {
-            pack_id: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            dir: dir.to_path_buf(),
+            pack_id: location
+                .trim_end_matches(['/', '\\'])
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            location: location.to_string(),
             level: VerifyLevel::Quick,
             artifacts: 0,
             problems: vec![Problem {
@@ -108,15 +113,10 @@ impl Verifier {
     }
 
     /// Verifies `pack` at `level`. Never fails: problems are collected in the report.
-    pub fn verify(&self, pack: &Pack, level: VerifyLevel) -> VerifyReport {
+    pub fn verify(&self, pack: &dyn PackReader, level: VerifyLevel) -> VerifyReport {
         let m = pack.manifest();
         let (mut problems, _) = structure_problems(pack);
-        let mut p = |path: &str, reason: String| {
-            problems.push(Problem {
-                path: path.to_string(),
-                reason,
-            })
-        };
+        let mut p = |path: &str, reason: String| problems.push(problem(path, reason));
         for a in &m.artifacts {
             if let Err(reason) = quick_check(pack, a) {
                 p(&a.path, reason);
@@ -137,7 +137,7 @@ impl Verifier {
 
         VerifyReport {
             pack_id: m.pack_id.clone(),
-            dir: pack.dir().to_path_buf(),
+            location: pack.location(),
             level,
             artifacts: m.artifacts.len(),
             problems,
@@ -153,7 +153,7 @@ impl Verifier {
     /// again). A problem anywhere makes [`RestoreCheck::is_ok`] false; an artifact of `wanted` is
     /// [`usable`](RestoreCheck::usable) only when it checks out itself *and* the manifest that
     /// describes it is confirmed by `SHA256SUMS`. Never fails: problems are collected.
-    pub fn check_for_restore(pack: &Pack, wanted: &[&ArtifactEntry]) -> RestoreCheck {
+    pub fn check_for_restore(pack: &dyn PackReader, wanted: &[&ArtifactEntry]) -> RestoreCheck {
         let m = pack.manifest();
         let (mut problems, manifest_confirmed) = structure_problems(pack);
         let mut unusable = BTreeMap::new();
@@ -162,10 +162,7 @@ impl Verifier {
                 Some(a) if a == *w => {}
                 _ => {
                     let reason = "is not an artifact of this pack as its manifest.json describes it".to_string();
-                    problems.push(Problem {
-                        path: w.path.clone(),
-                        reason: reason.clone(),
-                    });
+                    problems.push(problem(&w.path, reason.clone()));
                     unusable.insert(w.path.clone(), reason);
                 }
             }
@@ -175,13 +172,10 @@ impl Verifier {
             let result = if is_wanted {
                 quick_check(pack, a)
             } else {
-                stat_check(pack, a).map(|_| ())
+                stat_check(pack, a)
             };
             if let Err(reason) = result {
-                problems.push(Problem {
-                    path: a.path.clone(),
-                    reason: reason.clone(),
-                });
+                problems.push(problem(&a.path, reason.clone()));
                 if is_wanted {
                     unusable.insert(a.path.clone(), reason);
                 }
@@ -194,7 +188,7 @@ impl Verifier {
         }
         RestoreCheck {
             pack_id: m.pack_id.clone(),
-            dir: pack.dir().to_path_buf(),
+            location: pack.location(),
             problems,
             unusable,
         }
@@ -206,8 +200,8 @@ impl Verifier {
 pub struct RestoreCheck {
     /// Pack id.
     pub pack_id: String,
-    /// Pack directory.
-    pub dir: PathBuf,
+    /// Where the pack is ([`PackReader::location`]).
+    pub location: String,
     /// Everything wrong with the pack; empty means it is intact.
     pub problems: Vec<Problem>,
     /// The wanted artifacts that must not be used, with the reason.
@@ -233,7 +227,7 @@ impl RestoreCheck {
         } else {
             Err(Error::DamagedPack {
                 pack: self.pack_id.clone(),
-                dir: self.dir.clone(),
+                location: self.location.clone(),
                 problems: self.problems.clone(),
             })
         }
@@ -243,73 +237,62 @@ impl RestoreCheck {
 /// Checks of the pack as a whole: `SHA256SUMS` readable and in agreement with `manifest.json`
 /// (both ways, and on the manifest's own hash), no unlisted files. Returns the problems and
 /// whether the manifest's own hash is confirmed by `SHA256SUMS`.
-fn structure_problems(pack: &Pack) -> (Vec<Problem>, bool) {
+fn structure_problems(pack: &dyn PackReader) -> (Vec<Problem>, bool) {
     let m = pack.manifest();
     let mut problems = Vec::new();
-    let mut p = |path: &str, reason: String| {
-        problems.push(Problem {
-            path: path.to_string(),
-            reason,
-        })
-    };
     let mut confirmed = false;
-    match Sums::read(pack.dir()) {
-        Err(e) => p(SUMS_FILE, e),
-        Ok(sums) => {
-            match read_regular(&pack.dir().join(MANIFEST_FILE), MAX_MANIFEST_BYTES).and_then(|b| hash_reader(&b[..])) {
-                Ok((_, h)) => match sums.get(MANIFEST_FILE) {
-                    Some(expect) if expect == h => confirmed = true,
-                    Some(_) => p(
-                        MANIFEST_FILE,
-                        "sha256 does not match SHA256SUMS: the manifest (or SHA256SUMS) was modified or damaged".into(),
-                    ),
-                    None => p(SUMS_FILE, "has no line for manifest.json".into()),
-                },
-                Err(e) => p(MANIFEST_FILE, format!("cannot read: {e}")),
+    match Sums::read(pack) {
+        Err(reason) => problems.push(problem(SUMS_FILE, reason)),
+        Ok(sums) => match pack
+            .read_file(MANIFEST_FILE, MAX_MANIFEST_BYTES)
+            .and_then(|b| hash_reader(&b[..]))
+        {
+            Ok((_, h)) => {
+                confirmed = sums.get(MANIFEST_FILE) == Some(h.as_str());
+                problems.extend(sums.disagreements(m, &h));
             }
-            for a in &m.artifacts {
-                match sums.get(a.path.as_str()) {
-                    Some(h) if h == a.sha256 => {}
-                    Some(_) => p(SUMS_FILE, format!("line for {} disagrees with manifest.json", a.path)),
-                    None => p(SUMS_FILE, format!("has no line for {}", a.path)),
-                }
-            }
-            for name in sums.paths() {
-                if name != MANIFEST_FILE && m.artifact(name).is_none() {
-                    p(SUMS_FILE, format!("lists {name}, which manifest.json does not"));
-                }
-            }
-        }
+            Err(e) => problems.push(problem(MANIFEST_FILE, format!("cannot read: {e}"))),
+        },
     }
 
-    // Files on disk that the manifest does not know.
-    for rel in list_files(pack.dir()) {
-        if rel != MANIFEST_FILE && rel != SUMS_FILE && rel != REPLICATION_FILE && m.artifact(&rel).is_none() {
-            p(&rel, "file is not listed in manifest.json".into());
+    // Files stored in the pack that the manifest does not know.
+    match pack.files() {
+        Ok(files) => {
+            for rel in files {
+                if rel != MANIFEST_FILE && rel != SUMS_FILE && rel != REPLICATION_FILE && m.artifact(&rel).is_none() {
+                    problems.push(problem(&rel, "file is not listed in manifest.json".into()));
+                }
+            }
         }
+        Err(e) => problems.push(problem(".", format!("cannot list the pack's files: {e}"))),
     }
     (problems, confirmed)
 }
 
-/// Present as a regular file of the recorded size.
-fn stat_check(pack: &Pack, a: &ArtifactEntry) -> Result<fs::Metadata, String> {
-    let path = pack.path_of(a);
-    let meta = fs::symlink_metadata(&path).map_err(|e| format!("missing or unreadable: {e}"))?;
-    if !meta.is_file() {
-        return Err(open_regular(&path)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "is not a regular file".into()));
+fn problem(path: &str, reason: String) -> Problem {
+    Problem {
+        path: path.to_string(),
+        reason,
     }
-    if meta.len() != a.size {
-        return Err(format!("size is {} bytes, manifest says {}", meta.len(), a.size));
-    }
-    Ok(meta)
 }
 
-fn quick_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
+/// Present as a regular file of the recorded size.
+fn stat_check(pack: &dyn PackReader, a: &ArtifactEntry) -> Result<(), String> {
+    let size = pack.size(&a.path).map_err(|e| match e.kind() {
+        // Not a regular file: the error says what it is.
+        io::ErrorKind::InvalidInput => e.to_string(),
+        _ => format!("missing or unreadable: {e}"),
+    })?;
+    if size != a.size {
+        return Err(format!("size is {size} bytes, manifest says {}", a.size));
+    }
+    Ok(())
+}
+
+fn quick_check(pack: &dyn PackReader, a: &ArtifactEntry) -> Result<(), String> {
     stat_check(pack, a)?;
-    let (n, h) = open_regular(&pack.path_of(a))
+    let (n, h) = pack
+        .open_file(&a.path)
         .and_then(hash_reader)
         .map_err(|e| format!("cannot read: {e}"))?;
     if n != a.size {
@@ -321,7 +304,7 @@ fn quick_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
     Ok(())
 }
 
-fn decompress_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
+fn decompress_check(pack: &dyn PackReader, a: &ArtifactEntry) -> Result<(), String> {
     if a.compression == Compression::None {
         return Ok(());
     }
@@ -333,34 +316,13 @@ fn decompress_check(pack: &Pack, a: &ArtifactEntry) -> Result<(), String> {
     Ok(())
 }
 
-/// All regular files and symlinks below `dir`, as `/`-separated relative paths.
-fn list_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((d, prefix)) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let rel = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push((e.path(), rel)),
-                _ => out.push(rel),
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BackupKind, PackId, StagingPack};
+    use crate::{BackupKind, Pack, PackId, StagingPack};
+    use std::fs;
     use std::io::Write;
+    use std::path::Path;
 
     fn make_pack(root: &Path) -> Pack {
         let id = PackId::new("p_20260101_000000").unwrap();
@@ -396,7 +358,7 @@ mod tests {
                 fs::write(&path, &bad).unwrap();
                 let report = match Pack::open(p.dir()) {
                     Ok(p2) => Verifier::new().verify(&p2, VerifyLevel::Quick),
-                    Err(e) => VerifyReport::unreadable(p.dir(), e.to_string()),
+                    Err(e) => VerifyReport::unreadable(&p.dir().display().to_string(), e.to_string()),
                 };
                 assert!(!report.is_ok(), "flip at {pos} in {rel} undetected");
                 assert!(

@@ -24,7 +24,7 @@
 //!         sink: "local".into(),
 //!         plan: "nightly".into(),
 //!         id: format!("migration_pack_{d:02}"),
-//!         path: format!("/backups/nightly/migration_pack_{d:02}").into(),
+//!         location: format!("/backups/nightly/migration_pack_{d:02}"),
 //!         kind: BackupKind::Full,
 //!         job_id: None,
 //!         started_at: t0 + TimeDelta::days(d),

@@ -1,10 +1,10 @@
 //! The deletion step: apply verdicts to one sink, removing only valid packs of ours.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use backup_core::sink::PackInfo;
-use backup_core::{Policy, Sink};
+use backup_core::{DryRunSink, Policy, Sink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -108,15 +108,32 @@ impl PruneReport {
 
 /// Applies `policy` to the packs of `plan` on `sink`: lists them (a sink lists only valid packs
 /// of ours), asks the policy for verdicts and deletes the removals through [`Sink::delete`],
-/// oldest first. With `dry_run`, nothing is deleted.
+/// oldest first. With `dry_run`, the sink is wrapped in a [`DryRunSink`]: the deletions go
+/// through it, checked like real ones, and are skipped.
 ///
 /// Safety net, whatever the policy says: a pack dated after `now` is kept (and listed in
 /// [`PruneReport::future`], with a warning in the log), the newest pack that is not in the
 /// future is kept, every kept incremental pack keeps the packs its `restore --chain` needs (the
-/// newest full pack before it and every pack between), a pack without a verdict is kept, and a
-/// pack whose directory is a symbolic link, or does not sit at `<plan>/<id>`, is left alone. A
-/// failed deletion is recorded in the report and does not stop the others.
+/// newest full pack before it and every pack between), and a pack without a verdict is kept.
+/// Whether a pack is ours to delete (a real directory at `<plan>/<id>`, no symbolic link, a
+/// valid manifest naming that plan and id) is the sink's own check in [`Sink::delete`]; a pack
+/// it refuses is recorded as a failed deletion. A failed deletion does not stop the others.
 pub async fn prune(
+    sink: &dyn Sink,
+    plan: &str,
+    policy: &dyn Policy,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport, RetentionError> {
+    if dry_run {
+        prune_on(&DryRunSink::new(sink), plan, policy, now, true).await
+    } else {
+        prune_on(sink, plan, policy, now, false).await
+    }
+}
+
+/// [`prune`] on `sink` as given; `dry_run` only names the outcomes (`would remove`).
+async fn prune_on(
     sink: &dyn Sink,
     plan: &str,
     policy: &dyn Policy,
@@ -168,18 +185,12 @@ pub async fn prune(
     }
 
     let mut out = Vec::with_capacity(packs.len());
-    for (pack, (mut keep, mut reason)) in packs.into_iter().zip(decided) {
-        if !keep && let Some(why) = not_ours(&pack, plan) {
-            warn!(sink = sink.name(), plan, pack = %pack.id, "not removing: {why}");
-            keep = true;
-            reason = format!("left alone: {why}");
-        }
+    for (pack, (keep, reason)) in packs.into_iter().zip(decided) {
         let outcome = if keep {
             None
-        } else if dry_run {
-            Some("would remove".to_string())
         } else {
             match sink.delete(plan, &pack.id).await {
+                Ok(()) if dry_run => Some("would remove".to_string()),
                 Ok(()) => {
                     info!(sink = sink.name(), plan, pack = %pack.id, %reason, "pack removed by retention");
                     Some("removed".to_string())
@@ -205,25 +216,6 @@ pub async fn prune(
         packs: out,
         future,
     })
-}
-
-/// Why a listed pack must not be deleted, if anything: a symlink, or not at `<plan>/<id>`.
-fn not_ours(pack: &PackInfo, plan: &str) -> Option<String> {
-    let path = &pack.path;
-    let name_ok = path.file_name().is_some_and(|n| n == pack.id.as_str())
-        && path.parent().and_then(Path::file_name).is_some_and(|n| n == plan);
-    if !name_ok {
-        return Some(format!("{} is not at <sink>/{plan}/{}", path.display(), pack.id));
-    }
-    for p in [Some(path.as_path()), path.parent()].into_iter().flatten() {
-        if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Some(format!(
-                "{} is a symbolic link, which packrat never follows",
-                p.display()
-            ));
-        }
-    }
-    None
 }
 
 /// Removes leftovers on `sink` of jobs (and prunes) that are gone: staging and `_tmp` work

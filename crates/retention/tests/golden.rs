@@ -13,7 +13,7 @@ fn pack_of(kind: BackupKind, id: &str, at: DateTime<Utc>) -> PackInfo {
         sink: "local".into(),
         plan: "nightly".into(),
         id: id.into(),
-        path: format!("/backups/nightly/{id}").into(),
+        location: format!("/backups/nightly/{id}"),
         kind,
         job_id: None,
         started_at: at,

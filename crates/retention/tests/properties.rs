@@ -27,7 +27,7 @@ fn info(plan: &str, id: String, kind: BackupKind, at: DateTime<Utc>) -> PackInfo
     PackInfo {
         sink: "s".into(),
         plan: plan.into(),
-        path: format!("/b/{plan}/{id}").into(),
+        location: format!("/b/{plan}/{id}"),
         id,
         kind,
         job_id: None,
@@ -358,7 +358,7 @@ async fn store(sink: &LocalSink, staging: &Path, plan: &str, id: &str, kind: Bac
     w.finish().unwrap();
     let stored = sink.store(&pack.seal().unwrap(), 1).await.unwrap();
     if let Some(at) = at {
-        redate(&stored.path, at);
+        redate(Path::new(&stored.location), at);
     }
 }
 

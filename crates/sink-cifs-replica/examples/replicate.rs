@@ -75,7 +75,7 @@ fn replicate(args: &[String]) -> Result<(), String> {
     let info = rt
         .block_on(sink.store(&pack.into_sealed(), job))
         .map_err(|e| e.chain())?;
-    println!("{}", info.path.display());
+    println!("{}", info.location);
     Ok(())
 }
 

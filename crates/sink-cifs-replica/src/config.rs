@@ -131,7 +131,12 @@ impl Section for CifsReplicaSinkConfig {
 }
 
 impl backup_core::config::SinkSection for CifsReplicaSinkConfig {
+    /// The replica behind a [`backup_core::RetrySink`] with `retries` and `retry_delay`: an
+    /// operation that fails because the share did not answer (or is not mounted) is tried again;
+    /// inside a copy, the replica itself retries each step.
     fn build(&self, name: &str, _defaults: &backup_core::config::Defaults) -> std::sync::Arc<dyn backup_core::Sink> {
-        std::sync::Arc::new(crate::CifsReplicaSink::from_config(name, self))
+        let replica = std::sync::Arc::new(crate::CifsReplicaSink::from_config(name, self));
+        let retries = backup_core::RetryPolicy::new(self.retries, self.retry_delay);
+        std::sync::Arc::new(backup_core::RetrySink::new(replica, retries))
     }
 }

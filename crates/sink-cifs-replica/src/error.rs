@@ -267,7 +267,7 @@ fn hint(e: &io::Error) -> &'static str {
         K::PermissionDenied => "; give the packrat user write access to the share (mount options uid=/file_mode=)",
         K::ReadOnlyFilesystem => "; the share is mounted read-only: remount it read-write",
         K::StorageFull | K::QuotaExceeded => "; the share is full: free space on it",
-        _ if crate::retry::is_transient(e) => "; the share did not answer reliably: check the network and the server",
+        _ if crate::is_transient(e) => "; the share did not answer reliably: check the network and the server",
         _ => "",
     }
 }

@@ -1,6 +1,6 @@
 //! # sink-cifs-replica
 //!
-//! A packrat [`Sink`] that replicates sealed packs to a directory on a mounted Windows
+//! A packrat [`backup_core::Sink`] that replicates sealed packs to a directory on a mounted Windows
 //! (SMB/CIFS) share — and only when that directory really is on such a mount, so a backup can
 //! never "succeed" onto the local disk under an unmounted mount point.
 //!
@@ -16,15 +16,21 @@
 //!   `<target>/<plan>/YYYY/MM/DD/<pack id>` (layout `date`). A copy of the same pack already
 //!   there is replaced safely (renamed aside, removed once the new one is in place); a different
 //!   pack or foreign data under that name is never touched.
-//! * Transient I/O errors are retried with backoff ([`RetryPolicy`]); an interrupted copy never
-//!   leaves a final directory, and its `_tmp` leftovers are removed by the next run
-//!   ([`Sink::clean_leftovers`]).
-//! * Listing, verification and deletion see only valid packs of ours.
+//! * Transient I/O errors of each step of a copy (a file copied and read back, a directory
+//!   created, a rename) are retried with backoff ([`RetryPolicy`], shared with
+//!   `backup_core::RetrySink`, which retries whole operations); an interrupted copy never leaves
+//!   a final directory, and its `_tmp` leftovers are removed by the next run
+//!   ([`backup_core::Sink::clean_leftovers`]).
+//! * Listing, reading ([`backup_core::Sink::open`] returns the pack's [`PackReader`]),
+//!   verification and deletion see only valid packs of ours; `delete` itself checks that.
+//!
+//! The sink is written as blocking code ([`SyncSink`]); the blocking adapter of `backup-core`
+//! makes it a [`backup_core::Sink`].
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use backup_core::{Pack, Sink};
+//! use backup_core::{Pack, PackReader, Sink};
 //! use sink_cifs_replica::CifsReplicaSink;
 //!
 //! let sink = CifsReplicaSink::new("windows", "/mnt/replica/App");
@@ -33,7 +39,11 @@
 //!
 //! let pack = Pack::open("/backups/nightly/migration_pack_20261121_040000".as_ref())?;
 //! let info = sink.store(&pack.into_sealed(), 42).await?;
-//! println!("replica at {}", info.path.display());
+//! println!("replica at {}", info.location);
+//!
+//! // Read back through the sink, verified on the share.
+//! let replica = sink.open(&info.plan, &info.id).await?;
+//! println!("{} artifacts", replica.manifest().artifacts.len());
 //! # Ok(()) }
 //! ```
 
@@ -41,21 +51,21 @@ mod catalog;
 mod config;
 mod error;
 pub mod mount;
-mod retry;
 mod store;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use async_trait::async_trait;
-use backup_core::{JobId, Pack, PackInfo, SealedPack, Sink};
+use std::sync::Arc;
+
+use backup_core::{JobId, Pack, PackInfo, PackReader, SealedPack, SyncSink};
 use serde::{Deserialize, Serialize};
 
+pub use backup_core::retry::{RetryPolicy, is_transient};
 pub use config::{CifsReplicaSinkConfig, ReplicaLayout, default_allowed_fs_types};
 pub use error::ReplicaError;
 pub use mount::{MountCheck, MountInfoSource, MountReport, MountTable, Verdict};
-pub use retry::{RetryPolicy, is_transient};
 
 /// Result alias of this crate.
 pub type Result<T, E = ReplicaError> = std::result::Result<T, E>;
@@ -176,7 +186,7 @@ impl CifsReplicaSink {
         self.target().map(|t| t.report)
     }
 
-    /// Leftovers in `<target>/_tmp` that [`Sink::clean_leftovers`] would remove now (copies of
+    /// Leftovers in `<target>/_tmp` that [`backup_core::Sink::clean_leftovers`] would remove now (copies of
     /// jobs that are gone, packs half deleted or replaced; never a live job's work). Reads only.
     pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
         let t = self.target()?;
@@ -209,9 +219,8 @@ impl CifsReplicaSink {
         })
     }
 
-    /// Checks that the existing directory `dir` is a real directory (no symlink) on the same
-    /// mount as the target.
-    pub(crate) fn ensure_on_share(&self, t: &Target, dir: &Path) -> Result<()> {
+    /// Checks that `dir` is a real directory (no symlink).
+    pub(crate) fn real_dir(&self, dir: &Path) -> Result<()> {
         let meta = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
         if meta.file_type().is_symlink() {
             return Err(ReplicaError::Symlink { path: dir.into() });
@@ -222,6 +231,13 @@ impl CifsReplicaSink {
                 key: self.check.key(),
             });
         }
+        Ok(())
+    }
+
+    /// Checks that the existing directory `dir` is a real directory (no symlink) on the same
+    /// mount as the target.
+    pub(crate) fn ensure_on_share(&self, t: &Target, dir: &Path) -> Result<()> {
+        self.real_dir(dir)?;
         let here = self.check.inspect(dir)?;
         if here.mount_point != t.report.mount_point || here.mount_id != t.report.mount_id {
             return Err(ReplicaError::OffShare {
@@ -231,20 +247,6 @@ impl CifsReplicaSink {
             });
         }
         Ok(())
-    }
-
-    /// Runs a blocking operation off the async executor and converts its error at the trait
-    /// boundary.
-    async fn blocking<T, F>(&self, f: F) -> backup_core::Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&CifsReplicaSink) -> Result<T> + Send + 'static,
-    {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
-            .await
-            .map_err(|e| backup_core::Error::Other(format!("sink `{}`: task failed: {e}", self.name)))?
-            .map_err(backup_core::Error::sink(self.name.clone()))
     }
 
     fn free_space_sync(&self) -> Result<Option<u64>> {
@@ -277,8 +279,9 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
     move |source| ReplicaError::Io { action, path, source }
 }
 
-#[async_trait]
-impl Sink for CifsReplicaSink {
+impl SyncSink for CifsReplicaSink {
+    type Error = ReplicaError;
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -287,45 +290,41 @@ impl Sink for CifsReplicaSink {
         self.path.display().to_string()
     }
 
-    async fn store(&self, pack: &SealedPack, job: JobId) -> backup_core::Result<PackInfo> {
-        let pack = pack.clone();
-        self.blocking(move |s| s.store_sync(&pack, job)).await
+    fn store(&self, pack: &SealedPack, job: JobId) -> Result<PackInfo> {
+        self.store_sync(pack, job)
     }
 
-    async fn list(&self, plan: Option<&str>) -> backup_core::Result<Vec<PackInfo>> {
-        let plan = plan.map(str::to_string);
-        self.blocking(move |s| s.list_sync(plan.as_deref())).await
+    fn list(&self, plan: Option<&str>) -> Result<Vec<PackInfo>> {
+        self.list_sync(plan)
     }
 
-    async fn open(&self, plan: &str, id: &str) -> backup_core::Result<Pack> {
-        let (plan, id) = (plan.to_string(), id.to_string());
-        self.blocking(move |s| s.open_sync(&plan, &id)).await
+    fn open(&self, plan: &str, id: &str) -> Result<Arc<dyn PackReader>> {
+        self.open_sync(plan, id).map(Pack::into_reader)
     }
 
     /// True if anything (a pack, foreign data) is under the pack's name.
-    async fn exists(&self, plan: &str, id: &str) -> backup_core::Result<bool> {
-        let (plan, id) = (plan.to_string(), id.to_string());
-        self.blocking(move |s| s.exists_sync(&plan, &id)).await
+    fn exists(&self, plan: &str, id: &str) -> Result<bool> {
+        self.exists_sync(plan, id)
     }
 
-    async fn delete(&self, plan: &str, id: &str) -> backup_core::Result<()> {
-        let (plan, id) = (plan.to_string(), id.to_string());
-        self.blocking(move |s| s.delete_sync(&plan, &id)).await
+    /// Deletes the pack only if it opens as a valid pack of ours under that plan and id.
+    fn delete(&self, plan: &str, id: &str) -> Result<()> {
+        self.delete_sync(plan, id)
     }
 
-    /// Removes `_tmp` leftovers of jobs not in `active`, after the mount check (when the share
-    /// is not mounted, nothing is touched and the check's error is returned).
-    async fn clean_leftovers(&self) -> backup_core::Result<Vec<PathBuf>> {
-        self.blocking(|s| s.clean_leftovers_sync()).await
+    /// Removes `_tmp` leftovers of jobs that are gone, after the mount check (when the share is
+    /// not mounted, nothing is touched and the check's error is returned).
+    fn clean_leftovers(&self) -> Result<Vec<PathBuf>> {
+        self.clean_leftovers_sync()
     }
 
     /// Free bytes on the share; `None` when the share reports no sizes.
-    async fn free_space(&self) -> backup_core::Result<Option<u64>> {
-        self.blocking(|s| s.free_space_sync()).await
+    fn free_space(&self) -> Result<Option<u64>> {
+        self.free_space_sync()
     }
 
     /// The mount check, the target present and a directory, and a test file written and removed.
-    async fn check(&self) -> backup_core::Result<()> {
-        self.blocking(|s| s.check_sync()).await
+    fn check(&self) -> Result<()> {
+        self.check_sync()
     }
 }

@@ -8,14 +8,13 @@ use std::path::{Component, Path, PathBuf};
 use crate::config::ReplicaLayout;
 use backup_core::lock::ClaimedDir;
 use backup_core::manifest::{MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE, check_relative_path};
-use backup_core::pack::{check_plan_name, sync_dir};
+use backup_core::pack::{OwnFilesError, check_plan_name, sync_dir};
 use backup_core::{JobId, Manifest, Pack, PackId, PackInfo, SealedPack};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use crate::retry::is_transient;
-use crate::{CifsReplicaSink, ReplicaError, ReplicationRecord, Result, TMP_DIR, Target, io_err};
+use crate::{CifsReplicaSink, ReplicaError, ReplicationRecord, Result, TMP_DIR, Target, io_err, is_transient};
 
 /// Read/write buffer: large requests suit network filesystems.
 const BUF: usize = 1 << 20;
@@ -165,45 +164,19 @@ impl CifsReplicaSink {
             other => other,
         });
         r.map_err(io_err("create", dir))?;
-        let meta = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
-        if meta.file_type().is_symlink() {
-            return Err(ReplicaError::Symlink { path: dir.into() });
-        }
-        if !meta.is_dir() {
-            return Err(ReplicaError::NotADirectory {
-                path: dir.into(),
-                key: self.check.key(),
-            });
-        }
-        Ok(())
+        self.real_dir(dir)
     }
 
     /// Copies the pack into `work` and verifies it; writes the replication record last.
     fn fill(&self, sealed: &SealedPack, job: JobId, work: &Path) -> Result<ReplicationRecord> {
         let src = sealed.dir();
         let m = sealed.manifest();
-        let damaged = |path: &Path, reason: String| ReplicaError::SourceDamaged {
-            path: path.into(),
-            reason,
-        };
-
         // The pack's own small files first: they must agree with the manifest we were given.
-        let manifest_path = src.join(MANIFEST_FILE);
-        let manifest_bytes = fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
-        match Manifest::from_json(&manifest_bytes) {
-            Ok(on_disk) if on_disk == *m => {}
-            Ok(_) => {
-                return Err(damaged(
-                    &manifest_path,
-                    "it differs from the sealed pack's manifest".into(),
-                ));
-            }
-            Err(reason) => return Err(damaged(&manifest_path, reason)),
-        }
-        let sums_path = src.join(SUMS_FILE);
-        let sums = fs::read(&sums_path).map_err(io_err("read", &sums_path))?;
-        let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
-        check_sums(&sums, &manifest_sha, m).map_err(|reason| damaged(&sums_path, reason))?;
+        let own = sealed.own_files().map_err(|e| match e {
+            OwnFilesError::Read { path, source } => io_err("read", &path)(source),
+            OwnFilesError::Mismatch { path, reason } => ReplicaError::SourceDamaged { path, reason },
+        })?;
+        let (sums, manifest_bytes, manifest_sha) = (own.sums, own.manifest, own.manifest_sha256);
 
         let mut bytes = 0u64;
         for a in &m.artifacts {
@@ -551,34 +524,6 @@ fn sync_tree_best_effort(dir: &Path) {
         if let Err(e) = sync_dir(&d) {
             debug!("directory fsync not supported here: {e}");
         }
-    }
-}
-
-/// Checks `SHA256SUMS` against the manifest: one matching line per artifact and one for the
-/// manifest itself, nothing else.
-fn check_sums(sums: &[u8], manifest_sha: &str, m: &Manifest) -> std::result::Result<(), String> {
-    let text = std::str::from_utf8(sums).map_err(|_| "it is not UTF-8 text".to_string())?;
-    let mut lines = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let (hash, name) = line
-            .split_once("  ")
-            .ok_or_else(|| format!("line {} is not `<sha256>  <path>`", i + 1))?;
-        lines.insert(name, hash);
-    }
-    if lines.remove(MANIFEST_FILE) != Some(manifest_sha) {
-        return Err("its line for manifest.json is missing or wrong".into());
-    }
-    for a in &m.artifacts {
-        if lines.remove(a.path.as_str()) != Some(a.sha256.as_str()) {
-            return Err(format!(
-                "its line for {} is missing or disagrees with the manifest",
-                a.path
-            ));
-        }
-    }
-    match lines.keys().next() {
-        Some(extra) => Err(format!("it lists {extra}, which the manifest does not")),
-        None => Ok(()),
     }
 }
 

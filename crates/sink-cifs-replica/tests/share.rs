@@ -9,8 +9,8 @@ use std::fs;
 use std::sync::Arc;
 
 use backup_core::manifest::REPLICATION_FILE;
-use backup_core::{Sink, Verifier, VerifyLevel};
-use common::{Share, sealed_pack, tree};
+use backup_core::{ErrorKind, RetryPolicy, RetrySink, Sink, Verifier, VerifyLevel};
+use common::{Logs, Share, sealed_pack, tree};
 use sink_cifs_replica::mount::FUSE_MAGIC;
 use sink_cifs_replica::{CifsReplicaSink, MountCheck, ReplicationRecord, TMP_DIR, Verdict};
 
@@ -37,7 +37,7 @@ async fn a_replica_is_byte_identical_verifies_and_records_where_it_came_from() {
 
     let info = sink.store(&pack, 42).await.unwrap();
     let dir = share.dir.join(PLAN).join(ID);
-    assert_eq!(info.path, fs::canonicalize(&dir).unwrap());
+    assert_eq!(info.location, fs::canonicalize(&dir).unwrap().display().to_string());
     assert_eq!(info.bytes, pack.manifest().total_size());
 
     // Every file of the pack, byte for byte, on the share and on the server's disk.
@@ -96,7 +96,7 @@ async fn date_layout_lists_opens_and_deletes() {
     let day = &pack.manifest().started_local[..10].replace('-', "/");
     let dir = share.dir.join(PLAN).join(day).join(ID);
     assert!(dir.join("manifest.json").is_file(), "{:?}", tree(&share.dir));
-    assert_eq!(info.path, fs::canonicalize(&dir).unwrap());
+    assert_eq!(info.location, fs::canonicalize(&dir).unwrap().display().to_string());
     assert!(sink.exists(PLAN, ID).await.unwrap());
     assert_eq!(sink.open(PLAN, ID).await.unwrap().id(), ID);
     // A flat sink on the same directory still sees it.
@@ -254,4 +254,40 @@ async fn a_damaged_local_pack_is_reported_and_nothing_is_placed() {
     assert!(e.contains("the local pack is damaged"), "{e}");
     assert!(!share.dir.join(PLAN).join(ID).exists());
     assert!(tree(&share.dir.join(TMP_DIR)).is_empty(), "{:?}", tree(&share.dir));
+}
+
+#[tokio::test]
+async fn behind_retries_a_target_that_appears_late_gets_the_replica() {
+    let logs = Logs::capture();
+    let share = Share::new();
+    let local = tempfile::tempdir().unwrap();
+    let pack = sealed_pack(&local.path().join(ID), PLAN, ID, &[20_000]);
+    let target = share.dir.join("late");
+    let sink =
+        Arc::new(CifsReplicaSink::new("windows", &target).with_mount_check(MountCheck::new([share.fs_type.clone()])));
+    // Without retries: the target is missing, the share is unavailable for now.
+    let e = sink.store(&pack, 1).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.chain());
+
+    let retrying = RetrySink::new(sink.clone(), RetryPolicy::new(5, std::time::Duration::from_millis(20)));
+    // The target appears while the retry waits.
+    let appear = async {
+        logs.retried.notified().await;
+        fs::create_dir(&target).unwrap();
+    };
+    let (stored, ()) = tokio::join!(retrying.store(&pack, 1), appear);
+    let info = stored.unwrap();
+    let dir = fs::canonicalize(target.join(PLAN).join(ID)).unwrap();
+    assert_eq!(info.location, dir.display().to_string());
+    let report = retrying
+        .verify(PLAN, ID, &Verifier::new(), VerifyLevel::Deep)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let retries = logs.retries();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert!(
+        retries[0].contains("sink `windows`: store pack") && retries[0].contains("does not exist on the share"),
+        "{retries:?}"
+    );
 }

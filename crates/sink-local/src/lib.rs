@@ -1,16 +1,18 @@
 //! # sink-local
 //!
-//! A packrat [`Sink`] that keeps packs in a directory on a local filesystem:
+//! A packrat [`backup_core::Sink`] that keeps packs in a directory on a local filesystem:
 //! `<root>/<plan>/<pack id>/`. Packs are assembled in `<root>/.packrat-staging/` — on the same
 //! filesystem — and appear under their final name by one atomic rename, so a pack is either
 //! complete or absent, never half-written. Files and directories are fsynced, free space is
 //! checked before writing, and only directories that are valid packs of ours are ever listed,
-//! opened or deleted (symlinks are never followed).
+//! opened or deleted (symlinks are never followed): `delete` itself checks that, whoever asks.
+//! Packs are read back through the sink ([`backup_core::Sink::open`] returns the pack's
+//! [`PackReader`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use backup_core::{BackupKind, Compression, PackId, Sink, StagingPack};
+//! use backup_core::{BackupKind, Compression, PackId, PackReader, Sink, StagingPack};
 //! use sink_local::LocalSink;
 //!
 //! # let tmp = tempfile::tempdir()?;
@@ -27,25 +29,47 @@
 //!
 //! // One rename puts it in place.
 //! let info = sink.store(&pack.seal()?, 1).await?;
-//! assert_eq!(info.path, root.join("nightly").join("migration_pack_20261121_040000"));
+//! let dir = root.join("nightly").join("migration_pack_20261121_040000");
+//! assert_eq!(info.location, dir.display().to_string());
 //! assert_eq!(sink.list(Some("nightly")).await?.len(), 1);
+//!
+//! // Read back through the sink.
+//! let pack = sink.open("nightly", &info.id).await?;
+//! let mut hello = String::new();
+//! std::io::Read::read_to_string(&mut pack.open_artifact(&pack.manifest().artifacts[0])?, &mut hello)?;
+//! assert_eq!(hello, "hello");
+//! # Ok(()) }
+//! ```
+//!
+//! `LocalSink` is written as blocking code ([`SyncSink`]); the blocking adapter of `backup-core`
+//! makes it a [`backup_core::Sink`], and wrappers add behaviour (`backup_core::DryRunSink`,
+//! `backup_core::RetrySink`):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use backup_core::{DryRunSink, Sink};
+//! # let tmp = tempfile::tempdir()?;
+//! let sink: Arc<dyn Sink> = Arc::new(sink_local::LocalSink::new("local", tmp.path()));
+//! let dry = DryRunSink::new(sink.clone()); // deletions logged and skipped
+//! assert!(dry.list(None).await?.is_empty());
 //! # Ok(()) }
 //! ```
 
 mod config;
 mod error;
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use backup_core::lock::{ClaimedDir, FileLock, Probe, claim_lock_path};
 use backup_core::manifest::{MANIFEST_FILE, SUMS_FILE, check_relative_path};
-use backup_core::pack::{HashingWriter, check_plan_name, hash_reader, sync_dir};
-use backup_core::{JobId, Manifest, Pack, PackId, PackInfo, SealedPack, Sink};
+use backup_core::pack::{HashingWriter, OwnFiles, OwnFilesError, check_plan_name, open_regular, sync_dir};
+use backup_core::{JobId, Pack, PackId, PackInfo, PackReader, SealedPack, SyncSink};
 use tracing::{debug, info, warn};
 
 pub use config::LocalSinkConfig;
@@ -115,20 +139,6 @@ impl LocalSink {
         self.min_free_bytes
     }
 
-    /// Runs a blocking operation off the async executor and converts its error at the trait
-    /// boundary.
-    async fn blocking<T, F>(&self, f: F) -> backup_core::Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&LocalSink) -> Result<T> + Send + 'static,
-    {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
-            .await
-            .map_err(|e| backup_core::Error::Other(format!("sink `{}`: task failed: {e}", self.name)))?
-            .map_err(backup_core::Error::sink(self.name.clone()))
-    }
-
     fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LocalSinkError {
         let (sink, path) = (self.name.clone(), path.to_path_buf());
         move |source| LocalSinkError::Io {
@@ -141,26 +151,18 @@ impl LocalSink {
 
     // ----- staging -------------------------------------------------------------------------
 
-    fn stage_sync(&self, job: JobId, plan: &str, id: &PackId, expected: u64) -> Result<ClaimedDir> {
-        check_plan_name(plan)?;
-        // Check before creating anything, so a refusal leaves no trace.
-        self.check_space(expected)?;
+    /// Claims the working directory `<staging>/<name>` (the staging area is created as needed):
+    /// no cleanup removes it while the claim lives. Returns the claim and the directories created
+    /// on the way, which [`remove_created`] removes again when a later step fails.
+    fn claim_in_staging(&self, name: &str) -> Result<(ClaimedDir, Vec<PathBuf>)> {
         let created = self.ensure_staging_root()?;
-        let dir = self.staging_root().join(format!("job_{job}_{id}"));
-        let claim = match self.claim(&dir) {
-            Ok(c) => c,
+        match self.claim(&self.staging_root().join(name)) {
+            Ok(claim) => Ok((claim, created)),
             Err(e) => {
                 remove_created(&created);
-                return Err(e);
+                Err(e)
             }
-        };
-        if let Err(e) = self.create_fresh_dir(&dir) {
-            drop(claim);
-            remove_created(&created);
-            return Err(e);
         }
-        debug!(sink = %self.name, dir = %dir.display(), "staging directory ready");
-        Ok(claim)
     }
 
     /// Claims a working directory in the staging area for this job: no cleanup removes it while
@@ -198,15 +200,7 @@ impl LocalSink {
         let staging = self.staging_root();
         let created = self.create_dirs(&staging)?;
         let check = || {
-            if !fs::metadata(&self.root)
-                .map_err(self.io("inspect", &self.root))?
-                .is_dir()
-            {
-                return Err(LocalSinkError::NotADirectory {
-                    sink: self.name.clone(),
-                    path: self.root.clone(),
-                });
-            }
+            self.root_is_dir()?;
             self.real_dir(&staging)
         };
         if let Err(e) = check() {
@@ -214,6 +208,19 @@ impl LocalSink {
             return Err(e);
         }
         Ok(created)
+    }
+
+    /// Checks that the root (followed if it is a symlink) is a directory.
+    fn root_is_dir(&self) -> Result<()> {
+        let meta = fs::metadata(&self.root).map_err(self.io("inspect", &self.root))?;
+        if meta.is_dir() {
+            Ok(())
+        } else {
+            Err(LocalSinkError::NotADirectory {
+                sink: self.name.clone(),
+                path: self.root.clone(),
+            })
+        }
     }
 
     /// Checks that `dir` is a directory and not a symlink.
@@ -277,40 +284,7 @@ impl LocalSink {
         named_like_job && fs::canonicalize(parent).is_ok_and(|p| p == staging)
     }
 
-    fn discard_sync(&self, dir: &Path) -> Result<()> {
-        if !self.is_our_staging(dir) {
-            if fs::symlink_metadata(dir).is_err() {
-                return Ok(()); // Nothing there to remove.
-            }
-            return Err(LocalSinkError::NotOurStaging {
-                path: dir.into(),
-                staging: self.staging_root(),
-            });
-        }
-        match fs::remove_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io("remove staging directory", dir)(e)),
-        }
-    }
-
-    /// Removes working directories in the staging area (`job_*` staging, `delete_*` packs being
-    /// deleted) whose claim is free: their job or prune is gone.
-    fn clean_leftovers_sync(&self) -> Result<Vec<PathBuf>> {
-        let staging = self.staging_root();
-        // Only a real directory of ours: never follow a symlinked staging area.
-        if fs::symlink_metadata(&staging).is_ok_and(|m| !m.is_dir()) {
-            return Ok(Vec::new());
-        }
-        let removed = backup_core::lock::sweep(&staging, &["job_", "delete_"], &|p| fs::remove_dir_all(p))
-            .map_err(LocalSinkError::Core)?;
-        for path in &removed {
-            info!(sink = %self.name, path = %path.display(), "removed staging leftover");
-        }
-        Ok(removed)
-    }
-
-    /// The work directories in the staging area that [`Sink::clean_leftovers`] would remove now:
+    /// The work directories in the staging area that [`backup_core::Sink::clean_leftovers`] would remove now:
     /// `job_*` and `delete_*` directories whose claim is free (the job or prune that owned them is
     /// gone), for `packrat doctor`. Nothing is removed.
     pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
@@ -372,56 +346,7 @@ impl LocalSink {
         Ok(())
     }
 
-    fn check_sync(&self) -> Result<()> {
-        // A missing root must be creatable: create it, and remove it again afterwards.
-        let created = self.create_dirs(&self.root)?;
-        let probe = self.root.join(format!(".packrat-probe-{}", std::process::id()));
-        let result = (|| {
-            if !fs::metadata(&self.root)
-                .map_err(self.io("inspect", &self.root))?
-                .is_dir()
-            {
-                return Err(LocalSinkError::NotADirectory {
-                    sink: self.name.clone(),
-                    path: self.root.clone(),
-                });
-            }
-            File::create_new(&probe).map_err(self.io("create a test file in", &self.root))?;
-            fs::remove_file(&probe).map_err(self.io("remove test file", &probe))?;
-            let staging = self.staging_root();
-            if fs::symlink_metadata(&staging).is_ok() {
-                self.real_dir(&staging)?;
-            }
-            self.check_space(0)
-        })();
-        remove_created(&created);
-        result
-    }
-
     // ----- store -----------------------------------------------------------------------------
-
-    fn store_sync(&self, sealed: &SealedPack, job: JobId) -> Result<PackInfo> {
-        let m = sealed.manifest();
-        check_plan_name(&m.plan)?;
-        let id = PackId::new(m.pack_id.as_str())?;
-        let final_dir = self.root.join(&m.plan).join(id.as_str());
-        self.refuse_existing(&final_dir)?;
-
-        if self.is_our_staging(sealed.dir()) {
-            // Assembled in our staging area: make every directory entry durable, then rename.
-            sync_tree(sealed.dir())?;
-            self.publish(sealed.dir(), &m.plan, &final_dir)?;
-        } else {
-            let staged = self.copy_in(sealed, job, &id)?;
-            if let Err(e) = self.publish(&staged, &m.plan, &final_dir) {
-                let _ = fs::remove_dir_all(&*staged);
-                return Err(e);
-            }
-        }
-        info!(sink = %self.name, path = %final_dir.display(), "pack in place");
-        let pack = Pack::open(&final_dir)?;
-        Ok(PackInfo::from_pack(&self.name, &pack))
-    }
 
     fn refuse_existing(&self, final_dir: &Path) -> Result<()> {
         match fs::symlink_metadata(final_dir) {
@@ -465,32 +390,23 @@ impl LocalSink {
     /// Copies a sealed pack from elsewhere into a new staging directory, verifying every file
     /// against the manifest; returns the staging directory. On failure nothing is left behind.
     fn copy_in(&self, sealed: &SealedPack, job: JobId, id: &PackId) -> Result<ClaimedDir> {
-        let src = sealed.dir();
-        let own_files: u64 = [MANIFEST_FILE, SUMS_FILE]
-            .iter()
-            .map(|f| fs::metadata(src.join(f)).map(|m| m.len()).unwrap_or(0))
-            .sum();
-        self.check_space(sealed.manifest().total_size().saturating_add(own_files))?;
-        let created = self.ensure_staging_root()?;
-        let dir = self.staging_root().join(format!("job_{job}_{id}"));
-        let claim = match self.claim(&dir) {
-            Ok(c) => c,
-            Err(e) => {
-                remove_created(&created);
-                return Err(e);
-            }
-        };
-        if let Err(e) = fs::create_dir(&dir) {
-            drop(claim);
-            remove_created(&created);
-            return Err(match e.kind() {
-                io::ErrorKind::AlreadyExists => LocalSinkError::StagingInUse { path: dir },
-                _ => self.io("create", &dir)(e),
-            });
-        }
-        if let Err(e) = self.copy_files(sealed, &dir) {
-            if let Err(r) = fs::remove_dir_all(&dir) {
-                warn!(sink = %self.name, dir = %dir.display(), "cannot remove the failed copy: {r}");
+        // The pack's own files are small: read them first, and check that they agree with the
+        // manifest we were handed before copying gigabytes.
+        let own = sealed.own_files().map_err(|e| match e {
+            OwnFilesError::Read { path, source } => self.io("read", &path)(source),
+            OwnFilesError::Mismatch { path, reason } => LocalSinkError::Mismatch { path, reason },
+        })?;
+        let own_bytes = (own.manifest.len() + own.sums.len()) as u64;
+        self.check_space(sealed.manifest().total_size().saturating_add(own_bytes))?;
+        let (claim, created) = self.claim_in_staging(&format!("job_{job}_{id}"))?;
+        let copied = self
+            .create_fresh_dir(&claim)
+            .and_then(|()| self.copy_files(sealed, &own, &claim));
+        if let Err(e) = copied {
+            if let Err(r) = fs::remove_dir_all(&*claim)
+                && r.kind() != io::ErrorKind::NotFound
+            {
+                warn!(sink = %self.name, dir = %claim.display(), "cannot remove the failed copy: {r}");
             }
             drop(claim);
             remove_created(&created);
@@ -499,33 +415,9 @@ impl LocalSink {
         Ok(claim)
     }
 
-    fn copy_files(&self, sealed: &SealedPack, dest: &Path) -> Result<()> {
+    fn copy_files(&self, sealed: &SealedPack, own: &OwnFiles, dest: &Path) -> Result<()> {
         let src = sealed.dir();
-        let m = sealed.manifest();
-        let mismatch = |path: &Path, reason: String| LocalSinkError::Mismatch {
-            path: path.into(),
-            reason,
-        };
-
-        // The pack's own files are small: read them first, and check that they agree with the
-        // manifest we were handed before copying gigabytes.
-        let manifest_path = src.join(MANIFEST_FILE);
-        let manifest_bytes = fs::read(&manifest_path).map_err(self.io("read", &manifest_path))?;
-        match Manifest::from_json(&manifest_bytes) {
-            Ok(on_disk) if on_disk == *m => {}
-            Ok(_) => {
-                return Err(mismatch(
-                    &manifest_path,
-                    "it differs from the sealed pack's manifest".into(),
-                ));
-            }
-            Err(reason) => return Err(mismatch(&manifest_path, reason)),
-        }
-        let sums_path = src.join(SUMS_FILE);
-        let sums = fs::read(&sums_path).map_err(self.io("read", &sums_path))?;
-        check_sums(&sums, &manifest_bytes, m).map_err(|reason| mismatch(&sums_path, reason))?;
-
-        for a in &m.artifacts {
+        for a in &sealed.manifest().artifacts {
             check_relative_path(&a.path)?;
             let from = src.join(&a.path);
             let to = dest.join(&a.path);
@@ -533,30 +425,33 @@ impl LocalSink {
                 fs::create_dir_all(parent).map_err(self.io("create", parent))?;
             }
             let (size, sha) = self.copy_file(sealed, &from, &to)?;
+            let mismatch = |reason: String| LocalSinkError::Mismatch {
+                path: from.clone(),
+                reason,
+            };
             if size != a.size {
-                return Err(mismatch(&from, format!("{size} bytes, the manifest says {}", a.size)));
+                return Err(mismatch(format!("{size} bytes, the manifest says {}", a.size)));
             }
             if sha != a.sha256 {
-                return Err(mismatch(&from, format!("sha256 {sha}, the manifest says {}", a.sha256)));
+                return Err(mismatch(format!("sha256 {sha}, the manifest says {}", a.sha256)));
             }
         }
         // SHA256SUMS, then manifest.json last: a copy without a manifest is not a pack.
-        self.write_file(&dest.join(SUMS_FILE), &sums)?;
-        self.write_file(&dest.join(MANIFEST_FILE), &manifest_bytes)?;
+        self.write_file(&dest.join(SUMS_FILE), &own.sums)?;
+        self.write_file(&dest.join(MANIFEST_FILE), &own.manifest)?;
         sync_tree(dest)
     }
 
     /// Streams `from` to the new file `to`, fsyncs it; returns (bytes, sha256) of what was
     /// written.
     fn copy_file(&self, cancelled: &SealedPack, from: &Path, to: &Path) -> Result<(u64, String)> {
-        let meta = fs::symlink_metadata(from).map_err(self.io("read", from))?;
-        if !meta.is_file() {
-            return Err(LocalSinkError::Mismatch {
+        let mut input = open_regular(from).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => LocalSinkError::Mismatch {
                 path: from.into(),
-                reason: "not a regular file".into(),
-            });
-        }
-        let mut input = File::open(from).map_err(self.io("open", from))?;
+                reason: e.to_string(),
+            },
+            _ => self.io("open", from)(e),
+        })?;
         let out = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -588,35 +483,6 @@ impl LocalSink {
 
     // ----- list, open, delete ----------------------------------------------------------------
 
-    fn list_sync(&self, plan: Option<&str>) -> Result<Vec<PackInfo>> {
-        let plans = match plan {
-            Some(p) => {
-                check_plan_name(p)?;
-                vec![p.to_string()]
-            }
-            None => self.subdirs(&self.root)?,
-        };
-        let mut out = Vec::new();
-        for plan in plans {
-            if check_plan_name(&plan).is_err() {
-                continue;
-            }
-            let plan_dir = self.root.join(&plan);
-            if fs::symlink_metadata(&plan_dir).is_ok_and(|m| m.file_type().is_symlink()) {
-                debug!(sink = %self.name, path = %plan_dir.display(), "skipping symlinked plan directory");
-                continue;
-            }
-            for id in self.subdirs(&plan_dir)? {
-                match self.open_sync(&plan, &id) {
-                    Ok(pack) => out.push(PackInfo::from_pack(&self.name, &pack)),
-                    Err(e) => debug!(sink = %self.name, "skipping {}/{id}: {e}", plan_dir.display()),
-                }
-            }
-        }
-        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then_with(|| a.id.cmp(&b.id)));
-        Ok(out)
-    }
-
     /// Names of the real (non-symlink) subdirectories of `dir` that do not start with `.`;
     /// empty when `dir` does not exist.
     fn subdirs(&self, dir: &Path) -> Result<Vec<String>> {
@@ -640,7 +506,7 @@ impl LocalSink {
 
     /// Opens `<root>/<plan>/<id>` if, and only if, it is a valid pack of ours: a real directory
     /// (no symlink on the way below the root) with a valid manifest naming this plan and id.
-    fn open_sync(&self, plan: &str, id: &str) -> Result<Pack> {
+    fn open_pack(&self, plan: &str, id: &str) -> Result<Pack> {
         check_plan_name(plan)?;
         PackId::new(id)?;
         let not_found = || LocalSinkError::NotFound {
@@ -687,58 +553,6 @@ impl LocalSink {
         }
         Ok(pack)
     }
-
-    fn exists_sync(&self, plan: &str, id: &str) -> Result<bool> {
-        check_plan_name(plan)?;
-        PackId::new(id)?;
-        let path = self.root.join(plan).join(id);
-        match fs::symlink_metadata(&path) {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(false),
-            Err(e) => Err(self.io("inspect", &path)(e)),
-        }
-    }
-
-    fn delete_sync(&self, plan: &str, id: &str) -> Result<()> {
-        let pack = self.open_sync(plan, id)?;
-        let dir = pack.dir();
-        let plan_dir = self.root.join(plan);
-        // Take it out of its place with one rename first, so that a crash part-way through the
-        // removal leaves a leftover in the staging area, never a half pack under a final name.
-        let created = self.ensure_staging_root()?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let aside = self
-            .staging_root()
-            .join(format!("delete_{id}_{}_{nanos}", std::process::id()));
-        // Claimed while it is being removed; a prune killed half-way leaves it unclaimed, and
-        // the next cleanup removes it.
-        let claim = match self.claim(&aside) {
-            Ok(c) => c,
-            Err(e) => {
-                remove_created(&created);
-                return Err(e);
-            }
-        };
-        if let Err(e) = fs::rename(dir, &aside) {
-            drop(claim);
-            remove_created(&created);
-            return Err(self.io("move the pack out of its place, from", dir)(e));
-        }
-        sync_dir(&plan_dir)?;
-        sync_dir(&self.staging_root())?;
-        match fs::remove_dir_all(&aside) {
-            Ok(()) => {}
-            // Removed concurrently by a leftover cleaner: still gone.
-            Err(_) if fs::symlink_metadata(&aside).is_err() => {}
-            Err(source) => return Err(LocalSinkError::DeleteIncomplete { path: aside, source }),
-        }
-        drop(claim);
-        info!(sink = %self.name, path = %dir.display(), "pack deleted");
-        Ok(())
-    }
 }
 
 /// Removes directories created by [`LocalSink::create_dirs`], innermost first; only empty ones
@@ -766,37 +580,9 @@ fn sync_tree(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks `SHA256SUMS` against the manifest: one matching line per artifact and one for the
-/// manifest itself, nothing else.
-fn check_sums(sums: &[u8], manifest_bytes: &[u8], m: &Manifest) -> std::result::Result<(), String> {
-    let text = std::str::from_utf8(sums).map_err(|_| "it is not UTF-8 text".to_string())?;
-    let mut lines = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let (hash, name) = line
-            .split_once("  ")
-            .ok_or_else(|| format!("line {} is not `<sha256>  <path>`", i + 1))?;
-        lines.insert(name, hash);
-    }
-    let (_, manifest_sha) = hash_reader(manifest_bytes).map_err(|e| e.to_string())?;
-    if lines.remove(MANIFEST_FILE) != Some(manifest_sha.as_str()) {
-        return Err("its line for manifest.json is missing or wrong".into());
-    }
-    for a in &m.artifacts {
-        if lines.remove(a.path.as_str()) != Some(a.sha256.as_str()) {
-            return Err(format!(
-                "its line for {} is missing or disagrees with the manifest",
-                a.path
-            ));
-        }
-    }
-    match lines.keys().next() {
-        Some(extra) => Err(format!("it lists {extra}, which the manifest does not")),
-        None => Ok(()),
-    }
-}
+impl SyncSink for LocalSink {
+    type Error = LocalSinkError;
 
-#[async_trait]
-impl Sink for LocalSink {
     fn name(&self) -> &str {
         &self.name
     }
@@ -805,58 +591,180 @@ impl Sink for LocalSink {
         self.root.display().to_string()
     }
 
-    async fn stage(
-        &self,
-        job: JobId,
-        plan: &str,
-        id: &PackId,
-        expected_bytes: u64,
-    ) -> backup_core::Result<Option<ClaimedDir>> {
-        let (plan, id) = (plan.to_string(), id.clone());
-        self.blocking(move |s| s.stage_sync(job, &plan, &id, expected_bytes).map(Some))
-            .await
+    /// Claims and creates `.packrat-staging/job_<job>_<id>` after checking the free space (a
+    /// refusal leaves no trace).
+    fn stage(&self, job: JobId, plan: &str, id: &PackId, expected_bytes: u64) -> Result<Option<ClaimedDir>> {
+        check_plan_name(plan)?;
+        // Check before creating anything, so a refusal leaves no trace.
+        self.check_space(expected_bytes)?;
+        let (claim, created) = self.claim_in_staging(&format!("job_{job}_{id}"))?;
+        if let Err(e) = self.create_fresh_dir(&claim) {
+            drop(claim);
+            remove_created(&created);
+            return Err(e);
+        }
+        debug!(sink = %self.name, dir = %claim.display(), "staging directory ready");
+        Ok(Some(claim))
     }
 
-    async fn discard_staging(&self, dir: &Path) -> backup_core::Result<()> {
-        let dir = dir.to_path_buf();
-        self.blocking(move |s| s.discard_sync(&dir)).await
+    /// Removes a `job_*` directory of this sink's staging area, and nothing else.
+    fn discard_staging(&self, dir: &Path) -> Result<()> {
+        if !self.is_our_staging(dir) {
+            if fs::symlink_metadata(dir).is_err() {
+                return Ok(()); // Nothing there to remove.
+            }
+            return Err(LocalSinkError::NotOurStaging {
+                path: dir.into(),
+                staging: self.staging_root(),
+            });
+        }
+        match fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("remove staging directory", dir)(e)),
+        }
     }
 
-    async fn store(&self, pack: &SealedPack, job: JobId) -> backup_core::Result<PackInfo> {
-        let pack = pack.clone();
-        self.blocking(move |s| s.store_sync(&pack, job)).await
+    fn store(&self, sealed: &SealedPack, job: JobId) -> Result<PackInfo> {
+        let m = sealed.manifest();
+        check_plan_name(&m.plan)?;
+        let id = PackId::new(m.pack_id.as_str())?;
+        let final_dir = self.root.join(&m.plan).join(id.as_str());
+        self.refuse_existing(&final_dir)?;
+
+        if self.is_our_staging(sealed.dir()) {
+            // Assembled in our staging area: make every directory entry durable, then rename.
+            sync_tree(sealed.dir())?;
+            self.publish(sealed.dir(), &m.plan, &final_dir)?;
+        } else {
+            let staged = self.copy_in(sealed, job, &id)?;
+            if let Err(e) = self.publish(&staged, &m.plan, &final_dir) {
+                let _ = fs::remove_dir_all(&*staged);
+                return Err(e);
+            }
+        }
+        info!(sink = %self.name, path = %final_dir.display(), "pack in place");
+        let pack = Pack::open(&final_dir)?;
+        Ok(PackInfo::from_pack(&self.name, &pack))
     }
 
-    async fn list(&self, plan: Option<&str>) -> backup_core::Result<Vec<PackInfo>> {
-        let plan = plan.map(str::to_string);
-        self.blocking(move |s| s.list_sync(plan.as_deref())).await
+    fn list(&self, plan: Option<&str>) -> Result<Vec<PackInfo>> {
+        let plans = match plan {
+            Some(p) => {
+                check_plan_name(p)?;
+                vec![p.to_string()]
+            }
+            None => self.subdirs(&self.root)?,
+        };
+        let mut out = Vec::new();
+        for plan in plans {
+            if check_plan_name(&plan).is_err() {
+                continue;
+            }
+            let plan_dir = self.root.join(&plan);
+            if fs::symlink_metadata(&plan_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                debug!(sink = %self.name, path = %plan_dir.display(), "skipping symlinked plan directory");
+                continue;
+            }
+            for id in self.subdirs(&plan_dir)? {
+                match self.open_pack(&plan, &id) {
+                    Ok(pack) => out.push(PackInfo::from_pack(&self.name, &pack)),
+                    Err(e) => debug!(sink = %self.name, "skipping {}/{id}: {e}", plan_dir.display()),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
     }
 
-    async fn open(&self, plan: &str, id: &str) -> backup_core::Result<Pack> {
-        let (plan, id) = (plan.to_string(), id.to_string());
-        self.blocking(move |s| s.open_sync(&plan, &id)).await
+    fn open(&self, plan: &str, id: &str) -> Result<Arc<dyn PackReader>> {
+        self.open_pack(plan, id).map(Pack::into_reader)
     }
 
     /// True if anything (a pack, a foreign directory, a file) is under `<plan>/<id>`.
-    async fn exists(&self, plan: &str, id: &str) -> backup_core::Result<bool> {
-        let (plan, id) = (plan.to_string(), id.to_string());
-        self.blocking(move |s| s.exists_sync(&plan, &id)).await
+    fn exists(&self, plan: &str, id: &str) -> Result<bool> {
+        check_plan_name(plan)?;
+        PackId::new(id)?;
+        let path = self.root.join(plan).join(id);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(false),
+            Err(e) => Err(self.io("inspect", &path)(e)),
+        }
     }
 
-    async fn delete(&self, plan: &str, id: &str) -> backup_core::Result<()> {
-        let (plan, id) = (plan.to_string(), id.to_string());
-        self.blocking(move |s| s.delete_sync(&plan, &id)).await
+    /// Deletes `<plan>/<id>` only if it opens as a valid pack of ours (a real directory, no
+    /// symlink on the way, a valid manifest naming this plan and id); anything else is left
+    /// untouched and refused.
+    fn delete(&self, plan: &str, id: &str) -> Result<()> {
+        let pack = self.open_pack(plan, id)?;
+        let dir = pack.dir();
+        let plan_dir = self.root.join(plan);
+        // Take it out of its place with one rename first, so that a crash part-way through the
+        // removal leaves a leftover in the staging area, never a half pack under a final name.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        // Claimed while it is being removed; a prune killed half-way leaves it unclaimed, and
+        // the next cleanup removes it.
+        let (claim, created) = self.claim_in_staging(&format!("delete_{id}_{}_{nanos}", std::process::id()))?;
+        let aside = claim.dir().to_path_buf();
+        if let Err(e) = fs::rename(dir, &aside) {
+            drop(claim);
+            remove_created(&created);
+            return Err(self.io("move the pack out of its place, from", dir)(e));
+        }
+        sync_dir(&plan_dir)?;
+        sync_dir(&self.staging_root())?;
+        match fs::remove_dir_all(&aside) {
+            Ok(()) => {}
+            // Removed concurrently by a leftover cleaner: still gone.
+            Err(_) if fs::symlink_metadata(&aside).is_err() => {}
+            Err(source) => return Err(LocalSinkError::DeleteIncomplete { path: aside, source }),
+        }
+        drop(claim);
+        info!(sink = %self.name, path = %dir.display(), "pack deleted");
+        Ok(())
     }
 
-    async fn clean_leftovers(&self) -> backup_core::Result<Vec<PathBuf>> {
-        self.blocking(|s| s.clean_leftovers_sync()).await
+    /// Removes working directories in the staging area (`job_*` staging, `delete_*` packs being
+    /// deleted) whose claim is free: their job or prune is gone.
+    fn clean_leftovers(&self) -> Result<Vec<PathBuf>> {
+        let staging = self.staging_root();
+        // Only a real directory of ours: never follow a symlinked staging area.
+        if fs::symlink_metadata(&staging).is_ok_and(|m| !m.is_dir()) {
+            return Ok(Vec::new());
+        }
+        let removed = backup_core::lock::sweep(&staging, &["job_", "delete_"], &|p| fs::remove_dir_all(p))
+            .map_err(LocalSinkError::Core)?;
+        for path in &removed {
+            info!(sink = %self.name, path = %path.display(), "removed staging leftover");
+        }
+        Ok(removed)
     }
 
-    async fn free_space(&self) -> backup_core::Result<Option<u64>> {
-        self.blocking(|s| s.available().map(Some)).await
+    fn free_space(&self) -> Result<Option<u64>> {
+        self.available().map(Some)
     }
 
-    async fn check(&self) -> backup_core::Result<()> {
-        self.blocking(|s| s.check_sync()).await
+    /// The root is a directory (or can be created), a file can be written in it, the staging area
+    /// is a real directory, and the reserve is free.
+    fn check(&self) -> Result<()> {
+        // A missing root must be creatable: create it, and remove it again afterwards.
+        let created = self.create_dirs(&self.root)?;
+        let probe = self.root.join(format!(".packrat-probe-{}", std::process::id()));
+        let result = (|| {
+            self.root_is_dir()?;
+            File::create_new(&probe).map_err(self.io("create a test file in", &self.root))?;
+            fs::remove_file(&probe).map_err(self.io("remove test file", &probe))?;
+            let staging = self.staging_root();
+            if fs::symlink_metadata(&staging).is_ok() {
+                self.real_dir(&staging)?;
+            }
+            self.check_space(0)
+        })();
+        remove_created(&created);
+        result
     }
 }

@@ -91,7 +91,7 @@ async fn stage_refuses_a_pack_that_will_not_fit_and_leaves_nothing() {
     let dir = sink.stage(1, PLAN, &id(), 100 << 10).await.unwrap().unwrap();
     let info = sink.store(&sealed_pack(&dir, PLAN, ID, &[100 << 10]), 1).await.unwrap();
     drop(dir); // the job releases its claim once the pack is in place
-    assert_eq!(info.path, root.join(PLAN).join(ID));
+    assert_eq!(info.location, root.join(PLAN).join(ID).display().to_string());
     assert_eq!(entries(&root.join(".packrat-staging")), Vec::<String>::new());
     assert_eq!(sink.free_space().await.unwrap().map(|n| n < 1 << 20), Some(true));
 }

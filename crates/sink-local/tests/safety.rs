@@ -93,7 +93,7 @@ async fn foreign_and_mismatched_directories_are_neither_listed_nor_deleted() {
     assert!(entries(&root.join(STAGING_DIR)).is_empty());
 
     sink.delete(PLAN, &good.id).await.unwrap();
-    assert!(!good.path.exists());
+    assert!(!Path::new(&good.location).exists());
 }
 
 #[cfg(unix)]
@@ -236,7 +236,14 @@ async fn list_is_oldest_first_and_validates_names() {
     let c = store_staged(&sink, "hourly", "m_20260101_000000", 3).await;
     let ids: Vec<String> = sink.list(None).await.unwrap().into_iter().map(|p| p.id).collect();
     assert_eq!(ids, vec![b.id.clone(), a.id.clone(), c.id.clone()]);
-    assert_eq!(c.path, tmp.path().join("hourly").join("m_20260101_000000"));
+    assert_eq!(
+        c.location,
+        tmp.path()
+            .join("hourly")
+            .join("m_20260101_000000")
+            .display()
+            .to_string()
+    );
     assert_eq!(b.job_id, Some(7));
 
     for bad in ["..", "../etc", "a/b", ".packrat-staging", ""] {

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use backup_core::{ArtifactEntry, DeepCheck, Pack};
+use backup_core::{ArtifactEntry, DeepCheck, PackReader};
 
 use crate::backup::compare;
 use crate::tarstream::{self, Options};
@@ -19,7 +19,7 @@ impl DeepCheck for DockerCheck {
         &[VOLUME_KIND, IMAGE_KIND]
     }
 
-    fn check(&self, pack: &Pack, entry: &ArtifactEntry) -> Result<(), String> {
+    fn check(&self, pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<(), String> {
         let r = pack.open_artifact(entry).map_err(|e| e.to_string())?;
         let opts = Options {
             rebase: None,

@@ -36,7 +36,7 @@
 //!     images: true,
 //!     ..RestoreOptions::default()
 //! };
-//! source_docker::restore(&sealed.to_pack(), Some("app_stack"), &opts)
+//! source_docker::restore(&sealed.to_reader(), Some("app_stack"), &opts)
 //!     .await
 //!     .map_err(backup_core::Error::source("app_stack"))?;
 //! # Ok(()) }

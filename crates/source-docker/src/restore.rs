@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use backup_core::restore_temp::{self, RestoreTemp};
 use backup_core::verify::Problem;
-use backup_core::{ArtifactEntry, Pack, Verifier};
+use backup_core::{ArtifactEntry, PackReader, Verifier};
 use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
@@ -91,7 +92,7 @@ pub struct RestoredVolume {
 }
 
 /// The Docker artifacts of `pack`, optionally of one source only.
-pub fn docker_artifacts<'a>(pack: &'a Pack, source: Option<&str>) -> Vec<&'a ArtifactEntry> {
+pub fn docker_artifacts<'a>(pack: &'a dyn PackReader, source: Option<&str>) -> Vec<&'a ArtifactEntry> {
     pack.manifest()
         .artifacts
         .iter()
@@ -114,7 +115,7 @@ pub fn volume_name(e: &ArtifactEntry) -> String {
 
 /// Checks every entry of a volume archive without writing anything: relative names, no `..`,
 /// nothing below a symlink the archive creates, complete and undamaged.
-pub fn validate_volume_archive(pack: &Pack, entry: &ArtifactEntry) -> Result<TarStats, Error> {
+pub fn validate_volume_archive(pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<TarStats, Error> {
     let r = pack.open_artifact(entry)?;
     tarstream::process(r, io::sink(), &strict()).map_err(|e| archive_error(e, entry))
 }
@@ -137,7 +138,11 @@ fn archive_error(e: TarError, entry: &ArtifactEntry) -> Error {
 /// file, unless `opts.allow_damaged`, which skips the damaged artifacts) and the validation of
 /// every selected volume archive (a refused archive stops the restore); nothing is written
 /// before both pass. Then compose files, then images, then volumes.
-pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -> Result<RestoreReport, Error> {
+pub async fn restore(
+    pack: &Arc<dyn PackReader>,
+    source: Option<&str>,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, Error> {
     let all = docker_artifacts(pack, source);
     if all.is_empty() {
         return Err(Error::NotInPack(format!(
@@ -260,7 +265,7 @@ pub async fn restore(pack: &Pack, source: Option<&str>, opts: &RestoreOptions) -
 /// Writes the compose files into `dir`, each through a temporary file next to it; returns the
 /// files written and the leftovers of killed earlier restores that were removed.
 fn write_compose(
-    pack: &Pack,
+    pack: &Arc<dyn PackReader>,
     files: &[&ArtifactEntry],
     dir: &Path,
     overwrite: bool,
@@ -308,7 +313,7 @@ fn write_compose(
     Ok((written, removed))
 }
 
-async fn load_image(docker: &Docker, pack: &Pack, e: &ArtifactEntry) -> Result<String, Error> {
+async fn load_image(docker: &Docker, pack: &Arc<dyn PackReader>, e: &ArtifactEntry) -> Result<String, Error> {
     let name = e
         .meta
         .get("image")
@@ -348,7 +353,7 @@ async fn load_image(docker: &Docker, pack: &Pack, e: &ArtifactEntry) -> Result<S
 /// Streams an artifact through validation into a channel; a refused archive makes the receiving
 /// stream fail, so the engine sees an aborted upload and the bad entry is never sent.
 fn feed(
-    pack: &Pack,
+    pack: &Arc<dyn PackReader>,
     e: &ArtifactEntry,
     tx: mpsc::Sender<io::Result<bytes::Bytes>>,
     opts: &Options,
@@ -411,7 +416,7 @@ async fn helper_image(
 async fn restore_volume(
     docker: &Docker,
     endpoint: &Endpoint,
-    pack: &Pack,
+    pack: &Arc<dyn PackReader>,
     e: &ArtifactEntry,
     helper_image: &str,
     overwrite: bool,

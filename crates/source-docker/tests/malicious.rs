@@ -5,13 +5,14 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-use backup_core::{BackupKind, Compression, Pack, VerifyLevel};
+use backup_core::{BackupKind, Compression, Pack, PackReader, VerifyLevel};
 use common::{env, staging, unique, verifier};
 use source_docker::{RestoreOptions, tar_build as tb};
 
 /// A pack holding one volume archive built from `tar` for volume `volume`.
-fn pack_with(root: &Path, volume: &str, tar: &[u8]) -> Pack {
+fn pack_with(root: &Path, volume: &str, tar: &[u8]) -> Arc<dyn PackReader> {
     let pack = staging(root, "p_20260101_000000", BackupKind::Full);
     let mut w = pack
         .artifact(
@@ -25,7 +26,7 @@ fn pack_with(root: &Path, volume: &str, tar: &[u8]) -> Pack {
     w.set_meta("volume", volume);
     w.finish().unwrap();
     let sealed = pack.seal().unwrap();
-    Pack::open(sealed.dir()).unwrap()
+    Pack::open(sealed.dir()).unwrap().into_reader()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,9 +180,9 @@ async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damag
         .unwrap();
     w.write_all(b"services: {}\n").unwrap();
     w.finish().unwrap();
-    let pack = Pack::open(pack.seal().unwrap().dir()).unwrap();
+    let pack = Pack::open(pack.seal().unwrap().dir()).unwrap().into_reader();
     let bad_rel = format!("docker/volumes/{bad}.tar.zst");
-    let path = pack.dir().join(&bad_rel);
+    let path = pack.local_dir().unwrap().join(&bad_rel);
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;

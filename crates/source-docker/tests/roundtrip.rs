@@ -60,7 +60,7 @@ async fn volumes_compose_files_and_images_round_trip() {
     let sealed = pack.seal().unwrap();
     let report = verifier().verify(&sealed.to_pack(), VerifyLevel::Deep);
     assert!(report.is_ok(), "{:?}", report.problems);
-    let pack = Pack::open(sealed.dir()).unwrap();
+    let pack = Pack::open(sealed.dir()).unwrap().into_reader();
     let paths: Vec<&str> = pack.manifest().artifacts.iter().map(|a| a.path.as_str()).collect();
     let name = &p.name;
     for want in [

@@ -1,6 +1,6 @@
 //! The deep check of Mongo artifacts for [`backup_core::Verifier`].
 
-use backup_core::{ArtifactEntry, DeepCheck, Pack};
+use backup_core::{ArtifactEntry, DeepCheck, PackReader};
 
 use crate::bsonstream::{DocReader, validate};
 use crate::metadata::Metadata;
@@ -17,7 +17,7 @@ impl DeepCheck for MongoCheck {
         &[ARTIFACT_KIND, METADATA_KIND]
     }
 
-    fn check(&self, pack: &Pack, entry: &ArtifactEntry) -> Result<(), String> {
+    fn check(&self, pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<(), String> {
         let r = pack.open_artifact(entry).map_err(|e| e.to_string())?;
         if entry.kind == METADATA_KIND {
             let mut bytes = Vec::new();

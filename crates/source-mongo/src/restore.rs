@@ -2,9 +2,10 @@
 //! another database or collection name, by inserting into empty collections, dropping and
 //! replacing, or upserting by `_id` (so replaying a chain of packs is idempotent). Indexes and
 //! collection options are recreated from `metadata.json`. Documents go back byte for byte.
+//! Packs are read through their [`PackReader`] (what `Sink::open` returns), streaming.
 //!
 //! ```no_run
-//! # async fn demo(packs: Vec<backup_core::Pack>) -> source_mongo::Result<()> {
+//! # async fn demo(packs: Vec<std::sync::Arc<dyn backup_core::PackReader>>) -> source_mongo::Result<()> {
 //! use backup_core::config::Secret;
 //! use source_mongo::restore::{Mode, Options, chain, restore_chain};
 //! use source_mongo::Connection;
@@ -21,8 +22,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 
-use backup_core::{ArtifactEntry, BackupKind, Pack, RestoreCheck, Verifier};
+use backup_core::{ArtifactEntry, BackupKind, PackReader, RestoreCheck, Verifier};
 use mongodb::Database;
 use mongodb::bson::{Document, RawArrayBuf, RawBson, RawDocumentBuf, doc};
 use tokio::sync::mpsc;
@@ -96,7 +98,7 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct CheckedPack {
     /// The pack.
-    pub pack: Pack,
+    pub pack: Arc<dyn PackReader>,
     /// The collections to restore (all checked out).
     pub items: Vec<CollectionArtifact>,
     /// The result of the pack's quick check.
@@ -152,7 +154,7 @@ pub struct CollectionArtifact {
 }
 
 /// The collection artifacts of `pack`, optionally of one source only.
-pub fn collections(pack: &Pack, source: Option<&str>) -> Vec<CollectionArtifact> {
+pub fn collections(pack: &dyn PackReader, source: Option<&str>) -> Vec<CollectionArtifact> {
     let m = pack.manifest();
     m.artifacts
         .iter()
@@ -177,7 +179,7 @@ pub fn collections(pack: &Pack, source: Option<&str>) -> Vec<CollectionArtifact>
 
 /// Orders packs for a chain restore: by start time, beginning with the newest full pack (all
 /// of them when there is none). Packs without Mongo artifacts are left out.
-pub fn chain(mut packs: Vec<Pack>) -> Vec<Pack> {
+pub fn chain(mut packs: Vec<Arc<dyn PackReader>>) -> Vec<Arc<dyn PackReader>> {
     packs.retain(|p| p.manifest().artifacts.iter().any(|a| a.kind == ARTIFACT_KIND));
     packs.sort_by(|a, b| (a.manifest().started_at, a.id()).cmp(&(b.manifest().started_at, b.id())));
     let start = packs
@@ -189,13 +191,13 @@ pub fn chain(mut packs: Vec<Pack>) -> Vec<Pack> {
 
 /// Restores `packs` in order: the first with `opts.mode`, the rest by upsert. Every pack is
 /// checked first ([`prepare`]); nothing is written if one is refused.
-pub async fn restore_chain(conn: &Connection, packs: &[Pack], opts: &Options) -> Result<Vec<Restored>> {
+pub async fn restore_chain(conn: &Connection, packs: &[Arc<dyn PackReader>], opts: &Options) -> Result<Vec<Restored>> {
     let checked = prepare(packs, opts).await?;
     restore_checked(conn, &checked, opts).await
 }
 
 /// Restores the Mongo collections of one pack (checked first, see [`prepare`]).
-pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Result<Vec<Restored>> {
+pub async fn restore_pack(conn: &Connection, pack: &Arc<dyn PackReader>, opts: &Options) -> Result<Vec<Restored>> {
     restore_chain(conn, std::slice::from_ref(pack), opts).await
 }
 
@@ -205,17 +207,17 @@ pub async fn restore_pack(conn: &Connection, pack: &Pack, opts: &Options) -> Res
 /// each file, unless `opts.allow_damaged`: then collections whose data or metadata artifact is
 /// damaged are left out (listed in [`CheckedPack::skipped`]), and it fails only when nothing at
 /// all is left to restore.
-pub async fn prepare(packs: &[Pack], opts: &Options) -> Result<Vec<CheckedPack>> {
+pub async fn prepare(packs: &[Arc<dyn PackReader>], opts: &Options) -> Result<Vec<CheckedPack>> {
     let mut out = Vec::new();
     for pack in packs {
-        let items = select(pack, opts)?;
+        let items = select(&**pack, opts)?;
         let (p, it) = (pack.clone(), items.clone());
         let check = tokio::task::spawn_blocking(move || {
             let wanted: Vec<&ArtifactEntry> = it
                 .iter()
                 .flat_map(|i| std::iter::once(&i.data).chain(&i.metadata))
                 .collect();
-            Verifier::check_for_restore(&p, &wanted)
+            Verifier::check_for_restore(&*p, &wanted)
         })
         .await
         .map_err(|e| Error::Restore(format!("checking pack {} failed: {e}", pack.id())))?;
@@ -259,7 +261,7 @@ pub async fn prepare(packs: &[Pack], opts: &Options) -> Result<Vec<CheckedPack>>
 }
 
 /// The collections of `pack` that `opts` selects; an error names what the pack holds.
-fn select(pack: &Pack, opts: &Options) -> Result<Vec<CollectionArtifact>> {
+fn select(pack: &dyn PackReader, opts: &Options) -> Result<Vec<CollectionArtifact>> {
     let mut items = collections(pack, opts.source.as_deref());
     if !opts.collections.is_empty() {
         for c in &opts.collections {
@@ -298,7 +300,7 @@ pub async fn restore_checked(conn: &Connection, packs: &[CheckedPack], opts: &Op
             o.mode = Mode::Upsert;
         }
         first = false;
-        out.extend(restore_items(conn, &c.pack, &c.items, &o).await?);
+        out.extend(restore_items(conn, &*c.pack, &c.items, &o).await?);
     }
     Ok(out)
 }
@@ -306,7 +308,7 @@ pub async fn restore_checked(conn: &Connection, packs: &[CheckedPack], opts: &Op
 /// Restores the given collections of one pack.
 async fn restore_items(
     conn: &Connection,
-    pack: &Pack,
+    pack: &dyn PackReader,
     items: &[CollectionArtifact],
     opts: &Options,
 ) -> Result<Vec<Restored>> {
@@ -379,7 +381,7 @@ async fn restore_items(
     Ok(out)
 }
 
-fn read_metadata(pack: &Pack, e: &ArtifactEntry) -> Result<Metadata> {
+fn read_metadata(pack: &dyn PackReader, e: &ArtifactEntry) -> Result<Metadata> {
     let mut bytes = Vec::new();
     pack.open_artifact(e)?
         .read_to_end(&mut bytes)
@@ -422,7 +424,7 @@ async fn write_documents(
     conn: &Connection,
     db: &Database,
     coll: &str,
-    pack: &Pack,
+    pack: &dyn PackReader,
     entry: &ArtifactEntry,
     mode: Mode,
 ) -> Result<u64> {

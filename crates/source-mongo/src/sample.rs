@@ -7,9 +7,10 @@
 //! a document gone from the live collection is "deleted since". Only unexplained differences are
 //! problems.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use backup_core::Pack;
+use backup_core::PackReader;
 use chrono::{DateTime, Utc};
 use mongodb::bson::{Bson, RawBsonRef, RawDocumentBuf, doc};
 use serde::Serialize;
@@ -67,7 +68,7 @@ impl Rng {
 }
 
 /// Draws up to `n` random documents of an artifact.
-pub fn draw(pack: &Pack, item: &CollectionArtifact, n: usize) -> Result<Vec<RawDocumentBuf>> {
+pub fn draw(pack: &dyn PackReader, item: &CollectionArtifact, n: usize) -> Result<Vec<RawDocumentBuf>> {
     let bad = |reason: String| Error::Artifact {
         path: item.data.path.clone(),
         reason,
@@ -95,14 +96,14 @@ pub fn draw(pack: &Pack, item: &CollectionArtifact, n: usize) -> Result<Vec<RawD
 /// (the original names unless given).
 pub async fn sample(
     conn: &Connection,
-    pack: &Pack,
+    pack: &Arc<dyn PackReader>,
     item: &CollectionArtifact,
     n: usize,
     database: Option<&str>,
 ) -> Result<SampleReport> {
     let pack2 = pack.clone();
     let item2 = item.clone();
-    let docs = tokio::task::spawn_blocking(move || draw(&pack2, &item2, n))
+    let docs = tokio::task::spawn_blocking(move || draw(&*pack2, &item2, n))
         .await
         .map_err(|e| Error::Restore(format!("sampling task failed: {e}")))??;
     let db_name = database.unwrap_or(&item.database).to_string();

@@ -72,7 +72,7 @@ async fn full_backup_restores_byte_identical_with_indexes() {
     let mut h = Harness::new();
     let (sealed, report) = h.run(&src, BackupKind::Full, chrono::Utc::now()).await;
     assert!(report.watermarks.is_empty(), "no time field, no watermark");
-    let pack = sealed.to_pack();
+    let pack = sealed.to_reader();
     assert!(verifier().verify(&pack, VerifyLevel::Deep).is_ok());
 
     let conn = Connection::open(&uri()).await.unwrap();
@@ -232,7 +232,7 @@ async fn chain_restore_of_full_and_incrementals_is_idempotent() {
     insert_at(&db, "config", &(20..25).map(|i| (i, t(i + 40))).collect::<Vec<_>>()).await;
     let (p3, _) = h.run(&src, BackupKind::Incremental, t(70)).await;
 
-    let packs = restore::chain(vec![p3.to_pack(), p1.to_pack(), p2.to_pack()]);
+    let packs = restore::chain(vec![p3.to_reader(), p1.to_reader(), p2.to_reader()]);
     let order: Vec<_> = packs.iter().map(|p| p.manifest().kind).collect();
     assert_eq!(
         order,
@@ -257,11 +257,15 @@ async fn chain_restore_of_full_and_incrementals_is_idempotent() {
     }
     // Sampling: all identical; then a change without a new time is found, one with a new time is not.
     let items = restore::collections(&p1.to_pack(), None);
-    let r = sample::sample(&conn, &p1.to_pack(), &items[0], 5, None).await.unwrap();
+    let r = sample::sample(&conn, &p1.to_reader(), &items[0], 5, None)
+        .await
+        .unwrap();
     assert_eq!(r.sampled, 5);
     assert!(r.is_ok(), "{r:?}");
     c.update_many(doc! {}, doc! {"$set": {"pad": "changed"}}).await.unwrap();
-    let r = sample::sample(&conn, &p1.to_pack(), &items[0], 5, None).await.unwrap();
+    let r = sample::sample(&conn, &p1.to_reader(), &items[0], 5, None)
+        .await
+        .unwrap();
     assert_eq!(r.differing.len() + r.updated_since, 5, "{r:?}");
     assert!(!r.is_ok());
     conn.client.database(&target).drop().await.unwrap();
@@ -286,9 +290,9 @@ async fn a_damaged_pack_is_refused_before_anything_is_written_unless_allow_damag
     let src = MongoSource::new("mes", uri(), &name);
     let mut h = Harness::new();
     let (sealed, _) = h.run(&src, BackupKind::Full, chrono::Utc::now()).await;
-    let pack = sealed.to_pack();
+    let pack = sealed.to_reader();
     let roles = format!("mongo/{name}/roles.bson.zst");
-    let path = pack.dir().join(&roles);
+    let path = sealed.dir().join(&roles);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;

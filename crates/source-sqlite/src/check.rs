@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backup_core::{ArtifactEntry, Compression, DeepCheck, Pack};
+use backup_core::{ArtifactEntry, Compression, DeepCheck, PackReader};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, classify};
@@ -154,8 +154,10 @@ pub(crate) fn header_is_wal(path: &Path) -> bool {
 /// The deep check of `sqlite` artifacts for [`backup_core::Verifier`]: the artifact must be a
 /// SQLite database that passes `PRAGMA integrity_check`.
 ///
-/// Compressed artifacts are first decompressed into a temporary file in the system's temporary
-/// directory (`TMPDIR`), which therefore needs room for the uncompressed database.
+/// SQLite needs a file: an uncompressed artifact of a pack in a local directory is checked
+/// where it is; others (compressed, or not in a local directory) are first streamed through
+/// the pack's reader into a temporary file in the system's temporary directory (`TMPDIR`),
+/// which therefore needs room for the uncompressed database.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -167,7 +169,7 @@ pub struct SqliteCheck;
 
 impl SqliteCheck {
     /// Checks one artifact, with this crate's error type.
-    pub fn check_artifact(pack: &Pack, entry: &ArtifactEntry) -> Result<DbFacts, Error> {
+    pub fn check_artifact(pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<DbFacts, Error> {
         if entry.kind != ARTIFACT_KIND {
             return Err(Error::Artifact(format!(
                 "artifact {} is of type `{}`, not `{ARTIFACT_KIND}`",
@@ -176,31 +178,26 @@ impl SqliteCheck {
         }
         let what = format!("artifact {} of pack {}", entry.path, pack.id());
         let advice = "the backup is damaged; restore from another pack";
-        match entry.compression {
-            Compression::None => {
-                let path = pack.path_of(entry);
-                integrity_check(&path, &what, advice)
-            }
-            Compression::Zstd => {
-                let tmp = tempfile::Builder::new()
-                    .prefix(".packrat-check-")
-                    .suffix(".db")
-                    .tempfile()
-                    .map_err(Error::io("create temporary file in", std::env::temp_dir()))?;
-                let tmp_path: PathBuf = tmp.path().to_path_buf();
-                let mut out = io::BufWriter::with_capacity(IO_BUF, tmp.as_file());
-                let mut input = pack.open_artifact(entry)?;
-                io::copy(&mut input, &mut out).map_err(|e| Error::Damaged {
-                    path: entry.path.clone(),
-                    reason: format!("does not decompress: {e}"),
-                })?;
-                out.into_inner()
-                    .map_err(|e| Error::io("write", &tmp_path)(e.into_error()))?;
-                // Close our handle before SQLite opens the file by name; the path is removed on drop.
-                let tmp = tmp.into_temp_path();
-                integrity_check(&tmp, &what, advice)
-            }
+        if let (Compression::None, Some(dir)) = (entry.compression, pack.local_dir()) {
+            return integrity_check(&dir.join(&entry.path), &what, advice);
         }
+        let tmp = tempfile::Builder::new()
+            .prefix(".packrat-check-")
+            .suffix(".db")
+            .tempfile()
+            .map_err(Error::io("create temporary file in", std::env::temp_dir()))?;
+        let tmp_path: PathBuf = tmp.path().to_path_buf();
+        let mut out = io::BufWriter::with_capacity(IO_BUF, tmp.as_file());
+        let mut input = pack.open_artifact(entry)?;
+        io::copy(&mut input, &mut out).map_err(|e| Error::Damaged {
+            path: entry.path.clone(),
+            reason: format!("does not decompress: {e}"),
+        })?;
+        out.into_inner()
+            .map_err(|e| Error::io("write", &tmp_path)(e.into_error()))?;
+        // Close our handle before SQLite opens the file by name; the path is removed on drop.
+        let tmp = tmp.into_temp_path();
+        integrity_check(&tmp, &what, advice)
     }
 }
 
@@ -209,7 +206,7 @@ impl DeepCheck for SqliteCheck {
         &[ARTIFACT_KIND]
     }
 
-    fn check(&self, pack: &Pack, entry: &ArtifactEntry) -> Result<(), String> {
+    fn check(&self, pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<(), String> {
         SqliteCheck::check_artifact(pack, entry)
             .map(|_| ())
             .map_err(|e| e.to_string())

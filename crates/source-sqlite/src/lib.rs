@@ -4,7 +4,8 @@
 //! live database with SQLite's backup API while other connections keep writing, checks the copy
 //! with `PRAGMA integrity_check`, and adds it to the pack as `sqlite/<name>.db` (or, with
 //! compression, `sqlite/<name>.db.zst`). [`SqliteCheck`] is the deep check of such artifacts for
-//! [`backup_core::Verifier`], and [`restore`] puts one back in place without ever leaving a
+//! [`backup_core::Verifier`], and [`restore`] streams one from a pack (any
+//! [`backup_core::PackReader`], wherever its sink keeps it) back in place without ever leaving a
 //! half-written file at the target.
 //!
 //! ```

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use backup_core::restore_temp::{self, RestoreTemp};
 use backup_core::verify::Problem;
-use backup_core::{ArtifactEntry, Compression, Pack, Verifier};
+use backup_core::{ArtifactEntry, Compression, PackReader, Verifier};
 use sha2::{Digest, Sha256};
 
 use crate::check::{DbFacts, integrity_check};
@@ -42,7 +42,7 @@ pub struct RestoreOptions {
 }
 
 /// The SQLite artifacts of `pack`, only those of source `source` when given.
-pub fn sqlite_artifacts<'a>(pack: &'a Pack, source: Option<&str>) -> Vec<&'a ArtifactEntry> {
+pub fn sqlite_artifacts<'a>(pack: &'a dyn PackReader, source: Option<&str>) -> Vec<&'a ArtifactEntry> {
     pack.manifest()
         .artifacts
         .iter()
@@ -51,7 +51,7 @@ pub fn sqlite_artifacts<'a>(pack: &'a Pack, source: Option<&str>) -> Vec<&'a Art
 }
 
 /// The one SQLite artifact of source `source` in `pack`, or an error naming what the pack holds.
-pub fn find_artifact<'a>(pack: &'a Pack, source: &str) -> Result<&'a ArtifactEntry, Error> {
+pub fn find_artifact<'a>(pack: &'a dyn PackReader, source: &str) -> Result<&'a ArtifactEntry, Error> {
     let found = sqlite_artifacts(pack, Some(source));
     match found.as_slice() {
         [one] => Ok(one),
@@ -81,7 +81,12 @@ pub fn find_artifact<'a>(pack: &'a Pack, source: &str) -> Result<&'a ArtifactEnt
 
 /// Restores the SQLite artifact `entry` of `pack` to the database file `target`; see
 /// [`restore_with`]. A damaged pack is refused.
-pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: bool) -> Result<RestoreReport, Error> {
+pub fn restore(
+    pack: &dyn PackReader,
+    entry: &ArtifactEntry,
+    target: &Path,
+    overwrite: bool,
+) -> Result<RestoreReport, Error> {
     restore_with(
         pack,
         entry,
@@ -101,9 +106,9 @@ pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: boo
 /// artifact is never restored. The artifact is read once for this check.
 ///
 /// Then temporary files that earlier, killed restores to this target left behind are removed
-/// (only stale ones: see [`backup_core::restore_temp`]), and the database is written to a new
-/// temporary file next to the target (`.<name>.packrat-restore-XXXXXX`) while its stored bytes
-/// are checked against the manifest again (size, sha256, uncompressed size); it is then fsynced
+/// (only stale ones: see [`backup_core::restore_temp`]), and the database is streamed from the
+/// pack's reader into a new temporary file next to the target (`.<name>.packrat-restore-XXXXXX`)
+/// while its stored bytes are checked against the manifest again (size, sha256, uncompressed size); it is then fsynced
 /// and must pass `PRAGMA integrity_check` before it is moved into place with one rename. On any
 /// failure the temporary file is removed and the target is untouched, so there is never a
 /// half-written file at the target.
@@ -114,7 +119,7 @@ pub fn restore(pack: &Pack, entry: &ArtifactEntry, target: &Path, overwrite: boo
 /// `-wal` or `-journal` file lies next to the target: SQLite would apply it to the restored
 /// database, so the application using it must be stopped first.
 pub fn restore_with(
-    pack: &Pack,
+    pack: &dyn PackReader,
     entry: &ArtifactEntry,
     target: &Path,
     opts: &RestoreOptions,
@@ -259,13 +264,13 @@ fn keep_permissions(meta: &fs::Metadata, path: &Path) -> Result<(), Error> {
 
 /// Streams the artifact into `out`, checking its stored size and sha256 and its uncompressed
 /// size against the manifest. Returns the bytes written.
-fn copy_verified(pack: &Pack, entry: &ArtifactEntry, out: &mut File, out_path: &Path) -> Result<u64, Error> {
+fn copy_verified(pack: &dyn PackReader, entry: &ArtifactEntry, out: &mut File, out_path: &Path) -> Result<u64, Error> {
     let damaged = |reason: String| Error::Damaged {
         path: entry.path.clone(),
         reason,
     };
-    let src = pack.path_of(entry);
-    let file = backup_core::pack::open_regular(&src).map_err(Error::io("open artifact", &src))?;
+    let src = PathBuf::from(pack.location_of(&entry.path));
+    let file = pack.open_file(&entry.path).map_err(Error::io("open artifact", &src))?;
     let mut hashed = HashingReader {
         inner: file,
         hasher: Sha256::new(),

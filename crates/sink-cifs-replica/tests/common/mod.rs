@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use backup_core::{BackupKind, Compression, PackId, SealedPack, StagingPack};
 use sink_cifs_replica::{CifsReplicaSink, MountCheck, RetryPolicy};
@@ -105,5 +106,61 @@ impl Share {
 impl Drop for Share {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Log lines written on this thread while the value lives; `retried` fires on each line that
+/// announces a retry.
+pub struct Logs {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Notified on each retry line.
+    pub retried: Arc<tokio::sync::Notify>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogWriter {
+    lines: Arc<Mutex<Vec<String>>>,
+    retried: Arc<tokio::sync::Notify>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf).into_owned();
+        if line.contains("; retry ") {
+            self.retried.notify_one();
+        }
+        self.lines.lock().unwrap().push(line);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Captures the log of this thread.
+    pub fn capture() -> Logs {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let retried = Arc::new(tokio::sync::Notify::new());
+        let writer = LogWriter {
+            lines: lines.clone(),
+            retried: retried.clone(),
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        Logs {
+            lines,
+            retried,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The lines that announced a retry.
+    pub fn retries(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|l| l.contains("; retry ")).cloned().collect()
     }
 }

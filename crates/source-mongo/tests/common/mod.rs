@@ -10,7 +10,8 @@ use std::sync::Arc;
 use backup_core::config::Secret;
 use backup_core::state::Watermark;
 use backup_core::{
-    BackupContext, BackupKind, NoProgress, Pack, PackId, SealedPack, Source, SourceReport, StagingPack, StateStore,
+    BackupContext, BackupKind, NoProgress, PackId, PackReader, SealedPack, Source, SourceReport, StagingPack,
+    StateStore,
 };
 use chrono::{DateTime, Utc};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
@@ -148,7 +149,7 @@ impl Harness {
 }
 
 /// The raw documents of a collection artifact of a pack.
-pub fn pack_docs(pack: &Pack, rel: &str) -> Vec<RawDocumentBuf> {
+pub fn pack_docs(pack: &dyn PackReader, rel: &str) -> Vec<RawDocumentBuf> {
     let entry = pack
         .manifest()
         .artifact(rel)
