@@ -212,7 +212,7 @@ pub fn status_json(d: &Daemon) -> backup_core::Result<serde_json::Value> {
         },
         "active_jobs": st.active_jobs()?,
         "plans": plans,
-        "alerts": st.alerts(false)?,
+        "alerts": d.alert_store().list(false)?,
     }))
 }
 

@@ -1,10 +1,11 @@
 //! # backup-core
 //!
-//! The shared heart of packrat: the [`Source`], [`Sink`] and [`Policy`] traits, the pack format
-//! (a directory of artifacts sealed by a `manifest.json` written last), streaming artifact
-//! writers that compress and checksum while writing, quick and deep verification, the job model
-//! and its durable [`StateStore`], the configuration schema, and the [`Runner`] that drives one job
-//! from `queued` to `completed`.
+//! The shared heart of packrat: the [`Source`], [`Sink`], [`SchedulePolicy`] and
+//! [`RetentionPolicy`] traits, the pack format (a directory of artifacts sealed by a
+//! `manifest.json` written last), streaming artifact writers that compress and checksum while
+//! writing, quick and deep verification, the job model and its durable [`StateStore`] (which
+//! other components may extend with their own tables), the configuration schema, and the
+//! [`Runner`] that drives one job from `queued` to `completed`.
 //!
 //! Sources and sinks live in their own crates and depend on this one only.
 //!
@@ -33,9 +34,10 @@ pub mod job;
 pub mod lock;
 pub mod manifest;
 pub mod pack;
-pub mod policy;
 pub mod restore_temp;
+pub mod retain;
 pub mod runner;
+pub mod schedule;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -50,8 +52,9 @@ pub use error::{BoxError, Error, ErrorKind, HasKind, Result};
 pub use job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
 pub use manifest::{ArtifactEntry, Compression, FORMAT_VERSION, Manifest, ManifestWatermark, TimeWindow};
 pub use pack::{ArtifactWriter, Pack, PackId, SealedPack, StagingPack};
-pub use policy::Policy;
+pub use retain::{RetentionPolicy, Verdict};
 pub use runner::{JobRun, Plan, QueuedJob, Recovery, Runner};
+pub use schedule::{DueRun, SchedulePolicy};
 pub use sink::{PackInfo, Sink};
 pub use source::{BackupContext, NoProgress, Progress, Source, SourceReport, WatermarkUpdate};
 pub use state::StateStore;

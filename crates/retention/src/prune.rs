@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use backup_core::sink::PackInfo;
-use backup_core::{Policy, Sink};
+use backup_core::{RetentionPolicy, Sink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -119,7 +119,7 @@ impl PruneReport {
 pub async fn prune(
     sink: &dyn Sink,
     plan: &str,
-    policy: &dyn Policy,
+    policy: &dyn RetentionPolicy,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport, RetentionError> {

@@ -3,14 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::config::RetentionConfig;
-use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
-use backup_core::{BackupKind, Policy};
+use backup_core::{BackupKind, RetentionPolicy, Verdict};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// Retention rules of one plan, evaluated in the plan's time zone. Implements
-/// [`Policy::retain`].
+/// [`RetentionPolicy::retain`].
 ///
 /// Semantics (restic ≥ 0.16 `forget`), over the packs of one plan:
 ///
@@ -21,7 +20,7 @@ use chrono_tz::Tz;
 ///   while a rule's count is not used up, the oldest pack is kept too (restic ≥ 0.16);
 /// - `keep_within D` keeps every pack that started after D before the newest pack (not before
 ///   now, so that packs are not lost while backups are failing); D is a
-///   [`CalendarDuration`](backup_core::config::CalendarDuration): days and months step the
+///   [`CalendarDuration`](crate::CalendarDuration): days and months step the
 ///   calendar of the plan's zone;
 /// - a pack is kept when any rule keeps it; no rule at all keeps everything; a count or span of
 ///   0 (which the config refuses) counts as not set, never as "remove";
@@ -249,7 +248,7 @@ impl Retention {
     }
 }
 
-impl Policy for Retention {
+impl RetentionPolicy for Retention {
     fn retain(&self, packs: &[PackInfo], now: DateTime<Utc>) -> Vec<Verdict> {
         self.select(packs, now)
     }
