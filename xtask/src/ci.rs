@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: every check, in order, failing fast.
 //!
-//! Steps: prereqs, fmt, clippy, build, test (nextest), doctest, windows, deny. Each prints a
+//! Steps: prereqs, fmt, clippy, build, test (nextest), doctest, doc (rustdoc lints denied),
+//! windows, deny. Each prints a
 //! header and its duration; a summary follows. The first failing step stops the run and the
 //! process exits non-zero naming it. Services (see [`crate::services`]) run around the test
 //! steps and are stopped even when a test step fails.
@@ -39,8 +40,12 @@ pub enum Step {
     #[value(alias = "nextest", alias = "tests")]
     Test,
     /// `cargo test --workspace --doc --all-features`
-    #[value(alias = "doc", alias = "doctests")]
+    #[value(alias = "doctests")]
     Doctest,
+    /// `cargo doc --workspace --no-deps --all-features` with broken intra-doc links (and every
+    /// other rustdoc warning) denied
+    #[value(alias = "docs", alias = "rustdoc")]
+    Doc,
     /// `cargo check --workspace --exclude xtask --target x86_64-pc-windows-gnu`
     #[value(alias = "windows-check")]
     Windows,
@@ -49,13 +54,14 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Prereqs,
         Self::Fmt,
         Self::Clippy,
         Self::Build,
         Self::Test,
         Self::Doctest,
+        Self::Doc,
         Self::Windows,
         Self::Deny,
     ];
@@ -68,6 +74,7 @@ impl Step {
             Self::Build => "build",
             Self::Test => "test",
             Self::Doctest => "doctest",
+            Self::Doc => "doc",
             Self::Windows => "windows",
             Self::Deny => "deny",
         }
@@ -95,6 +102,14 @@ impl Step {
             Self::Build => &["build", "--workspace", "--bins"],
             Self::Test => &["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"],
             Self::Doctest => &["test", "--workspace", "--doc", "--all-features"],
+            Self::Doc => {
+                let mut cmd = util::cargo();
+                cmd.args(["doc", "--workspace", "--no-deps", "--all-features"]).env(
+                    "RUSTDOCFLAGS",
+                    "-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links -D warnings",
+                );
+                return Some(cmd);
+            }
             // xtask uses Unix-only APIs (getrusage, /proc); it never runs on Windows.
             Self::Windows => &["check", "--workspace", "--exclude", "xtask", "--target", WINDOWS_TARGET],
             Self::Deny => &["deny", "check", "licenses", "bans", "sources"],

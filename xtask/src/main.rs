@@ -1,7 +1,7 @@
 //! `cargo xtask`: developer tooling for the packrat workspace.
 //!
-//! * `cargo xtask ci` runs every check (see [`ci`]); it is what `.ci/run` calls.
-//! * `cargo xtask bench sqlite` compares `packrat run` against `sqlite3 .backup` (see [`bench`]).
+//! * `cargo xtask ci` runs every check (see the `ci` module); it is what `.ci/run` calls.
+//! * `cargo xtask bench sqlite` compares `packrat run` against `sqlite3 .backup` (see the `bench` module).
 //! * `cargo xtask rss -- CMD...` (hidden) runs CMD and reports its wall time and peak RSS; the
 //!   benches re-exec themselves through it so each measured command has its own rusage.
 

@@ -4,14 +4,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use packrat_app::api::StatusResponse;
 use packrat_app::config::Config;
 
 use crate::{CliError, commands, exit, output, wire};
 
 /// The daemon's status document, `Ok(None)` when no daemon announced itself, `Err` with a
 /// reason when the announced daemon does not answer.
-pub async fn daemon_status(cfg: &Config) -> Result<Option<serde_json::Value>, String> {
-    let file = cfg.state_dir.join("packratd.addr");
+pub async fn daemon_status(cfg: &Config) -> Result<Option<StatusResponse>, String> {
+    let file = cfg.state_dir.join(packrat_app::api::ADDR_FILE);
     let Ok(addr) = std::fs::read_to_string(&file) else {
         return Ok(None);
     };
@@ -59,36 +60,35 @@ pub async fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
     Ok(code)
 }
 
-fn print_daemon(v: &serde_json::Value) {
-    let s = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+fn print_daemon(v: &StatusResponse) {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
     outln!(
         "daemon: running (pid {}, up {}s, version {})",
-        v["pid"],
-        v["uptime_seconds"],
-        s(&v["version"])
+        v.pid,
+        v.uptime_seconds,
+        v.version
     );
-    if let Some(plans) = v["plans"].as_object() {
+    outln!(
+        "{:<14} {:<9} {:<21} {:<21} SCHEDULE",
+        "PLAN",
+        "RUNNING",
+        "NEXT RUN",
+        "LAST SUCCESS"
+    );
+    for (name, p) in &v.plans {
         outln!(
-            "{:<14} {:<9} {:<21} {:<21} SCHEDULE",
-            "PLAN",
-            "RUNNING",
-            "NEXT RUN",
-            "LAST SUCCESS"
+            "{:<14} {:<9} {:<21} {:<21} {}",
+            name,
+            if p.running.is_none() { "no" } else { "yes" },
+            time(p.next_run),
+            time(p.last_success),
+            p.schedule.as_deref().unwrap_or("-"),
         );
-        for (name, p) in plans {
-            outln!(
-                "{:<14} {:<9} {:<21} {:<21} {}",
-                name,
-                if p["running"].is_null() { "no" } else { "yes" },
-                s(&p["next_run"]).chars().take(19).collect::<String>(),
-                s(&p["last_success"]).chars().take(19).collect::<String>(),
-                s(&p["schedule"]),
-            );
-        }
     }
-    if let Some(alerts) = v["alerts"].as_array() {
-        for a in alerts {
-            outln!("alert {} {}: {}", s(&a["severity"]), s(&a["key"]), s(&a["message"]));
-        }
+    for a in &v.alerts {
+        outln!("alert {} {}: {}", a.severity, a.key, a.message);
     }
 }

@@ -27,7 +27,7 @@ pub async fn checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
     out.push(match &daemon {
         Ok(Some(v)) => Check::ok(
             "daemon",
-            format!("packratd is running (pid {}, up {}s)", v["pid"], v["uptime_seconds"]),
+            format!("packratd is running (pid {}, up {}s)", v.pid, v.uptime_seconds),
         ),
         Ok(None) if any_scheduled => Check::fail(
             "daemon",

@@ -43,9 +43,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[path = "cli_error.rs"]
-mod cli_error;
-pub use cli_error::{CliError, exit};
+pub use packrat_app::exit::{self, ExitError as CliError};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

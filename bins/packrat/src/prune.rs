@@ -6,7 +6,7 @@ use std::path::Path;
 use backup_core::runner::Plan;
 use chrono::Utc;
 use clap::Args;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::{CliError, exit, output, wire};
 
@@ -101,24 +101,10 @@ fn print_report(r: &retention::PruneReport) {
 
 /// Retention on every sink of `plan` after a successful job; problems are logged, never fatal.
 pub async fn after_job(cfg: &packrat_app::config::Config, plan: &Plan) {
-    let policy = match packrat_app::registry::retention(cfg, &plan.name) {
-        Ok(p) => p,
-        Err(e) => {
-            warn!("retention of plan {}: {}", plan.name, e.chain());
-            return;
+    match packrat_app::registry::retention(cfg, &plan.name) {
+        Ok(policy) => {
+            packrat_app::after_job::after_success(plan, &policy, None).await;
         }
-    };
-    for sink in &plan.sinks {
-        if !policy.is_empty() {
-            match retention::prune(sink.as_ref(), &plan.name, &policy, Utc::now(), false).await {
-                Ok(r) => {
-                    info!(plan = %plan.name, sink = sink.name(), kept = r.kept(), removed = r.removed(), "retention applied")
-                }
-                Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
-            }
-        }
-        if let Err(e) = retention::clean_leftovers(sink.as_ref()).await {
-            warn!("{e}");
-        }
+        Err(e) => warn!("retention of plan {}: {}", plan.name, e.chain()),
     }
 }

@@ -13,12 +13,7 @@ use crate::CliError;
 /// Loads the config from `--config` / `PACKRAT_CONFIG` and checks it whole, schedules included:
 /// every error names the file, the line and the key (exit 2).
 pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
-    let Some(path) = path else {
-        return Err(CliError::usage(
-            "no config file given; pass --config FILE or set PACKRAT_CONFIG (try `packrat demo` for a quick start)",
-        ));
-    };
-    Ok(Config::load(path)?)
+    Ok(Config::load_given(path)?)
 }
 
 /// Opens the installation's state store.

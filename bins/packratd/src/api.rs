@@ -23,17 +23,17 @@ use backup_core::config::Secret;
 use backup_core::state::JobFilter;
 use backup_core::{BackupKind, JobStatus, Trigger};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use packrat_app::api::{self, ErrorResponse, JobsQuery, PlanStatus, RunAccepted, RunQuery, Statistics, StatusResponse};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::daemon::{Daemon, StartError};
-use crate::{CliError, metrics};
+use packrat_app::exit::ExitError;
 
-/// Name of the file in the state directory holding the API's address.
-pub const ADDR_FILE: &str = "packratd.addr";
+use crate::metrics;
+
+pub use packrat_app::api::ADDR_FILE;
 
 #[derive(Clone)]
 struct AppState {
@@ -59,25 +59,25 @@ impl Server {
 }
 
 /// Binds the API and serves it in the background.
-pub async fn serve(d: Arc<Daemon>) -> Result<Server, CliError> {
+pub async fn serve(d: Arc<Daemon>) -> Result<Server, ExitError> {
     let api = &d.cfg.api;
     let token = api.token()?.map(Arc::new);
     if !api.bind.ip().is_loopback() && token.is_none() {
-        return Err(CliError::usage(format!(
+        return Err(ExitError::usage(format!(
             "refusing to serve the API on {}, which is not a loopback address, without a token; set [api] token_env \
              or token_file, or bind to 127.0.0.1",
             api.bind
         )));
     }
     let listener = tokio::net::TcpListener::bind(api.bind).await.map_err(|e| {
-        CliError::failed(format!(
+        ExitError::failed(format!(
             "cannot listen on {} for the API: {e}; change [api] bind",
             api.bind
         ))
     })?;
     let local = listener
         .local_addr()
-        .map_err(|e| CliError::failed(format!("cannot read the API's address: {e}")))?;
+        .map_err(|e| ExitError::failed(format!("cannot read the API's address: {e}")))?;
     // The address a local client connects to.
     let connect = match local.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port()),
@@ -86,7 +86,7 @@ pub async fn serve(d: Arc<Daemon>) -> Result<Server, CliError> {
     };
     let addr_file = d.cfg.state_dir.join(ADDR_FILE);
     std::fs::write(&addr_file, format!("{connect}\n"))
-        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", addr_file.display())))?;
+        .map_err(|e| ExitError::failed(format!("cannot write {}: {e}", addr_file.display())))?;
     if token.is_none() {
         info!("no API token configured: POST /api/plans/{{name}}/run is refused; set [api] token_env or token_file");
     }
@@ -118,18 +118,11 @@ fn router(state: AppState) -> Router {
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": message.into() }))).into_response()
+    (code, Json(ErrorResponse { error: message.into() })).into_response()
 }
 
 fn internal(e: backup_core::Error) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.chain())
-}
-
-#[derive(Debug, Deserialize)]
-struct JobsQuery {
-    plan: Option<String>,
-    status: Option<String>,
-    limit: Option<usize>,
 }
 
 async fn jobs(State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Response {
@@ -160,7 +153,7 @@ async fn job(State(s): State<AppState>, Path(id): Path<String>) -> Response {
 }
 
 /// The status document of `GET /api/status`.
-pub fn status_json(d: &Daemon) -> backup_core::Result<serde_json::Value> {
+pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
     let st = &d.state;
     let stats = st.stats()?;
     let running = d.running();
@@ -169,63 +162,58 @@ pub fn status_json(d: &Daemon) -> backup_core::Result<serde_json::Value> {
         .into_iter()
         .map(|j| (j.plan.clone(), j))
         .collect();
-    let mut plans = serde_json::Map::new();
+    let mut plans = BTreeMap::new();
     for (name, pc) in &d.cfg.plans {
         let sched = st.schedule_state(name)?;
         let last_success = st.last_success(name)?;
         plans.insert(
             name.clone(),
-            json!({
-                "enabled": pc.enabled,
-                "schedule": d.schedules.get(name).map(|s| s.to_string()),
-                "runnable": d.plans.contains_key(name),
-                "problem": d.broken.get(name),
-                "running": running.get(name).map(|r| json!({
-                    "job": r.job, "kind": r.kind, "trigger": r.trigger.as_str(), "since": r.since,
-                })),
-                "last_run": last.get(name),
-                "next_run": d.next_due(name),
-                "last_fired_slot": sched.last_fired_slot,
-                "last_success": last_success.as_ref().and_then(|j| j.finished_at).or(sched.last_success),
-                "last_success_job": last_success.as_ref().map(|j| j.id),
-                "consecutive_failures": st.consecutive_failures(name)?,
-            }),
+            PlanStatus {
+                enabled: pc.enabled,
+                schedule: d.schedules.get(name).map(|s| s.to_string()),
+                runnable: d.plans.contains_key(name),
+                problem: d.broken.get(name).cloned(),
+                running: running
+                    .get(name)
+                    .map(|r| api::RunningJob::new(r.job, r.kind, r.trigger, r.since)),
+                last_run: last.get(name).cloned(),
+                next_run: d.next_due(name),
+                last_fired_slot: sched.last_fired_slot,
+                last_success: last_success.as_ref().and_then(|j| j.finished_at).or(sched.last_success),
+                last_success_job: last_success.as_ref().map(|j| j.id),
+                consecutive_failures: st.consecutive_failures(name)?,
+            },
         );
     }
     let now = Utc::now();
-    Ok(json!({
-        "source": "daemon",
-        "running": true,
-        "pid": std::process::id(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "started_at": d.started_at,
-        "uptime_seconds": (now - d.started_at).num_seconds(),
-        "stopping": d.is_stopping(),
-        "statistics": {
-            "total_backups": stats.total,
-            "success_count": stats.success,
-            "failure_count": stats.failure,
-            "success_rate": stats.success_rate,
-            "total_bytes": stats.total_bytes,
-            "total_size_mb": stats.total_bytes as f64 / 1e6,
-            "active_jobs": stats.active,
+    Ok(StatusResponse {
+        source: "daemon".into(),
+        running: true,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: d.started_at,
+        uptime_seconds: (now - d.started_at).num_seconds(),
+        stopping: d.is_stopping(),
+        statistics: Statistics {
+            total_backups: stats.total,
+            success_count: stats.success,
+            failure_count: stats.failure,
+            success_rate: stats.success_rate,
+            total_bytes: stats.total_bytes,
+            total_size_mb: stats.total_bytes as f64 / 1e6,
+            active_jobs: stats.active,
         },
-        "active_jobs": st.active_jobs()?,
-        "plans": plans,
-        "alerts": d.alert_store().list(false)?,
-    }))
+        active_jobs: st.active_jobs()?,
+        plans,
+        alerts: d.alert_store().list(false)?,
+    })
 }
 
 async fn status(State(s): State<AppState>) -> Response {
-    match status_json(&s.d) {
+    match status_doc(&s.d) {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct RunQuery {
-    kind: Option<String>,
 }
 
 /// Compares in time independent of where the first difference is.
@@ -263,7 +251,9 @@ async fn run_plan(
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({ "error": "send the token as `Authorization: Bearer TOKEN`" })),
+                Json(ErrorResponse {
+                    error: "send the token as `Authorization: Bearer TOKEN`".into(),
+                }),
             )
                 .into_response();
         }
@@ -277,7 +267,12 @@ async fn run_plan(
             info!(plan = %name, %kind, job, "run requested over the API");
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "plan": name, "kind": kind, "accepted": true, "job": job })),
+                Json(RunAccepted {
+                    plan: name,
+                    kind,
+                    accepted: true,
+                    job,
+                }),
             )
                 .into_response()
         }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alerts::{AlertManager, AlertStore, HealthChecker, Notifier, PlanCheck, Severity};
+use alerts::{AlertManager, AlertStore, HealthChecker, Notifier, PlanCheck};
 use backup_core::runner::Plan;
 use backup_core::{
     BackupKind, CancelToken, Error, JobId, JobStatus, QueuedJob, Runner, SchedulePolicy, StateStore, Trigger,
@@ -17,7 +17,10 @@ use retention::Retention;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{error, info, warn};
 
-use crate::{CliError, api, wire};
+use packrat_app::exit::ExitError;
+use packrat_app::registry;
+
+use crate::api;
 
 /// Longest sleep of the scheduler loop, so that clock jumps and suspends are noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -206,40 +209,8 @@ impl Daemon {
 
     /// Retention and leftover cleanup on every sink of the plan after a successful job.
     async fn after_success(&self, plan: &Plan) {
-        let Some(policy) = self.retention.get(&plan.name) else {
-            return;
-        };
-        for sink in &plan.sinks {
-            if !policy.is_empty() {
-                match retention::prune(sink.as_ref(), &plan.name, policy, Utc::now(), false).await {
-                    Ok(r) => {
-                        info!(plan = %plan.name, sink = sink.name(), kept = r.kept(), removed = r.removed(), "retention applied");
-                        for f in r.failures() {
-                            warn!(plan = %plan.name, sink = sink.name(), "retention could not remove {f}");
-                        }
-                        self.alert_future_packs(&r).await;
-                    }
-                    Err(e) => warn!(plan = %plan.name, sink = sink.name(), "retention failed: {e}"),
-                }
-            }
-            if let Err(e) = retention::clean_leftovers(sink.as_ref()).await {
-                warn!(sink = sink.name(), "{e}");
-            }
-        }
-    }
-
-    /// Raises the alert about packs dated in the future found by retention, or resolves it.
-    async fn alert_future_packs(&self, r: &retention::PruneReport) {
-        let done = match r.future_alert() {
-            Some((key, message)) => {
-                self.alerts
-                    .raise(alerts::Finding::new(key, Severity::Warning, message))
-                    .await
-            }
-            None => self.alerts.resolve(&r.future_alert_key()).await,
-        };
-        if let Err(e) = done {
-            error!(plan = %r.plan, sink = %r.sink, "cannot record the alert about packs dated in the future: {e}");
+        if let Some(policy) = self.retention.get(&plan.name) {
+            packrat_app::after_job::after_success(plan, policy, Some(&self.alerts)).await;
         }
     }
 
@@ -275,10 +246,10 @@ impl Daemon {
 }
 
 /// Builds the daemon, serves until a shutdown signal, and shuts down gracefully.
-pub async fn run(cfg: Config) -> Result<(), CliError> {
-    let state = wire::open_state(&cfg)?;
-    let runner = Runner::new(state.clone()).with_plan_sinks(wire::plan_sinks(&cfg));
-    let sinks = wire::sinks(&cfg, None)?;
+pub async fn run(cfg: Config) -> Result<(), ExitError> {
+    let state = registry::open_state(&cfg)?;
+    let runner = Runner::new(state.clone()).with_plan_sinks(registry::plan_sinks(&cfg));
+    let sinks = registry::sinks(&cfg, None)?;
 
     // Crash recovery: jobs of dead processes become interrupted (or completed, when their pack is
     // in place), leftovers of gone jobs are removed.
@@ -301,13 +272,13 @@ pub async fn run(cfg: Config) -> Result<(), CliError> {
     let mut retention = BTreeMap::new();
     let mut scheduler = Scheduler::new(state.clone(), Arc::new(SystemClock));
     for (name, pc) in &cfg.plans {
-        match wire::plan(&cfg, name) {
+        match registry::plan(&cfg, name) {
             Ok(p) => {
                 plans.insert(name.clone(), p);
             }
             Err(e) => {
-                error!(plan = %name, "plan cannot be wired and will not run: {}", e.message);
-                broken.insert(name.clone(), e.message);
+                error!(plan = %name, "plan cannot be wired and will not run: {}", e.chain());
+                broken.insert(name.clone(), e.chain());
                 continue;
             }
         }
@@ -320,7 +291,7 @@ pub async fn run(cfg: Config) -> Result<(), CliError> {
             }
             Ok(Some(s)) => info!(plan = %name, schedule = %s, "plan is disabled; not scheduled"),
             Ok(None) => info!(plan = %name, "plan has no schedule; it runs only on request"),
-            Err(e) => return Err(CliError::usage(e.to_string())),
+            Err(e) => return Err(ExitError::usage(e.to_string())),
         }
     }
 

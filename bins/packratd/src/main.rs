@@ -6,11 +6,7 @@
 //! (at most `parallelism` jobs, never two of one plan), retention after each successful job,
 //! the health checks with alert delivery and the HTTP API on loopback, until SIGTERM/SIGINT
 //! (Ctrl-C on Windows) shuts it down gracefully. It shares the wiring of sources and sinks with
-//! the `packrat` CLI (`src/wire.rs`).
-
-#[path = "../../packrat/src/wire.rs"]
-#[allow(dead_code)]
-mod wire;
+//! the `packrat` CLI through the `packrat-app` crate.
 
 mod api;
 mod daemon;
@@ -23,9 +19,7 @@ use std::process::ExitCode;
 use backup_core::lock::FileLock;
 use clap::Parser;
 
-#[path = "../../packrat/src/cli_error.rs"]
-mod cli_error;
-pub use cli_error::{CliError, exit};
+use packrat_app::exit::{self, ExitError};
 
 /// packratd: runs packrat's plans on their schedules, prunes, checks health, alerts, and serves
 /// an HTTP API on loopback.
@@ -51,8 +45,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(args: Args) -> Result<(), CliError> {
-    let cfg = wire::load_config(args.config.as_deref())?;
+fn start(args: Args) -> Result<(), ExitError> {
+    let cfg = packrat_app::config::Config::load_given(args.config.as_deref())?;
     // The lock first: a second daemon must not touch the logs or the state of the first.
     let lock_path = cfg.state_dir.join("packratd.lock");
     let lock = FileLock::try_acquire(
@@ -60,7 +54,7 @@ fn start(args: Args) -> Result<(), CliError> {
         &format!("the installation at {} (packratd)", cfg.state_dir.display()),
     )
     .map_err(|e| match e {
-        backup_core::Error::Locked { holder, .. } => CliError {
+        backup_core::Error::Locked { holder, .. } => ExitError {
             code: exit::BUSY,
             message: format!(
                 "another packratd is already running on {}{}; stop it first (its lock is {})",
@@ -71,12 +65,12 @@ fn start(args: Args) -> Result<(), CliError> {
         },
         other => other.into(),
     })?;
-    let _log_guards = logging::init(&cfg, args.log_json).map_err(CliError::failed)?;
+    let _log_guards = logging::init(&cfg, args.log_json).map_err(ExitError::failed)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("packratd")
         .build()
-        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| ExitError::failed(format!("cannot start the async runtime: {e}")))?;
     let result = rt.block_on(daemon::run(cfg));
     // Blocking tasks of cancelled jobs (a database copy) may still run; do not wait for ever.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -7,22 +7,28 @@
 //! turns findings into [`Alert`]s in the [`AlertStore`] (this crate's `alerts` table in the
 //! installation's state store, [`AlertStore::raise`] / [`AlertStore::resolve`]): a condition that
 //! starts firing sends one notice, a firing one is repeated at most once per cooldown, and one
-//! "resolved" notice follows when it clears. The [`Notifier`] delivers notices to every [`Channel`] — the
-//! alerts log always, plus a generic webhook, Slack, DingTalk (optionally signed), WeChat Work
-//! and SMTP email — retrying failed deliveries and logging what still fails; it never panics.
+//! "resolved" notice follows when it clears. The [`Notifier`] delivers notices to every
+//! [`Channel`] — the alerts log always, plus a generic webhook, Slack, DingTalk (optionally
+//! signed), WeChat Work and SMTP email — retrying failed deliveries and logging what still fails;
+//! it never panics.
 //!
-//! ```no_run
-//! # async fn demo(state: std::sync::Arc<backup_core::StateStore>) -> backup_core::Result<()> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let state = std::sync::Arc::new(backup_core::StateStore::open(tmp.path()).unwrap());
 //! use std::sync::Arc;
 //! use alerts::{AlertManager, AlertStore, Finding, LogChannel, Notifier, Severity};
 //!
-//! let store = AlertStore::open(state)?; // creates the alerts table if needed
+//! let store = AlertStore::open(state).unwrap(); // creates the alerts table if needed
 //! let notifier = Arc::new(Notifier::new(vec![Arc::new(LogChannel)]));
 //! let manager = AlertManager::new(store, notifier, std::time::Duration::from_secs(3600));
 //! let firing = vec![Finding::new("plan:nightly:failures", Severity::Critical, "failed 3 times in a row")];
-//! manager.apply(firing).await; // one "firing" notice
-//! manager.apply(vec![]).await; // one "resolved" notice
-//! # Ok(()) }
+//! manager.apply(firing).await.unwrap(); // one "firing" notice
+//! assert_eq!(manager.store().list(false).unwrap()[0].key, "plan:nightly:failures");
+//! manager.apply(vec![]).await.unwrap(); // one "resolved" notice
+//! assert!(manager.store().list(false).unwrap().is_empty());
+//! # }
 //! ```
 
 mod channel;

@@ -87,6 +87,26 @@ pub trait Section {
     }
 }
 
+/// Top-level settings a section may need when it builds its instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// The top-level `parallelism` (jobs at once; within a job, e.g. collections at once).
+    pub parallelism: usize,
+}
+
+/// A source type's config section (`[sources.NAME] type = "…"`): it builds the source it
+/// describes. Implement it in the source's crate; the application lists the type once.
+pub trait SourceSection: Section {
+    /// The source named `name`.
+    fn build(&self, name: &str, defaults: &Defaults) -> std::sync::Arc<dyn crate::Source>;
+}
+
+/// A sink type's config section (`[sinks.NAME] type = "…"`): it builds the sink it describes.
+pub trait SinkSection: Section {
+    /// The sink named `name`.
+    fn build(&self, name: &str, defaults: &Defaults) -> std::sync::Arc<dyn crate::Sink>;
+}
+
 /// The text of a loaded config file, for errors about its keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigText {

@@ -1,19 +1,20 @@
 //! # backup-core
 //!
-//! The shared heart of packrat: the [`Source`], [`Sink`], [`SchedulePolicy`] and
-//! [`RetentionPolicy`] traits, the pack format (a directory of artifacts sealed by a
-//! `manifest.json` written last), streaming artifact writers that compress and checksum while
-//! writing, quick and deep verification, the job model and its durable [`StateStore`] (which
-//! other components may extend with their own tables), the configuration schema, and the
-//! [`Runner`] that drives one job from `queued` to `completed`.
+//! The engine of packrat: the [`Source`], [`Sink`], [`SchedulePolicy`] and [`RetentionPolicy`]
+//! traits, the pack format (a directory of artifacts sealed by a `manifest.json` written last),
+//! streaming artifact writers that compress and checksum while writing, quick and deep
+//! verification, the job model and its durable [`StateStore`] (which other components extend
+//! with their own tables), the config support every crate's section builds on ([`config`]), one
+//! [`Error`] with an [`ErrorKind`], and the [`Runner`] that drives one job from `queued` to
+//! `completed`. It knows no concrete source, sink or daemon setting: those live in their own
+//! crates, which depend on this one only.
 //!
-//! Sources and sinks live in their own crates and depend on this one only.
-//!
-//! ```no_run
-//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use backup_core::{Compression, PackId, StagingPack, BackupKind};
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use backup_core::{BackupKind, Compression, PackId, StagingPack, Verifier, VerifyLevel};
+//! let tmp = tempfile::tempdir()?;
 //! let pack = StagingPack::create(
-//!     "/tmp/staging/job_1".as_ref(),
+//!     &tmp.path().join("job_1"),
 //!     "nightly",
 //!     PackId::new("migration_pack_20261121_040000")?,
 //!     BackupKind::Full,
@@ -21,9 +22,11 @@
 //! )?;
 //! let mut w = pack.artifact("notes/hello.txt.zst", "demo", "file", Compression::Zstd)?;
 //! std::io::Write::write_all(&mut w, b"hello")?;
-//! w.finish()?;
-//! let sealed = pack.seal()?; // manifest.json written last, fsynced
-//! println!("{}", sealed.dir().display());
+//! w.finish()?; // size, sha256 and counts recorded while streaming
+//! let sealed = pack.seal()?; // SHA256SUMS, then manifest.json last, fsynced
+//! assert_eq!(sealed.manifest().artifacts[0].path, "notes/hello.txt.zst");
+//! let report = Verifier::new().verify(&sealed.to_pack(), VerifyLevel::Deep);
+//! assert!(report.is_ok(), "{:?}", report.problems);
 //! # Ok(()) }
 //! ```
 

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alerts::{AlertChannelConfig, HealthConfig};
-use backup_core::config::{ConfigText, Section, names};
+use backup_core::config::{ConfigText, Section, SinkSection, SourceSection, names};
 use backup_core::pack::check_plan_name;
 use backup_core::{Error, PackId, Result};
 use chrono_tz::Tz;
@@ -102,79 +102,64 @@ fn default_zstd_level() -> i32 {
     3
 }
 
-/// A source, selected by `type`: the registry of source types. Adding a source type is one
-/// variant here (its crate owns the config struct) and one line in [`crate::registry`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum SourceConfig {
-    /// A SQLite database file.
-    Sqlite(SqliteSourceConfig),
-    /// A MongoDB deployment.
-    Mongo(MongoSourceConfig),
-    /// A Docker compose app (volumes, compose files, images).
-    Docker(DockerSourceConfig),
+/// Declares a `type`-tagged enum of crate-owned config sections, one line per type: the
+/// registry. Each section type implements [`SourceSection`] (or [`SinkSection`]), so nothing
+/// else here needs to know it.
+macro_rules! registry {
+    ($(#[$meta:meta])* $name:ident: $section:ident { $($(#[$vmeta:meta])* $tag:literal => $variant:ident($ty:ty),)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $tag)] $variant($ty),)+
+        }
+
+        impl $name {
+            /// The `type` name.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $($name::$variant(_) => $tag,)+
+                }
+            }
+
+            /// The section: what builds the instance.
+            pub fn section(&self) -> &dyn $section {
+                match self {
+                    $($name::$variant(c) => c,)+
+                }
+            }
+
+            /// The section, for path resolution.
+            pub fn section_mut(&mut self) -> &mut dyn Section {
+                match self {
+                    $($name::$variant(c) => c,)+
+                }
+            }
+        }
+    };
 }
 
-impl SourceConfig {
-    /// The `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Sqlite(_) => "sqlite",
-            SourceConfig::Mongo(_) => "mongo",
-            SourceConfig::Docker(_) => "docker",
-        }
-    }
-
-    /// The section, for path resolution and validation.
-    pub fn section_mut(&mut self) -> &mut dyn Section {
-        match self {
-            SourceConfig::Sqlite(c) => c,
-            SourceConfig::Mongo(c) => c,
-            SourceConfig::Docker(c) => c,
-        }
-    }
-
-    fn section(&self) -> &dyn Section {
-        match self {
-            SourceConfig::Sqlite(c) => c,
-            SourceConfig::Mongo(c) => c,
-            SourceConfig::Docker(c) => c,
-        }
+registry! {
+    /// A source, selected by `type`: the registry of source types. Adding a source type is one
+    /// line here; its crate owns the config struct and implements [`SourceSection`].
+    SourceConfig: SourceSection {
+        /// A SQLite database file.
+        "sqlite" => Sqlite(SqliteSourceConfig),
+        /// A MongoDB deployment.
+        "mongo" => Mongo(MongoSourceConfig),
+        /// A Docker compose app (volumes, compose files, images).
+        "docker" => Docker(DockerSourceConfig),
     }
 }
 
-/// A sink, selected by `type`: the registry of sink types.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum SinkConfig {
-    /// A local directory.
-    Local(LocalSinkConfig),
-    /// A verified replica on a mounted SMB/CIFS share.
-    CifsReplica(CifsReplicaSinkConfig),
-}
-
-impl SinkConfig {
-    /// The `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::Local(_) => "local",
-            SinkConfig::CifsReplica(_) => "cifs-replica",
-        }
-    }
-
-    /// The section, for path resolution and validation.
-    pub fn section_mut(&mut self) -> &mut dyn Section {
-        match self {
-            SinkConfig::Local(c) => c,
-            SinkConfig::CifsReplica(c) => c,
-        }
-    }
-
-    fn section(&self) -> &dyn Section {
-        match self {
-            SinkConfig::Local(c) => c,
-            SinkConfig::CifsReplica(c) => c,
-        }
+registry! {
+    /// A sink, selected by `type`: the registry of sink types. Adding a sink type is one line
+    /// here; its crate owns the config struct and implements [`SinkSection`].
+    SinkConfig: SinkSection {
+        /// A local directory.
+        "local" => Local(LocalSinkConfig),
+        /// A verified replica on a mounted SMB/CIFS share.
+        "cifs-replica" => CifsReplica(CifsReplicaSinkConfig),
     }
 }
 
@@ -264,6 +249,17 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = backup_core::config::read_text(path)?;
         Config::parse(&text.text, &text.path)
+    }
+
+    /// Loads the config named by `--config` / `PACKRAT_CONFIG` (`path`); `None` is a usage error
+    /// that says how to give one.
+    pub fn load_given(path: Option<&Path>) -> Result<Config> {
+        match path {
+            Some(p) => Config::load(p),
+            None => Err(Error::Config(format!(
+                "no config file given; pass --config FILE or set {CONFIG_ENV} (try `packrat demo` for a quick start)"
+            ))),
+        }
     }
 
     /// Parses and validates config text; `path` is used for messages and to resolve relative paths.

@@ -16,5 +16,8 @@
 //! # Ok::<(), backup_core::Error>(())
 //! ```
 
+pub mod after_job;
+pub mod api;
 pub mod config;
+pub mod exit;
 pub mod registry;

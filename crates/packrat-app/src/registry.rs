@@ -1,7 +1,8 @@
 //! The registry: config entries → wired source, sink, plan and policy instances of the crates.
 //!
-//! Each source or sink type is one arm here (plus its variant in [`crate::config`]); the crates
-//! own their config types and their constructors (`from_config`).
+//! Each source or sink type is one line in [`crate::config`]'s registry; its crate owns the
+//! config type, which builds the instance ([`backup_core::config::SourceSection`]). A plan-level
+//! section of a source type (Mongo's `[plans.NAME.mongo]`) is wired here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,16 @@ use backup_core::{Error, Result, Sink, Source, StateStore, Verifier};
 use policy_schedule::{Schedule, ScheduleError};
 use retention::Retention;
 
-use crate::config::{Config, PlanConfig, SinkConfig, SourceConfig};
+use backup_core::config::Defaults;
+
+use crate::config::{Config, PlanConfig, SourceConfig};
+
+/// The top-level settings sections build with.
+fn defaults(cfg: &Config) -> Defaults {
+    Defaults {
+        parallelism: cfg.parallelism,
+    }
+}
 
 /// Opens the installation's state store.
 pub fn open_state(cfg: &Config) -> Result<Arc<StateStore>> {
@@ -25,13 +35,7 @@ pub fn source(cfg: &Config, name: &str) -> Result<Arc<dyn Source>> {
         .sources
         .get(name)
         .ok_or_else(|| Error::NotFound(format!("no source `{name}` in the config")))?;
-    Ok(match sc {
-        SourceConfig::Sqlite(c) => Arc::new(source_sqlite::SqliteSource::from_config(name, c)),
-        SourceConfig::Mongo(c) => {
-            Arc::new(source_mongo::MongoSource::from_config(name, c).with_parallelism(cfg.parallelism))
-        }
-        SourceConfig::Docker(c) => Arc::new(source_docker::DockerSource::from_config(name, c)),
-    })
+    Ok(sc.section().build(name, &defaults(cfg)))
 }
 
 /// The source named `name` as plan `pc` uses it (Mongo sources get the plan's `mongo` table).
@@ -53,10 +57,7 @@ pub fn sink(cfg: &Config, name: &str) -> Result<Arc<dyn Sink>> {
         .sinks
         .get(name)
         .ok_or_else(|| Error::NotFound(format!("no sink `{name}` in the config")))?;
-    Ok(match sc {
-        SinkConfig::Local(c) => Arc::new(sink_local::LocalSink::from_config(name, c)),
-        SinkConfig::CifsReplica(c) => Arc::new(sink_cifs_replica::CifsReplicaSink::from_config(name, c)),
-    })
+    Ok(sc.section().build(name, &defaults(cfg)))
 }
 
 /// Every sink of the config, in name order, or only `only`.

@@ -129,3 +129,9 @@ impl Section for CifsReplicaSinkConfig {
         Ok(())
     }
 }
+
+impl backup_core::config::SinkSection for CifsReplicaSinkConfig {
+    fn build(&self, name: &str, _defaults: &backup_core::config::Defaults) -> std::sync::Arc<dyn backup_core::Sink> {
+        std::sync::Arc::new(crate::CifsReplicaSink::from_config(name, self))
+    }
+}

@@ -25,3 +25,9 @@ impl Section for LocalSinkConfig {
         vec![("path", &mut self.path)]
     }
 }
+
+impl backup_core::config::SinkSection for LocalSinkConfig {
+    fn build(&self, name: &str, _defaults: &backup_core::config::Defaults) -> std::sync::Arc<dyn backup_core::Sink> {
+        std::sync::Arc::new(crate::LocalSink::from_config(name, self))
+    }
+}

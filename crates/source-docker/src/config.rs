@@ -132,3 +132,9 @@ impl DockerSourceConfig {
         Ok(())
     }
 }
+
+impl backup_core::config::SourceSection for DockerSourceConfig {
+    fn build(&self, name: &str, _defaults: &backup_core::config::Defaults) -> std::sync::Arc<dyn backup_core::Source> {
+        std::sync::Arc::new(crate::DockerSource::from_config(name, self))
+    }
+}

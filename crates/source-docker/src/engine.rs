@@ -21,8 +21,7 @@ pub(crate) const MOUNT_DIR: &str = "packrat_v";
 pub const HELPER_LABEL: &str = "io.packrat.helper";
 /// Label naming the process that created a helper container (Linux:
 /// `<machine id>/<boot id>/<pid>/<process start time>`), so that the next backup or restore
-/// removes the helpers of a packrat process that is gone (SIGKILL, crash, power loss): see
-/// [`sweep_dead_helpers`].
+/// removes the helpers of a packrat process that is gone (SIGKILL, crash, power loss).
 pub const OWNER_LABEL: &str = "io.packrat.owner";
 /// Label on the helper containers that fill a volume during a restore. Docker cannot rename a
 /// volume, so a restore fills the volume under its final name; when the restore is killed, its

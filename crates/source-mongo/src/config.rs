@@ -237,3 +237,9 @@ impl Section for MongoPlanConfig {
         Ok(())
     }
 }
+
+impl backup_core::config::SourceSection for MongoSourceConfig {
+    fn build(&self, name: &str, defaults: &backup_core::config::Defaults) -> std::sync::Arc<dyn backup_core::Source> {
+        std::sync::Arc::new(crate::MongoSource::from_config(name, self).with_parallelism(defaults.parallelism))
+    }
+}

@@ -41,3 +41,9 @@ impl Section for SqliteSourceConfig {
         Ok(())
     }
 }
+
+impl backup_core::config::SourceSection for SqliteSourceConfig {
+    fn build(&self, name: &str, _defaults: &backup_core::config::Defaults) -> std::sync::Arc<dyn backup_core::Source> {
+        std::sync::Arc::new(crate::SqliteSource::from_config(name, self))
+    }
+}

@@ -7,16 +7,21 @@
 //! [`backup_core::Verifier`], and [`restore`] puts one back in place without ever leaving a
 //! half-written file at the target.
 //!
-//! ```no_run
-//! # async fn demo() -> backup_core::Result<()> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use backup_core::{BackupContext, BackupKind, PackId, Source, StagingPack, Verifier, VerifyLevel};
 //! use source_sqlite::{SqliteCheck, SqliteSource};
 //!
-//! let source = SqliteSource::new("app_db", "/srv/app/data/app.db").compress(true);
+//! let tmp = tempfile::tempdir()?;
+//! let db = tmp.path().join("app.db");
+//! rusqlite::Connection::open(&db)?.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")?;
+//!
+//! let source = SqliteSource::new("app_db", &db).compress(true);
 //! let ctx = BackupContext::detached("nightly", BackupKind::Full);
 //! let id = PackId::new("migration_pack_20261121_040000")?;
-//! let pack = StagingPack::create("/tmp/staging/job_1".as_ref(), "nightly", id, BackupKind::Full, ctx.time_zone)?;
+//! let pack = StagingPack::create(&tmp.path().join("job_1"), "nightly", id, BackupKind::Full, ctx.time_zone)?;
 //! source.backup(&ctx, &pack).await?; // writes sqlite/app_db.db.zst
 //! let sealed = pack.seal()?;
 //!
@@ -25,8 +30,8 @@
 //!
 //! let p = sealed.to_pack();
 //! let entry = source_sqlite::find_artifact(&p, "app_db").map_err(backup_core::Error::source("app_db"))?;
-//! source_sqlite::restore(&p, entry, "/srv/app/data/app.db.restored".as_ref(), false)
-//!     .map_err(backup_core::Error::source("app_db"))?;
+//! let restored = tmp.path().join("restored.db");
+//! source_sqlite::restore(&p, entry, &restored, false).map_err(backup_core::Error::source("app_db"))?;
 //! # Ok(()) }
 //! ```
 //!
