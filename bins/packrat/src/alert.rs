@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alerts::{LogChannel, Notice, Notifier};
+use alerts::{AlertStore, LogChannel, Notice, Notifier};
 use clap::Subcommand;
 use packrat_app::config::Config;
 use tracing_subscriber::Layer;
@@ -79,8 +79,7 @@ pub async fn run(config: Option<&Path>, action: AlertAction) -> Result<u8, CliEr
             Ok(if ok { exit::OK } else { exit::FAILED })
         }
         AlertAction::List { json } => {
-            let state = wire::open_state(&cfg)?;
-            let firing = state.alerts(false)?;
+            let firing = AlertStore::open(wire::open_state(&cfg)?)?.list(false)?;
             if json {
                 let channels: Vec<_> = cfg
                     .alerts

@@ -2,7 +2,7 @@
 //! when was it last due, did that slot fire, how old is its last success; free space on each
 //! sink and whether each source can be reached. One line per check, with the fix.
 
-use backup_core::{Policy, StateStore};
+use backup_core::{SchedulePolicy, StateStore};
 use chrono::{DateTime, Utc};
 use packrat_app::config::Config;
 use policy_schedule::DEFAULT_TOLERANCE;

@@ -205,7 +205,7 @@ pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
         },
         active_jobs: st.active_jobs()?,
         plans,
-        alerts: st.alerts(false)?,
+        alerts: d.alert_store().list(false)?,
     })
 }
 

@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alerts::{AlertManager, HealthChecker, Notifier, PlanCheck};
+use alerts::{AlertManager, AlertStore, HealthChecker, Notifier, PlanCheck};
 use backup_core::runner::Plan;
-use backup_core::{BackupKind, CancelToken, Error, JobId, JobStatus, Policy, QueuedJob, Runner, StateStore, Trigger};
+use backup_core::{
+    BackupKind, CancelToken, Error, JobId, JobStatus, QueuedJob, Runner, SchedulePolicy, StateStore, Trigger,
+};
 use chrono::{DateTime, Utc};
 use packrat_app::config::Config;
 use policy_schedule::{Decision, Schedule, Scheduler, SystemClock};
@@ -94,6 +96,11 @@ impl Daemon {
     /// When `plan` is due next.
     pub fn next_due(&self, plan: &str) -> Option<DateTime<Utc>> {
         self.schedules.get(plan)?.next_due(Utc::now())
+    }
+
+    /// The alerts table.
+    pub fn alert_store(&self) -> &AlertStore {
+        self.alerts.store()
     }
 
     /// True once shutdown began.
@@ -293,7 +300,8 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         error!("{e}; the channel is left out");
     }
     let notifier = Arc::new(Notifier::new(channels));
-    let alert_manager = Arc::new(AlertManager::new(state.clone(), notifier, cfg.health.cooldown));
+    let alert_store = AlertStore::open(state.clone())?;
+    let alert_manager = Arc::new(AlertManager::new(alert_store, notifier, cfg.health.cooldown));
     let started_at = Utc::now();
     let checker = HealthChecker::new(
         state.clone(),

@@ -135,7 +135,7 @@ pub fn render(d: &Daemon) -> Result<String> {
         );
     }
 
-    let firing = st.alerts(false)?;
+    let firing = d.alert_store().list(false)?;
     header(
         &mut out,
         "packrat_alerts_firing",

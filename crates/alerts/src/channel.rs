@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use backup_core::config::Secret;
 
 use crate::config::{AlertChannelConfig, EmailChannelConfig, SmtpTls};
-use backup_core::state::Severity;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use lettre::message::Mailbox;
@@ -16,7 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::{AlertError, Notice};
+use crate::{AlertError, Notice, Severity};
 
 /// Timeout of one delivery attempt.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);

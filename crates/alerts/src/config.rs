@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use backup_core::Result;
 use backup_core::config::{Issue, Secret, SecretRef, Section};
-use backup_core::state::Severity;
 use serde::{Deserialize, Serialize};
+
+use crate::Severity;
 
 /// `[health]`: the daemon's periodic health checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::HealthConfig;
-use backup_core::state::{JobFilter, Severity};
+use backup_core::state::JobFilter;
 use backup_core::{JobStatus, Sink, StateStore};
 use chrono::{DateTime, Utc};
 
-use crate::{AlertError, Finding};
+use crate::{AlertError, Finding, Severity};
 
 /// What the checker needs to know about one plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

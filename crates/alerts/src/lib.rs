@@ -4,13 +4,13 @@
 //! sinks — consecutive failures per plan, last success older than the plan's maximum age, free
 //! space on each sink, a sink (e.g. the replica mount) unusable, a job stuck beyond a timeout —
 //! and reports [`Finding`]s with stable keys (`plan:nightly:failures`). The [`AlertManager`]
-//! turns findings into alerts in the state store
-//! ([`StateStore::raise_alert`](backup_core::StateStore::raise_alert) /
-//! [`resolve_alert`](backup_core::StateStore::resolve_alert)): a condition that starts firing
-//! sends one notice, a firing one is repeated at most once per cooldown, and one "resolved"
-//! notice follows when it clears. The [`Notifier`] delivers notices to every [`Channel`] — the
-//! alerts log always, plus a generic webhook, Slack, DingTalk (optionally signed), WeChat Work
-//! and SMTP email — retrying failed deliveries and logging what still fails; it never panics.
+//! turns findings into [`Alert`]s in the [`AlertStore`] (this crate's `alerts` table in the
+//! installation's state store, [`AlertStore::raise`] / [`AlertStore::resolve`]): a condition that
+//! starts firing sends one notice, a firing one is repeated at most once per cooldown, and one
+//! "resolved" notice follows when it clears. The [`Notifier`] delivers notices to every
+//! [`Channel`] — the alerts log always, plus a generic webhook, Slack, DingTalk (optionally
+//! signed), WeChat Work and SMTP email — retrying failed deliveries and logging what still fails;
+//! it never panics.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -18,27 +18,28 @@
 //! # let tmp = tempfile::tempdir().unwrap();
 //! # let state = std::sync::Arc::new(backup_core::StateStore::open(tmp.path()).unwrap());
 //! use std::sync::Arc;
-//! use alerts::{AlertManager, Finding, LogChannel, Notifier};
-//! use backup_core::state::Severity;
+//! use alerts::{AlertManager, AlertStore, Finding, LogChannel, Notifier, Severity};
 //!
+//! let store = AlertStore::open(state).unwrap(); // creates the alerts table if needed
 //! let notifier = Arc::new(Notifier::new(vec![Arc::new(LogChannel)]));
-//! let manager = AlertManager::new(state, notifier, std::time::Duration::from_secs(3600));
+//! let manager = AlertManager::new(store, notifier, std::time::Duration::from_secs(3600));
 //! let firing = vec![Finding::new("plan:nightly:failures", Severity::Critical, "failed 3 times in a row")];
-//! manager.apply(firing).await; // one "firing" notice
-//! manager.apply(vec![]).await; // one "resolved" notice
+//! manager.apply(firing).await.unwrap(); // one "firing" notice
+//! assert_eq!(manager.store().list(false).unwrap()[0].key, "plan:nightly:failures");
+//! manager.apply(vec![]).await.unwrap(); // one "resolved" notice
+//! assert!(manager.store().list(false).unwrap().is_empty());
 //! # }
 //! ```
 
 mod channel;
 mod config;
 mod health;
+mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backup_core::StateStore;
-use backup_core::state::Severity;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{error, warn};
@@ -51,6 +52,7 @@ pub use config::{
     AlertChannelConfig, DingTalkChannelConfig, EmailChannelConfig, HealthConfig, SmtpTls, WebhookChannelConfig,
 };
 pub use health::{HealthChecker, PlanCheck};
+pub use store::{Alert, AlertStore, Severity};
 
 /// What can go wrong with alerting.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +131,7 @@ pub struct Notice {
 
 impl Notice {
     /// A notice about `alert`.
-    pub fn from_alert(kind: NoticeKind, alert: &backup_core::state::Alert) -> Notice {
+    pub fn from_alert(kind: NoticeKind, alert: &Alert) -> Notice {
         Notice {
             kind,
             key: alert.key.clone(),
@@ -187,14 +189,6 @@ fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-fn rank(s: Severity) -> u8 {
-    match s {
-        Severity::Info => 0,
-        Severity::Warning => 1,
-        Severity::Critical => 2,
-    }
-}
-
 /// Delivers notices to channels, retrying failures.
 #[derive(Debug)]
 pub struct Notifier {
@@ -241,7 +235,7 @@ impl Notifier {
     pub async fn deliver(&self, notice: &Notice) -> Vec<Delivery> {
         let mut set = tokio::task::JoinSet::new();
         for ch in &self.channels {
-            if notice.kind != NoticeKind::Test && rank(notice.severity) < rank(ch.min_severity()) {
+            if notice.kind != NoticeKind::Test && notice.severity < ch.min_severity() {
                 continue;
             }
             let ch = ch.clone();
@@ -346,11 +340,11 @@ pub struct ApplyReport {
     pub resolved: Vec<String>,
 }
 
-/// Turns findings into alerts: raise/refresh/resolve in the state store, notices de-duplicated
-/// with a cooldown.
+/// Turns findings into alerts: raise/refresh/resolve in the [`AlertStore`], notices
+/// de-duplicated with a cooldown.
 #[derive(Debug)]
 pub struct AlertManager {
-    state: Arc<StateStore>,
+    store: AlertStore,
     notifier: Arc<Notifier>,
     cooldown: Duration,
     last_sent: Mutex<HashMap<String, Instant>>,
@@ -359,14 +353,19 @@ pub struct AlertManager {
 
 impl AlertManager {
     /// A manager that owns the alert keys starting with `plan:` and `sink:`.
-    pub fn new(state: Arc<StateStore>, notifier: Arc<Notifier>, cooldown: Duration) -> AlertManager {
+    pub fn new(store: AlertStore, notifier: Arc<Notifier>, cooldown: Duration) -> AlertManager {
         AlertManager {
-            state,
+            store,
             notifier,
             cooldown,
             last_sent: Mutex::new(HashMap::new()),
             prefixes: vec!["plan:".into(), "sink:".into()],
         }
+    }
+
+    /// The alerts table.
+    pub fn store(&self) -> &AlertStore {
+        &self.store
     }
 
     /// The notifier.
@@ -384,11 +383,11 @@ impl AlertManager {
             notices.extend(self.record(f, &mut report)?);
         }
         let current: std::collections::HashSet<&str> = findings.iter().map(|f| f.key.as_str()).collect();
-        for alert in self.state.alerts(false).map_err(AlertError::State)? {
+        for alert in self.store.list(false).map_err(AlertError::State)? {
             if current.contains(alert.key.as_str()) || !self.prefixes.iter().any(|p| alert.key.starts_with(p)) {
                 continue;
             }
-            if let Some(resolved) = self.state.resolve_alert(&alert.key).map_err(AlertError::State)? {
+            if let Some(resolved) = self.store.resolve(&alert.key).map_err(AlertError::State)? {
                 self.last_sent
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -422,7 +421,7 @@ impl AlertManager {
     /// Resolves the alert `key` if it is firing, with one resolved notice. Returns true when it
     /// was firing.
     pub async fn resolve(&self, key: &str) -> Result<bool, AlertError> {
-        let Some(resolved) = self.state.resolve_alert(key).map_err(AlertError::State)? else {
+        let Some(resolved) = self.store.resolve(key).map_err(AlertError::State)? else {
             return Ok(false);
         };
         self.last_sent.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
@@ -432,12 +431,12 @@ impl AlertManager {
         Ok(true)
     }
 
-    /// Raises or refreshes the alert of `f` in the state store; the notice to send, if any.
+    /// Raises or refreshes the alert of `f` in the alerts table; the notice to send, if any.
     fn record(&self, f: &Finding, report: &mut ApplyReport) -> Result<Option<Notice>, AlertError> {
         let now = Instant::now();
         let (alert, is_new) = self
-            .state
-            .raise_alert(&f.key, f.severity, &f.message)
+            .store
+            .raise(&f.key, f.severity, &f.message)
             .map_err(AlertError::State)?;
         let mut sent = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
         if is_new {

@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alerts::HealthConfig;
-use alerts::{AlertManager, Finding, HealthChecker, Notice, NoticeKind, Notifier, PlanCheck};
+use alerts::{AlertManager, AlertStore, Finding, HealthChecker, Notice, NoticeKind, Notifier, PlanCheck, Severity};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use backup_core::state::Severity;
 use backup_core::{BackupKind, JobOutcome, Sink, StateStore, Trigger};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -340,8 +339,9 @@ async fn a_failure_raises_one_alert_and_recovery_one_resolved_notice() {
     let cfg = config(&format!("[alerts.hook]\ntype = \"webhook\"\nurl_file = \"{hook}\"\n"));
     let (channels, _) = alerts::all_from_config(&cfg.alerts);
     let state = Arc::new(StateStore::open(t.path()).unwrap());
+    let store = AlertStore::open(state.clone()).unwrap();
     let notifier = Arc::new(Notifier::new(channels).with_retry(2, Duration::from_millis(20)));
-    let manager = AlertManager::new(state.clone(), notifier, Duration::from_secs(3600));
+    let manager = AlertManager::new(store.clone(), notifier, Duration::from_secs(3600));
     let health = HealthConfig {
         max_consecutive_failures: 2,
         ..HealthConfig::default()
@@ -373,7 +373,7 @@ async fn a_failure_raises_one_alert_and_recovery_one_resolved_notice() {
         msg.contains("failed 2 times in a row") && msg.contains("disk full #1"),
         "{msg}"
     );
-    let a = &state.alerts(false).unwrap()[0];
+    let a = &store.list(false).unwrap()[0];
     assert_eq!((a.key.as_str(), a.count), ("plan:nightly:failures", 2));
 
     // Recovery: one resolved notice, then silence.
@@ -389,19 +389,19 @@ async fn a_failure_raises_one_alert_and_recovery_one_resolved_notice() {
     let resolved = r.take("hook");
     assert_eq!(resolved.len(), 1, "{resolved:?}");
     assert_eq!(resolved[0].body["kind"], "resolved");
-    assert!(state.alerts(false).unwrap().is_empty());
+    assert!(store.list(false).unwrap().is_empty());
 
     // With a zero cooldown a firing alert is repeated on every check.
-    let repeat = AlertManager::new(state.clone(), manager.notifier().clone(), Duration::ZERO);
+    let repeat = AlertManager::new(store.clone(), manager.notifier().clone(), Duration::ZERO);
     let f = || vec![Finding::new("sink:nas:space", Severity::Warning, "low")];
     let r1 = repeat.apply(f()).await.unwrap();
     let r2 = repeat.apply(f()).await.unwrap();
     assert_eq!((r1.opened.len(), r2.repeated.len()), (1, 1));
     assert_eq!(r.take("hook").len(), 2);
     // Keys outside plan:/sink: are not ours to resolve.
-    state.raise_alert("other:thing", Severity::Info, "x").unwrap();
+    store.raise("other:thing", Severity::Info, "x").unwrap();
     repeat.apply(vec![]).await.unwrap();
-    assert_eq!(state.alerts(false).unwrap().len(), 1);
+    assert_eq!(store.list(false).unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -412,8 +412,9 @@ async fn an_alert_raised_outside_the_health_checks_fires_once_and_resolves_on_re
     let cfg = config(&format!("[alerts.hook]\ntype = \"webhook\"\nurl_file = \"{hook}\"\n"));
     let (channels, _) = alerts::all_from_config(&cfg.alerts);
     let state = Arc::new(StateStore::open(t.path()).unwrap());
+    let store = AlertStore::open(state.clone()).unwrap();
     let notifier = Arc::new(Notifier::new(channels).with_retry(2, Duration::from_millis(20)));
-    let manager = AlertManager::new(state.clone(), notifier, Duration::from_secs(3600));
+    let manager = AlertManager::new(store.clone(), notifier, Duration::from_secs(3600));
     let key = "retention:nightly:local:future-packs";
     let f = || {
         Finding::new(
@@ -437,11 +438,11 @@ async fn an_alert_raised_outside_the_health_checks_fires_once_and_resolves_on_re
             .unwrap()
             .contains("migration_pack_20271205_040000")
     );
-    assert_eq!(state.alerts(false).unwrap()[0].count, 2);
+    assert_eq!(store.list(false).unwrap()[0].count, 2);
 
     // The health checks' findings do not resolve it.
     manager.apply(vec![]).await.unwrap();
-    assert_eq!(state.alerts(false).unwrap().len(), 1);
+    assert_eq!(store.list(false).unwrap().len(), 1);
     assert!(r.take("hook").is_empty());
 
     assert!(manager.resolve(key).await.unwrap());
@@ -449,7 +450,7 @@ async fn an_alert_raised_outside_the_health_checks_fires_once_and_resolves_on_re
     let resolved = r.take("hook");
     assert_eq!(resolved.len(), 1, "{resolved:?}");
     assert_eq!(resolved[0].body["kind"], "resolved");
-    assert!(state.alerts(false).unwrap().is_empty());
+    assert!(store.list(false).unwrap().is_empty());
 }
 
 #[tokio::test]

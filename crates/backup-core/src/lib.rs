@@ -1,13 +1,14 @@
 //! # backup-core
 //!
-//! The engine of packrat: the [`Source`] and [`Sink`] traits (and the scheduling and retention
-//! seams), the pack format (a directory of artifacts sealed by a `manifest.json` written last,
+//! The engine of packrat: the [`Source`], [`Sink`], [`SchedulePolicy`] and [`RetentionPolicy`]
+//! traits, the pack format (a directory of artifacts sealed by a `manifest.json` written last,
 //! with one [`Sums`] type for its `SHA256SUMS`), streaming artifact writers that compress and
 //! checksum while writing, reading stored packs through their sink ([`PackReader`]), quick and
-//! deep verification, the job model and its durable [`StateStore`], the config support every
-//! crate's section builds on ([`config`]), one [`Error`] with an [`ErrorKind`], and the
-//! [`Runner`] that drives one job from `queued` to `completed`. It knows no concrete source, sink
-//! or daemon setting: those live in their own crates, which depend on this one only.
+//! deep verification, the job model and its durable [`StateStore`] (which other components extend
+//! with their own tables), the config support every crate's section builds on ([`config`]), one
+//! [`Error`] with an [`ErrorKind`], and the [`Runner`] that drives one job from `queued` to
+//! `completed`. It knows no concrete source, sink or daemon setting: those live in their own
+//! crates, which depend on this one only.
 //!
 //! Sinks built on blocking I/O implement [`SyncSink`] and are a [`Sink`] through the blocking
 //! adapter; dry runs and retries are wrappers around any sink ([`DryRunSink`], [`RetrySink`]).
@@ -41,11 +42,12 @@ pub mod job;
 pub mod lock;
 pub mod manifest;
 pub mod pack;
-pub mod policy;
 pub mod reader;
 pub mod restore_temp;
+pub mod retain;
 pub mod retry;
 pub mod runner;
+pub mod schedule;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -61,10 +63,11 @@ pub use error::{BoxError, Error, ErrorKind, HasKind, Result};
 pub use job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
 pub use manifest::{ArtifactEntry, Compression, FORMAT_VERSION, Manifest, ManifestWatermark, TimeWindow};
 pub use pack::{ArtifactWriter, Pack, PackId, SealedPack, StagingPack};
-pub use policy::Policy;
 pub use reader::PackReader;
+pub use retain::{RetentionPolicy, Verdict};
 pub use retry::{RetryPolicy, RetrySink};
 pub use runner::{JobRun, Plan, QueuedJob, Recovery, Runner};
+pub use schedule::{DueRun, SchedulePolicy};
 pub use sink::{PackInfo, Sink, SyncSink};
 pub use source::{BackupContext, NoProgress, Progress, Source, SourceReport, WatermarkUpdate};
 pub use state::StateStore;

@@ -2,9 +2,8 @@
 //! the plan, then the leftovers of jobs that are gone; with an alert manager (the daemon), packs
 //! dated in the future raise their alert, or resolve it once they are gone.
 
-use alerts::{AlertManager, Finding};
+use alerts::{AlertManager, Finding, Severity};
 use backup_core::runner::Plan;
-use backup_core::state::Severity;
 use chrono::Utc;
 use retention::{PruneReport, Retention};
 use tracing::{error, info, warn};

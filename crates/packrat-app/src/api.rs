@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::state::Alert;
+use alerts::Alert;
 use backup_core::{BackupKind, Job, JobId, Trigger};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -6,9 +6,9 @@ mod composed {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    use alerts::Severity;
     use alerts::{AlertChannelConfig, HealthConfig, SmtpTls};
     use backup_core::config::Secret;
-    use backup_core::state::Severity;
     use packrat_app::config::*;
     use policy_schedule::CatchUp;
     use retention::{CalendarDuration, RetentionConfig};
@@ -370,9 +370,9 @@ mod daemon {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    use alerts::Severity;
     use alerts::{AlertChannelConfig, HealthConfig, SmtpTls};
     use backup_core::config::Secret;
-    use backup_core::state::Severity;
     use packrat_app::config::*;
     use policy_schedule::CatchUp;
     use retention::{CalendarDuration, RetentionConfig};
@@ -489,9 +489,9 @@ mod mongo {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    use alerts::Severity;
     use alerts::{AlertChannelConfig, HealthConfig, SmtpTls};
     use backup_core::config::Secret;
-    use backup_core::state::Severity;
     use packrat_app::config::*;
     use policy_schedule::CatchUp;
     use retention::{CalendarDuration, RetentionConfig};
@@ -580,9 +580,9 @@ mod replica {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    use alerts::Severity;
     use alerts::{AlertChannelConfig, HealthConfig, SmtpTls};
     use backup_core::config::Secret;
-    use backup_core::state::Severity;
     use packrat_app::config::*;
     use policy_schedule::CatchUp;
     use retention::{CalendarDuration, RetentionConfig};
@@ -663,9 +663,9 @@ mod retention_rules {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    use alerts::Severity;
     use alerts::{AlertChannelConfig, HealthConfig, SmtpTls};
     use backup_core::config::Secret;
-    use backup_core::state::Severity;
     use packrat_app::config::*;
     use policy_schedule::CatchUp;
     use retention::{CalendarDuration, RetentionConfig};
@@ -770,9 +770,9 @@ mod schedule {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
+    use alerts::Severity;
     use alerts::{AlertChannelConfig, HealthConfig, SmtpTls};
     use backup_core::config::Secret;
-    use backup_core::state::Severity;
     use packrat_app::config::*;
     use policy_schedule::CatchUp;
     use retention::{CalendarDuration, RetentionConfig};

@@ -3,7 +3,7 @@
 //! When plans run: a 5-field cron expression per plan for full and/or incremental backups,
 //! evaluated in the plan's IANA time zone and correct across daylight-saving changes (a daily job
 //! runs exactly once per day: a 02:30 job runs at 03:00 on the spring-forward day and once on the
-//! fall-back day). [`Schedule`] implements [`Policy::due`] and [`Policy::next_due`]:
+//! fall-back day). [`Schedule`] implements [`SchedulePolicy`]:
 //!
 //! - a slot fires at most once: the last fired slot is kept in the state store
 //!   ([`StateStore::set_last_fired`](backup_core::StateStore::set_last_fired)), across restarts too;
@@ -18,7 +18,7 @@
 //! previous job is still running.
 //!
 //! ```
-//! use backup_core::{BackupKind, Policy, state::ScheduleState};
+//! use backup_core::{BackupKind, SchedulePolicy, state::ScheduleState};
 //! use chrono::{TimeZone, Utc};
 //! use policy_schedule::Schedule;
 //!
@@ -38,9 +38,8 @@ mod scheduler;
 
 use std::fmt;
 
-use backup_core::policy::DueRun;
 use backup_core::state::ScheduleState;
-use backup_core::{BackupKind, Policy};
+use backup_core::{BackupKind, DueRun, SchedulePolicy};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -272,7 +271,7 @@ impl Schedule {
     }
 }
 
-impl Policy for Schedule {
+impl SchedulePolicy for Schedule {
     /// The run due at `now`:
     ///
     /// - nothing when the latest slot at or before `now` already fired (`last_fired_slot`);

@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use backup_core::policy::DueRun;
-use backup_core::{Policy, StateStore};
+use backup_core::{DueRun, SchedulePolicy, StateStore};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
@@ -47,7 +46,7 @@ impl Decision {
     }
 }
 
-/// Applies the [`Policy::due`] of every plan against the state store at the [`Clock`]'s time.
+/// Applies the [`SchedulePolicy::due`] of every plan against the state store at the [`Clock`]'s time.
 ///
 /// Each tick reads the plan's [`ScheduleState`](backup_core::state::ScheduleState), asks its
 /// policy whether a run is due and, if so, records the slot as fired **before** returning the
@@ -56,7 +55,7 @@ impl Decision {
 pub struct Scheduler {
     state: Arc<StateStore>,
     clock: Arc<dyn Clock>,
-    plans: BTreeMap<String, Arc<dyn Policy>>,
+    plans: BTreeMap<String, Arc<dyn SchedulePolicy>>,
 }
 
 impl Scheduler {
@@ -70,7 +69,7 @@ impl Scheduler {
     }
 
     /// Adds (or replaces) the schedule of `plan`.
-    pub fn add(&mut self, plan: &str, policy: Arc<dyn Policy>) {
+    pub fn add(&mut self, plan: &str, policy: Arc<dyn SchedulePolicy>) {
         self.plans.insert(plan.to_string(), policy);
     }
 

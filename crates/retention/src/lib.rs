@@ -4,7 +4,7 @@
 //! (≥ 0.16) semantics — `keep_within` (restic's duration grammar, calendar-aware), `keep_last`,
 //! `keep_hourly/daily/weekly/monthly/yearly` (the newest pack of each period, periods counted in
 //! the plan's time zone, the oldest pack too while a count is left) — plus `max_packs`; it
-//! implements [`Policy::retain`](backup_core::Policy::retain). It never removes the newest pack,
+//! implements [`RetentionPolicy`](backup_core::RetentionPolicy). It never removes the newest pack,
 //! a pack dated in the future, or a pack that the `restore --chain` of a kept incremental pack
 //! needs; [`prune`] enforces the same whatever the policy says.
 //! [`prune`] applies the verdicts to one sink through [`Sink::delete`](backup_core::Sink::delete),

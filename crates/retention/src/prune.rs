@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use backup_core::sink::PackInfo;
-use backup_core::{DryRunSink, Policy, Sink};
+use backup_core::{DryRunSink, RetentionPolicy, Sink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -121,7 +121,7 @@ impl PruneReport {
 pub async fn prune(
     sink: &dyn Sink,
     plan: &str,
-    policy: &dyn Policy,
+    policy: &dyn RetentionPolicy,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport, RetentionError> {
@@ -136,7 +136,7 @@ pub async fn prune(
 async fn prune_on(
     sink: &dyn Sink,
     plan: &str,
-    policy: &dyn Policy,
+    policy: &dyn RetentionPolicy,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport, RetentionError> {

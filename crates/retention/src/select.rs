@@ -3,14 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::config::RetentionConfig;
-use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
-use backup_core::{BackupKind, Policy};
+use backup_core::{BackupKind, RetentionPolicy, Verdict};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// Retention rules of one plan, evaluated in the plan's time zone. Implements
-/// [`Policy::retain`].
+/// [`RetentionPolicy::retain`].
 ///
 /// Semantics (restic ≥ 0.16 `forget`), over the packs of one plan:
 ///
@@ -249,7 +248,7 @@ impl Retention {
     }
 }
 
-impl Policy for Retention {
+impl RetentionPolicy for Retention {
     fn retain(&self, packs: &[PackInfo], now: DateTime<Utc>) -> Vec<Verdict> {
         self.select(packs, now)
     }

@@ -1,8 +1,7 @@
 //! Golden cases: fixed pack histories with the exact keep sets and reasons.
 
-use backup_core::BackupKind;
-use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
+use backup_core::{BackupKind, Verdict};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use retention::Retention;

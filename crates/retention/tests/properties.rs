@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use backup_core::policy::Verdict;
 use backup_core::sink::PackInfo;
-use backup_core::{BackupKind, Compression, Manifest, PackId, Policy, Sink, StagingPack};
+use backup_core::{BackupKind, Compression, Manifest, PackId, RetentionPolicy, Sink, StagingPack, Verdict};
 use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
@@ -416,7 +415,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
 #[derive(Debug)]
 struct RemoveEverything;
 
-impl Policy for RemoveEverything {
+impl RetentionPolicy for RemoveEverything {
     fn retain(&self, packs: &[PackInfo], _now: DateTime<Utc>) -> Vec<Verdict> {
         packs
             .iter()

@@ -1,131 +1,25 @@
-//! The durable state store of one installation: a single SQLite database, `state.db`, in the
-//! state directory.
-//!
-//! It records
-//!
-//! - **jobs** — one row per execution of a plan, from `queued` through `running` to `completed`,
-//!   `failed` or `interrupted` (see [`Job`]);
-//! - **schedule state** per plan — the last fired slot, the last attempt and the last success
-//!   (see [`ScheduleState`]);
-//! - **watermarks** per (plan, source, key) — the upper time bound already backed up, advanced
-//!   atomically after a pack is safely in place (see [`Watermark`]);
-//! - **alerts** by stable key — raised, refreshed and resolved by the health checker
-//!   (see [`Alert`]).
-//!
-//! The database runs in WAL mode with a 10 s busy timeout so that the CLI and the daemon can use
-//! it at the same time. The schema is versioned with `PRAGMA user_version` and migrated forward on
-//! [`StateStore::open`].
+//! Jobs: one row per execution of a plan, from `queued` through `running` to `completed`,
+//! `failed`, `cancelled` or `interrupted` (see [`Job`]), and the lock file each queued or running
+//! job holds (see [`JobLock`]).
 //!
 //! Every job that is queued or running holds an exclusive lock on its lock file
-//! `<state_dir>/locks/job-<id>.lock` (see [`JobLock`]). A queued or running job whose lock file is
-//! missing or not locked belongs to a process that is gone: [`StateStore::recover_interrupted`]
-//! marks it `interrupted`.
-//!
-//! Times are stored as RFC 3339 text in UTC with microsecond precision
-//! (`2026-11-21T04:00:00.000000Z`), which sorts lexically in time order.
+//! `<state_dir>/locks/job-<id>.lock`. A queued or running job whose lock file is missing or not
+//! locked belongs to a process that is gone: [`StateStore::recover_interrupted`] marks it
+//! `interrupted`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::types::Type;
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
 
+use super::{LOCKS_DIR, StateStore, format_time, read_opt_time, read_parsed, read_time, read_u64, to_i64, to_u64};
 use crate::error::{Error, Result};
 use crate::job::{BackupKind, Job, JobId, JobOutcome, JobStats, JobStatus, ReplicationStatus, Trigger};
 use crate::lock::{FileLock, Probe};
 
-/// File name of the database inside the state directory.
-const DB_FILE: &str = "state.db";
-/// Directory of the job lock files inside the state directory.
-const LOCKS_DIR: &str = "locks";
-/// How long a statement waits for another connection's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Schema migrations; migration `i` brings `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    // 1: initial schema.
-    "
-    CREATE TABLE jobs (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        plan        TEXT    NOT NULL,
-        kind        TEXT    NOT NULL,
-        trigger     TEXT    NOT NULL,
-        status      TEXT    NOT NULL,
-        progress    INTEGER NOT NULL DEFAULT 0,
-        message     TEXT    NOT NULL DEFAULT '',
-        detail      TEXT    NOT NULL DEFAULT '',
-        output_dir  TEXT,
-        pack_id     TEXT,
-        replication TEXT    NOT NULL DEFAULT 'none',
-        bytes       INTEGER NOT NULL DEFAULT 0,
-        artifacts   INTEGER NOT NULL DEFAULT 0,
-        records     INTEGER NOT NULL DEFAULT 0,
-        pid         INTEGER,
-        created_at  TEXT    NOT NULL,
-        started_at  TEXT,
-        finished_at TEXT
-    );
-    CREATE INDEX jobs_plan_id ON jobs (plan, id);
-    CREATE INDEX jobs_status ON jobs (status);
-
-    CREATE TABLE schedule_state (
-        plan            TEXT PRIMARY KEY NOT NULL,
-        last_fired_slot TEXT,
-        last_attempt    TEXT,
-        last_success    TEXT
-    );
-
-    CREATE TABLE watermarks (
-        plan       TEXT    NOT NULL,
-        source     TEXT    NOT NULL,
-        key        TEXT    NOT NULL,
-        value      TEXT    NOT NULL,
-        job        INTEGER,
-        updated_at TEXT    NOT NULL,
-        PRIMARY KEY (plan, source, key)
-    );
-
-    CREATE TABLE alerts (
-        key         TEXT PRIMARY KEY NOT NULL,
-        severity    TEXT    NOT NULL,
-        message     TEXT    NOT NULL,
-        first_seen  TEXT    NOT NULL,
-        last_seen   TEXT    NOT NULL,
-        count       INTEGER NOT NULL,
-        resolved_at TEXT
-    );
-    ",
-];
-
 /// The columns of `jobs`, in the order [`job_from_row`] reads them.
 const JOB_COLUMNS: &str = "id, plan, kind, trigger, status, progress, message, detail, output_dir, \
      pack_id, replication, bytes, artifacts, records, pid, created_at, started_at, finished_at";
-
-/// The columns of `alerts`, in the order [`alert_from_row`] reads them.
-const ALERT_COLUMNS: &str = "key, severity, message, first_seen, last_seen, count, resolved_at";
-
-/// The durable state store of one installation (one SQLite database).
-///
-/// Cheap to share: it is `Send + Sync` and serialises access to its connection internally. Several
-/// processes may open the same store at the same time.
-pub struct StateStore {
-    conn: Mutex<Connection>,
-    path: PathBuf,
-    dir: PathBuf,
-}
-
-impl fmt::Debug for StateStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StateStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The exclusive lock of a queued or running job, on `<state_dir>/locks/job-<id>.lock`.
 ///
@@ -170,142 +64,7 @@ pub struct JobFilter {
     pub limit: Option<usize>,
 }
 
-/// Scheduler bookkeeping of one plan.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleState {
-    /// Plan name.
-    pub plan: String,
-    /// The last schedule slot that fired (the slot's nominal time, not when it ran).
-    pub last_fired_slot: Option<DateTime<Utc>>,
-    /// When a job was last started for this plan by the scheduler.
-    pub last_attempt: Option<DateTime<Utc>>,
-    /// When a job of this plan last completed.
-    pub last_success: Option<DateTime<Utc>>,
-}
-
-/// The upper time bound already backed up for one (plan, source, key); `key` names the
-/// collection within the source, e.g. `db.collection`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Watermark {
-    /// Plan name.
-    pub plan: String,
-    /// Source name within the plan.
-    pub source: String,
-    /// Collection within the source (`db.collection`, a table, …).
-    pub key: String,
-    /// Everything up to this instant is in a pack.
-    pub value: DateTime<Utc>,
-    /// The job that advanced it last.
-    pub job: Option<JobId>,
-    /// When it was advanced last.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// How bad an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// For information only.
-    Info,
-    /// Needs attention soon.
-    Warning,
-    /// Backups are not happening or not usable.
-    Critical,
-}
-
-impl Severity {
-    /// `info`, `warning` or `critical`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "info" => Ok(Severity::Info),
-            "warning" => Ok(Severity::Warning),
-            "critical" => Ok(Severity::Critical),
-            other => Err(format!(
-                "unknown severity `{other}` (expected info, warning or critical)"
-            )),
-        }
-    }
-}
-
-/// A condition the health checker reported, identified by a stable key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// Stable key, e.g. `plan:nightly:overdue`.
-    pub key: String,
-    /// How bad it is.
-    pub severity: Severity,
-    /// Latest message, for operators.
-    pub message: String,
-    /// When it started firing (this time).
-    pub first_seen: DateTime<Utc>,
-    /// When it was last raised.
-    pub last_seen: DateTime<Utc>,
-    /// How many times it was raised since it started firing.
-    pub count: u64,
-    /// When it was resolved; `None` while firing.
-    pub resolved_at: Option<DateTime<Utc>>,
-}
-
 impl StateStore {
-    /// Opens the state store in `state_dir`, creating the directory, its `locks` subdirectory and
-    /// `state.db` as needed.
-    ///
-    /// The database uses the WAL journal, a 10 s busy timeout and `synchronous=NORMAL`; its
-    /// schema is migrated forward (tracked with `PRAGMA user_version`). A database written by a
-    /// newer packrat with an unknown schema version is refused.
-    pub fn open(state_dir: &Path) -> Result<StateStore> {
-        std::fs::create_dir_all(state_dir).map_err(Error::io("create", state_dir))?;
-        let locks = state_dir.join(LOCKS_DIR);
-        std::fs::create_dir_all(&locks).map_err(Error::io("create", &locks))?;
-        let path = state_dir.join(DB_FILE);
-        let state_err = |source| Error::state(&path, source);
-
-        let mut conn = Connection::open(&path).map_err(state_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(state_err)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(state_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), journal_mode = %mode, "state store could not switch to WAL journal");
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(state_err)?;
-        migrate(&mut conn, &path)?;
-
-        tracing::debug!(path = %path.display(), "state store opened");
-        Ok(StateStore {
-            conn: Mutex::new(conn),
-            path,
-            dir: state_dir.to_path_buf(),
-        })
-    }
-
-    /// The database file (`<state_dir>/state.db`).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Creates a job of `plan` in status `queued` and takes its lock file
     /// `<state_dir>/locks/job-<id>.lock` (exclusive; the file holds this process's pid).
     ///
@@ -326,7 +85,7 @@ impl StateStore {
                 trigger.as_str(),
                 JobStatus::Queued.as_str(),
                 ReplicationStatus::None.as_str(),
-                fmt_time(Utc::now()),
+                format_time(Utc::now()),
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -348,7 +107,7 @@ impl StateStore {
             .execute(
                 "UPDATE jobs SET status = 'running', started_at = ?2, pid = ?3, message = 'running'
                  WHERE id = ?1 AND status = 'queued'",
-                params![id, fmt_time(Utc::now()), i64::from(std::process::id())],
+                params![id, format_time(Utc::now()), i64::from(std::process::id())],
             )
             .map_err(|e| self.err(e))?;
         if n == 0 {
@@ -411,7 +170,7 @@ impl StateStore {
                     to_i64(outcome.bytes),
                     to_i64(outcome.artifacts),
                     to_i64(outcome.records),
-                    fmt_time(Utc::now()),
+                    format_time(Utc::now()),
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -432,7 +191,7 @@ impl StateStore {
             .execute(
                 "UPDATE jobs SET status = 'failed', message = ?2, detail = ?3, finished_at = ?4
                  WHERE id = ?1 AND status IN ('queued', 'running')",
-                params![id, message, detail, fmt_time(Utc::now())],
+                params![id, message, detail, format_time(Utc::now())],
             )
             .map_err(|e| self.err(e))?;
         if n == 0 {
@@ -452,7 +211,7 @@ impl StateStore {
             .execute(
                 "UPDATE jobs SET status = 'cancelled', message = 'cancelled', detail = ?2, finished_at = ?3
                  WHERE id = ?1 AND status IN ('queued', 'running')",
-                params![id, detail, fmt_time(Utc::now())],
+                params![id, detail, format_time(Utc::now())],
             )
             .map_err(|e| self.err(e))?;
         if n == 0 {
@@ -558,7 +317,7 @@ impl StateStore {
                         "UPDATE jobs SET status = 'interrupted', message = 'interrupted',
                             detail = ?2, finished_at = ?3
                          WHERE id = ?1 AND status IN ('queued', 'running')",
-                        params![job.id, detail, fmt_time(Utc::now())],
+                        params![job.id, detail, format_time(Utc::now())],
                     )
                     .map_err(|e| self.err(e))?;
                 if n == 1 {
@@ -687,224 +446,7 @@ impl StateStore {
         })
     }
 
-    /// The scheduler bookkeeping of `plan`; all times `None` when nothing was recorded yet.
-    pub fn schedule_state(&self, plan: &str) -> Result<ScheduleState> {
-        let conn = self.conn();
-        let state = conn
-            .query_row(
-                "SELECT plan, last_fired_slot, last_attempt, last_success
-                 FROM schedule_state WHERE plan = ?1",
-                [plan],
-                |row| {
-                    Ok(ScheduleState {
-                        plan: row.get(0)?,
-                        last_fired_slot: opt_time(row, 1)?,
-                        last_attempt: opt_time(row, 2)?,
-                        last_success: opt_time(row, 3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        Ok(state.unwrap_or_else(|| ScheduleState {
-            plan: plan.to_string(),
-            ..ScheduleState::default()
-        }))
-    }
-
-    /// Records that the schedule slot `slot` of `plan` fired; also sets `last_attempt = now`.
-    pub fn set_last_fired(&self, plan: &str, slot: DateTime<Utc>) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO schedule_state (plan, last_fired_slot, last_attempt) VALUES (?1, ?2, ?3)
-             ON CONFLICT (plan) DO UPDATE SET
-                last_fired_slot = excluded.last_fired_slot, last_attempt = excluded.last_attempt",
-            params![plan, fmt_time(slot), fmt_time(Utc::now())],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Records the last success of `plan`.
-    pub fn set_last_success(&self, plan: &str, at: DateTime<Utc>) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO schedule_state (plan, last_success) VALUES (?1, ?2)
-             ON CONFLICT (plan) DO UPDATE SET last_success = excluded.last_success",
-            params![plan, fmt_time(at)],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// The watermark of (`plan`, `source`, `key`), if one was recorded.
-    pub fn watermark(&self, plan: &str, source: &str, key: &str) -> Result<Option<DateTime<Utc>>> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT value FROM watermarks WHERE plan = ?1 AND source = ?2 AND key = ?3",
-            [plan, source, key],
-            |row| time(row, 0),
-        )
-        .optional()
-        .map_err(|e| self.err(e))
-    }
-
-    /// Sets several watermarks atomically (one transaction) to their `value`, recording `job` as
-    /// the job that advanced them and now as `updated_at` (the `job` and `updated_at` fields of
-    /// `marks` are ignored). Either all of them are stored or none is.
-    pub fn set_watermarks(&self, job: JobId, marks: &[Watermark]) -> Result<()> {
-        self.write_watermarks(job, marks, false)
-    }
-
-    /// Like [`StateStore::set_watermarks`], but only moves a watermark forward: a mark older than
-    /// the stored one is ignored (recovery replaying a pack's manifest after a later job ran).
-    pub fn advance_watermarks(&self, job: JobId, marks: &[Watermark]) -> Result<()> {
-        self.write_watermarks(job, marks, true)
-    }
-
-    fn write_watermarks(&self, job: JobId, marks: &[Watermark], forward_only: bool) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let now = fmt_time(Utc::now());
-        let sql = format!(
-            "INSERT INTO watermarks (plan, source, key, value, job, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (plan, source, key) DO UPDATE SET
-                value = excluded.value, job = excluded.job,
-                updated_at = excluded.updated_at{}",
-            if forward_only {
-                " WHERE excluded.value > watermarks.value"
-            } else {
-                ""
-            }
-        );
-        {
-            let mut stmt = tx.prepare(&sql).map_err(|e| self.err(e))?;
-            for m in marks {
-                stmt.execute(params![m.plan, m.source, m.key, fmt_time(m.value), job, now])
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// All watermarks of `plan`, ordered by source and key.
-    pub fn watermarks(&self, plan: &str) -> Result<Vec<Watermark>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT plan, source, key, value, job, updated_at FROM watermarks
-                 WHERE plan = ?1 ORDER BY source, key",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([plan], |row| {
-                Ok(Watermark {
-                    plan: row.get(0)?,
-                    source: row.get(1)?,
-                    key: row.get(2)?,
-                    value: time(row, 3)?,
-                    job: row.get(4)?,
-                    updated_at: time(row, 5)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
-    }
-
-    /// Raises (or refreshes) the alert `key`.
-    ///
-    /// - a new key is inserted with count 1 and `first_seen = last_seen = now`;
-    /// - a firing alert gets count + 1, `last_seen = now` and the new severity and message;
-    /// - a resolved alert is reopened as a new firing (count 1, `first_seen = now`).
-    ///
-    /// Returns the alert and whether it is new (was not firing before).
-    pub fn raise_alert(&self, key: &str, severity: Severity, message: &str) -> Result<(Alert, bool)> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let now = fmt_time(Utc::now());
-        let firing: Option<bool> = tx
-            .query_row("SELECT resolved_at IS NULL FROM alerts WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let is_new = firing != Some(true);
-        if is_new {
-            tx.execute(
-                "INSERT INTO alerts (key, severity, message, first_seen, last_seen, count, resolved_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 1, NULL)
-                 ON CONFLICT (key) DO UPDATE SET
-                    severity = excluded.severity, message = excluded.message,
-                    first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-                    count = 1, resolved_at = NULL",
-                params![key, severity.as_str(), message, now],
-            )
-        } else {
-            tx.execute(
-                "UPDATE alerts SET severity = ?2, message = ?3, last_seen = ?4, count = count + 1
-                 WHERE key = ?1",
-                params![key, severity.as_str(), message, now],
-            )
-        }
-        .map_err(|e| self.err(e))?;
-        let alert = query_alert(&tx, key)
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| Error::NotFound(format!("alert `{key}` vanished while being raised")))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok((alert, is_new))
-    }
-
-    /// Marks the alert `key` resolved (`resolved_at = now`); returns it if it was firing.
-    pub fn resolve_alert(&self, key: &str) -> Result<Option<Alert>> {
-        let conn = self.conn();
-        let n = conn
-            .execute(
-                "UPDATE alerts SET resolved_at = ?2 WHERE key = ?1 AND resolved_at IS NULL",
-                params![key, fmt_time(Utc::now())],
-            )
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        query_alert(&conn, key).map_err(|e| self.err(e))
-    }
-
-    /// The alerts that are firing, plus the resolved ones when `include_resolved`; firing ones
-    /// first, then by `last_seen`, newest first.
-    pub fn alerts(&self, include_resolved: bool) -> Result<Vec<Alert>> {
-        let conn = self.conn();
-        let filter = if include_resolved {
-            ""
-        } else {
-            "WHERE resolved_at IS NULL"
-        };
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts {filter}
-                 ORDER BY resolved_at IS NOT NULL, last_seen DESC, key"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], alert_from_row).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
-    }
-
     // ---- internals ----
-
-    /// The connection; a poisoned mutex is recovered (SQLite keeps its own consistency).
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Wraps a SQLite error.
-    fn err(&self, source: rusqlite::Error) -> Error {
-        Error::state(&self.path, source)
-    }
 
     fn locks_dir(&self) -> PathBuf {
         self.dir.join(LOCKS_DIR)
@@ -975,37 +517,6 @@ impl StateStore {
     }
 }
 
-/// Brings the schema up to date, one migration per transaction.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let state_err = |source| Error::state(path, source);
-    let latest = MIGRATIONS.len();
-    loop {
-        // IMMEDIATE: two processes opening a fresh store at once must not both migrate.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(state_err)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(state_err)?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version == latest {
-            return Ok(());
-        }
-        if version > latest {
-            return Err(Error::Other(format!(
-                "state store {} has schema version {version}, newer than this packrat supports \
-                 ({latest}); upgrade packrat",
-                path.display()
-            )));
-        }
-        tx.execute_batch(MIGRATIONS[version]).map_err(state_err)?;
-        tx.pragma_update(None, "user_version", i64::try_from(version + 1).unwrap_or(i64::MAX))
-            .map_err(state_err)?;
-        tx.commit().map_err(state_err)?;
-        tracing::debug!(path = %path.display(), version = version + 1, "state store schema migrated");
-    }
-}
-
 fn not_found(id: JobId) -> Error {
     Error::NotFound(format!("job {id} does not exist"))
 }
@@ -1018,104 +529,33 @@ fn query_job(conn: &Connection, id: JobId) -> rusqlite::Result<Option<Job>> {
     )
     .optional()
 }
-
-fn query_alert(conn: &Connection, key: &str) -> rusqlite::Result<Option<Alert>> {
-    conn.query_row(
-        &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE key = ?1"),
-        [key],
-        alert_from_row,
-    )
-    .optional()
-}
-
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: row.get(0)?,
         plan: row.get(1)?,
-        kind: parsed(row, 2)?,
-        trigger: parsed(row, 3)?,
-        status: parsed(row, 4)?,
+        kind: read_parsed(row, 2)?,
+        trigger: read_parsed(row, 3)?,
+        status: read_parsed(row, 4)?,
         progress: u8::try_from(row.get::<_, i64>(5)?.clamp(0, 100)).unwrap_or(100),
         message: row.get(6)?,
         detail: row.get(7)?,
         output_dir: row.get(8)?,
         pack_id: row.get(9)?,
-        replication: parsed(row, 10)?,
-        bytes: unsigned(row, 11)?,
-        artifacts: unsigned(row, 12)?,
-        records: unsigned(row, 13)?,
+        replication: read_parsed(row, 10)?,
+        bytes: read_u64(row, 11)?,
+        artifacts: read_u64(row, 12)?,
+        records: read_u64(row, 13)?,
         pid: row.get::<_, Option<i64>>(14)?.and_then(|p| u32::try_from(p).ok()),
-        created_at: time(row, 15)?,
-        started_at: opt_time(row, 16)?,
-        finished_at: opt_time(row, 17)?,
+        created_at: read_time(row, 15)?,
+        started_at: read_opt_time(row, 16)?,
+        finished_at: read_opt_time(row, 17)?,
     })
-}
-
-fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
-    Ok(Alert {
-        key: row.get(0)?,
-        severity: parsed(row, 1)?,
-        message: row.get(2)?,
-        first_seen: time(row, 3)?,
-        last_seen: time(row, 4)?,
-        count: unsigned(row, 5)?,
-        resolved_at: opt_time(row, 6)?,
-    })
-}
-
-/// Formats a time for storage: RFC 3339, UTC, microseconds, `Z`.
-fn fmt_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn parse_time(idx: usize, s: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
-}
-
-fn time(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let s: String = row.get(idx)?;
-    parse_time(idx, &s)
-}
-
-fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    row.get::<_, Option<String>>(idx)?
-        .map(|s| parse_time(idx, &s))
-        .transpose()
-}
-
-/// Reads a text column through `FromStr` (the job enums, [`Severity`]).
-fn parsed<T: FromStr<Err = String>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
-    let s: String = row.get(idx)?;
-    s.parse()
-        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, e.into()))
-}
-
-fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    let v: i64 = row.get(idx)?;
-    u64::try_from(v).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Integer, Box::new(e)))
-}
-
-/// SQLite integers are signed; counts beyond `i64::MAX` saturate.
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn store() -> (tempfile::TempDir, StateStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(&dir.path().join("state")).unwrap();
-        (dir, store)
-    }
+    use crate::state::tests::store;
 
     fn outcome(bytes: u64) -> JobOutcome {
         JobOutcome {
@@ -1136,7 +576,7 @@ mod tests {
         conn.execute(
             "INSERT INTO jobs (plan, kind, trigger, status, created_at, started_at, pid)
              VALUES (?1, 'full', 'manual', ?2, ?3, ?3, ?4)",
-            params![plan, status.as_str(), fmt_time(Utc::now()), pid.map(i64::from)],
+            params![plan, status.as_str(), format_time(Utc::now()), pid.map(i64::from)],
         )
         .unwrap();
         conn.last_insert_rowid()
@@ -1151,39 +591,6 @@ mod tests {
             store.fail_job(job.id, "backup failed", "boom").unwrap();
         }
         job.id
-    }
-
-    #[test]
-    fn store_is_send_sync_and_reopens() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<StateStore>();
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let id = {
-            let store = StateStore::open(&state).unwrap();
-            assert_eq!(store.path(), state.join("state.db"));
-            assert_eq!(store.dir(), state);
-            finished(&store, "p", true)
-        };
-        let store = StateStore::open(&state).unwrap();
-        assert_eq!(store.job(id).unwrap().unwrap().status, JobStatus::Completed);
-        let conn = store.conn();
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
-        assert_eq!(mode.to_lowercase(), "wal");
-    }
-
-    #[test]
-    fn refuses_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        drop(StateStore::open(&state).unwrap());
-        let conn = Connection::open(state.join("state.db")).unwrap();
-        conn.pragma_update(None, "user_version", 99).unwrap();
-        drop(conn);
-        let err = StateStore::open(&state).unwrap_err();
-        assert!(err.to_string().contains("schema version 99"), "{err}");
     }
 
     #[test]
@@ -1384,129 +791,5 @@ mod tests {
         let (job, _lock) = store.create_job("p", BackupKind::Full, Trigger::Manual).unwrap();
         let err = store.take_job_lock(job.id).unwrap_err();
         assert!(matches!(err, Error::Locked { .. }), "{err}");
-    }
-
-    #[test]
-    fn watermarks_atomic_update() {
-        let (_dir, store) = store();
-        let t1 = Utc.with_ymd_and_hms(2026, 11, 21, 4, 0, 0).unwrap();
-        let t2 = Utc.with_ymd_and_hms(2026, 11, 22, 4, 0, 0).unwrap();
-        let mark = |source: &str, key: &str, value| Watermark {
-            plan: "nightly".into(),
-            source: source.into(),
-            key: key.into(),
-            value,
-            job: None,
-            updated_at: value,
-        };
-        assert!(store.watermark("nightly", "mongo", "db.a").unwrap().is_none());
-        store
-            .set_watermarks(7, &[mark("mongo", "db.b", t1), mark("mongo", "db.a", t1)])
-            .unwrap();
-        assert_eq!(store.watermark("nightly", "mongo", "db.a").unwrap(), Some(t1));
-        let all = store.watermarks("nightly").unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].key, "db.a");
-        assert_eq!(all[0].job, Some(7));
-        assert!(store.watermarks("other").unwrap().is_empty());
-
-        // A batch that fails half-way stores nothing: hide the table behind a trigger that
-        // rejects one key.
-        store
-            .conn()
-            .execute_batch(
-                "CREATE TRIGGER reject BEFORE UPDATE ON watermarks WHEN NEW.key = 'db.b'
-                 BEGIN SELECT RAISE(ABORT, 'rejected'); END;",
-            )
-            .unwrap();
-        let err = store
-            .set_watermarks(8, &[mark("mongo", "db.a", t2), mark("mongo", "db.b", t2)])
-            .unwrap_err();
-        assert!(matches!(err, Error::State { .. }), "{err}");
-        assert_eq!(store.watermark("nightly", "mongo", "db.a").unwrap(), Some(t1));
-        assert_eq!(store.watermark("nightly", "mongo", "db.b").unwrap(), Some(t1));
-        store.conn().execute_batch("DROP TRIGGER reject;").unwrap();
-
-        store
-            .set_watermarks(8, &[mark("mongo", "db.a", t2), mark("mongo", "db.b", t2)])
-            .unwrap();
-        let all = store.watermarks("nightly").unwrap();
-        assert!(all.iter().all(|w| w.value == t2 && w.job == Some(8)));
-    }
-
-    #[test]
-    fn schedule_state_round_trip() {
-        let (_dir, store) = store();
-        let empty = store.schedule_state("nightly").unwrap();
-        assert_eq!(
-            empty,
-            ScheduleState {
-                plan: "nightly".into(),
-                ..ScheduleState::default()
-            }
-        );
-        let slot = Utc.with_ymd_and_hms(2026, 11, 21, 4, 0, 0).unwrap();
-        store.set_last_fired("nightly", slot).unwrap();
-        let s = store.schedule_state("nightly").unwrap();
-        assert_eq!(s.last_fired_slot, Some(slot));
-        assert!(s.last_attempt.is_some());
-        assert!(s.last_success.is_none());
-        let ok = Utc.with_ymd_and_hms(2026, 11, 21, 4, 5, 0).unwrap();
-        store.set_last_success("nightly", ok).unwrap();
-        let s2 = store.schedule_state("nightly").unwrap();
-        assert_eq!(s2.last_success, Some(ok));
-        assert_eq!(s2.last_fired_slot, Some(slot));
-        assert_eq!(s2.last_attempt, s.last_attempt);
-        store.set_last_success("other", ok).unwrap();
-        assert!(store.schedule_state("other").unwrap().last_fired_slot.is_none());
-    }
-
-    #[test]
-    fn alerts_raise_refresh_resolve_reopen() {
-        let (_dir, store) = store();
-        let (a, new) = store
-            .raise_alert("plan:nightly:overdue", Severity::Warning, "late")
-            .unwrap();
-        assert!(new);
-        assert_eq!(a.count, 1);
-        assert_eq!(a.first_seen, a.last_seen);
-        assert!(a.resolved_at.is_none());
-
-        let (b, new) = store
-            .raise_alert("plan:nightly:overdue", Severity::Critical, "very late")
-            .unwrap();
-        assert!(!new);
-        assert_eq!(b.count, 2);
-        assert_eq!(b.first_seen, a.first_seen);
-        assert!(b.last_seen >= a.last_seen);
-        assert_eq!(b.message, "very late");
-        assert_eq!(b.severity, Severity::Critical);
-
-        store.raise_alert("disk", Severity::Info, "80 %").unwrap();
-        assert_eq!(store.alerts(false).unwrap().len(), 2);
-
-        let r = store.resolve_alert("plan:nightly:overdue").unwrap().unwrap();
-        assert!(r.resolved_at.is_some());
-        assert!(store.resolve_alert("plan:nightly:overdue").unwrap().is_none());
-        assert!(store.resolve_alert("unknown").unwrap().is_none());
-        let firing = store.alerts(false).unwrap();
-        assert_eq!(firing.len(), 1);
-        assert_eq!(firing[0].key, "disk");
-        let all = store.alerts(true).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].key, "disk");
-
-        let (c, new) = store
-            .raise_alert("plan:nightly:overdue", Severity::Warning, "late again")
-            .unwrap();
-        assert!(new);
-        assert_eq!(c.count, 1);
-        assert!(c.resolved_at.is_none());
-        assert!(c.first_seen >= r.resolved_at.unwrap());
-        assert_eq!(store.alerts(false).unwrap().len(), 2);
-
-        assert_eq!("critical".parse::<Severity>().unwrap(), Severity::Critical);
-        assert!("loud".parse::<Severity>().is_err());
-        assert_eq!(serde_json::to_string(&Severity::Warning).unwrap(), "\"warning\"");
     }
 }
