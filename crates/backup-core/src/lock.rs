@@ -43,29 +43,40 @@ impl FileLock {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(Error::io("create lock directory", dir))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(Error::io("open lock file", path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    what: what.to_string(),
-                    holder: wait_for_pid(file),
-                });
+        // A sweep may remove a free lock file between our open and our lock ([`remove_orphan_lock`]);
+        // then the file we lock is no longer at `path`, and we start over with a fresh one.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(Error::io("open lock file", path))?;
+            let replaced = || attempts < RELOCK_ATTEMPTS && !still_at(&file, path);
+            match file.try_lock() {
+                Ok(()) if replaced() => continue,
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => match wait_for_pid(&file, &replaced) {
+                    Holder::Replaced => continue,
+                    Holder::Pid(holder) => {
+                        return Err(Error::Locked {
+                            what: what.to_string(),
+                            holder,
+                        });
+                    }
+                },
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path)(e)),
+            let lock = FileLock {
+                file,
+                path: path.to_path_buf(),
+            };
+            lock.write_pid().map_err(Error::io("write lock file", path))?;
+            return Ok(lock);
         }
-        let lock = FileLock {
-            file,
-            path: path.to_path_buf(),
-        };
-        lock.write_pid().map_err(Error::io("write lock file", path))?;
-        Ok(lock)
     }
 
     /// Looks at the lock file at `path` without creating it: missing, free (then the caller holds
@@ -81,7 +92,10 @@ impl FileLock {
                 file,
                 path: path.to_path_buf(),
             })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(Probe::Held(wait_for_pid(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Probe::Held(match wait_for_pid(&file, &|| false) {
+                Holder::Pid(pid) => pid,
+                Holder::Replaced => None,
+            })),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path)(e)),
         }
     }
@@ -135,23 +149,55 @@ impl Drop for FileLock {
     }
 }
 
+/// How often [`FileLock::try_acquire`] starts over when its lock file was removed under it.
+const RELOCK_ATTEMPTS: u32 = 20;
+
+/// What [`wait_for_pid`] found out about the holder of a lock.
+enum Holder {
+    /// The holder's pid, when it wrote one.
+    Pid(Option<u32>),
+    /// The locked file is no longer at its path (a sweep removed it): lock the new one.
+    Replaced,
+}
+
 /// Reads the holder's pid, waiting briefly for a winner that has the lock but has not written its
 /// pid yet (a fresh lock file is empty for a moment; one left by a crashed holder names a dead
-/// process until the new holder overwrites it).
-fn wait_for_pid(file: File) -> Option<u32> {
+/// process until the new holder overwrites it). A sweep that holds a lock only to remove it never
+/// writes a pid; `replaced` tells when it did remove it.
+fn wait_for_pid(file: &File, replaced: &dyn Fn() -> bool) -> Holder {
     let until = std::time::Instant::now() + PID_WAIT;
     let mut last = None;
     loop {
-        if let Some(pid) = read_pid(&file) {
+        if let Some(pid) = read_pid(file) {
             if process_alive(pid) {
-                return Some(pid);
+                return Holder::Pid(Some(pid));
             }
             last = Some(pid);
         }
+        if replaced() {
+            return Holder::Replaced;
+        }
         if std::time::Instant::now() >= until {
-            return last;
+            return Holder::Pid(last);
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the open lock file `file` is still the one at `path` (not removed, not replaced).
+fn still_at(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        fs::metadata(path).is_ok()
     }
 }
 
@@ -260,8 +306,8 @@ impl Drop for ClaimedDir {
     }
 }
 
-/// Empty lock files without their directory are removed once they are this old and free (see
-/// [`remove_orphan_lock`]).
+/// Where file identities cannot be compared (not Unix), empty lock files without their directory
+/// are removed once they are this old and free (see [`remove_orphan_lock`]).
 const ORPHAN_LOCK_AGE: Duration = Duration::from_secs(600);
 
 /// Removes the working directories in `root` whose name starts with one of `prefixes` and whose
@@ -329,13 +375,13 @@ pub fn sweep(root: &Path, prefixes: &[&str], remove: &dyn Fn(&Path) -> std::io::
 }
 
 /// Removes the claim lock file `lock_path` when its directory is gone and it is free (its job died
-/// between placing its directory and removing its lock): at once when it names a pid, else once
-/// it is older than a few minutes.
+/// before creating its directory, or between placing it and removing its lock).
 ///
-/// A holder writes its pid only after it took the lock ([`FileLock::try_acquire`]), so a free lock
-/// file that names a pid has lost its holder. An empty one may belong to a claimer that created it
-/// and is about to lock it; probing it then could make that claimer's lock fail, so it is left
-/// alone until it is old.
+/// A claimer that opened the file but has not locked it yet may lose it here: it then finds that
+/// the file it locked is no longer at its path and starts over with a new one
+/// ([`FileLock::try_acquire`]), so removing a free lock file never lets two jobs hold one claim.
+/// Where that check cannot see file identities (not Unix), an empty lock file is left until it is
+/// a few minutes old.
 pub fn remove_orphan_lock(lock_path: &Path) {
     let dir = lock_path.with_extension("");
     if fs::symlink_metadata(&dir).is_ok() {
@@ -347,7 +393,7 @@ pub fn remove_orphan_lock(lock_path: &Path) {
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .is_some_and(|age| age >= ORPHAN_LOCK_AGE);
-    if (names_pid || old)
+    if (cfg!(unix) || names_pid || old)
         && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path)
     {
         lock.release_and_remove();
@@ -437,12 +483,12 @@ mod tests {
     }
 
     #[test]
-    fn an_orphan_lock_naming_a_dead_holder_goes_at_once_a_fresh_empty_one_stays() {
+    fn free_orphan_locks_go_at_once_held_ones_stay() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         // Left by a job killed after its directory was renamed into place: a pid, no directory.
         std::fs::write(root.join("job_1_a.lock"), b"4194305\n").unwrap();
-        // A claimer that created its lock file and has not locked it yet: empty, fresh.
+        // Left by a job killed between creating its lock file and writing its pid: empty.
         std::fs::write(root.join("job_2_b.lock"), b"").unwrap();
         // A live claim whose directory is not created yet: held, with our pid.
         let live = ClaimedDir::claim_only(&root.join("job_3_c")).unwrap();
@@ -451,12 +497,41 @@ mod tests {
             !root.join("job_1_a.lock").exists(),
             "the dead holder's lock file is removed"
         );
-        assert!(
+        assert_eq!(
             root.join("job_2_b.lock").exists(),
-            "a fresh empty lock file is left alone"
+            !cfg!(unix),
+            "an empty free lock file is removed where file identities can be compared"
         );
         assert!(claim_lock_path(&live).exists(), "a held lock is never removed");
         drop(live);
+    }
+
+    #[test]
+    fn a_claimer_whose_lock_file_a_sweep_removes_takes_a_fresh_one() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("job_1_a.lock");
+        std::fs::write(&path, b"").unwrap();
+        // The sweep holds the free lock (as `remove_orphan_lock` does) while the claimer tries.
+        let Ok(Probe::Free(sweeper)) = FileLock::probe(&path) else {
+            panic!("the lock is free")
+        };
+        let claimer = std::thread::spawn({
+            let path = path.clone();
+            move || FileLock::try_acquire(&path, "working directory")
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        sweeper.release_and_remove();
+        let lock = claimer
+            .join()
+            .unwrap()
+            .expect("the claimer starts over on a new lock file");
+        assert!(still_at(&lock.file, &path), "the lock held is the file at the path");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
+        let again = FileLock::try_acquire(&path, "working directory").unwrap_err();
+        assert!(matches!(again, Error::Locked { holder: Some(_), .. }), "{again}");
     }
 
     #[test]

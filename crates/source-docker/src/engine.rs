@@ -141,7 +141,10 @@ pub(crate) async fn require_image(docker: &Docker, image: &str) -> Result<(), Er
 pub(crate) struct Helper {
     docker: Docker,
     endpoint: Endpoint,
+    /// The container's id, or its name until the engine confirmed the creation.
     pub(crate) id: String,
+    /// Whether the engine answered the create request (else a drop looks for it by name).
+    created: bool,
     removed: bool,
 }
 
@@ -187,21 +190,37 @@ impl Helper {
             }),
             ..Default::default()
         };
-        let created = docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(|e| match status_of(&e) {
-                Some(404) if engine_message(&e).contains("image") => Error::HelperImageMissing(image.to_string()),
-                _ => Error::engine(format!(
-                    "create a helper container for volume `{volume}` from image `{image}`"
-                ))(e),
-            })?;
-        Ok(Helper {
+        // Named up front, and guarded before the request is sent: a job cancelled while the engine
+        // creates the container drops the guard, which then finds the container by its name and
+        // removes it, instead of leaving a helper nobody knows the id of.
+        let name = unique_name();
+        let mut helper = Helper {
             docker: docker.clone(),
             endpoint: endpoint.clone(),
-            id: created.id,
+            id: name.clone(),
+            created: false,
             removed: false,
-        })
+        };
+        let options = CreateContainerOptions {
+            name: Some(name),
+            ..Default::default()
+        };
+        match docker.create_container(Some(options), body).await {
+            Ok(created) => {
+                helper.id = created.id;
+                helper.created = true;
+                Ok(helper)
+            }
+            Err(e) => {
+                helper.removed = true; // the engine refused it: nothing to remove
+                Err(match status_of(&e) {
+                    Some(404) if engine_message(&e).contains("image") => Error::HelperImageMissing(image.to_string()),
+                    _ => Error::engine(format!(
+                        "create a helper container for volume `{volume}` from image `{image}`"
+                    ))(e),
+                })
+            }
+        }
     }
 
     /// Leaves the container in place (not even removed on drop): the mark of a partly filled
@@ -235,6 +254,20 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), Error> {
     }
 }
 
+/// How long (in steps of 100 ms) a dropped helper whose creation was not confirmed waits for the
+/// engine to finish creating it.
+const CREATE_WAIT_STEPS: u32 = 30;
+
+/// A container name no other helper has: `packrat-helper-<pid>-<nanoseconds>-<n>`.
+fn unique_name() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("packrat-helper-{}-{nanos}-{n}", std::process::id())
+}
+
 impl Drop for Helper {
     fn drop(&mut self) {
         if self.removed {
@@ -244,7 +277,9 @@ impl Drop for Helper {
         // right after, before a task spawned on our runtime would run. So remove it now, on a
         // thread with a runtime and a connection of its own (our runtime may be blocked in this
         // very drop), and wait for it. Should that fail, the next backup or restore removes it.
-        let (endpoint, id) = (self.endpoint.clone(), self.id.clone());
+        // Dropped while the create request was out: the engine may still be creating it, so wait
+        // a moment for it to appear under its name.
+        let (endpoint, id, created) = (self.endpoint.clone(), self.id.clone(), self.created);
         let worker = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -252,6 +287,17 @@ impl Drop for Helper {
             };
             rt.block_on(async {
                 let docker = endpoint.connect().await.map_err(|e| e.to_string())?;
+                if !created {
+                    for _ in 0..CREATE_WAIT_STEPS {
+                        match docker.inspect_container(&id, None).await {
+                            Ok(_) => break,
+                            Err(e) if status_of(&e) == Some(404) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(format!("cannot look for helper container {id}: {e}")),
+                        }
+                    }
+                }
                 remove_container(&docker, &id).await.map_err(|e| e.to_string())
             })
         });
