@@ -243,6 +243,38 @@ impl PlanConfig {
     }
 }
 
+/// The MongoDB plan keys that lived in `[plans.NAME]` before they moved to `[plans.NAME.mongo]`.
+const MOVED_MONGO_KEYS: &[&str] = &[
+    "collections",
+    "exclude_collections",
+    "time_field",
+    "lag",
+    "first_run",
+    "parallelism",
+    "per_collection",
+];
+
+/// Adds where it went to the error about a MongoDB plan key at its old place (`[plans.NAME]`).
+fn moved_mongo_key(e: Error) -> Error {
+    let Error::Config(msg) = &e else { return e };
+    let first = msg.lines().next().unwrap_or_default();
+    let moved = MOVED_MONGO_KEYS
+        .iter()
+        .any(|k| first.contains(&format!("unknown field `{k}`")));
+    let Some(plan) = first
+        .split("key `plans.")
+        .nth(1)
+        .and_then(|rest| rest.split('.').next())
+        .filter(|_| moved)
+    else {
+        return e;
+    };
+    let (head, tail) = msg.split_once('\n').map_or((msg.as_str(), ""), |(h, t)| (h, t));
+    Error::Config(format!(
+        "{head}; the MongoDB plan keys moved to their own table [plans.{plan}.mongo] (see docs/configuration.md)\n{tail}"
+    ).trim_end().to_string())
+}
+
 impl Config {
     /// Reads and validates the config file at `path`; relative paths inside are resolved against
     /// its directory.
@@ -269,7 +301,7 @@ impl Config {
     /// element), Windows-style paths on other systems (`D:/backups`, `\\\\server\\share`) and
     /// inconsistent settings (unknown sources or sinks, `source` together with `sources`, …).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let mut cfg: Config = backup_core::config::parse_document(text, path)?;
+        let mut cfg: Config = backup_core::config::parse_document(text, path).map_err(moved_mongo_key)?;
         cfg.origin = ConfigText {
             path: path.to_path_buf(),
             text: text.to_string(),

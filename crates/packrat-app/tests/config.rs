@@ -37,6 +37,31 @@ retention = { keep_daily = 7, keep_within = "72h" }
 "#;
 
     #[test]
+    fn a_mongo_plan_key_at_its_old_place_names_the_new_table() {
+        for key in [
+            "time_field = \"t\"",
+            "collections = [\"a\"]",
+            "first_run = \"all\"",
+            "lag = \"1m\"",
+        ] {
+            let bad = format!("{GOOD}{key}\n");
+            let e = Config::parse(&bad, Path::new("p.toml")).unwrap_err().to_string();
+            let name = key.split(' ').next().unwrap();
+            assert!(
+                e.starts_with(&format!(
+                    "config file p.toml, line 20, key `plans.nightly.{name}`: unknown field `{name}`"
+                )) && e.contains("the MongoDB plan keys moved to their own table [plans.nightly.mongo]"),
+                "{e}"
+            );
+        }
+        // Other unknown keys get no such hint.
+        let e = Config::parse(&format!("{GOOD}colour = \"red\"\n"), Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`") && !e.contains("MongoDB"), "{e}");
+    }
+
+    #[test]
     fn parses_and_resolves_relative_paths() {
         let c = Config::parse(GOOD, Path::new("/etc/packrat/packrat.toml")).unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/etc/packrat/state"));

@@ -134,6 +134,15 @@ pub struct DockerSource {
     include_images: bool,
 }
 
+/// What [`DockerSource::prepare`] found.
+struct Prepared {
+    project: Option<String>,
+    docker: Docker,
+    containers: Vec<ContainerSummary>,
+    volumes: Vec<bollard::models::Volume>,
+    helper_image: String,
+}
+
 /// What one backup wrote.
 #[derive(Debug, Clone, Default)]
 pub struct BackupOutcome {
@@ -279,22 +288,13 @@ impl DockerSource {
 
     /// Backs up into `pack`; `ctx.progress` gets a stage per volume (`archiving volume X`).
     pub async fn run(&self, ctx: &BackupContext, pack: &StagingPack) -> Result<BackupOutcome, Error> {
-        let project = self.resolve_project()?;
-        let docker = self.endpoint.connect().await?;
-        let half_filled = engine::sweep_dead_helpers(&docker).await;
-        let containers = match &project {
-            Some(p) => engine::project_containers(&docker, p).await?,
-            None => Vec::new(),
-        };
-        let volumes = backup::select_volumes(&docker, &self.selection, project.as_deref(), &self.exclude).await?;
-        // A partly restored volume is never backed up as if it were complete.
-        if let Some(h) = half_filled.iter().find(|h| volumes.iter().any(|v| v.name == h.volume)) {
-            return Err(Error::HalfRestored {
-                volume: h.volume.clone(),
-                container: h.container.clone(),
-            });
-        }
-        let helper_image = self.helper_image_for(&docker, &containers).await?;
+        let Prepared {
+            project,
+            docker,
+            containers,
+            volumes,
+            helper_image,
+        } = self.prepare().await?;
         let mut out = BackupOutcome {
             project: project.clone(),
             ..BackupOutcome::default()
@@ -387,6 +387,12 @@ impl DockerSource {
     /// Checks what a backup needs without changing anything: the engine answers, the compose
     /// file is there, volumes are found, the helper image exists.
     pub async fn check_ready(&self) -> Result<Vec<String>, Error> {
+        Ok(self.prepare().await?.volumes.into_iter().map(|v| v.name).collect())
+    }
+
+    /// What a backup starts from: the project, the engine (its dead helpers swept), the project's
+    /// containers, the selected volumes (none of them partly restored) and the helper image.
+    async fn prepare(&self) -> Result<Prepared, Error> {
         let project = self.resolve_project()?;
         let docker = self.endpoint.connect().await?;
         let half_filled = engine::sweep_dead_helpers(&docker).await;
@@ -402,8 +408,14 @@ impl DockerSource {
                 container: h.container.clone(),
             });
         }
-        self.helper_image_for(&docker, &containers).await?;
-        Ok(volumes.into_iter().map(|v| v.name).collect())
+        let helper_image = self.helper_image_for(&docker, &containers).await?;
+        Ok(Prepared {
+            project,
+            docker,
+            containers,
+            volumes,
+            helper_image,
+        })
     }
 
     async fn helper_image_for(&self, docker: &Docker, containers: &[ContainerSummary]) -> Result<String, Error> {
