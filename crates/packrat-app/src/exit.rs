@@ -4,7 +4,7 @@
 //! ```
 //! use packrat_app::exit::{self, ExitError};
 //! let e = ExitError::from(backup_core::Error::NotFound("no plan `x`".into()));
-//! assert_eq!(e.code, USAGE);
+//! assert_eq!(e.code, exit::USAGE);
 //! ```
 
 // Exit codes, documented in `packrat --help`, docs/cli.md and the README.
