@@ -981,7 +981,11 @@ fn docker_volume_restore_killed_at_random_points() {
     // typical restore as measured; every uninterrupted restore below updates the typical one).
     let mut whole = KillClock::default();
     whole.add(took);
-    let fill_from = (fill_start.as_secs_f64() / took.as_secs_f64()).min(0.95);
+    // The fill's kill points are timed from the moment the volume appears (not from the
+    // process start, whose share of a restore varies with the machine's load).
+    let mut fill = KillClock::default();
+    fill.add(took.saturating_sub(fill_start));
+    let exists = || d.volume_exists(&vol);
     let mut landed = 0;
     let marks = || -> Vec<String> {
         d.docker(&[
@@ -1001,16 +1005,22 @@ fn docker_volume_restore_killed_at_random_points() {
     let (mut absent, mut empty, mut complete, mut partial) = (0, 0, 0, 0);
     for (i, point) in kill_points(&mut rng, n).into_iter().enumerate() {
         d.docker(&["volume", "rm", &vol]);
+        let fill_point = point * 0.9 / 1.1; // over the first 90 % of the fill
         let (delay, phase) = if i % 2 == 0 {
             (whole.delay(point), "of the restore")
         } else {
-            (whole.delay(fill_from + point * (1.0 - fill_from)), "of the fill")
+            (fill.delay(fill_point), "of the fill")
         };
+        let shown = if i % 2 == 0 { point } else { fill_point };
         let ctx = format!(
             "[docker restore] kill {i} at {:.0} % {phase} = {delay:?}",
-            point * 100.0
+            shown * 100.0
         );
-        let killed = run_and_kill(&mut restore(), delay);
+        let killed = if i % 2 == 0 {
+            run_and_kill(&mut restore(), delay)
+        } else {
+            run_and_kill_after(&mut restore(), &exists, delay)
+        };
         if let Some(st) = killed.finished {
             assert!(st.success(), "{ctx}: the restore failed by itself");
         }
