@@ -122,6 +122,8 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
     let db = env.path("app.db");
     seed_db(&db, 500, true);
 
+    let share = packrat_e2e::crash::Share::new("migration");
+    let bucket = packrat_e2e::bucket::Bucket::new("migration");
     // The example config, pointed at this scratch installation.
     let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migration-pack.toml"))
@@ -134,13 +136,44 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
             "\"/backups\"",
             &format!("\"{}\"\nmin_free_mb = 1", env.path("packs").display()),
         )
-        .replace("\"app_cache\"", &format!("\"{project}_cache\""));
+        .replace("\"app_cache\"", &format!("\"{project}_cache\""))
+        // 3-2-1 for real: the test share and the test cluster's bucket.
+        .replace(
+            "\"/mnt/replica/App\"",
+            &format!(
+                "\"{}\"\nallowed_fs_types = [\"{}\"]",
+                share.dir.display(),
+                share.fs_type
+            ),
+        )
+        .replace("https://s3.backup.example.net", &bucket.endpoint)
+        .replace("region = \"garage\"", &format!("region = \"{}\"", bucket.region))
+        .replace("\"app-backups\"", &format!("\"{}\"", bucket.bucket))
+        .replace("prefix = \"migration\"", &format!("prefix = \"{}\"", bucket.prefix))
+        .replace(
+            "access_key_id_file = \"/etc/packrat/s3-key-id\"",
+            "access_key_id_env = \"PACKRAT_TEST_S3_ACCESS_KEY_ID\"",
+        )
+        .replace(
+            "secret_access_key_file = \"/etc/packrat/s3-secret\"",
+            "secret_access_key_env = \"PACKRAT_TEST_S3_SECRET_ACCESS_KEY\"",
+        );
+    assert!(
+        !config.contains("example.net") && !config.contains("/mnt/replica"),
+        "{config}"
+    );
     env.write_config(&config);
     env.run(&["config", "check"]).ok();
 
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
     assert_eq!(run["job"]["status"], "completed", "{run}");
+    assert_eq!(run["job"]["replication"], "succeeded", "{run}");
     env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
+    // Every copy verifies deep, the bucket's straight from the bucket.
+    for sink in ["windows", "offsite"] {
+        env.run(&["verify", "--latest", "nightly", "--deep", "--sink", sink])
+            .ok();
+    }
     let list = env.run(&["list", "nightly", "--json"]).ok().json();
     let pack_dir = list[0]["location"].as_str().expect("pack path").to_string();
     let manifest: serde_json::Value =
@@ -168,14 +201,18 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
     let state = d.run(&d.cli, &["inspect", "-f", "{{.State.Status}}", &web]);
     assert_eq!(state.trim(), "running");
 
-    // "New host": the stack and its volumes are gone.
+    // "New host": the stack and its volumes are gone, and so is the local disk with the packs:
+    // everything below comes straight from the bucket.
     d.compose(&compose_file, &project, &["down", "-v", "-t", "1"]);
+    std::fs::remove_dir_all(env.path("packs")).unwrap();
     let new_dir = env.path("newhost").join(&project);
     let out = env
         .run(&[
             "restore",
             "--latest",
             "nightly",
+            "--sink",
+            "offsite",
             "--source",
             "app_stack",
             "--images",
@@ -200,6 +237,8 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
         "restore",
         "--latest",
         "nightly",
+        "--sink",
+        "offsite",
         "--source",
         "app_db",
         "--to",

@@ -7,6 +7,7 @@ pub mod daemon;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod bucket;
 pub mod crash;
 
 /// The `packrat` binary built for this test run (`target/<profile>/packrat`), or `$PACKRAT_BIN`.

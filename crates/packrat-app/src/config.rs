@@ -38,6 +38,7 @@ use retention::RetentionConfig;
 use serde::{Deserialize, Serialize};
 use sink_cifs_replica::CifsReplicaSinkConfig;
 use sink_local::LocalSinkConfig;
+use sink_object::ObjectSinkConfig;
 use source_docker::DockerSourceConfig;
 use source_mongo::{MongoPlanConfig, MongoSourceConfig};
 use source_sqlite::SqliteSourceConfig;
@@ -160,6 +161,8 @@ registry! {
         "local" => Local(LocalSinkConfig),
         /// A verified replica on a mounted SMB/CIFS share.
         "cifs-replica" => CifsReplica(CifsReplicaSinkConfig),
+        /// A bucket of an S3-compatible object store.
+        "s3" => S3(ObjectSinkConfig),
     }
 }
 
