@@ -3,6 +3,8 @@
 
 #[cfg(unix)]
 pub mod daemon;
+#[cfg(unix)]
+pub mod garage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

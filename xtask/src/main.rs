@@ -35,8 +35,8 @@ enum Command {
     Rss(rss::RssArgs),
     /// Start (and print the test environment) or stop the Samba test share, for local test runs.
     Samba(services::samba::SambaArgs),
-    /// Start every test service and keep it running (`up`), or stop them (`down`), for local
-    /// test runs: `source target/ci-services/env.sh` then `cargo nextest run`.
+    /// Start every test service (or `--only NAME`) and keep it running (`up`), or stop them
+    /// (`down`), for local test runs: `source target/ci-services/env.sh` then `cargo nextest run`.
     Services(services::ServicesArgs),
 }
 

@@ -3,7 +3,8 @@
 //! Each [`Prereq`] knows how to tell whether it is present and how to install it. [`ensure`]
 //! checks a list, then installs what is missing in batches: one `apt-get update` and one
 //! `apt-get install` for all missing Debian packages (root only; otherwise it prints the command
-//! and fails), then `rustup` targets/components, then `cargo install --locked` tools.
+//! and fails), then `rustup` targets/components, then `cargo install --locked` tools, then tools
+//! xtask builds into its cache outside the checkout ([`Kind::Cached`], e.g. the Garage binary).
 //!
 //! To add a tool (Docker, Samba, a MongoDB-wire server, ...), add a [`Prereq`] to
 //! [`ci_prereqs`], or return it from the `prereqs()` of the [`crate::services::Service`] that
@@ -55,6 +56,12 @@ pub enum Kind {
         module: &'static str,
         package: &'static str,
     },
+    /// A tool xtask builds itself into a cache outside the checkout (e.g. the Garage binary,
+    /// see [`crate::services::garage`]): present when `is_present` says so, else `install`.
+    Cached {
+        is_present: fn() -> bool,
+        install: fn() -> Result<()>,
+    },
 }
 
 impl Prereq {
@@ -73,6 +80,7 @@ impl Prereq {
                 Command::new(crate::services::mongo::system_python()).args(["-c", &format!("import {module}")]),
             ),
             Kind::RustupTarget(target) => installed_targets().iter().any(|t| t == target),
+            Kind::Cached { is_present, .. } => is_present(),
             Kind::RustupComponent { subcommand, .. } | Kind::CargoTool { subcommand, .. } => {
                 util::succeeds(util::cargo().args([subcommand, "--version"]))
             }
@@ -158,6 +166,13 @@ pub fn ensure(prereqs: &[Prereq]) -> Result<()> {
             Kind::CargoTool { krate, .. } => {
                 util::run(util::cargo().args(["install", "--locked", krate]))?;
             }
+            // Built last: they may need the packages and tools above.
+            Kind::Cached { .. } => {}
+        }
+    }
+    for prereq in &missing {
+        if let Kind::Cached { install, .. } = &prereq.kind {
+            install()?;
         }
     }
 

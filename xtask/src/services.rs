@@ -1,4 +1,5 @@
-//! Background services the tests need (later: Docker engine, Samba, a MongoDB-wire server).
+//! Background services the tests need: a MongoDB-wire server, a Docker engine, an SMTP server,
+//! a Samba share and a three-node Garage (S3) cluster.
 //!
 //! `cargo xtask ci` collects the prerequisites of every service with the other prerequisites,
 //! starts all services (via [`Running::start`]) right before the first test step, passes the
@@ -35,6 +36,7 @@ pub trait Service: std::fmt::Debug {
 }
 
 pub mod docker;
+pub mod garage;
 pub mod mongo;
 pub mod samba;
 pub mod smtp;
@@ -46,7 +48,21 @@ pub fn all() -> Vec<Box<dyn Service>> {
         Box::new(docker::Docker::default()),
         Box::new(smtp::Smtp::default()),
         Box::new(samba::Samba::default()),
+        Box::new(garage::Garage::default()),
     ]
+}
+
+/// The services named in `only` (all of them when it is empty), in the order of [`all`].
+pub fn select(only: &[String]) -> Result<Vec<Box<dyn Service>>> {
+    let all = all();
+    if let Some(unknown) = only.iter().find(|n| !all.iter().any(|s| s.name() == n.as_str())) {
+        let names: Vec<&str> = all.iter().map(|s| s.name()).collect();
+        bail!("no service named {unknown:?}; the services are: {}", names.join(", "));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|s| only.is_empty() || only.iter().any(|n| n == s.name()))
+        .collect())
 }
 
 /// The prerequisites of every service in [`all`].
@@ -62,33 +78,63 @@ pub struct ServicesArgs {
     /// `down`: stop services started by `up`.
     #[arg(value_parser = ["up", "down"])]
     action: String,
+    /// Only these services (repeatable, e.g. `--only garage`), next to a running full `up`:
+    /// their environment goes to `target/ci-services/<names>.env.sh` (e.g. `garage.env.sh`)
+    /// and `down --only <the same names>` stops them.
+    #[arg(long = "only", value_name = "SERVICE")]
+    only: Vec<String>,
 }
 
-/// The file `services up` writes the test environment to (`source` it in a shell).
-fn env_file() -> std::path::PathBuf {
-    crate::util::workspace_root().join("target/ci-services/env.sh")
+/// The name of a selection in file names: `services` for all, else the names joined by `+`.
+fn selection_name(only: &[String]) -> String {
+    if only.is_empty() {
+        "services".to_owned()
+    } else {
+        let mut names = only.to_vec();
+        names.sort();
+        names.dedup();
+        names.join("+")
+    }
 }
 
-/// The file whose appearance tells a running `services up` to stop.
-fn stop_file() -> std::path::PathBuf {
-    crate::util::workspace_root().join("target/ci-services/services.stop")
+/// The file `services up` writes the test environment to (`source` it in a shell):
+/// `env.sh` for all services, `<names>.env.sh` for `--only`.
+fn env_file(only: &[String]) -> std::path::PathBuf {
+    let name = if only.is_empty() {
+        "env.sh".to_owned()
+    } else {
+        format!("{}.env.sh", selection_name(only))
+    };
+    crate::util::target_dir().join("ci-services").join(name)
+}
+
+/// The file whose appearance tells a running `services up` (of the same selection) to stop.
+fn stop_file(only: &[String]) -> std::path::PathBuf {
+    crate::util::target_dir()
+        .join("ci-services")
+        .join(format!("{}.stop", selection_name(only)))
 }
 
 /// `cargo xtask services up|down`: the test services for local runs of `cargo nextest`.
 pub fn run_services(args: &ServicesArgs) -> Result<()> {
-    let stop = stop_file();
+    let services = select(&args.only)?;
+    let stop = stop_file(&args.only);
     if args.action == "down" {
         if let Some(dir) = stop.parent() {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(&stop, b"stop\n")?;
-        eprintln!("asked the running `cargo xtask services up` to stop its services");
+        eprintln!(
+            "asked the running `cargo xtask services up{}` to stop its services",
+            args.only.iter().map(|n| format!(" --only {n}")).collect::<String>()
+        );
         return Ok(());
     }
     let _ = std::fs::remove_file(&stop);
-    crate::prereqs::ensure(&prereqs())?;
-    let running = Running::start(all())?;
-    let env = env_file();
+    let prereqs: Vec<Prereq> = services.iter().flat_map(|s| s.prereqs()).collect();
+    crate::prereqs::ensure(&prereqs)?;
+    let running = Running::start(services)?;
+    let env = env_file(&args.only);
     if let Some(dir) = env.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -99,8 +145,9 @@ pub fn run_services(args: &ServicesArgs) -> Result<()> {
         .collect();
     std::fs::write(&env, text)?;
     eprintln!(
-        "services up; environment in {} (run `cargo xtask services down` to stop)",
-        env.display()
+        "services up; environment in {} (run `cargo xtask services down{}` to stop)",
+        env.display(),
+        args.only.iter().map(|n| format!(" --only {n}")).collect::<String>()
     );
     while !stop.exists() {
         std::thread::sleep(std::time::Duration::from_millis(500));
@@ -242,6 +289,30 @@ mod tests {
         let log = Arc::default();
         assert!(Running::start(fakes(&log, true)).is_err());
         assert_eq!(*log.lock().unwrap(), ["start a", "start b", "stop b", "stop a"]);
+    }
+
+    #[test]
+    fn only_selects_named_services_and_rejects_unknown_ones() {
+        let names = |only: &[&str]| -> Vec<&'static str> {
+            let only: Vec<String> = only.iter().map(|s| (*s).to_owned()).collect();
+            select(&only).unwrap().iter().map(|s| s.name()).collect()
+        };
+        assert_eq!(names(&["garage"]), ["garage"]);
+        assert_eq!(names(&[]).len(), all().len());
+        assert!(names(&[]).contains(&"garage"));
+        let err = select(&["s3".to_owned()]).unwrap_err().to_string();
+        assert!(err.contains("\"s3\"") && err.contains("garage"), "{err}");
+    }
+
+    #[test]
+    fn a_selection_has_its_own_env_and_stop_files() {
+        assert!(env_file(&[]).ends_with("ci-services/env.sh"));
+        assert!(stop_file(&[]).ends_with("ci-services/services.stop"));
+        let only = ["garage".to_owned()];
+        assert!(env_file(&only).ends_with("ci-services/garage.env.sh"));
+        assert!(stop_file(&only).ends_with("ci-services/garage.stop"));
+        let two = ["smtp".to_owned(), "garage".to_owned()];
+        assert_eq!(env_file(&two), env_file(&["garage".to_owned(), "smtp".to_owned()]));
     }
 
     #[test]

@@ -1,0 +1,417 @@
+//! The three-node Garage (S3) test cluster that `cargo xtask ci` and `cargo xtask services up`
+//! start: its endpoints and credentials from the environment, and killing and restarting
+//! single nodes for failure tests.
+//!
+//! ```no_run
+//! let cluster = packrat_e2e::garage::Cluster::from_env();
+//! // ... write through cluster.endpoint with cluster.access_key_id / secret_access_key ...
+//! let down = cluster.kill_node(2); // SIGKILL node 2; restarted when `down` is dropped
+//! // ... writes still succeed: a quorum of 2 of 3 nodes is up ...
+//! down.restart(); // or let it drop at the end of the test
+//! ```
+//!
+//! **Killing a node affects every test using the cluster at that moment** (nextest runs tests in
+//! parallel processes, all against this one cluster). Hence:
+//! * [`Cluster::kill_node`] returns a [`KilledNode`] guard that restarts the node when dropped
+//!   (also when the test panics): a test never returns with a node down. Keep the guard alive
+//!   only as long as the test needs the node down.
+//! * While a guard lives it holds an exclusive lock on `$PACKRAT_TEST_GARAGE_DIR/faults.lock`,
+//!   so at most one node of the cluster is down at any time (other tests that kill nodes wait):
+//!   every other test still has a quorum (2 of 3) for reads and writes. A test holds one guard
+//!   at a time.
+//! * Kill node 1 or 2: node 0 serves `PACKRAT_TEST_S3_ENDPOINT`, which the other tests use.
+//!
+//! Node `i` (0..3) is the `i`-th entry of `PACKRAT_TEST_S3_ENDPOINTS`; its files are
+//! `node{i+1}.toml`, `node{i+1}.pid` and `node{i+1}/server.log` in `PACKRAT_TEST_GARAGE_DIR`.
+
+use std::cell::Cell;
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Number of nodes in the test cluster.
+pub const NODES: usize = 3;
+
+/// How long a restarted node may take to rejoin the cluster.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(90);
+
+thread_local! {
+    /// Whether this thread holds a [`KilledNode`] (a second one would wait for itself).
+    static HOLDS_GUARD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The running test cluster, as described by the `PACKRAT_TEST_S3_*` / `PACKRAT_TEST_GARAGE_*`
+/// environment.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `PACKRAT_TEST_S3_ENDPOINT`: node 0's S3 API, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// `PACKRAT_TEST_S3_ENDPOINTS`: the S3 API of every node, node 0 first.
+    pub endpoints: Vec<String>,
+    /// `PACKRAT_TEST_S3_REGION` (`garage`).
+    pub region: String,
+    /// `PACKRAT_TEST_S3_BUCKET` (`packrat-test`); read, write and owner rights for the key.
+    pub bucket: String,
+    /// `PACKRAT_TEST_S3_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `PACKRAT_TEST_S3_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+    /// `PACKRAT_TEST_GARAGE_BIN`: the `garage` binary.
+    pub bin: PathBuf,
+    /// `PACKRAT_TEST_GARAGE_DIR`: node configs, pid files, node state and logs.
+    pub dir: PathBuf,
+}
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: the Garage test cluster is not running. Start it with \
+             `cargo xtask services up --only garage` and `source target/ci-services/garage.env.sh` \
+             (or run everything with `cargo xtask ci`)"
+        ),
+    }
+}
+
+impl Cluster {
+    /// The cluster from the environment; panics naming the missing variable when it is not set
+    /// up (a test never skips).
+    pub fn from_env() -> Cluster {
+        let endpoints: Vec<String> = required_env("PACKRAT_TEST_S3_ENDPOINTS")
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .collect();
+        let cluster = Cluster {
+            endpoint: required_env("PACKRAT_TEST_S3_ENDPOINT"),
+            endpoints,
+            region: required_env("PACKRAT_TEST_S3_REGION"),
+            bucket: required_env("PACKRAT_TEST_S3_BUCKET"),
+            access_key_id: required_env("PACKRAT_TEST_S3_ACCESS_KEY_ID"),
+            secret_access_key: required_env("PACKRAT_TEST_S3_SECRET_ACCESS_KEY"),
+            bin: PathBuf::from(required_env("PACKRAT_TEST_GARAGE_BIN")),
+            dir: PathBuf::from(required_env("PACKRAT_TEST_GARAGE_DIR")),
+        };
+        assert_eq!(
+            cluster.endpoints.len(),
+            NODES,
+            "PACKRAT_TEST_S3_ENDPOINTS should list {NODES} endpoints: {:?}",
+            cluster.endpoints
+        );
+        assert_eq!(
+            cluster.endpoints[0], cluster.endpoint,
+            "PACKRAT_TEST_S3_ENDPOINTS should start with PACKRAT_TEST_S3_ENDPOINT"
+        );
+        for i in 0..NODES {
+            assert!(
+                cluster.config(i).is_file(),
+                "{} is missing: PACKRAT_TEST_GARAGE_DIR does not hold a running test cluster",
+                cluster.config(i).display()
+            );
+        }
+        cluster
+    }
+
+    /// `node{i+1}.toml`.
+    pub fn config(&self, i: usize) -> PathBuf {
+        assert!(i < NODES, "node {i} does not exist: the test cluster has nodes 0..{NODES}");
+        self.dir.join(format!("node{}.toml", i + 1))
+    }
+
+    /// `node{i+1}.pid`, written by whoever started the node last.
+    pub fn pid_file(&self, i: usize) -> PathBuf {
+        self.config(i).with_extension("pid")
+    }
+
+    /// `node{i+1}/server.log`.
+    pub fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{}", i + 1)).join("server.log")
+    }
+
+    /// `host:port` of node `i`'s S3 API.
+    fn s3_addr(&self, i: usize) -> &str {
+        let e = &self.endpoints[i];
+        e.strip_prefix("http://").unwrap_or(e).trim_end_matches('/')
+    }
+
+    /// `garage -c node{i+1}.toml ARGS...`
+    pub fn cli(&self, i: usize) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-c").arg(self.config(i)).stdin(Stdio::null());
+        cmd
+    }
+
+    /// The pid in node `i`'s pid file, if that process is a live garage server of node `i`.
+    fn live_pid(&self, i: usize) -> Option<u32> {
+        let pid = fs::read_to_string(self.pid_file(i)).ok()?.trim().parse().ok()?;
+        is_node_process(pid, &self.config(i)).then_some(pid)
+    }
+
+    /// Whether node `i`'s process runs and its S3 API accepts connections.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.live_pid(i).is_some() && TcpStream::connect(self.s3_addr(i)).is_ok()
+    }
+
+    /// SIGKILLs node `i` (by its pid file) and waits until it is gone. The returned guard
+    /// restarts it when dropped; until then no other test can kill a node (see the module doc).
+    /// Panics if node `i` is not running or this thread already holds a guard.
+    #[must_use = "the node is restarted when the guard is dropped"]
+    pub fn kill_node(&self, i: usize) -> KilledNode<'_> {
+        assert!(
+            !HOLDS_GUARD.get(),
+            "this test already has a Garage node down; one node at a time (restart it first)"
+        );
+        let lock_path = self.dir.join("faults.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
+        // Waits while another test has a node down.
+        lock.lock()
+            .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+        let Some(pid) = self.live_pid(i) else {
+            panic!(
+                "garage node {i} is not running (pid file {}); was it killed and not restarted?",
+                self.pid_file(i).display()
+            );
+        };
+        HOLDS_GUARD.set(true);
+        let guard = KilledNode {
+            cluster: self,
+            node: i,
+            _lock: lock,
+            restarted: false,
+        };
+        signal_kill(pid);
+        let t0 = Instant::now();
+        while is_node_process(pid, &self.config(i)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "garage node {i} (pid {pid}) still runs 30 s after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        guard
+    }
+
+    /// Starts node `i` again (detached, with its config, logging to [`Cluster::log`]) unless it
+    /// is up, writes its pid file, and waits until it answers on its S3 port and every node
+    /// reports all nodes connected again. Panics (with the end of its log) if it does not
+    /// rejoin within 90 s.
+    pub fn start_node(&self, i: usize) {
+        if let Err(e) = self.try_start_node(i) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_start_node(&self, i: usize) -> Result<(), String> {
+        if self.live_pid(i).is_none() {
+            self.spawn_detached(i)?;
+        }
+        let t0 = Instant::now();
+        while TcpStream::connect(self.s3_addr(i)).is_err() {
+            if self.live_pid(i).is_none() {
+                return Err(format!("garage node {i} exited after its restart; {}", self.log_tail(i)));
+            }
+            if t0.elapsed() > REJOIN_TIMEOUT {
+                return Err(format!(
+                    "garage node {i} does not listen on {} {} s after its restart; {}",
+                    self.s3_addr(i),
+                    REJOIN_TIMEOUT.as_secs(),
+                    self.log_tail(i)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The node reconnects by itself (it keeps its peer list); asking it to connect to
+        // the others speeds that up. Errors only mean: not ready yet.
+        for other in (0..NODES).filter(|&o| o != i) {
+            if let Some(peer) = self.node_id(other) {
+                let _ = self
+                    .cli(i)
+                    .args(["node", "connect", &peer])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        loop {
+            let unhealthy: Vec<String> = (0..NODES)
+                .filter_map(|n| match self.health(n) {
+                    Ok(h) if is_healthy(&h) => None,
+                    Ok(h) => Some(format!("node {n}: {h}")),
+                    Err(e) => Some(format!("node {n}: {e}")),
+                })
+                .collect();
+            if unhealthy.is_empty() {
+                return Ok(());
+            }
+            if t0.elapsed() > REJOIN_TIMEOUT {
+                return Err(format!(
+                    "garage node {i} did not rejoin the cluster within {} s: {}; {}",
+                    REJOIN_TIMEOUT.as_secs(),
+                    unhealthy.join("; "),
+                    self.log_tail(i)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until every node reports the whole cluster connected (e.g. before a test that
+    /// needs all three copies). Panics after 90 s.
+    pub fn wait_healthy(&self) {
+        let t0 = Instant::now();
+        for n in 0..NODES {
+            loop {
+                let last = match self.health(n) {
+                    Ok(h) if is_healthy(&h) => break,
+                    Ok(h) => h.to_string(),
+                    Err(e) => e,
+                };
+                assert!(
+                    t0.elapsed() < REJOIN_TIMEOUT,
+                    "the garage cluster is not healthy on node {n} after {} s: {last}",
+                    REJOIN_TIMEOUT.as_secs()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// `garage json-api GetClusterHealth` asked of node `n`.
+    fn health(&self, n: usize) -> Result<Value, String> {
+        let out = self
+            .cli(n)
+            .args(["json-api", "GetClusterHealth"])
+            .output()
+            .map_err(|e| format!("run {}: {e}", self.bin.display()))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("GetClusterHealth printed no JSON: {e}"))
+    }
+
+    /// `<node id>@<rpc address>` of node `n` (read from its metadata dir, works when it is down).
+    fn node_id(&self, n: usize) -> Option<String> {
+        let out = self.cli(n).args(["node", "id", "-q"]).stderr(Stdio::null()).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && text.contains('@')).then_some(text)
+    }
+
+    /// Starts `garage -c node{i+1}.toml server` through `sh ... &`, so it is nobody's child
+    /// here (reparented to init when sh exits) and in its own process group (a test's timeout
+    /// does not kill it), then records its pid.
+    fn spawn_detached(&self, i: usize) -> Result<(), String> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#""$0" -c "$1" server >>"$2" 2>&1 </dev/null & echo $!"#)
+            .arg(&self.bin)
+            .arg(self.config(i))
+            .arg(self.log(i))
+            .env("RUST_LOG", "garage=info")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let out = cmd.output().map_err(|e| format!("start sh for garage node {i}: {e}"))?;
+        let pid: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| format!("starting garage node {i}: sh printed no pid ({})", out.status))?;
+        let pid_file = self.pid_file(i);
+        let tmp = pid_file.with_extension("pid.tmp");
+        fs::write(&tmp, format!("{pid}\n"))
+            .and_then(|()| fs::rename(&tmp, &pid_file))
+            .map_err(|e| format!("write {}: {e}", pid_file.display()))
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let text = fs::read_to_string(self.log(i)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "last lines of {}:\n{}",
+            self.log(i).display(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )
+    }
+}
+
+/// All storage nodes connected and every partition complete.
+fn is_healthy(h: &Value) -> bool {
+    let n = |k: &str| h[k].as_u64();
+    h["status"] == "healthy"
+        && n("storageNodes") == Some(NODES as u64)
+        && n("storageNodesOk") == Some(NODES as u64)
+        && n("partitions").is_some_and(|p| p > 0)
+        && n("partitionsAllOk") == n("partitions")
+}
+
+/// Whether `pid` is a live (not zombie) garage process running `config`.
+fn is_node_process(pid: u32, config: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let config = config.as_os_str().as_encoded_bytes();
+    let runs_config = args.windows(2).any(|w| w[0] == b"-c" && w[1] == config);
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true);
+    runs_config && !zombie
+}
+
+fn signal_kill(pid: u32) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let pid = i32::try_from(pid).expect("pid fits in i32");
+    assert!(pid > 1, "refusing to signal pid {pid}");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// A node killed by [`Cluster::kill_node`]; restarted by [`KilledNode::restart`] or when
+/// dropped. Holds the cluster's fault lock until then.
+#[derive(Debug)]
+pub struct KilledNode<'a> {
+    cluster: &'a Cluster,
+    node: usize,
+    _lock: fs::File,
+    restarted: bool,
+}
+
+impl KilledNode<'_> {
+    /// The killed node's index.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+
+    /// Restarts the node and waits until it has rejoined (see [`Cluster::start_node`]).
+    pub fn restart(mut self) {
+        self.restarted = true;
+        self.cluster.start_node(self.node);
+    }
+}
+
+impl Drop for KilledNode<'_> {
+    fn drop(&mut self) {
+        HOLDS_GUARD.set(false);
+        if self.restarted {
+            return;
+        }
+        if let Err(e) = self.cluster.try_start_node(self.node) {
+            if std::thread::panicking() {
+                eprintln!("restarting garage node {} after a failed test: {e}", self.node);
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
