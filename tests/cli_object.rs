@@ -81,8 +81,11 @@ fn a_plan_on_the_bucket_alone_lists_verifies_prunes_and_restores_from_it() {
     env.write_config(&config(&env, &bucket, &db, "", "retention = { keep_last = 2 }"));
     let op = raw(&cluster);
     // Someone else's file under the prefix: never listed, never deleted.
-    op.write(&format!("{}/nightly/notes/readme.txt", bucket.prefix), b"not a pack".to_vec())
-        .expect("foreign object");
+    op.write(
+        &format!("{}/nightly/notes/readme.txt", bucket.prefix),
+        b"not a pack".to_vec(),
+    )
+    .expect("foreign object");
 
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -98,7 +101,12 @@ fn a_plan_on_the_bucket_alone_lists_verifies_prunes_and_restores_from_it() {
     }
     // keep_last = 2 after every run: the oldest went, the foreign object stayed.
     let list = env.run(&["list", "nightly", "--json"]).ok().json();
-    let listed: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, [ids[1].as_str(), ids[2].as_str()], "{list}");
     assert!(keys(&op, &bucket.prefix).contains(&format!("{}/nightly/notes/readme.txt", bucket.prefix)));
     assert!(
@@ -107,10 +115,15 @@ fn a_plan_on_the_bucket_alone_lists_verifies_prunes_and_restores_from_it() {
     );
     // Nothing of the packs is on this host: staging is empty, and every read goes to the bucket.
     let staging = env.path("state/staging");
-    assert!(packrat_e2e::subdirs(&staging).is_empty(), "{:?}", packrat_e2e::subdirs(&staging));
+    assert!(
+        packrat_e2e::subdirs(&staging).is_empty(),
+        "{:?}",
+        packrat_e2e::subdirs(&staging)
+    );
     env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
     let to = env.path("restored.db");
-    env.run(&["restore", "--latest", "nightly", "--to", to.to_str().unwrap()]).ok();
+    env.run(&["restore", "--latest", "nightly", "--to", to.to_str().unwrap()])
+        .ok();
     assert_eq!(dump(&to), dump(&db));
     // A flipped byte in the bucket is found by verify and refused by restore.
     let victim = format!("{}/nightly/{}/sqlite/app_db.db", bucket.prefix, ids[2]);
@@ -120,7 +133,13 @@ fn a_plan_on_the_bucket_alone_lists_verifies_prunes_and_restores_from_it() {
     let v = env.run(&["verify", "--latest", "nightly"]);
     assert_eq!(v.code, 1, "{}", v.all());
     assert!(v.all().contains("sqlite/app_db.db"), "{}", v.all());
-    let r = env.run(&["restore", "--latest", "nightly", "--to", env.path("r2.db").to_str().unwrap()]);
+    let r = env.run(&[
+        "restore",
+        "--latest",
+        "nightly",
+        "--to",
+        env.path("r2.db").to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(!env.path("r2.db").exists());
     // doctor checks the bucket.
@@ -149,7 +168,10 @@ fn a_garage_node_killed_mid_upload_does_not_stop_the_job() {
     let t = Instant::now();
     while !keys(&op, &bucket.prefix).iter().any(|k| k.ends_with(".packrat-upload")) {
         assert!(t.elapsed() < Duration::from_secs(120), "the upload never started");
-        assert!(child.try_wait().unwrap().is_none(), "the job ended before its upload started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before its upload started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = cluster.kill_node(2);
@@ -162,7 +184,8 @@ fn a_garage_node_killed_mid_upload_does_not_stop_the_job() {
     killed.restart();
     env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
     let to = env.path("restored.db");
-    env.run(&["restore", "--latest", "nightly", "--to", to.to_str().unwrap()]).ok();
+    env.run(&["restore", "--latest", "nightly", "--to", to.to_str().unwrap()])
+        .ok();
     assert_eq!(integrity(&to), integrity(&db));
 }
 
@@ -188,7 +211,10 @@ fn two_nodes_down_fail_the_job_naming_the_endpoint_and_the_next_run_succeeds() {
         let job = &run.json()["job"];
         assert_eq!(job["status"], "failed", "{job}");
         let detail = job["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains(&cluster.endpoint), "the error names the endpoint: {detail}");
+        assert!(
+            detail.contains(&cluster.endpoint),
+            "the error names the endpoint: {detail}"
+        );
         second.restart();
         first.restart();
     }
@@ -210,19 +236,33 @@ fn packrat_killed_mid_upload_leaves_no_pack_and_the_next_run_removes_its_objects
     env.write_config(&config(&env, &bucket, &db, "", ""));
     let op = raw(&cluster);
     let uploading = || keys(&op, &bucket.prefix).iter().any(|k| k.ends_with(".packrat-upload"));
-    let killed = run_and_kill_after(&mut env.cmd().args(["run", "nightly"]), &uploading, Duration::from_millis(300));
+    let killed = run_and_kill_after(
+        env.cmd().args(["run", "nightly"]),
+        &uploading,
+        Duration::from_millis(300),
+    );
     assert!(killed.was_killed(), "the run finished before the kill");
     let left = keys(&op, &bucket.prefix);
     assert!(left.iter().any(|k| k.ends_with(".packrat-upload")), "{left:?}");
-    assert!(!left.iter().any(|k| k.ends_with("manifest.json")), "no manifest: {left:?}");
+    assert!(
+        !left.iter().any(|k| k.ends_with("manifest.json")),
+        "no manifest: {left:?}"
+    );
     let list = env.run(&["list", "nightly", "--json"]).ok().json();
-    assert_eq!(list.as_array().unwrap().len(), 0, "a prefix without a manifest is no pack: {list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "a prefix without a manifest is no pack: {list}"
+    );
     // The next run completes, and its after-job step removes the dead job's objects.
     let run = env.run(&["run", "nightly", "--json"]).ok().json();
     assert_eq!(run["job"]["status"], "completed", "{run}");
     let id = run["pack"]["id"].as_str().unwrap().to_string();
     let left = keys(&op, &bucket.prefix);
-    assert!(left.iter().all(|k| k.contains(&id)), "only the new pack is left: {left:?}");
+    assert!(
+        left.iter().all(|k| k.contains(&id)),
+        "only the new pack is left: {left:?}"
+    );
     assert!(!left.iter().any(|k| k.ends_with(".packrat-upload")), "{left:?}");
 }
 
@@ -242,10 +282,18 @@ fn a_wrong_secret_fails_with_what_to_do_and_never_shows_the_secret() {
     env.write_config(&cfg);
     let run = env.run(&["run", "nightly"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.all().contains("check access_key_id/secret_access_key"), "{}", run.all());
+    assert!(
+        run.all().contains("check access_key_id/secret_access_key"),
+        "{}",
+        run.all()
+    );
     assert!(!run.all().contains(secret), "{}", run.all());
     let doctor = env.run(&["doctor"]);
     assert_eq!(doctor.code, 1, "{}", doctor.all());
-    assert!(doctor.all().contains("check access_key_id/secret_access_key"), "{}", doctor.all());
+    assert!(
+        doctor.all().contains("check access_key_id/secret_access_key"),
+        "{}",
+        doctor.all()
+    );
     assert!(!doctor.all().contains(secret), "{}", doctor.all());
 }

@@ -117,7 +117,10 @@ impl Cluster {
 
     /// `node{i+1}.toml`.
     pub fn config(&self, i: usize) -> PathBuf {
-        assert!(i < NODES, "node {i} does not exist: the test cluster has nodes 0..{NODES}");
+        assert!(
+            i < NODES,
+            "node {i} does not exist: the test cluster has nodes 0..{NODES}"
+        );
         self.dir.join(format!("node{}.toml", i + 1))
     }
 
@@ -216,7 +219,10 @@ impl Cluster {
         let t0 = Instant::now();
         while TcpStream::connect(self.s3_addr(i)).is_err() {
             if self.live_pid(i).is_none() {
-                return Err(format!("garage node {i} exited after its restart; {}", self.log_tail(i)));
+                return Err(format!(
+                    "garage node {i} exited after its restart; {}",
+                    self.log_tail(i)
+                ));
             }
             if t0.elapsed() > REJOIN_TIMEOUT {
                 return Err(format!(
@@ -299,7 +305,12 @@ impl Cluster {
 
     /// `<node id>@<rpc address>` of node `n` (read from its metadata dir, works when it is down).
     fn node_id(&self, n: usize) -> Option<String> {
-        let out = self.cli(n).args(["node", "id", "-q"]).stderr(Stdio::null()).output().ok()?;
+        let out = self
+            .cli(n)
+            .args(["node", "id", "-q"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         (out.status.success() && text.contains('@')).then_some(text)
     }
