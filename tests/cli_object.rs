@@ -99,6 +99,13 @@ fn a_plan_on_the_bucket_alone_lists_verifies_prunes_and_restores_from_it() {
         ids.push(run["pack"]["id"].as_str().unwrap().to_string());
         std::thread::sleep(Duration::from_millis(1100)); // distinct pack ids
     }
+    // status shows what the bucket received.
+    let status = env.run(&["status", "--json"]).ok().json();
+    let offsite = &status["sinks"]["offsite"];
+    assert_eq!(offsite["type"], "s3", "{status}");
+    assert_eq!(offsite["packs"], 3, "{status}");
+    assert!(offsite["bytes"].as_u64().unwrap() > 0, "{status}");
+    assert!(env.run(&["status"]).ok().stdout.contains("sink offsite"));
     // keep_last = 2 after every run: the oldest went, the foreign object stayed.
     let list = env.run(&["list", "nightly", "--json"]).ok().json();
     let listed: Vec<&str> = list

@@ -88,6 +88,7 @@ fn print_daemon(v: &StatusResponse) {
             p.schedule.as_deref().unwrap_or("-"),
         );
     }
+    crate::output::print_sinks(&v.sinks);
     for a in &v.alerts {
         outln!("alert {} {}: {}", a.severity, a.key, a.message);
     }

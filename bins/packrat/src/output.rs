@@ -245,6 +245,8 @@ pub struct Status {
     pub active_jobs: Vec<Job>,
     /// Every plan of the config (and any plan with jobs).
     pub plans: BTreeMap<String, PlanStatus>,
+    /// What every sink received (bytes, packs, the last upload).
+    pub sinks: BTreeMap<String, packrat_app::api::SinkActivity>,
 }
 
 impl Status {
@@ -283,6 +285,7 @@ impl Status {
             },
             active_jobs: state.active_jobs()?,
             plans,
+            sinks: packrat_app::api::sink_activity(cfg, &state.jobs(&backup_core::state::JobFilter::default())?),
         })
     }
 
@@ -310,5 +313,22 @@ impl Status {
                 p.consecutive_failures
             );
         }
+        print_sinks(&self.sinks);
+    }
+}
+
+/// The sinks' lines of `status`: packs and bytes received, the last one.
+pub fn print_sinks(sinks: &BTreeMap<String, packrat_app::api::SinkActivity>) {
+    for (name, a) in sinks {
+        outln!(
+            "  sink {name:<11} {:<12} {} packs, {:.2} MB received; last: {}",
+            a.kind,
+            a.packs,
+            a.bytes as f64 / 1e6,
+            match a.last_job {
+                Some(job) => format!("job {job} {}", when(a.last_at)),
+                None => "never".into(),
+            }
+        );
     }
 }

@@ -206,6 +206,7 @@ pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
         active_jobs: st.active_jobs()?,
         plans,
         alerts: d.alert_store().list(false)?,
+        sinks: packrat_app::api::sink_activity(&d.cfg, &st.jobs(&backup_core::state::JobFilter::default())?),
     })
 }
 

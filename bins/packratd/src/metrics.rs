@@ -155,5 +155,44 @@ pub fn render(d: &Daemon) -> Result<String> {
             a.severity.as_str()
         );
     }
+    let sinks = packrat_app::api::sink_activity(&d.cfg, &jobs);
+    header(
+        &mut out,
+        "packrat_sink_stored_bytes_total",
+        "counter",
+        "Bytes of the packs each sink received (uploaded, for a bucket), from the job records.",
+    );
+    for (name, a) in &sinks {
+        let _ = writeln!(
+            out,
+            "packrat_sink_stored_bytes_total{{sink=\"{}\",type=\"{}\"}} {}",
+            label(name),
+            a.kind,
+            a.bytes
+        );
+    }
+    header(
+        &mut out,
+        "packrat_sink_stored_packs_total",
+        "counter",
+        "Packs each sink received.",
+    );
+    for (name, a) in &sinks {
+        let _ = writeln!(out, "packrat_sink_stored_packs_total{{sink=\"{}\"}} {}", label(name), a.packs);
+    }
+    header(
+        &mut out,
+        "packrat_sink_last_stored_timestamp_seconds",
+        "gauge",
+        "When each sink last received a pack (0: never).",
+    );
+    for (name, a) in &sinks {
+        let _ = writeln!(
+            out,
+            "packrat_sink_last_stored_timestamp_seconds{{sink=\"{}\"}} {}",
+            label(name),
+            a.last_at.map_or(0, |t| t.timestamp())
+        );
+    }
     Ok(out)
 }

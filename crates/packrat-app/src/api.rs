@@ -48,6 +48,56 @@ pub struct StatusResponse {
     pub plans: BTreeMap<String, PlanStatus>,
     /// Alerts firing now.
     pub alerts: Vec<Alert>,
+    /// What every sink received (bytes, packs, the last upload), from the job records.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkActivity>,
+}
+
+/// What one sink received, from the job records: a completed job's pack counts for the plan's
+/// first sink, and for its further sinks (replicas, buckets) when the job's replication
+/// succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkActivity {
+    /// The sink's `type` (`local`, `cifs-replica`, `s3`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Packs stored (uploaded) there.
+    pub packs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// When the last one was stored (its job's end).
+    pub last_at: Option<DateTime<Utc>>,
+    /// The job of the last one.
+    pub last_job: Option<JobId>,
+}
+
+/// [`SinkActivity`] of every sink of `cfg`, from `jobs` (any order).
+pub fn sink_activity(cfg: &crate::config::Config, jobs: &[Job]) -> BTreeMap<String, SinkActivity> {
+    let mut out: BTreeMap<String, SinkActivity> = cfg
+        .sinks
+        .iter()
+        .map(|(name, s)| {
+            let a = SinkActivity {
+                kind: s.kind().to_string(),
+                ..SinkActivity::default()
+            };
+            (name.clone(), a)
+        })
+        .collect();
+    for j in jobs.iter().filter(|j| j.status == backup_core::JobStatus::Completed) {
+        let Some(plan) = cfg.plans.get(&j.plan) else { continue };
+        for (i, sink) in plan.sinks.iter().enumerate() {
+            let reached = i == 0 || j.replication == backup_core::ReplicationStatus::Succeeded;
+            let Some(a) = out.get_mut(sink).filter(|_| reached) else { continue };
+            a.packs += 1;
+            a.bytes += j.bytes;
+            if j.finished_at > a.last_at {
+                a.last_at = j.finished_at;
+                a.last_job = Some(j.id);
+            }
+        }
+    }
+    out
 }
 
 /// Job statistics (the MES status file's numbers).
