@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use backup_core::state::JobFilter;
-use backup_core::{JobStatus, ReplicationStatus, Sink, StateStore};
+use backup_core::{ErrorKind, JobStatus, ReplicationStatus, Sink, StateStore};
 use clap::Args;
 use packrat_app::config::{Config, SinkConfig};
 use serde::Serialize;
@@ -154,6 +154,29 @@ pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
                 let sink = CifsReplicaSink::from_config(name, c);
                 out.extend(replica_checks(name, &sink).await);
             }
+            SinkConfig::S3(c) => match wire::sink(cfg, name) {
+                Ok(sink) => out.push(match sink.check().await {
+                    Ok(()) => Check::ok(
+                        format!("bucket {name}"),
+                        format!("{} answers and accepts the credentials", sink.location()),
+                    ),
+                    Err(e) => {
+                        let fix = match e.kind() {
+                            ErrorKind::Denied => format!(
+                                "check sinks.{name}.access_key_id_*/secret_access_key_* and that the key may read and write bucket {}",
+                                c.bucket
+                            ),
+                            ErrorKind::NotFound => {
+                                format!("create bucket {} on the store or fix sinks.{name}.bucket", c.bucket)
+                            }
+                            ErrorKind::Config => format!("fix sinks.{name} (endpoint, region, path_style, credentials)"),
+                            _ => format!("check that {} is reachable from this host and the store is up", c.endpoint),
+                        };
+                        Check::fail(format!("bucket {name}"), e.chain(), fix)
+                    }
+                }),
+                Err(e) => out.push(Check::fail(format!("bucket {name}"), e.message, "fix the config")),
+            },
             _ => match wire::sink(cfg, name) {
                 Ok(sink) => out.push(match sink.check().await {
                     Ok(()) => Check::ok(

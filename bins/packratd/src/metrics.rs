@@ -178,7 +178,12 @@ pub fn render(d: &Daemon) -> Result<String> {
         "Packs each sink received.",
     );
     for (name, a) in &sinks {
-        let _ = writeln!(out, "packrat_sink_stored_packs_total{{sink=\"{}\"}} {}", label(name), a.packs);
+        let _ = writeln!(
+            out,
+            "packrat_sink_stored_packs_total{{sink=\"{}\"}} {}",
+            label(name),
+            a.packs
+        );
     }
     header(
         &mut out,

@@ -88,7 +88,9 @@ pub fn sink_activity(cfg: &crate::config::Config, jobs: &[Job]) -> BTreeMap<Stri
         let Some(plan) = cfg.plans.get(&j.plan) else { continue };
         for (i, sink) in plan.sinks.iter().enumerate() {
             let reached = i == 0 || j.replication == backup_core::ReplicationStatus::Succeeded;
-            let Some(a) = out.get_mut(sink).filter(|_| reached) else { continue };
+            let Some(a) = out.get_mut(sink).filter(|_| reached) else {
+                continue;
+            };
             a.packs += 1;
             a.bytes += j.bytes;
             if j.finished_at > a.last_at {
