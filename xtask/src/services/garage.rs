@@ -107,8 +107,7 @@ fn binary_works(bin: &Path) -> bool {
 
 /// `garage --version` prints e.g. `garage v2.5.0 [features: ...]`.
 fn version_matches(out: &str) -> bool {
-    out.split_whitespace()
-        .any(|w| w.trim_start_matches('v') == VERSION)
+    out.split_whitespace().any(|w| w.trim_start_matches('v') == VERSION)
 }
 
 /// Whether the cached binary is present and works (the prerequisite check).
@@ -247,7 +246,10 @@ impl Health {
 
 fn parse_health(out: &str) -> Result<Health> {
     let v: Value = serde_json::from_str(out).context("GetClusterHealth did not print JSON")?;
-    let num = |k: &str| v[k].as_u64().with_context(|| format!("GetClusterHealth: no number {k:?} in {v}"));
+    let num = |k: &str| {
+        v[k].as_u64()
+            .with_context(|| format!("GetClusterHealth: no number {k:?} in {v}"))
+    };
     Ok(Health {
         status: v["status"]
             .as_str()
@@ -407,7 +409,9 @@ impl Garage {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let child = cmd.spawn().with_context(|| format!("start {}", util::display_cmd(&cmd)))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", util::display_cmd(&cmd)))?;
         fs::write(Self::pid_file(n), format!("{}\n", child.id()))?;
         self.children.push(child);
         Ok(())
@@ -424,7 +428,10 @@ impl Garage {
                 return Ok(());
             }
             if let Some(status) = self.children[n - 1].try_wait()? {
-                bail!("garage node {n} exited ({status}) before listening; {}", Self::log_tail(n));
+                bail!(
+                    "garage node {n} exited ({status}) before listening; {}",
+                    Self::log_tail(n)
+                );
             }
             if t0.elapsed() > READY_TIMEOUT {
                 bail!(
@@ -608,7 +615,10 @@ impl Service for Garage {
                 break;
             }
             if t0.elapsed() > READY_TIMEOUT {
-                bail!("garage nodes did not all connect within {} s (up: {up:?})", READY_TIMEOUT.as_secs());
+                bail!(
+                    "garage nodes did not all connect within {} s (up: {up:?})",
+                    READY_TIMEOUT.as_secs()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -680,7 +690,9 @@ mod tests {
 
     #[test]
     fn version_is_read_from_garage_version_output() {
-        assert!(version_matches("garage v2.5.0 [features: k2v, lmdb, sqlite, metrics, bundled-libs]\n"));
+        assert!(version_matches(
+            "garage v2.5.0 [features: k2v, lmdb, sqlite, metrics, bundled-libs]\n"
+        ));
         assert!(!version_matches("garage v2.5.1 [features: sqlite]"));
         assert!(!version_matches("garage v1.2.0"));
         assert!(!version_matches(""));
