@@ -55,6 +55,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Debug, Default)]
 pub struct Garage {
     children: Vec<Child>,
+    /// Whether this instance took the cluster over in `start` (then `stop` kills the nodes;
+    /// otherwise they belong to another xtask and are left alone).
+    owns: bool,
 }
 
 /// The ports of one node.
@@ -366,6 +369,9 @@ impl Garage {
     }
 
     fn stop_all(&mut self) -> Result<()> {
+        if !self.owns {
+            return Ok(());
+        }
         let mut problems = Vec::new();
         for n in 1..=NODES {
             if let Err(e) = self.kill_node(n) {
@@ -375,6 +381,9 @@ impl Garage {
         for mut child in self.children.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if fs::read_to_string(Self::owner_file()).is_ok_and(|p| p.trim() == std::process::id().to_string()) {
+            let _ = fs::remove_file(Self::owner_file());
         }
         if problems.is_empty() {
             Ok(())
@@ -527,6 +536,45 @@ impl Garage {
         Ok(())
     }
 
+    /// `owner.pid`: the xtask process that started the cluster.
+    fn owner_file() -> PathBuf {
+        Self::dir().join("owner.pid")
+    }
+
+    /// Fails if another live xtask (e.g. a `services up` in another shell) runs this cluster:
+    /// starting would kill it under that run's tests.
+    fn check_not_owned_by_another_xtask() -> Result<()> {
+        let Ok(text) = fs::read_to_string(Self::owner_file()) else {
+            return Ok(());
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            return Ok(());
+        };
+        if pid == std::process::id() {
+            return Ok(());
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let is_xtask = cmdline
+            .split(|&b| b == 0)
+            .next()
+            .is_some_and(|a| a.rsplit(|&b| b == b'/').next() == Some(b"xtask"));
+        let nodes_alive = (1..=NODES).any(|n| {
+            fs::read_to_string(Self::pid_file(n))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|p| is_our_node(p, &Self::config(n)))
+        });
+        if is_xtask && nodes_alive {
+            bail!(
+                "the garage cluster in {} is running, started by xtask pid {pid} (`cargo xtask services up` \
+                 or `ci`); use it (`source target/ci-services/env.sh` or `garage.env.sh`) or stop it first \
+                 (`cargo xtask services down`, with `--only garage` if it was started so)",
+                Self::dir().display()
+            );
+        }
+        Ok(())
+    }
+
     /// Kills nodes of an earlier run whose pid files are still there.
     fn kill_leftovers(&mut self) {
         for n in 1..=NODES {
@@ -549,11 +597,14 @@ impl Service for Garage {
     }
 
     fn start(&mut self) -> Result<Vec<(String, String)>> {
+        Self::check_not_owned_by_another_xtask()?;
+        self.owns = true;
         self.kill_leftovers();
         let bin = ensure_installed()?;
         let dir = Self::dir();
         util::remove_path(&dir)?;
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        fs::write(Self::owner_file(), format!("{}\n", std::process::id()))?;
 
         let rpc_secret = random_hex()?;
         let admin_token = random_hex()?;
