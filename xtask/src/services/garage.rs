@@ -108,9 +108,13 @@ fn binary_works(bin: &Path) -> bool {
             .is_ok_and(|o| o.status.success() && version_matches(&String::from_utf8_lossy(&o.stdout)))
 }
 
-/// `garage --version` prints e.g. `garage v2.5.0 [features: ...]`.
+/// `garage --version` prints `garage v2.5.0 [features: ...]` for a build from git, `garage
+/// cargo:2.5.0 [...]` for one from crates.io.
 fn version_matches(out: &str) -> bool {
-    out.split_whitespace().any(|w| w.trim_start_matches('v') == VERSION)
+    out.split_whitespace().nth(1).is_some_and(|w| {
+        let w = w.strip_prefix("cargo:").unwrap_or(w);
+        w.strip_prefix('v').unwrap_or(w) == VERSION
+    })
 }
 
 /// Whether the cached binary is present and works (the prerequisite check).
@@ -744,6 +748,11 @@ mod tests {
         assert!(version_matches(
             "garage v2.5.0 [features: k2v, lmdb, sqlite, metrics, bundled-libs]\n"
         ));
+        // What `cargo install garage` builds (measured).
+        assert!(version_matches(
+            "garage cargo:2.5.0 [features: bundled-libs, k2v, lmdb, metrics, sqlite]\n"
+        ));
+        assert!(!version_matches("garage cargo:2.5.01 [features: sqlite]"));
         assert!(!version_matches("garage v2.5.1 [features: sqlite]"));
         assert!(!version_matches("garage v1.2.0"));
         assert!(!version_matches(""));
