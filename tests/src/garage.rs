@@ -344,6 +344,107 @@ impl Cluster {
             .map_err(|e| format!("write {}: {e}", pid_file.display()))
     }
 
+    /// A `curl` request signed with the test key (SigV4) to node `i`'s S3 API for `path`
+    /// (`/<bucket>/<key>`, already percent-encoded); the credentials go through stdin (`-K -`,
+    /// see [`Cluster::run_s3`]), never on the command line. An S3 client independent of packrat, to check what a sink
+    /// stored.
+    pub fn s3_request(&self, i: usize, method: &str, path: &str) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "--silent",
+            "--show-error",
+            "--fail-with-body",
+            "--max-time",
+            "60",
+            "-K",
+            "-",
+            "-X",
+            method,
+        ])
+        .arg(format!("{}{path}", self.endpoints[i]));
+        cmd
+    }
+
+    /// Runs a command from [`Cluster::s3_request`]: the body it returned, or the error (curl's
+    /// message and S3's error document).
+    pub fn run_s3(&self, mut cmd: Command) -> Result<Vec<u8>, String> {
+        use std::io::Write as _;
+        let shown = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start curl: {e}"))?;
+        let config = format!(
+            "user = \"{}:{}\"\naws-sigv4 = \"aws:amz:{}:s3\"\n",
+            self.access_key_id, self.secret_access_key, self.region
+        );
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(config.as_bytes())
+            .map_err(|e| format!("write curl's config: {e}"))?;
+        let out = child.wait_with_output().map_err(|e| format!("wait for curl: {e}"))?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!(
+                "{shown} failed ({}): {} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        }
+    }
+
+    /// `/<bucket>/<key>` with the key percent-encoded (`/` kept).
+    fn object_path(&self, key: &str) -> String {
+        format!("/{}/{}", self.bucket, encode_key(key))
+    }
+
+    /// PUTs the file `body` as object `key` through node `i`.
+    pub fn put_object(&self, i: usize, key: &str, body: &Path) -> Result<(), String> {
+        let mut cmd = self.s3_request(i, "PUT", &self.object_path(key));
+        cmd.arg("--upload-file").arg(body);
+        self.run_s3(cmd).map(drop)
+    }
+
+    /// GETs object `key` through node `i` (whole, into memory: for small test objects).
+    pub fn get_object(&self, i: usize, key: &str) -> Result<Vec<u8>, String> {
+        self.run_s3(self.s3_request(i, "GET", &self.object_path(key)))
+    }
+
+    /// DELETEs object `key` through node `i`.
+    pub fn delete_object(&self, i: usize, key: &str) -> Result<(), String> {
+        self.run_s3(self.s3_request(i, "DELETE", &self.object_path(key)))
+            .map(drop)
+    }
+
+    /// The keys under `prefix` in the test bucket, listed through node `i` (ListObjectsV2,
+    /// every page).
+    pub fn list_keys(&self, i: usize, prefix: &str) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = format!("?list-type=2&prefix={}", encode_key(prefix).replace('/', "%2F"));
+            if let Some(t) = &token {
+                query.push_str(&format!("&continuation-token={}", encode_key(t).replace('/', "%2F")));
+            }
+            let body = self.run_s3(self.s3_request(i, "GET", &format!("/{}{query}", self.bucket)))?;
+            let xml = String::from_utf8_lossy(&body);
+            keys.extend(xml_values(&xml, "Key").into_iter().map(|k| xml_unescape(&k)));
+            token = xml_values(&xml, "NextContinuationToken")
+                .into_iter()
+                .next()
+                .map(|t| xml_unescape(&t));
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
     fn log_tail(&self, i: usize) -> String {
         let text = fs::read_to_string(self.log(i)).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -353,6 +454,36 @@ impl Cluster {
             lines[lines.len().saturating_sub(20)..].join("\n")
         )
     }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn encode_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The texts of every `<tag>…</tag>` in `xml` (flat, enough for S3 listings).
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close.as_str()).map(|(v, _)| v.to_owned()))
+        .collect()
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// All storage nodes connected and every partition complete.
@@ -424,5 +555,29 @@ impl Drop for KilledNode<'_> {
                 panic!("{e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_for_urls() {
+        assert_eq!(
+            encode_key("plan/2026-01-01T00:00:00Z/a b+c"),
+            "plan/2026-01-01T00%3A00%3A00Z/a%20b%2Bc"
+        );
+        assert_eq!(encode_key("ü"), "%C3%BC");
+    }
+
+    #[test]
+    fn listing_xml_is_read() {
+        let xml = "<ListBucketResult><Contents><Key>a/1</Key></Contents><Contents><Key>a/&amp;2</Key>\
+                   </Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>";
+        assert_eq!(xml_values(xml, "Key"), ["a/1", "a/&amp;2"]);
+        assert_eq!(xml_unescape("a/&amp;2&lt;"), "a/&2<");
+        assert_eq!(xml_values(xml, "NextContinuationToken"), ["tok"]);
+        assert!(xml_values("<x/>", "Key").is_empty());
     }
 }

@@ -55,6 +55,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Debug, Default)]
 pub struct Garage {
     children: Vec<Child>,
+    /// Whether this instance took the cluster over in `start` (then `stop` kills the nodes;
+    /// otherwise they belong to another xtask and are left alone).
+    owns: bool,
 }
 
 /// The ports of one node.
@@ -105,9 +108,13 @@ fn binary_works(bin: &Path) -> bool {
             .is_ok_and(|o| o.status.success() && version_matches(&String::from_utf8_lossy(&o.stdout)))
 }
 
-/// `garage --version` prints e.g. `garage v2.5.0 [features: ...]`.
+/// `garage --version` prints `garage v2.5.0 [features: ...]` for a build from git, `garage
+/// cargo:2.5.0 [...]` for one from crates.io.
 fn version_matches(out: &str) -> bool {
-    out.split_whitespace().any(|w| w.trim_start_matches('v') == VERSION)
+    out.split_whitespace().nth(1).is_some_and(|w| {
+        let w = w.strip_prefix("cargo:").unwrap_or(w);
+        w.strip_prefix('v').unwrap_or(w) == VERSION
+    })
 }
 
 /// Whether the cached binary is present and works (the prerequisite check).
@@ -366,6 +373,9 @@ impl Garage {
     }
 
     fn stop_all(&mut self) -> Result<()> {
+        if !self.owns {
+            return Ok(());
+        }
         let mut problems = Vec::new();
         for n in 1..=NODES {
             if let Err(e) = self.kill_node(n) {
@@ -375,6 +385,9 @@ impl Garage {
         for mut child in self.children.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if fs::read_to_string(Self::owner_file()).is_ok_and(|p| p.trim() == std::process::id().to_string()) {
+            let _ = fs::remove_file(Self::owner_file());
         }
         if problems.is_empty() {
             Ok(())
@@ -527,6 +540,45 @@ impl Garage {
         Ok(())
     }
 
+    /// `owner.pid`: the xtask process that started the cluster.
+    fn owner_file() -> PathBuf {
+        Self::dir().join("owner.pid")
+    }
+
+    /// Fails if another live xtask (e.g. a `services up` in another shell) runs this cluster:
+    /// starting would kill it under that run's tests.
+    fn check_not_owned_by_another_xtask() -> Result<()> {
+        let Ok(text) = fs::read_to_string(Self::owner_file()) else {
+            return Ok(());
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            return Ok(());
+        };
+        if pid == std::process::id() {
+            return Ok(());
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let is_xtask = cmdline
+            .split(|&b| b == 0)
+            .next()
+            .is_some_and(|a| a.rsplit(|&b| b == b'/').next() == Some(b"xtask"));
+        let nodes_alive = (1..=NODES).any(|n| {
+            fs::read_to_string(Self::pid_file(n))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|p| is_our_node(p, &Self::config(n)))
+        });
+        if is_xtask && nodes_alive {
+            bail!(
+                "the garage cluster in {} is running, started by xtask pid {pid} (`cargo xtask services up` \
+                 or `ci`); use it (`source target/ci-services/env.sh` or `garage.env.sh`) or stop it first \
+                 (`cargo xtask services down`, with `--only garage` if it was started so)",
+                Self::dir().display()
+            );
+        }
+        Ok(())
+    }
+
     /// Kills nodes of an earlier run whose pid files are still there.
     fn kill_leftovers(&mut self) {
         for n in 1..=NODES {
@@ -549,11 +601,14 @@ impl Service for Garage {
     }
 
     fn start(&mut self) -> Result<Vec<(String, String)>> {
+        Self::check_not_owned_by_another_xtask()?;
+        self.owns = true;
         self.kill_leftovers();
         let bin = ensure_installed()?;
         let dir = Self::dir();
         util::remove_path(&dir)?;
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        fs::write(Self::owner_file(), format!("{}\n", std::process::id()))?;
 
         let rpc_secret = random_hex()?;
         let admin_token = random_hex()?;
@@ -693,6 +748,11 @@ mod tests {
         assert!(version_matches(
             "garage v2.5.0 [features: k2v, lmdb, sqlite, metrics, bundled-libs]\n"
         ));
+        // What `cargo install garage` builds (measured).
+        assert!(version_matches(
+            "garage cargo:2.5.0 [features: bundled-libs, k2v, lmdb, metrics, sqlite]\n"
+        ));
+        assert!(!version_matches("garage cargo:2.5.01 [features: sqlite]"));
         assert!(!version_matches("garage v2.5.1 [features: sqlite]"));
         assert!(!version_matches("garage v1.2.0"));
         assert!(!version_matches(""));
