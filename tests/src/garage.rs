@@ -491,7 +491,8 @@ fn is_healthy(h: &Value) -> bool {
     let n = |k: &str| h[k].as_u64();
     h["status"] == "healthy"
         && n("storageNodes") == Some(NODES as u64)
-        && n("storageNodesOk") == Some(NODES as u64)
+        // `storageNodesUp` in Garage 2.5, `storageNodesOk` in 2.0.
+        && n("storageNodesUp").or(n("storageNodesOk")) == Some(NODES as u64)
         && n("partitions").is_some_and(|p| p > 0)
         && n("partitionsAllOk") == n("partitions")
 }

@@ -235,7 +235,7 @@ fn parse_node_id(out: &str) -> Result<(String, String)> {
 struct Health {
     status: String,
     storage_nodes: u64,
-    storage_nodes_ok: u64,
+    storage_nodes_up: u64,
     partitions: u64,
     partitions_all_ok: u64,
 }
@@ -245,7 +245,7 @@ impl Health {
     fn is_healthy(&self, nodes: u64) -> bool {
         self.status == "healthy"
             && self.storage_nodes == nodes
-            && self.storage_nodes_ok == nodes
+            && self.storage_nodes_up == nodes
             && self.partitions > 0
             && self.partitions_all_ok == self.partitions
     }
@@ -263,7 +263,8 @@ fn parse_health(out: &str) -> Result<Health> {
             .with_context(|| format!("GetClusterHealth: no \"status\" in {v}"))?
             .to_owned(),
         storage_nodes: num("storageNodes")?,
-        storage_nodes_ok: num("storageNodesOk")?,
+        // `storageNodesUp` in Garage 2.5 (measured), `storageNodesOk` in 2.0.
+        storage_nodes_up: num("storageNodesUp").or_else(|_| num("storageNodesOk"))?,
         partitions: num("partitions")?,
         partitions_all_ok: num("partitionsAllOk")?,
     })
@@ -820,18 +821,31 @@ mod tests {
 
     #[test]
     fn health_is_parsed_and_judged() {
-        let healthy = r#"{"status":"healthy","knownNodes":3,"connectedNodes":3,"storageNodes":3,
-            "storageNodesOk":3,"partitions":256,"partitionsQuorum":256,"partitionsAllOk":256}"#;
+        // Garage 2.5.0's output (measured).
+        let healthy = r#"{
+  "connectedNodes": 3,
+  "knownNodes": 3,
+  "partitions": 256,
+  "partitionsAllOk": 256,
+  "partitionsQuorum": 256,
+  "status": "healthy",
+  "storageNodes": 3,
+  "storageNodesUp": 3
+}"#;
         let h = parse_health(healthy).unwrap();
         assert!(h.is_healthy(3));
         assert!(!h.is_healthy(2));
         let degraded = r#"{"status":"degraded","knownNodes":3,"connectedNodes":2,"storageNodes":3,
-            "storageNodesOk":2,"partitions":256,"partitionsQuorum":256,"partitionsAllOk":0}"#;
+            "storageNodesUp":2,"partitions":256,"partitionsQuorum":256,"partitionsAllOk":0}"#;
         assert!(!parse_health(degraded).unwrap().is_healthy(3));
         // Before the layout is applied there are no storage nodes.
         let empty = r#"{"status":"unavailable","knownNodes":3,"connectedNodes":3,"storageNodes":0,
-            "storageNodesOk":0,"partitions":256,"partitionsQuorum":0,"partitionsAllOk":0}"#;
+            "storageNodesUp":0,"partitions":256,"partitionsQuorum":0,"partitionsAllOk":0}"#;
         assert!(!parse_health(empty).unwrap().is_healthy(3));
+        // Garage 2.0 named the count `storageNodesOk`.
+        let v20 = r#"{"status":"healthy","knownNodes":3,"connectedNodes":3,"storageNodes":3,
+            "storageNodesOk":3,"partitions":256,"partitionsQuorum":256,"partitionsAllOk":256}"#;
+        assert!(parse_health(v20).unwrap().is_healthy(3));
         assert!(parse_health("Error: no RPC").is_err());
         assert!(parse_health(r#"{"status":"healthy"}"#).is_err());
     }
