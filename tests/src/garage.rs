@@ -360,6 +360,9 @@ impl Cluster {
             "-",
             "-X",
             method,
+            // curl 7.88 signs the request but sends no payload hash, which S3 requires.
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
         ])
         .arg(format!("{}{path}", self.endpoints[i]));
         cmd

@@ -312,6 +312,58 @@ fn is_our_node(pid: u32, config: &Path) -> bool {
     is_garage && runs_config && !zombie
 }
 
+/// `curl` for one S3 request signed with SigV4; the credentials come through stdin (`-K -`,
+/// see [`run_curl`]), never on the command line.
+fn curl_s3(method: &str, url: &str) -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "--silent",
+        "--show-error",
+        "--fail-with-body",
+        "--max-time",
+        "30",
+        "-K",
+        "-",
+        "-X",
+        method,
+        // curl 7.88 signs the request but sends no payload hash, which S3 requires.
+        "-H",
+        "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+    ])
+    .arg(url);
+    cmd
+}
+
+/// Runs a [`curl_s3`] command with the key `(id, secret)`: its body, or an error with curl's
+/// message and S3's error document (neither holds the secret).
+fn run_curl(mut cmd: Command, (id, secret): (&str, &str)) -> Result<String> {
+    let shown = util::display_cmd(&cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    child
+        .stdin
+        .take()
+        .context("curl's stdin")?
+        .write_all(format!("user = \"{id}:{secret}\"\naws-sigv4 = \"aws:amz:{REGION}:s3\"\n").as_bytes())
+        .context("write curl's config")?;
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("wait for `{shown}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed ({}): {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 impl Garage {
     /// `target/ci-services/garage`.
     pub fn dir() -> PathBuf {
@@ -497,34 +549,16 @@ impl Garage {
 
     /// PUT an object through node 1 with the test key, GET it through the other nodes, DELETE.
     fn probe(dir: &Path, endpoints: &[String], key_id: &str, secret: &str) -> Result<()> {
-        // Credentials through a curl config file (mode 600), never on a command line.
-        let auth = dir.join("probe.curlrc");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&auth)
-            .with_context(|| format!("create {}", auth.display()))?;
-        writeln!(f, "user = \"{key_id}:{secret}\"")?;
-        writeln!(f, "aws-sigv4 = \"aws:amz:{REGION}:s3\"")?;
-        drop(f);
         let body = format!("packrat probe {}", random_hex()?);
         let body_file = dir.join("probe.body");
-        fs::write(&body_file, &body)?;
-        let curl = |method: &str, endpoint: &str| {
-            let mut cmd = Command::new("curl");
-            cmd.args(["--silent", "--show-error", "--fail", "--max-time", "30", "-K"])
-                .arg(&auth)
-                .args(["-X", method])
-                .arg(format!("{endpoint}/{BUCKET}/.xtask-probe"));
-            cmd
-        };
-        let mut put = curl("PUT", &endpoints[0]);
-        put.arg("--data-binary").arg(format!("@{}", body_file.display()));
-        util::stdout_of(&mut put).context("PUT a probe object through node 1")?;
+        fs::write(&body_file, &body).with_context(|| format!("write {}", body_file.display()))?;
+        let url = |endpoint: &str| format!("{endpoint}/{BUCKET}/.xtask-probe");
+        let creds = (key_id, secret);
+        let mut put = curl_s3("PUT", &url(&endpoints[0]));
+        put.arg("--upload-file").arg(&body_file);
+        run_curl(put, creds).context("PUT a probe object through node 1")?;
         for (i, endpoint) in endpoints.iter().enumerate().skip(1) {
-            let got = util::stdout_of(&mut curl("GET", endpoint))
+            let got = run_curl(curl_s3("GET", &url(endpoint)), creds)
                 .with_context(|| format!("GET the probe object through node {}", i + 1))?;
             if got != body {
                 bail!(
@@ -535,8 +569,7 @@ impl Garage {
                 );
             }
         }
-        util::stdout_of(&mut curl("DELETE", &endpoints[0])).context("DELETE the probe object")?;
-        let _ = fs::remove_file(&auth);
+        run_curl(curl_s3("DELETE", &url(&endpoints[0])), creds).context("DELETE the probe object")?;
         let _ = fs::remove_file(&body_file);
         Ok(())
     }
