@@ -37,6 +37,7 @@ sinks = ["offsite"]
 
 /// The raw bucket, to look at what lies under a prefix as an operator with another tool would.
 fn raw(cluster: &Cluster) -> opendal::blocking::Operator {
+    opendal::install_default();
     let op = opendal::Operator::new(
         opendal::services::S3::default()
             .endpoint(&cluster.endpoint)

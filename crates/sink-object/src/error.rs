@@ -64,15 +64,14 @@ fn advice(kind: ErrorKind) -> &'static str {
 /// The kind of an OpenDAL error.
 pub(crate) fn kind_of(e: &opendal::Error) -> ErrorKind {
     use opendal::ErrorKind as K;
-    if e.is_temporary() {
-        return ErrorKind::Unavailable;
-    }
     match e.kind() {
         K::NotFound => ErrorKind::NotFound,
         K::PermissionDenied => ErrorKind::Denied,
         K::ConfigInvalid => ErrorKind::Config,
         K::RateLimited => ErrorKind::Unavailable,
         K::AlreadyExists | K::ConditionNotMatch => ErrorKind::Busy,
+        // Temporary, or temporary and still failing after the retries (persistent).
+        _ if e.is_temporary() || e.is_persistent() => ErrorKind::Unavailable,
         _ => ErrorKind::Other,
     }
 }
@@ -84,8 +83,12 @@ pub(crate) fn message_of(e: &opendal::Error) -> String {
     if msg.is_empty() {
         msg = e.kind().to_string();
     }
-    // S3 error bodies are XML; keep the Code and Message when they are there.
+    // S3 error bodies are XML (or OpenDAL's parsed `S3Error { code: "…", message: "…" }`);
+    // keep the code and the message when they are there.
     if let (Some(code), Some(text)) = (xml_tag(&msg, "Code"), xml_tag(&msg, "Message")) {
+        return format!("{code}: {text}");
+    }
+    if let (Some(code), Some(text)) = (quoted_field(&msg, "code"), quoted_field(&msg, "message")) {
         return format!("{code}: {text}");
     }
     if msg.len() > 300 {
@@ -93,6 +96,12 @@ pub(crate) fn message_of(e: &opendal::Error) -> String {
         msg.push('…');
     }
     msg
+}
+
+fn quoted_field(text: &str, field: &str) -> Option<String> {
+    let start = text.find(&format!("{field}: \""))? + field.len() + 3;
+    let end = text[start..].find('"')? + start;
+    Some(text[start..end].to_string())
 }
 
 fn xml_tag(text: &str, tag: &str) -> Option<String> {
@@ -137,5 +146,8 @@ mod tests {
             xml_tag(body, "Code").zip(xml_tag(body, "Message")),
             Some(("AccessDenied".to_string(), "Forbidden: no such key".to_string()))
         );
+        let parsed = r#"S3Error { code: "AccessDenied", message: "Forbidden: Invalid signature", resource: "/b" }"#;
+        assert_eq!(quoted_field(parsed, "code").as_deref(), Some("AccessDenied"));
+        assert_eq!(quoted_field(parsed, "message").as_deref(), Some("Forbidden: Invalid signature"));
     }
 }

@@ -154,6 +154,8 @@ impl ObjectSink {
                 let id = cred("access_key_id", self.config.access_key_id_ref())?;
                 let secret = cred("secret_access_key", self.config.secret_access_key_ref())?;
                 let c = &self.config;
+                // The HTTP transport (reqwest with rustls); first call installs it, later ones are no-ops.
+                opendal::install_default();
                 let mut b = opendal::services::S3::default()
                     .endpoint(&c.endpoint)
                     .region(&c.region)
@@ -486,7 +488,7 @@ impl ObjectSink {
                         .await
                         .map_err(self.store_err("delete", &dir))?;
                     info!(sink = %self.name, location = %self.url(&dir), job = marker.job, "removed the partial upload of a job that is gone");
-                    removed.push(PathBuf::from(self.url(&dir)));
+                    removed.push(PathBuf::from(self.url(dir.trim_end_matches('/'))));
                 }
             }
         }

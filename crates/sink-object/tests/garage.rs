@@ -98,6 +98,7 @@ async fn a_prefix_without_a_manifest_is_no_pack_and_only_dead_jobs_uploads_are_s
     let cfg = config("leftovers");
     let sink = ObjectSink::new("garage", cfg.clone());
     // The raw store, to put objects where a killed job or someone else would leave them.
+    opendal::install_default();
     let raw = opendal::Operator::new(
         opendal::services::S3::default()
             .endpoint(&cfg.endpoint)
