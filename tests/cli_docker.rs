@@ -159,7 +159,7 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
             "secret_access_key_env = \"PACKRAT_TEST_S3_SECRET_ACCESS_KEY\"",
         );
     assert!(
-        !config.contains("example.net") && !config.contains("/mnt/replica"),
+        !config.contains("endpoint = \"https://s3.backup.example.net") && !config.contains("path = \"/mnt/replica"),
         "{config}"
     );
     env.write_config(&config);

@@ -148,6 +148,9 @@ mod tests {
         );
         let parsed = r#"S3Error { code: "AccessDenied", message: "Forbidden: Invalid signature", resource: "/b" }"#;
         assert_eq!(quoted_field(parsed, "code").as_deref(), Some("AccessDenied"));
-        assert_eq!(quoted_field(parsed, "message").as_deref(), Some("Forbidden: Invalid signature"));
+        assert_eq!(
+            quoted_field(parsed, "message").as_deref(),
+            Some("Forbidden: Invalid signature")
+        );
     }
 }

@@ -225,7 +225,7 @@ impl ObjectSink {
                 (rel != MARKER).then(|| (rel, e.metadata().content_length()))
             })
             .collect();
-        ObjectPack::new(op, dir.clone(), self.url(&dir), manifest, files).map_err(ObjectError::Core)
+        Ok(ObjectPack::new(op, dir.clone(), self.url(&dir), manifest, files))
     }
 
     /// The sub-"directories" of `key` (`a/` entries of a non-recursive listing), names only.
