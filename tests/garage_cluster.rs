@@ -14,7 +14,7 @@ fn unique_key(name: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("garage-cluster-test/{name}/{}-{nanos} x:y", std::process::id())
+    format!("garage-cluster-test/{name}/{}-{nanos}/obj x:y", std::process::id())
 }
 
 fn body_file(dir: &tempfile::TempDir, name: &str, len: usize, seed: u8) -> (std::path::PathBuf, Vec<u8>) {
@@ -29,6 +29,8 @@ fn body_file(dir: &tempfile::TempDir, name: &str, len: usize, seed: u8) -> (std:
 #[test]
 fn an_object_written_through_one_node_is_read_and_listed_through_every_node() {
     let cluster = Cluster::from_env();
+    // Reads through nodes 1 and 2: no node may be killed meanwhile.
+    let _all = cluster.all_nodes_up();
     let tmp = tempfile::tempdir().unwrap();
     let (path, data) = body_file(&tmp, "obj", 300_000, 7);
     let key = unique_key("roundtrip");

@@ -20,6 +20,10 @@
 //!   every other test still has a quorum (2 of 3) for reads and writes. A test holds one guard
 //!   at a time.
 //! * Kill node 1 or 2: node 0 serves `PACKRAT_TEST_S3_ENDPOINT`, which the other tests use.
+//! * A test that talks to nodes 1 or 2 directly (e.g. reads back through every endpoint) holds
+//!   [`Cluster::all_nodes_up`] while it does: a shared lock on the same file, so no node is
+//!   killed meanwhile (killers wait for it, it waits for a killed node to be back). Tests that
+//!   use only `PACKRAT_TEST_S3_ENDPOINT`, or tolerate a down endpoint, need no lock.
 //!
 //! Node `i` (0..3) is the `i`-th entry of `PACKRAT_TEST_S3_ENDPOINTS`; its files are
 //! `node{i+1}.toml`, `node{i+1}.pid` and `node{i+1}/server.log` in `PACKRAT_TEST_GARAGE_DIR`.
@@ -40,7 +44,8 @@ pub const NODES: usize = 3;
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(90);
 
 thread_local! {
-    /// Whether this thread holds a [`KilledNode`] (a second one would wait for itself).
+    /// Whether this thread holds a [`KilledNode`] or an [`AllNodesUp`] (another one would
+    /// wait for itself).
     static HOLDS_GUARD: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -165,18 +170,13 @@ impl Cluster {
     pub fn kill_node(&self, i: usize) -> KilledNode<'_> {
         assert!(
             !HOLDS_GUARD.get(),
-            "this test already has a Garage node down; one node at a time (restart it first)"
+            "this test already holds a Garage guard (a node down, or all_nodes_up); drop it first: \
+             one node down at a time"
         );
-        let lock_path = self.dir.join("faults.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
-        // Waits while another test has a node down.
+        let lock = self.fault_lock();
+        // Waits while another test has a node down or needs all nodes up.
         lock.lock()
-            .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+            .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
         let Some(pid) = self.live_pid(i) else {
             panic!(
                 "garage node {i} is not running (pid file {}); was it killed and not restarted?",
@@ -199,7 +199,100 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        if let Err(e) = self.wait_seen_down(i) {
+            panic!("{e}");
+        }
         guard
+    }
+
+    /// Waits until every other node has noticed that node `i` is gone (closed its connection
+    /// to it). Until then a survivor may still send to the dead connection, and a node started
+    /// again in that window is not reconnected to at once: requests to it would fail with
+    /// `channel closed`, on top of any other node being down. Garage notices at its next
+    /// message to the node (a ping every 15 s); asking the survivor for node `i`'s info sends
+    /// one now.
+    fn wait_seen_down(&self, i: usize) -> Result<(), String> {
+        let Some(id) = self
+            .node_id(i)
+            .and_then(|a| a.split_once('@').map(|(id, _)| id.to_owned()))
+        else {
+            return Err(format!("cannot read node {i}'s id (garage node id)"));
+        };
+        let t0 = Instant::now();
+        loop {
+            let still_up: Vec<usize> = (0..NODES)
+                .filter(|&o| o != i && self.live_pid(o).is_some())
+                .filter(|&o| {
+                    let _ = self
+                        .cli(o)
+                        .args(["json-api", "GetNodeInfo", &format!(r#"{{"node":"{id}","body":null}}"#)])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    self.up_ids(o).map_or(true, |up| up.contains(&id))
+                })
+                .collect();
+            if still_up.is_empty() {
+                return Ok(());
+            }
+            if t0.elapsed() > REJOIN_TIMEOUT {
+                return Err(format!(
+                    "nodes {still_up:?} still see garage node {i} up {} s after it died",
+                    REJOIN_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The ids of the nodes node `o` sees up (`garage json-api GetClusterStatus`).
+    fn up_ids(&self, o: usize) -> Result<Vec<String>, String> {
+        let out = self
+            .cli(o)
+            .args(["json-api", "GetClusterStatus"])
+            .output()
+            .map_err(|e| format!("run {}: {e}", self.bin.display()))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        let v: Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("GetClusterStatus printed no JSON: {e}"))?;
+        Ok(v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["isUp"] == true)
+            .filter_map(|n| n["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Waits until no node is down (no test holds a [`KilledNode`]) and keeps every node up
+    /// while the returned guard lives: for tests that talk to nodes 1 and 2 directly. Many
+    /// tests may hold it at once; [`Cluster::kill_node`] waits for all of them.
+    #[must_use = "nodes may be killed again as soon as the guard is dropped"]
+    pub fn all_nodes_up(&self) -> AllNodesUp {
+        assert!(
+            !HOLDS_GUARD.get(),
+            "this test already holds a Garage guard (a node down, or all_nodes_up); drop it first"
+        );
+        let lock = self.fault_lock();
+        lock.lock_shared()
+            .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
+        HOLDS_GUARD.set(true);
+        let guard = AllNodesUp { _lock: lock };
+        self.wait_healthy();
+        guard
+    }
+
+    /// `faults.lock`: exclusive while a node is down, shared while a test needs all nodes.
+    fn fault_lock(&self) -> fs::File {
+        let path = self.dir.join("faults.lock");
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
     }
 
     /// Starts node `i` again (detached, with its config, logging to [`Cluster::log`]) unless it
@@ -214,6 +307,7 @@ impl Cluster {
 
     fn try_start_node(&self, i: usize) -> Result<(), String> {
         if self.live_pid(i).is_none() {
+            self.wait_seen_down(i)?;
             self.spawn_detached(i)?;
         }
         let t0 = Instant::now();
@@ -234,16 +328,20 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The node reconnects by itself (it keeps its peer list); asking it to connect to
-        // the others speeds that up. Errors only mean: not ready yet.
+        // The nodes reconnect by themselves (the others retry every 30 s); connecting them
+        // both ways now saves that wait. Errors only mean: not ready yet.
+        let me = self.node_id(i);
         for other in (0..NODES).filter(|&o| o != i) {
-            if let Some(peer) = self.node_id(other) {
-                let _ = self
-                    .cli(i)
-                    .args(["node", "connect", &peer])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+            let pairs = [(i, self.node_id(other)), (other, me.clone())];
+            for (from, to) in pairs {
+                if let Some(to) = to {
+                    let _ = self
+                        .cli(from)
+                        .args(["node", "connect", &to])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
             }
         }
         loop {
@@ -521,6 +619,18 @@ fn signal_kill(pid: u32) {
     let pid = i32::try_from(pid).expect("pid fits in i32");
     assert!(pid > 1, "refusing to signal pid {pid}");
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// From [`Cluster::all_nodes_up`]: while it lives, no test kills a node.
+#[derive(Debug)]
+pub struct AllNodesUp {
+    _lock: fs::File,
+}
+
+impl Drop for AllNodesUp {
+    fn drop(&mut self) {
+        HOLDS_GUARD.set(false);
+    }
 }
 
 /// A node killed by [`Cluster::kill_node`]; restarted by [`KilledNode::restart`] or when
