@@ -8,6 +8,9 @@
 //! let down = cluster.kill_node(2); // SIGKILL node 2; restarted when `down` is dropped
 //! // ... writes still succeed: a quorum of 2 of 3 nodes is up ...
 //! down.restart(); // or let it drop at the end of the test
+//! let all = cluster.all_nodes_up(); // no node is killed while `all` lives
+//! let keys = cluster.list_keys(2, "plan/").unwrap(); // listed through node 2
+//! drop(all);
 //! ```
 //!
 //! **Killing a node affects every test using the cluster at that moment** (nextest runs tests in
@@ -16,9 +19,10 @@
 //!   (also when the test panics): a test never returns with a node down. Keep the guard alive
 //!   only as long as the test needs the node down.
 //! * While a guard lives it holds an exclusive lock on `$PACKRAT_TEST_GARAGE_DIR/faults.lock`,
-//!   so at most one node of the cluster is down at any time (other tests that kill nodes wait):
-//!   every other test still has a quorum (2 of 3) for reads and writes. A test holds one guard
-//!   at a time.
+//!   so only one test at a time has nodes down (other tests that kill nodes wait). A test that
+//!   kills one node leaves every other test a quorum (2 of 3) for reads and writes. A test may
+//!   kill a second node (its guards share the lock) to lose the quorum on purpose: tests
+//!   using `PACKRAT_TEST_S3_ENDPOINT` at that moment fail, so keep that short and rare.
 //! * Kill node 1 or 2: node 0 serves `PACKRAT_TEST_S3_ENDPOINT`, which the other tests use.
 //! * A test that talks to nodes 1 or 2 directly (e.g. reads back through every endpoint) holds
 //!   [`Cluster::all_nodes_up`] while it does: a shared lock on the same file, so no node is
@@ -28,11 +32,12 @@
 //! Node `i` (0..3) is the `i`-th entry of `PACKRAT_TEST_S3_ENDPOINTS`; its files are
 //! `node{i+1}.toml`, `node{i+1}.pid` and `node{i+1}/server.log` in `PACKRAT_TEST_GARAGE_DIR`.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -44,9 +49,10 @@ pub const NODES: usize = 3;
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(90);
 
 thread_local! {
-    /// Whether this thread holds a [`KilledNode`] or an [`AllNodesUp`] (another one would
-    /// wait for itself).
-    static HOLDS_GUARD: Cell<bool> = const { Cell::new(false) };
+    /// The exclusive fault lock this thread's [`KilledNode`]s share (released with the last).
+    static EXCLUSIVE: RefCell<Weak<fs::File>> = const { RefCell::new(Weak::new()) };
+    /// The shared fault lock this thread's [`AllNodesUp`]s share.
+    static SHARED: RefCell<Weak<fs::File>> = const { RefCell::new(Weak::new()) };
 }
 
 /// The running test cluster, as described by the `PACKRAT_TEST_S3_*` / `PACKRAT_TEST_GARAGE_*`
@@ -169,21 +175,24 @@ impl Cluster {
     #[must_use = "the node is restarted when the guard is dropped"]
     pub fn kill_node(&self, i: usize) -> KilledNode<'_> {
         assert!(
-            !HOLDS_GUARD.get(),
-            "this test already holds a Garage guard (a node down, or all_nodes_up); drop it first: \
-             one node down at a time"
+            SHARED.with_borrow(Weak::strong_count) == 0,
+            "this test holds Cluster::all_nodes_up(); drop that guard before killing a node"
         );
-        let lock = self.fault_lock();
-        // Waits while another test has a node down or needs all nodes up.
-        lock.lock()
-            .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
+        let lock = EXCLUSIVE.with_borrow(Weak::upgrade).unwrap_or_else(|| {
+            let file = self.fault_lock();
+            // Waits while another test has a node down or needs all nodes up.
+            file.lock()
+                .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
+            let rc = Rc::new(file);
+            EXCLUSIVE.set(Rc::downgrade(&rc));
+            rc
+        });
         let Some(pid) = self.live_pid(i) else {
             panic!(
                 "garage node {i} is not running (pid file {}); was it killed and not restarted?",
                 self.pid_file(i).display()
             );
         };
-        HOLDS_GUARD.set(true);
         let guard = KilledNode {
             cluster: self,
             node: i,
@@ -272,13 +281,17 @@ impl Cluster {
     #[must_use = "nodes may be killed again as soon as the guard is dropped"]
     pub fn all_nodes_up(&self) -> AllNodesUp {
         assert!(
-            !HOLDS_GUARD.get(),
-            "this test already holds a Garage guard (a node down, or all_nodes_up); drop it first"
+            EXCLUSIVE.with_borrow(Weak::strong_count) == 0,
+            "this test has a Garage node down; restart it before Cluster::all_nodes_up()"
         );
-        let lock = self.fault_lock();
-        lock.lock_shared()
-            .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
-        HOLDS_GUARD.set(true);
+        let lock = SHARED.with_borrow(Weak::upgrade).unwrap_or_else(|| {
+            let file = self.fault_lock();
+            file.lock_shared()
+                .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
+            let rc = Rc::new(file);
+            SHARED.set(Rc::downgrade(&rc));
+            rc
+        });
         let guard = AllNodesUp { _lock: lock };
         self.wait_healthy();
         guard
@@ -296,9 +309,9 @@ impl Cluster {
     }
 
     /// Starts node `i` again (detached, with its config, logging to [`Cluster::log`]) unless it
-    /// is up, writes its pid file, and waits until it answers on its S3 port and every node
-    /// reports all nodes connected again. Panics (with the end of its log) if it does not
-    /// rejoin within 90 s.
+    /// is up, writes its pid file, and waits until it answers on its S3 port and every running
+    /// node sees every running node up (with all three running: the cluster healthy on every
+    /// node). Panics (with the end of its log) if it does not rejoin within 90 s.
     pub fn start_node(&self, i: usize) {
         if let Err(e) = self.try_start_node(i) {
             panic!("{e}");
@@ -330,36 +343,63 @@ impl Cluster {
         }
         // The nodes reconnect by themselves (the others retry every 30 s); connecting them
         // both ways now saves that wait. Errors only mean: not ready yet.
-        let me = self.node_id(i);
-        for other in (0..NODES).filter(|&o| o != i) {
-            let pairs = [(i, self.node_id(other)), (other, me.clone())];
-            for (from, to) in pairs {
+        let ids: Vec<Option<String>> = (0..NODES).map(|n| self.node_id(n)).collect();
+        let live = |n: usize| self.live_pid(n).is_some();
+        for other in (0..NODES).filter(|&o| o != i && live(o)) {
+            for (from, to) in [(i, &ids[other]), (other, &ids[i])] {
                 if let Some(to) = to {
                     let _ = self
                         .cli(from)
-                        .args(["node", "connect", &to])
+                        .args(["node", "connect", to])
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
                         .status();
                 }
             }
         }
+        // Rejoined: every running node sees every running node up (other nodes may be down on
+        // purpose, e.g. a test that takes two down), and with all running, the cluster is
+        // healthy everywhere.
+        let short = |id: &Option<String>| id.as_deref().map_or("?", |a| &a[..16.min(a.len())]).to_owned();
         loop {
-            let unhealthy: Vec<String> = (0..NODES)
-                .filter_map(|n| match self.health(n) {
-                    Ok(h) if is_healthy(&h) => None,
-                    Ok(h) => Some(format!("node {n}: {h}")),
-                    Err(e) => Some(format!("node {n}: {e}")),
-                })
-                .collect();
-            if unhealthy.is_empty() {
+            let running: Vec<usize> = (0..NODES).filter(|&n| live(n)).collect();
+            if !running.contains(&i) {
+                return Err(format!(
+                    "garage node {i} exited after its restart; {}",
+                    self.log_tail(i)
+                ));
+            }
+            let mut missing = Vec::new();
+            for &o in &running {
+                match self.up_ids(o) {
+                    Ok(up) => {
+                        for &n in &running {
+                            let id = ids[n].as_deref().and_then(|a| a.split_once('@')).map(|(id, _)| id);
+                            if !id.is_some_and(|id| up.iter().any(|u| u == id)) {
+                                missing.push(format!("node {o} does not see node {n} ({}) up", short(&ids[n])));
+                            }
+                        }
+                    }
+                    Err(e) => missing.push(format!("node {o}: {e}")),
+                }
+            }
+            if missing.is_empty() && running.len() == NODES {
+                for n in 0..NODES {
+                    match self.health(n) {
+                        Ok(h) if is_healthy(&h) => {}
+                        Ok(h) => missing.push(format!("node {n}: {h}")),
+                        Err(e) => missing.push(format!("node {n}: {e}")),
+                    }
+                }
+            }
+            if missing.is_empty() {
                 return Ok(());
             }
             if t0.elapsed() > REJOIN_TIMEOUT {
                 return Err(format!(
                     "garage node {i} did not rejoin the cluster within {} s: {}; {}",
                     REJOIN_TIMEOUT.as_secs(),
-                    unhealthy.join("; "),
+                    missing.join("; "),
                     self.log_tail(i)
                 ));
             }
@@ -624,13 +664,7 @@ fn signal_kill(pid: u32) {
 /// From [`Cluster::all_nodes_up`]: while it lives, no test kills a node.
 #[derive(Debug)]
 pub struct AllNodesUp {
-    _lock: fs::File,
-}
-
-impl Drop for AllNodesUp {
-    fn drop(&mut self) {
-        HOLDS_GUARD.set(false);
-    }
+    _lock: Rc<fs::File>,
 }
 
 /// A node killed by [`Cluster::kill_node`]; restarted by [`KilledNode::restart`] or when
@@ -639,7 +673,7 @@ impl Drop for AllNodesUp {
 pub struct KilledNode<'a> {
     cluster: &'a Cluster,
     node: usize,
-    _lock: fs::File,
+    _lock: Rc<fs::File>,
     restarted: bool,
 }
 
@@ -658,7 +692,6 @@ impl KilledNode<'_> {
 
 impl Drop for KilledNode<'_> {
     fn drop(&mut self) {
-        HOLDS_GUARD.set(false);
         if self.restarted {
             return;
         }
