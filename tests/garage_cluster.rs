@@ -2,7 +2,8 @@
 //! real three-node cluster: an object written through one node is read through every node; with
 //! a node SIGKILLed, writes and reads through the others still succeed (quorum 2 of 3), and the
 //! restarted node serves what was written while it was down; dropping the guard restarts the
-//! node.
+//! node; with two nodes down writes fail for want of a quorum, and work again once the nodes
+//! are back (restarted in either order).
 
 #![cfg(unix)]
 
@@ -14,7 +15,7 @@ fn unique_key(name: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("garage-cluster-test/{name}/{}-{nanos} x:y", std::process::id())
+    format!("garage-cluster-test/{name}/{}-{nanos}/obj x:y", std::process::id())
 }
 
 fn body_file(dir: &tempfile::TempDir, name: &str, len: usize, seed: u8) -> (std::path::PathBuf, Vec<u8>) {
@@ -29,6 +30,8 @@ fn body_file(dir: &tempfile::TempDir, name: &str, len: usize, seed: u8) -> (std:
 #[test]
 fn an_object_written_through_one_node_is_read_and_listed_through_every_node() {
     let cluster = Cluster::from_env();
+    // Reads through nodes 1 and 2: no node may be killed meanwhile.
+    let _all = cluster.all_nodes_up();
     let tmp = tempfile::tempdir().unwrap();
     let (path, data) = body_file(&tmp, "obj", 300_000, 7);
     let key = unique_key("roundtrip");
@@ -85,4 +88,26 @@ fn dropping_the_guard_restarts_the_node() {
     }
     assert!(cluster.is_up(1), "node 1 was not restarted when its guard was dropped");
     cluster.wait_healthy();
+}
+
+#[test]
+fn with_two_nodes_down_writes_fail_and_work_again_once_they_are_back() {
+    let cluster = Cluster::from_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, data) = body_file(&tmp, "obj", 100_000, 11);
+    let key = unique_key("no-quorum");
+    {
+        let first = cluster.kill_node(1);
+        let second = cluster.kill_node(2);
+        let err = cluster.put_object(0, &key, &path).unwrap_err();
+        assert!(err.contains("quorum"), "a write without quorum fails naming it: {err}");
+        // The first guard restarted before the second: the fault lock stays held until both.
+        first.restart();
+        assert!(cluster.is_up(1) && !cluster.is_up(2));
+        drop(second);
+    }
+    assert!(cluster.is_up(1) && cluster.is_up(2));
+    cluster.put_object(0, &key, &path).unwrap();
+    assert_eq!(cluster.get_object(0, &key).unwrap(), data);
+    cluster.delete_object(0, &key).unwrap();
 }

@@ -8,6 +8,9 @@
 //! let down = cluster.kill_node(2); // SIGKILL node 2; restarted when `down` is dropped
 //! // ... writes still succeed: a quorum of 2 of 3 nodes is up ...
 //! down.restart(); // or let it drop at the end of the test
+//! let all = cluster.all_nodes_up(); // no node is killed while `all` lives
+//! let keys = cluster.list_keys(2, "plan/").unwrap(); // listed through node 2
+//! drop(all);
 //! ```
 //!
 //! **Killing a node affects every test using the cluster at that moment** (nextest runs tests in
@@ -16,19 +19,25 @@
 //!   (also when the test panics): a test never returns with a node down. Keep the guard alive
 //!   only as long as the test needs the node down.
 //! * While a guard lives it holds an exclusive lock on `$PACKRAT_TEST_GARAGE_DIR/faults.lock`,
-//!   so at most one node of the cluster is down at any time (other tests that kill nodes wait):
-//!   every other test still has a quorum (2 of 3) for reads and writes. A test holds one guard
-//!   at a time.
+//!   so only one test at a time has nodes down (other tests that kill nodes wait). A test that
+//!   kills one node leaves every other test a quorum (2 of 3) for reads and writes. A test may
+//!   kill a second node (its guards share the lock) to lose the quorum on purpose: tests
+//!   using `PACKRAT_TEST_S3_ENDPOINT` at that moment fail, so keep that short and rare.
 //! * Kill node 1 or 2: node 0 serves `PACKRAT_TEST_S3_ENDPOINT`, which the other tests use.
+//! * A test that talks to nodes 1 or 2 directly (e.g. reads back through every endpoint) holds
+//!   [`Cluster::all_nodes_up`] while it does: a shared lock on the same file, so no node is
+//!   killed meanwhile (killers wait for it, it waits for a killed node to be back). Tests that
+//!   use only `PACKRAT_TEST_S3_ENDPOINT`, or tolerate a down endpoint, need no lock.
 //!
 //! Node `i` (0..3) is the `i`-th entry of `PACKRAT_TEST_S3_ENDPOINTS`; its files are
 //! `node{i+1}.toml`, `node{i+1}.pid` and `node{i+1}/server.log` in `PACKRAT_TEST_GARAGE_DIR`.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,8 +49,10 @@ pub const NODES: usize = 3;
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(90);
 
 thread_local! {
-    /// Whether this thread holds a [`KilledNode`] (a second one would wait for itself).
-    static HOLDS_GUARD: Cell<bool> = const { Cell::new(false) };
+    /// The exclusive fault lock this thread's [`KilledNode`]s share (released with the last).
+    static EXCLUSIVE: RefCell<Weak<fs::File>> = const { RefCell::new(Weak::new()) };
+    /// The shared fault lock this thread's [`AllNodesUp`]s share.
+    static SHARED: RefCell<Weak<fs::File>> = const { RefCell::new(Weak::new()) };
 }
 
 /// The running test cluster, as described by the `PACKRAT_TEST_S3_*` / `PACKRAT_TEST_GARAGE_*`
@@ -164,26 +175,24 @@ impl Cluster {
     #[must_use = "the node is restarted when the guard is dropped"]
     pub fn kill_node(&self, i: usize) -> KilledNode<'_> {
         assert!(
-            !HOLDS_GUARD.get(),
-            "this test already has a Garage node down; one node at a time (restart it first)"
+            SHARED.with_borrow(Weak::strong_count) == 0,
+            "this test holds Cluster::all_nodes_up(); drop that guard before killing a node"
         );
-        let lock_path = self.dir.join("faults.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
-        // Waits while another test has a node down.
-        lock.lock()
-            .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+        let lock = EXCLUSIVE.with_borrow(Weak::upgrade).unwrap_or_else(|| {
+            let file = self.fault_lock();
+            // Waits while another test has a node down or needs all nodes up.
+            file.lock()
+                .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
+            let rc = Rc::new(file);
+            EXCLUSIVE.set(Rc::downgrade(&rc));
+            rc
+        });
         let Some(pid) = self.live_pid(i) else {
             panic!(
                 "garage node {i} is not running (pid file {}); was it killed and not restarted?",
                 self.pid_file(i).display()
             );
         };
-        HOLDS_GUARD.set(true);
         let guard = KilledNode {
             cluster: self,
             node: i,
@@ -199,13 +208,110 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        if let Err(e) = self.wait_seen_down(i) {
+            panic!("{e}");
+        }
         guard
     }
 
+    /// Waits until every other node has noticed that node `i` is gone (closed its connection
+    /// to it). Until then a survivor may still send to the dead connection, and a node started
+    /// again in that window is not reconnected to at once: requests to it would fail with
+    /// `channel closed`, on top of any other node being down. Garage notices at its next
+    /// message to the node (a ping every 15 s); asking the survivor for node `i`'s info sends
+    /// one now.
+    fn wait_seen_down(&self, i: usize) -> Result<(), String> {
+        let Some(id) = self
+            .node_id(i)
+            .and_then(|a| a.split_once('@').map(|(id, _)| id.to_owned()))
+        else {
+            return Err(format!("cannot read node {i}'s id (garage node id)"));
+        };
+        let t0 = Instant::now();
+        loop {
+            let still_up: Vec<usize> = (0..NODES)
+                .filter(|&o| o != i && self.live_pid(o).is_some())
+                .filter(|&o| {
+                    let _ = self
+                        .cli(o)
+                        .args(["json-api", "GetNodeInfo", &format!(r#"{{"node":"{id}","body":null}}"#)])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    self.up_ids(o).map_or(true, |up| up.contains(&id))
+                })
+                .collect();
+            if still_up.is_empty() {
+                return Ok(());
+            }
+            if t0.elapsed() > REJOIN_TIMEOUT {
+                return Err(format!(
+                    "nodes {still_up:?} still see garage node {i} up {} s after it died",
+                    REJOIN_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The ids of the nodes node `o` sees up (`garage json-api GetClusterStatus`).
+    fn up_ids(&self, o: usize) -> Result<Vec<String>, String> {
+        let out = self
+            .cli(o)
+            .args(["json-api", "GetClusterStatus"])
+            .output()
+            .map_err(|e| format!("run {}: {e}", self.bin.display()))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        let v: Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("GetClusterStatus printed no JSON: {e}"))?;
+        Ok(v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["isUp"] == true)
+            .filter_map(|n| n["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Waits until no node is down (no test holds a [`KilledNode`]) and keeps every node up
+    /// while the returned guard lives: for tests that talk to nodes 1 and 2 directly. Many
+    /// tests may hold it at once; [`Cluster::kill_node`] waits for all of them.
+    #[must_use = "nodes may be killed again as soon as the guard is dropped"]
+    pub fn all_nodes_up(&self) -> AllNodesUp {
+        assert!(
+            EXCLUSIVE.with_borrow(Weak::strong_count) == 0,
+            "this test has a Garage node down; restart it before Cluster::all_nodes_up()"
+        );
+        let lock = SHARED.with_borrow(Weak::upgrade).unwrap_or_else(|| {
+            let file = self.fault_lock();
+            file.lock_shared()
+                .unwrap_or_else(|e| panic!("lock {}: {e}", self.dir.join("faults.lock").display()));
+            let rc = Rc::new(file);
+            SHARED.set(Rc::downgrade(&rc));
+            rc
+        });
+        let guard = AllNodesUp { _lock: lock };
+        self.wait_healthy();
+        guard
+    }
+
+    /// `faults.lock`: exclusive while a node is down, shared while a test needs all nodes.
+    fn fault_lock(&self) -> fs::File {
+        let path = self.dir.join("faults.lock");
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    }
+
     /// Starts node `i` again (detached, with its config, logging to [`Cluster::log`]) unless it
-    /// is up, writes its pid file, and waits until it answers on its S3 port and every node
-    /// reports all nodes connected again. Panics (with the end of its log) if it does not
-    /// rejoin within 90 s.
+    /// is up, writes its pid file, and waits until it answers on its S3 port and every running
+    /// node sees every running node up (with all three running: the cluster healthy on every
+    /// node). Panics (with the end of its log) if it does not rejoin within 90 s.
     pub fn start_node(&self, i: usize) {
         if let Err(e) = self.try_start_node(i) {
             panic!("{e}");
@@ -214,6 +320,7 @@ impl Cluster {
 
     fn try_start_node(&self, i: usize) -> Result<(), String> {
         if self.live_pid(i).is_none() {
+            self.wait_seen_down(i)?;
             self.spawn_detached(i)?;
         }
         let t0 = Instant::now();
@@ -234,34 +341,65 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The node reconnects by itself (it keeps its peer list); asking it to connect to
-        // the others speeds that up. Errors only mean: not ready yet.
-        for other in (0..NODES).filter(|&o| o != i) {
-            if let Some(peer) = self.node_id(other) {
-                let _ = self
-                    .cli(i)
-                    .args(["node", "connect", &peer])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+        // The nodes reconnect by themselves (the others retry every 30 s); connecting them
+        // both ways now saves that wait. Errors only mean: not ready yet.
+        let ids: Vec<Option<String>> = (0..NODES).map(|n| self.node_id(n)).collect();
+        let live = |n: usize| self.live_pid(n).is_some();
+        for other in (0..NODES).filter(|&o| o != i && live(o)) {
+            for (from, to) in [(i, &ids[other]), (other, &ids[i])] {
+                if let Some(to) = to {
+                    let _ = self
+                        .cli(from)
+                        .args(["node", "connect", to])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
             }
         }
+        // Rejoined: every running node sees every running node up (other nodes may be down on
+        // purpose, e.g. a test that takes two down), and with all running, the cluster is
+        // healthy everywhere.
+        let short = |id: &Option<String>| id.as_deref().map_or("?", |a| &a[..16.min(a.len())]).to_owned();
         loop {
-            let unhealthy: Vec<String> = (0..NODES)
-                .filter_map(|n| match self.health(n) {
-                    Ok(h) if is_healthy(&h) => None,
-                    Ok(h) => Some(format!("node {n}: {h}")),
-                    Err(e) => Some(format!("node {n}: {e}")),
-                })
-                .collect();
-            if unhealthy.is_empty() {
+            let running: Vec<usize> = (0..NODES).filter(|&n| live(n)).collect();
+            if !running.contains(&i) {
+                return Err(format!(
+                    "garage node {i} exited after its restart; {}",
+                    self.log_tail(i)
+                ));
+            }
+            let mut missing = Vec::new();
+            for &o in &running {
+                match self.up_ids(o) {
+                    Ok(up) => {
+                        for &n in &running {
+                            let id = ids[n].as_deref().and_then(|a| a.split_once('@')).map(|(id, _)| id);
+                            if !id.is_some_and(|id| up.iter().any(|u| u == id)) {
+                                missing.push(format!("node {o} does not see node {n} ({}) up", short(&ids[n])));
+                            }
+                        }
+                    }
+                    Err(e) => missing.push(format!("node {o}: {e}")),
+                }
+            }
+            if missing.is_empty() && running.len() == NODES {
+                for n in 0..NODES {
+                    match self.health(n) {
+                        Ok(h) if is_healthy(&h) => {}
+                        Ok(h) => missing.push(format!("node {n}: {h}")),
+                        Err(e) => missing.push(format!("node {n}: {e}")),
+                    }
+                }
+            }
+            if missing.is_empty() {
                 return Ok(());
             }
             if t0.elapsed() > REJOIN_TIMEOUT {
                 return Err(format!(
                     "garage node {i} did not rejoin the cluster within {} s: {}; {}",
                     REJOIN_TIMEOUT.as_secs(),
-                    unhealthy.join("; "),
+                    missing.join("; "),
                     self.log_tail(i)
                 ));
             }
@@ -523,13 +661,19 @@ fn signal_kill(pid: u32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
+/// From [`Cluster::all_nodes_up`]: while it lives, no test kills a node.
+#[derive(Debug)]
+pub struct AllNodesUp {
+    _lock: Rc<fs::File>,
+}
+
 /// A node killed by [`Cluster::kill_node`]; restarted by [`KilledNode::restart`] or when
 /// dropped. Holds the cluster's fault lock until then.
 #[derive(Debug)]
 pub struct KilledNode<'a> {
     cluster: &'a Cluster,
     node: usize,
-    _lock: fs::File,
+    _lock: Rc<fs::File>,
     restarted: bool,
 }
 
@@ -548,7 +692,6 @@ impl KilledNode<'_> {
 
 impl Drop for KilledNode<'_> {
     fn drop(&mut self) {
-        HOLDS_GUARD.set(false);
         if self.restarted {
             return;
         }
