@@ -15,8 +15,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use opendal::Operator;
 
-/// Size of the ranged reads of an object.
-const CHUNK: usize = 4 << 20;
 /// Chunks buffered between the reading task and the caller.
 const IN_FLIGHT: usize = 2;
 
@@ -102,7 +100,8 @@ impl Read for ChannelReader {
 /// Streams `key` into `tx`, waiting (off the runtime's async threads) while the channel is full.
 async fn stream(op: Operator, key: String, at: String, tx: SyncSender<Msg>) {
     let send = |m: Msg| tokio::task::block_in_place(|| tx.send(m).is_ok());
-    let opened = async { op.reader_with(&key).chunk(CHUNK).await?.into_bytes_stream(..).await }.await;
+    // One streamed GET (ranged reads one after another are much slower, see `read_back`).
+    let opened = async { op.reader(&key).await?.into_bytes_stream(..).await }.await;
     let mut s = match opened {
         Ok(s) => s,
         Err(e) => {
