@@ -169,9 +169,11 @@ impl Cluster {
         self.live_pid(i).is_some() && TcpStream::connect(self.s3_addr(i)).is_ok()
     }
 
-    /// SIGKILLs node `i` (by its pid file) and waits until it is gone. The returned guard
-    /// restarts it when dropped; until then no other test can kill a node (see the module doc).
-    /// Panics if node `i` is not running or this thread already holds a guard.
+    /// SIGKILLs node `i` (by its pid file) and waits until it is gone and the other running
+    /// nodes have noticed. The returned guard restarts it when dropped; until then (until this
+    /// test's last [`KilledNode`] is gone) no other test kills a node or holds
+    /// [`Cluster::all_nodes_up`] (see the module doc). Waits while another test holds either.
+    /// Panics if node `i` is not running or this thread holds [`Cluster::all_nodes_up`].
     #[must_use = "the node is restarted when the guard is dropped"]
     pub fn kill_node(&self, i: usize) -> KilledNode<'_> {
         assert!(
