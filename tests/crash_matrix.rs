@@ -63,6 +63,9 @@ struct RunMatrix<'a> {
     clock: std::cell::RefCell<KillClock>,
     /// More leftovers to look for after the next run (e.g. helper containers).
     extra: Option<ExtraCheck<'a>>,
+    /// When set, kill points are timed from the moment this says the phase under test began
+    /// (the clock then measures the phase alone), not from the process start.
+    phase_started: Option<&'a dyn Fn() -> bool>,
 }
 
 /// A check run with the context of the iteration.
@@ -195,7 +198,10 @@ impl RunMatrix<'_> {
             let delay = self.clock.borrow().delay(*point);
             let ctx = format!("[{}] kill {i} at {:.0} % = {delay:?}", self.scenario, point * 100.0);
             let before = last_job_id(self.env);
-            let killed = run_and_kill(&mut self.cmd(&self.run_args()), delay);
+            let killed = match self.phase_started {
+                Some(started) => run_and_kill_after(&mut self.cmd(&self.run_args()), started, delay),
+                None => run_and_kill(&mut self.cmd(&self.run_args()), delay),
+            };
             eprintln!(
                 "{ctx}: pid {} {}",
                 killed.pid,
@@ -285,6 +291,7 @@ retention = {{ keep_last = 2 }}
         verified: Default::default(),
         clock: Default::default(),
         extra: None,
+        phase_started: None,
     };
     m.measure();
     let n = kills();
@@ -349,6 +356,7 @@ fn docker_run_killed_at_random_points() {
             let left = d.helpers_of(&project.volume());
             assert!(left.is_empty(), "{ctx}: helper containers left behind: {left:?}");
         })),
+        phase_started: None,
     };
     m.measure();
     assert_eq!(d.state(&web), "running");
@@ -505,6 +513,7 @@ lag = "200ms"
         verified: Default::default(),
         clock: Default::default(),
         extra: None,
+        phase_started: None,
     };
     m.measure();
     let n = kills();
@@ -661,6 +670,8 @@ fn replica_matrix(env: &Env, share: &Share, plan: &'static str, points: &[f64]) 
         assert!(status.success(), "[{scenario}] the measured run failed");
     }
     let copy_start = copy_start.expect("the copy to the share was never seen in _tmp");
+    // Kill points are timed from the moment the copy's `_tmp/job_…` appears.
+    let copy_started = || entries(&tmp).iter().any(|n| n.starts_with("job_"));
     eprintln!("[{scenario}] one run takes {took:?}; the copy to the share starts at {copy_start:?}");
     let (first, second) = if plan == "nightly" {
         ("local", "windows")
@@ -686,8 +697,9 @@ fn replica_matrix(env: &Env, share: &Share, plan: &'static str, points: &[f64]) 
         sinks: vec![sink(first), sink(second)],
         vars: vec![],
         verified: Default::default(),
-        clock: std::cell::RefCell::new(KillClock::phase(copy_start, took - copy_start)),
+        clock: std::cell::RefCell::new(KillClock::phase(Duration::ZERO, took - copy_start)),
         extra: None,
+        phase_started: Some(&copy_started),
     };
     let tally = m.kill_loop(
         points,
