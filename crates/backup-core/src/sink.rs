@@ -57,12 +57,17 @@ pub struct PackInfo {
 impl PackInfo {
     /// Describes `pack` as found on sink `sink`.
     pub fn from_pack(sink: &str, pack: &dyn PackReader) -> PackInfo {
-        let m = pack.manifest();
+        PackInfo::from_manifest(sink, pack.manifest(), pack.location())
+    }
+
+    /// Describes the pack with manifest `m` found at `location` on sink `sink` (for listings that
+    /// read manifests without opening the packs).
+    pub fn from_manifest(sink: &str, m: &crate::Manifest, location: String) -> PackInfo {
         PackInfo {
             sink: sink.to_string(),
             plan: m.plan.clone(),
             id: m.pack_id.clone(),
-            location: pack.location(),
+            location,
             kind: m.kind,
             job_id: m.job_id,
             started_at: m.started_at,

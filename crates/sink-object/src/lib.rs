@@ -424,18 +424,10 @@ impl ObjectSink {
             for id in self.subdirs(&format!("{}{plan}/", self.base())).await? {
                 // A prefix without a valid manifest of this plan and id is not a pack (yet).
                 match self.manifest(&plan, &id).await {
-                    Ok(m) => packs.push(PackInfo {
-                        sink: self.name.clone(),
-                        plan: m.plan.clone(),
-                        id: m.pack_id.clone(),
-                        location: self.url(self.pack_dir(&plan, &id).trim_end_matches('/')),
-                        kind: m.kind,
-                        job_id: m.job_id,
-                        started_at: m.started_at,
-                        finished_at: m.finished_at,
-                        bytes: m.total_size(),
-                        artifacts: m.artifacts.len(),
-                    }),
+                    Ok(m) => {
+                        let location = self.url(self.pack_dir(&plan, &id).trim_end_matches('/'));
+                        packs.push(PackInfo::from_manifest(&self.name, &m, location));
+                    }
                     Err(ObjectError::Core(Error::NotFound(_) | Error::NotAPack { .. })) => {}
                     Err(e) => return Err(e),
                 }
