@@ -301,6 +301,16 @@ impl Report {
         self.rounds.iter().map(Round::ratio).collect()
     }
 
+    /// The measured rounds, for a benchmark that derives more figures from them.
+    pub fn rounds(&self) -> &[Round] {
+        &self.rounds
+    }
+
+    /// Adds a fact to the report (printed and in the JSON with the input facts).
+    pub fn push_info(&mut self, key: &str, value: Value) {
+        self.info.push((key.to_owned(), value));
+    }
+
     /// Median of the per-round packrat/baseline ratios (rounds are paired: same conditions).
     pub fn median_ratio(&self) -> f64 {
         median(&self.ratios())

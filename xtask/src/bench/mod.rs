@@ -3,11 +3,12 @@
 //! [`harness`] holds the shared pattern (paired rounds, page-cache policy, peak RSS via
 //! `xtask rss`, medians, report, PASS/MISS against targets). Each benchmark is a module that
 //! prepares its input, implements [`harness::Scenario`] and calls [`harness::run`]. Later
-//! benchmarks (`mongo`, `docker`, `replica`) are added the same way as [`sqlite`].
+//! benchmarks (`mongo`, `docker`, `replica`, `object`) are added the same way as [`sqlite`].
 
 pub mod docker;
 pub mod harness;
 pub mod mongo;
+pub mod object;
 pub mod replica;
 pub mod sqlite;
 
@@ -25,6 +26,8 @@ pub enum BenchCommand {
     Docker(docker::DockerArgs),
     /// Replica copy + verify of a ~1 GiB pack to the Samba test share vs `cp -r` to it.
     Replica(replica::ReplicaArgs),
+    /// The S3 sink's store of a ~1 GiB pack to the Garage cluster vs `rclone copy` to it.
+    Object(object::ObjectArgs),
 }
 
 /// Runs one benchmark.
@@ -34,5 +37,6 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Mongo(args) => mongo::run(&args),
         BenchCommand::Docker(args) => docker::run(&args),
         BenchCommand::Replica(args) => replica::run(&args),
+        BenchCommand::Object(args) => object::run(&args),
     }
 }
