@@ -97,10 +97,13 @@ fn backup_under_writes(journal_mode: &str, mib: usize) -> (source_sqlite::Backup
         worst_wait.at.saturating_duration_since(started),
     );
     assert!(during_copy > 0, "the writer made no progress during the copy");
+    // Relative, not a wall-clock bound: on a loaded machine every step (and a final locked pass)
+    // takes longer, the copy as a whole just as much.
     assert!(
-        worst_wait.lock_wait < Duration::from_millis(100),
-        "a writer's transaction waited {:?} for our lock",
-        worst_wait.lock_wait
+        worst_wait.lock_wait * 2 < outcome.copy_time,
+        "a writer's transaction waited {:?} for our lock, half the copy's {:?} or more",
+        worst_wait.lock_wait,
+        outcome.copy_time
     );
     assert!(
         worst < Duration::from_secs(1),
