@@ -438,6 +438,26 @@ impl Report {
     }
 }
 
+/// The generated pack `<dir>/<size>mib/<pack_id>` of a sink benchmark, made by `tool --make-pack`
+/// (an example binary of the sink's crate) when it is missing, else reused.
+pub fn ensure_pack(tool: &Path, dir: &Path, size_mib: u64, pack_id: &str) -> Result<PathBuf> {
+    let pack = dir.join(format!("{size_mib}mib")).join(pack_id);
+    if pack.join("manifest.json").is_file() {
+        eprintln!("using cached pack {}", pack.display());
+        return Ok(pack);
+    }
+    util::remove_path(&pack)?;
+    std::fs::create_dir_all(pack.parent().unwrap_or(dir))?;
+    eprintln!("generating a {size_mib} MiB pack at {}", pack.display());
+    util::run(
+        Command::new(tool)
+            .arg("--make-pack")
+            .arg(&pack)
+            .args(["--size-mib", &size_mib.to_string()]),
+    )?;
+    Ok(pack)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

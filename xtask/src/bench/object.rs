@@ -137,7 +137,7 @@ pub fn run(args: &ObjectArgs) -> Result<()> {
     }
 
     let dir = util::target_dir().join("bench").join("object");
-    let pack = ensure_pack(&tool, &dir, args.size_mib)?;
+    let pack = harness::ensure_pack(&tool, &dir, args.size_mib, PACK_ID)?;
     let (pack_files, pack_bytes) = count_files(&pack)?;
 
     let cluster = if args.cluster_from_env {
@@ -181,25 +181,6 @@ pub fn run(args: &ObjectArgs) -> Result<()> {
         service.stop().and_then(|()| util::remove_path(&Garage::dir()))
     };
     result.and(cleaned).and(stopped)
-}
-
-/// The cached pack, generated when missing.
-fn ensure_pack(tool: &Path, dir: &Path, size_mib: u64) -> Result<PathBuf> {
-    let pack = dir.join(format!("{size_mib}mib")).join(PACK_ID);
-    if pack.join("manifest.json").is_file() {
-        eprintln!("using cached pack {}", pack.display());
-        return Ok(pack);
-    }
-    util::remove_path(&pack)?;
-    std::fs::create_dir_all(pack.parent().unwrap_or(dir))?;
-    eprintln!("generating a {size_mib} MiB pack at {}", pack.display());
-    util::run(
-        Command::new(tool)
-            .arg("--make-pack")
-            .arg(&pack)
-            .args(["--size-mib", &size_mib.to_string()]),
-    )?;
-    Ok(pack)
 }
 
 /// The files under `dir` (recursively) and their total size.

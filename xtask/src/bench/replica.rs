@@ -52,7 +52,7 @@ pub fn run(args: &ReplicaArgs) -> Result<()> {
     }
 
     let dir = util::target_dir().join("bench").join("replica");
-    let pack = ensure_pack(&tool, &dir, args.size_mib)?;
+    let pack = harness::ensure_pack(&tool, &dir, args.size_mib, PACK_ID)?;
 
     eprintln!("starting the Samba test share");
     samba.start()?;
@@ -73,25 +73,6 @@ pub fn run(args: &ReplicaArgs) -> Result<()> {
     })();
     let stopped = samba.stop();
     result.and(stopped)
-}
-
-/// The cached pack, generated when missing or of another size.
-fn ensure_pack(tool: &PathBuf, dir: &std::path::Path, size_mib: u64) -> Result<PathBuf> {
-    let pack = dir.join(format!("{size_mib}mib")).join(PACK_ID);
-    if pack.join("manifest.json").is_file() {
-        eprintln!("using cached pack {}", pack.display());
-        return Ok(pack);
-    }
-    util::remove_path(&pack)?;
-    std::fs::create_dir_all(pack.parent().unwrap_or(dir))?;
-    eprintln!("generating a {size_mib} MiB pack at {}", pack.display());
-    util::run(
-        Command::new(tool)
-            .arg("--make-pack")
-            .arg(&pack)
-            .args(["--size-mib", &size_mib.to_string()]),
-    )?;
-    Ok(pack)
 }
 
 #[derive(Debug)]
