@@ -93,6 +93,8 @@ pub fn ci_prereqs() -> Vec<Prereq> {
     vec![
         Prereq::apt("sqlite3", "sqlite3"),
         Prereq::apt("zstd", "zstd"),
+        // The standard age tool: the tests decrypt encrypted packs with it, as an operator would.
+        Prereq::apt("age", "age"),
         Prereq::apt("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
         Prereq {
             name: "rustfmt",

@@ -8,7 +8,8 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success
   1  the operation ran and failed (job failed, verification found problems, restore failed)
-  2  bad usage or configuration (unknown flag, invalid config, unknown plan or pack)
+  2  bad usage or configuration (unknown flag, invalid config, unknown plan or pack,
+     no or the wrong identity for an encrypted pack)
   3  busy: the plan is already running in another packrat process
 130  `run` was cancelled by SIGINT / Ctrl-C (the job is recorded `cancelled`, its staging removed)
 143  `run` was cancelled by SIGTERM (likewise)";
@@ -95,6 +96,12 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::alert::AlertAction,
     },
+    /// Age identities for encrypted packs: generate one, show its recipient.
+    Key {
+        /// generate or recipient.
+        #[command(subcommand)]
+        action: crate::key::KeyAction,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -147,6 +154,10 @@ pub struct PackSelector {
     /// Look in this sink only (default: every sink, in config order).
     #[arg(long)]
     pub sink: Option<String>,
+    /// An age identity file to read an encrypted pack with (repeatable); the plan's
+    /// `[plans.NAME.encrypt]` identity is used too.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
 }
 
 /// `packrat verify`.

@@ -28,6 +28,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Restore(a) => restore(config, *a).await,
         Command::Config { action } => config_cmd(config, action),
         Command::Demo { dir } => crate::demo::run(&dir).await,
+        Command::Key { action } => crate::key::run(action),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut script);
@@ -175,16 +176,11 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
 }
 
 async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
-    let pack = if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
-        // A pack directory can be verified without a config.
-        let dir = a.pack.pack.as_deref().unwrap_or_default();
-        Pack::open(Path::new(dir)).map(Pack::into_reader)
-    } else {
-        let cfg = wire::load_config(config)?;
-        match resolve_pack(&cfg, &a.pack).await {
-            Ok(p) => Ok(p),
-            Err(e) => return Err(e),
-        }
+    let pack = match resolve_pack_for(config, &a.pack).await {
+        Ok(p) => Ok(p),
+        // A pack directory that cannot be opened is reported, not an error of the command.
+        Err(e) if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) => Err(e),
+        Err(e) => return Err(e),
     };
     let level = if a.deep { VerifyLevel::Deep } else { VerifyLevel::Quick };
     let for_sample = pack.as_ref().ok().cloned();
@@ -194,7 +190,7 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
             .map_err(|e| CliError::failed(format!("verification task failed: {e}")))?,
         Err(e) => {
             let dir = a.pack.pack.as_deref().unwrap_or_default();
-            VerifyReport::unreadable(dir, e.to_string())
+            VerifyReport::unreadable(dir, e.message)
         }
     };
     if let Some(p) = for_sample {
@@ -208,17 +204,22 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
     Ok(if report.is_ok() { exit::OK } else { exit::FAILED })
 }
 
-/// The pack a selector names: a pack directory (no config needed) or via the config's sinks.
+/// The pack a selector names: a pack directory (no config needed) or via the config's sinks;
+/// an encrypted pack comes with the identities of `--identity` and of its plan's
+/// `[plans.NAME.encrypt]`.
 pub(crate) async fn resolve_pack_for(
     config: Option<&Path>,
     sel: &PackSelector,
 ) -> Result<Arc<dyn PackReader>, CliError> {
-    if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
-        Ok(Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?.into_reader())
+    let (reader, cfg) = if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
+        // A config is not needed for a pack directory; one given may hold the plan's identity.
+        let cfg = config.and_then(|c| wire::load_config(Some(c)).ok());
+        (Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?.into_reader(), cfg)
     } else {
         let cfg = wire::load_config(config)?;
-        resolve_pack(&cfg, sel).await
-    }
+        (resolve_pack(&cfg, sel).await?, Some(cfg))
+    };
+    Ok(packrat_app::registry::keyed(cfg.as_ref(), reader, &sel.identity)?)
 }
 
 async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> {
@@ -288,7 +289,7 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
     let report = tokio::task::spawn_blocking(move || source_sqlite::restore_with(&*pack, &entry, &target, &opts))
         .await
         .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
-        .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+        .map_err(|e| crate::restore_common::restore_failed(&e))?;
     crate::restore_common::warn_damaged(&pack_id, &location, &report.pack_problems, &[]);
     crate::restore_common::note_removed(&report.removed_leftovers);
     if a.json {

@@ -29,6 +29,7 @@ mod demo;
 mod doctor;
 mod doctor_retention;
 mod doctor_schedule;
+mod key;
 mod mount_check;
 mod output;
 mod progress;

@@ -12,7 +12,7 @@ use backup_core::verify::Problem;
 use packrat_app::config::{Config, SourceConfig};
 
 use crate::doctor::Check;
-use crate::output;
+use crate::{CliError, output};
 
 /// File in the state directory listing the directories restores wrote into, one per line.
 const TARGETS_FILE: &str = "restore-targets";
@@ -198,4 +198,15 @@ pub fn doctor_checks(cfg: &Config) -> Vec<Check> {
         ));
     }
     out
+}
+
+/// The exit error of a failed restore: exit 2 when the identity for an encrypted pack is
+/// missing or wrong (the message says which recipients it expects), 1 otherwise.
+pub fn restore_failed<E: std::error::Error + backup_core::HasKind + 'static>(e: &E) -> CliError {
+    let message = backup_core::error::error_chain(e);
+    if e.kind() == backup_core::ErrorKind::Key {
+        CliError::usage(message)
+    } else {
+        CliError::failed(message)
+    }
 }

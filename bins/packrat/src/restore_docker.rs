@@ -88,7 +88,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         .await
         .map_err(|e| match e {
             source_docker::Error::NotInPack(m) => CliError::usage(m),
-            e => CliError::failed(backup_core::error::error_chain(&e)),
+            e => crate::restore_common::restore_failed(&e),
         })?;
     let lines: Vec<SkippedLine> = report
         .skipped

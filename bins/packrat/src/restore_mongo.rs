@@ -108,7 +108,7 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
     // refused.
     let checked = restore::prepare(&packs, &opts)
         .await
-        .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
+        .map_err(|e| crate::restore_common::restore_failed(&e))?;
     let mut skipped = Vec::new();
     for c in &checked {
         let lines: Vec<SkippedLine> = c
@@ -186,7 +186,8 @@ fn chain_to(end: &Arc<dyn PackReader>, allow_damaged: bool) -> Result<(Vec<Arc<d
                 if p.manifest().plan == end.manifest().plan
                     && (p.manifest().started_at, p.id()) <= (end.manifest().started_at, end.id())
                 {
-                    packs.push(p.into_reader());
+                    let keys = end.keyring().cloned().map(Arc::new);
+                    packs.push(backup_core::crypt::keyed(p.into_reader(), keys));
                 }
             }
             Err(err) => unreadable.push(err.to_string()),

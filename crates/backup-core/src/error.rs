@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Denied,
     /// Some other I/O failure.
     Io,
+    /// An encrypted artifact was read without an identity, or with none that matches.
+    Key,
     /// Anything else.
     Other,
 }
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Denied => "denied",
             ErrorKind::Io => "io",
+            ErrorKind::Key => "key",
             ErrorKind::Other => "other",
         }
     }
@@ -198,6 +201,14 @@ pub enum Error {
     #[error("cancelled: {0}")]
     Cancelled(String),
     /// Any other failure, already phrased for the operator.
+    /// An encrypted artifact cannot be read: no identity was given, or none matches its
+    /// recipients (the message names them).
+    #[error("{0}")]
+    Key(String),
+    /// Data is damaged (an unreadable age header, a stream that does not decrypt).
+    #[error("{0}")]
+    Damaged(String),
+    /// Anything else.
     #[error("{0}")]
     Other(String),
 }
@@ -246,6 +257,8 @@ impl Error {
             Error::Locked { .. } => ErrorKind::Busy,
             Error::Source { kind, .. } | Error::Sink { kind, .. } => *kind,
             Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::Key(_) => ErrorKind::Key,
+            Error::Damaged(_) => ErrorKind::Damaged,
             Error::Other(_) => ErrorKind::Other,
         }
     }

@@ -36,6 +36,7 @@
 
 pub mod cancel;
 pub mod config;
+pub mod crypt;
 pub mod dry_run;
 pub mod error;
 pub mod job;

@@ -14,8 +14,11 @@ use crate::{BackupKind, Error, JobId, Result};
 
 /// Version of the pack format written by this build. Readers accept this and older versions.
 ///
-/// 2 added the optional `watermarks` list.
-pub const FORMAT_VERSION: u32 = 2;
+/// 2 added the optional `watermarks` list; 3 added encrypted artifacts (`encryption`). A pack
+/// without encrypted artifacts is written as version 2, so older readers still read it.
+pub const FORMAT_VERSION: u32 = 3;
+/// The version written for a pack without encrypted artifacts.
+pub const FORMAT_VERSION_PLAIN: u32 = 2;
 /// The marker in every manifest that says "this pack was written by packrat".
 pub const FORMAT_NAME: &str = "packrat-pack";
 /// File name of the manifest inside a pack directory.
@@ -80,6 +83,26 @@ pub struct ArtifactEntry {
     /// Source-specific facts (database name, collection, volume, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, serde_json::Value>,
+    /// How it is encrypted (age after zstd; `path` then ends in `.age`), for whom: public keys
+    /// only. `size` and `sha256` are those of the ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypt::EncryptionRecord>,
+}
+
+impl ArtifactEntry {
+    /// The path without the `.age` of an encrypted artifact: the name the source gave it
+    /// (`sqlite/app_db.db.zst`).
+    pub fn plain_path(&self) -> &str {
+        match self.encryption {
+            Some(_) => self.path.strip_suffix(crate::crypt::AGE_SUFFIX).unwrap_or(&self.path),
+            None => &self.path,
+        }
+    }
+
+    /// True when the stored bytes are the original bytes (neither compressed nor encrypted).
+    pub fn is_plain(&self) -> bool {
+        self.compression == Compression::None && self.encryption.is_none()
+    }
 }
 
 /// The manifest of a pack.
@@ -184,6 +207,16 @@ impl Manifest {
     /// The artifact with this relative path.
     pub fn artifact(&self, path: &str) -> Option<&ArtifactEntry> {
         self.artifacts.iter().find(|a| a.path == path)
+    }
+
+    /// The artifact the source named `path`, encrypted or not ([`ArtifactEntry::plain_path`]).
+    pub fn artifact_named(&self, path: &str) -> Option<&ArtifactEntry> {
+        self.artifacts.iter().find(|a| a.plain_path() == path)
+    }
+
+    /// True when some artifact is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.artifacts.iter().any(|a| a.encryption.is_some())
     }
 }
 

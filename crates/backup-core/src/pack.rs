@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cancel::CancelToken;
+use crate::crypt::{AGE_SUFFIX, Encryption};
 use crate::manifest::{
-    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, Manifest, ManifestWatermark,
+    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_PLAIN, MANIFEST_FILE, Manifest, ManifestWatermark,
     REPLICATION_FILE, SUMS_FILE, TimeWindow, check_relative_path,
 };
 use crate::reader::PackReader;
@@ -112,6 +113,7 @@ struct Inner {
     finished: Mutex<Vec<ArtifactEntry>>,
     watermarks: Mutex<Vec<ManifestWatermark>>,
     cancel: Mutex<Option<CancelToken>>,
+    encryption: Mutex<Option<Arc<Encryption>>>,
 }
 
 /// A pack under construction. Cheap to clone; clones share the same pack, so sources may write
@@ -147,6 +149,7 @@ impl StagingPack {
                 finished: Mutex::new(Vec::new()),
                 watermarks: Mutex::new(Vec::new()),
                 cancel: Mutex::new(None),
+                encryption: Mutex::new(None),
             }),
         })
     }
@@ -167,6 +170,26 @@ impl StagingPack {
     /// so that recovery can advance them if the process dies right after the pack was stored).
     pub fn set_watermarks(&self, marks: Vec<ManifestWatermark>) {
         *lock(&self.inner.watermarks) = marks;
+    }
+
+    /// Encrypts artifacts created from now on with age (after zstd): each is stored as
+    /// `REL.age` and its manifest entry records the recipients ([`crate::crypt`]).
+    pub fn set_encryption(&self, encryption: Encryption) {
+        *lock(&self.inner.encryption) = Some(Arc::new(encryption));
+    }
+
+    /// The encryption set with [`StagingPack::set_encryption`].
+    pub fn encryption(&self) -> Option<Arc<Encryption>> {
+        lock(&self.inner.encryption).clone()
+    }
+
+    /// The relative path an artifact the source names `rel` is stored at (`rel.age` when the
+    /// pack is encrypted).
+    pub fn stored_path(&self, rel: &str) -> String {
+        match lock(&self.inner.encryption).as_ref() {
+            Some(_) => format!("{rel}{AGE_SUFFIX}"),
+            None => rel.to_string(),
+        }
     }
 
     /// Sets the zstd level for artifacts created from now on (default 3).
@@ -217,28 +240,40 @@ impl StagingPack {
         Ok(path)
     }
 
-    /// Starts a streaming artifact at relative path `rel`, written by source `source`, of type `kind`.
+    /// Starts a streaming artifact at relative path `rel`, written by source `source`, of type
+    /// `kind`: compressed as asked, then encrypted when the pack is ([`StagingPack::set_encryption`];
+    /// stored at `rel.age` then).
     pub fn artifact(&self, rel: &str, source: &str, kind: &str, compression: Compression) -> Result<ArtifactWriter> {
-        let path = self.reserve(rel)?;
+        self.reserve(rel)?;
+        let stored = self.stored_path(rel);
+        let path = self.inner.dir.join(&stored);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(Error::io("create artifact", &path))?;
         let sink = HashingWriter::new(BufWriter::with_capacity(IO_BUF, file));
+        let encryption = self.encryption();
+        let stored_out = match &encryption {
+            None => Stored::Plain(sink),
+            Some(e) => Stored::Age(e.wrap(sink).map_err(Error::io("start age encryption for", &path))?),
+        };
         let out = match compression {
-            Compression::None => Out::Plain(sink),
+            Compression::None => Out::Plain(stored_out),
             Compression::Zstd => {
                 let level = *lock(&self.inner.zstd_level);
-                let enc = zstd::stream::write::Encoder::new(sink, level).map_err(Error::io("start zstd for", &path))?;
+                let enc =
+                    zstd::stream::write::Encoder::new(stored_out, level).map_err(Error::io("start zstd for", &path))?;
                 Out::Zstd(enc)
             }
         };
+        let mut entry = new_entry(&stored, source, kind, compression);
+        entry.encryption = encryption.map(|e| e.record().clone());
         Ok(ArtifactWriter {
             pack: self.clone(),
             path,
             out: Some(out),
-            entry: new_entry(rel, source, kind, compression),
+            entry,
             cancel: lock(&self.inner.cancel).clone(),
         })
     }
@@ -253,6 +288,9 @@ impl StagingPack {
             });
         }
         let path = self.inner.dir.join(rel);
+        if self.encryption().is_some() {
+            return self.adopt_encrypted(rel, source, kind, records);
+        }
         let file = File::open(&path).map_err(Error::io("open artifact", &path))?;
         file.sync_all().map_err(Error::io("fsync", &path))?;
         let (size, sha) = hash_reader(file).map_err(Error::io("read", &path))?;
@@ -265,17 +303,38 @@ impl StagingPack {
         Ok(e)
     }
 
+    /// In an encrypted pack, a file a client library wrote at `rel` is streamed through the
+    /// encryption into `rel.age` and the plain file removed.
+    fn adopt_encrypted(&self, rel: &str, source: &str, kind: &str, records: Option<u64>) -> Result<ArtifactEntry> {
+        let path = self.inner.dir.join(rel);
+        let plain = File::open(&path).map_err(Error::io("open artifact", &path))?;
+        // The plain file keeps its reservation under `rel`; the artifact is written beside it.
+        lock(&self.inner.reserved).remove(rel);
+        let mut w = self.artifact(rel, source, kind, Compression::None)?;
+        let copied = io::copy(&mut BufReader::with_capacity(IO_BUF, plain), &mut w);
+        let removed = fs::remove_file(&path);
+        copied.map_err(Error::io("encrypt", &path))?;
+        removed.map_err(Error::io("remove the plain copy", &path))?;
+        if let Some(n) = records {
+            w.add_records(n);
+        }
+        w.finish()
+    }
+
     /// Forgets a reserved artifact and deletes its file (e.g. a temporary copy replaced by a
-    /// compressed artifact).
+    /// compressed artifact), and its encrypted form.
     pub fn unreserve(&self, rel: &str) -> Result<()> {
         lock(&self.inner.reserved).remove(rel);
-        lock(&self.inner.finished).retain(|e| e.path != rel);
-        let path = self.inner.dir.join(rel);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove", &path)(e)),
+        let encrypted = format!("{rel}{AGE_SUFFIX}");
+        lock(&self.inner.finished).retain(|e| e.path != rel && e.path != encrypted);
+        for path in [self.inner.dir.join(rel), self.inner.dir.join(&encrypted)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path)(e)),
+            }
         }
+        Ok(())
     }
 
     /// Artifacts finished so far.
@@ -291,7 +350,7 @@ impl StagingPack {
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         let reserved = lock(&inner.reserved).clone();
         for r in &reserved {
-            if !artifacts.iter().any(|a| &a.path == r) {
+            if !artifacts.iter().any(|a| &a.path == r || a.plain_path() == r) {
                 return Err(Error::Other(format!(
                     "artifact {r} was started but never finished; the pack is incomplete"
                 )));
@@ -300,7 +359,11 @@ impl StagingPack {
         let finished_at = Utc::now();
         let manifest = Manifest {
             format: FORMAT_NAME.into(),
-            format_version: FORMAT_VERSION,
+            format_version: if artifacts.iter().any(|a| a.encryption.is_some()) {
+                FORMAT_VERSION
+            } else {
+                FORMAT_VERSION_PLAIN
+            },
             pack_id: inner.id.to_string(),
             plan: inner.plan.clone(),
             kind: inner.kind,
@@ -366,6 +429,7 @@ fn new_entry(rel: &str, source: &str, kind: &str, compression: Compression) -> A
         files: None,
         window: None,
         meta: Default::default(),
+        encryption: None,
     }
 }
 
@@ -546,9 +610,39 @@ impl<W: Write> Write for HashingWriter<W> {
 
 type FileSink = HashingWriter<BufWriter<File>>;
 
-enum Out {
+/// The stored bytes: the file itself, or an age stream into it.
+enum Stored {
     Plain(FileSink),
-    Zstd(zstd::stream::write::Encoder<'static, FileSink>),
+    Age(age::stream::StreamWriter<FileSink>),
+}
+
+impl Stored {
+    fn finish(self) -> io::Result<FileSink> {
+        match self {
+            Stored::Plain(s) => Ok(s),
+            Stored::Age(w) => w.finish(),
+        }
+    }
+}
+
+impl Write for Stored {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stored::Plain(w) => w.write(buf),
+            Stored::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stored::Plain(w) => w.flush(),
+            Stored::Age(w) => w.flush(),
+        }
+    }
+}
+
+enum Out {
+    Plain(Stored),
+    Zstd(zstd::stream::write::Encoder<'static, Stored>),
 }
 
 impl fmt::Debug for Out {
@@ -606,11 +700,12 @@ impl ArtifactWriter {
     /// Finishes the stream, fsyncs the file and records the artifact in the pack.
     pub fn finish(mut self) -> Result<ArtifactEntry> {
         let path = self.path.clone();
-        let sink = match self.out.take() {
+        let stored = match self.out.take() {
             Some(Out::Plain(s)) => s,
             Some(Out::Zstd(enc)) => enc.finish().map_err(Error::io("finish zstd stream of", &path))?,
             None => return Err(Error::Other("artifact already finished".into())),
         };
+        let sink = stored.finish().map_err(Error::io("finish age stream of", &path))?;
         let (buf, size, sha) = sink.finish();
         let file = buf
             .into_inner()

@@ -5,7 +5,7 @@
 //! whose packs do not sit in a local directory (an object store, a remote host) serves them the
 //! same way. A reader offers the manifest, the stored files by relative path (listed, sized and
 //! opened as streams) and, on top of that, each artifact's original bytes
-//! ([`PackReader::open_artifact`], decompressing as it streams). [`Pack`](crate::Pack) is the reader of a pack
+//! ([`PackReader::open_artifact`], decrypting and decompressing as it streams). [`Pack`](crate::Pack) is the reader of a pack
 //! in a local directory; [`crate::Sink::open`] returns the reader of a stored pack.
 //!
 //! ```no_run
@@ -25,9 +25,10 @@
 
 use std::fmt;
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use crate::crypt::{Keyring, missing_identity};
 use crate::manifest::{ArtifactEntry, Compression, Manifest};
 use crate::{Error, Result};
 
@@ -91,19 +92,41 @@ pub trait PackReader: Send + Sync + fmt::Debug {
         Ok(bytes)
     }
 
-    /// Opens an artifact for reading its original bytes, decompressing zstd as it streams.
-    fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {
-        let at = || PathBuf::from(self.location_of(&entry.path));
-        let f = self
-            .open_file(&entry.path)
-            .map_err(|e| Error::io("open artifact", at())(e))?;
-        let r = BufReader::with_capacity(IO_BUF, f);
+    /// The identities this reader decrypts encrypted artifacts with (see
+    /// [`crypt::keyed`](crate::crypt::keyed)); `None` by default.
+    fn keyring(&self) -> Option<&Keyring> {
+        None
+    }
+
+    /// Turns the stored bytes of `entry` (as [`PackReader::open_file`] gives them) into its
+    /// original bytes: decrypts an encrypted artifact with [`PackReader::keyring`] (an error of
+    /// kind `Key` saying which recipients the pack expects when there is no identity, or none
+    /// matches), then decompresses zstd, streaming.
+    fn decode<'a>(&self, entry: &ArtifactEntry, stored: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>> {
+        let at = self.location_of(&entry.path);
+        let plain: Box<dyn Read + Send + 'a> = match &entry.encryption {
+            None => stored,
+            Some(record) => match self.keyring().filter(|k| !k.is_empty()) {
+                Some(keys) => keys.decrypt(entry, &at, stored)?,
+                None => return Err(missing_identity(&at, &record.describe(), Some(&self.manifest().plan))),
+            },
+        };
+        let r = BufReader::with_capacity(IO_BUF, plain);
         Ok(match entry.compression {
             Compression::None => Box::new(r),
             Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(|e| Error::io("start zstd for", at())(e))?)
+                Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(|e| Error::io("start zstd for", &at)(e))?)
             }
         })
+    }
+
+    /// Opens an artifact for reading its original bytes ([`PackReader::decode`] of the stored
+    /// file): decrypting and decompressing as it streams.
+    fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {
+        let f = self
+            .open_file(&entry.path)
+            .map_err(|e| Error::io("open artifact", self.location_of(&entry.path))(e))?;
+        self.decode(entry, f)
     }
 }
 
@@ -144,6 +167,14 @@ impl<P: PackReader + ?Sized> PackReader for Arc<P> {
 
     fn read_file(&self, rel: &str, limit: u64) -> io::Result<Vec<u8>> {
         (**self).read_file(rel, limit)
+    }
+
+    fn keyring(&self) -> Option<&Keyring> {
+        (**self).keyring()
+    }
+
+    fn decode<'a>(&self, entry: &ArtifactEntry, stored: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>> {
+        (**self).decode(entry, stored)
     }
 
     fn open_artifact(&self, entry: &ArtifactEntry) -> Result<Box<dyn Read + Send>> {

@@ -51,6 +51,8 @@ pub struct Plan {
     pub zstd_level: i32,
     /// Whether a failed copy to a further sink fails the job.
     pub replication_required: bool,
+    /// Encrypt every artifact (age after zstd) to these recipients.
+    pub encryption: Option<crate::crypt::Encryption>,
 }
 
 impl Plan {
@@ -64,6 +66,7 @@ impl Plan {
             time_zone: chrono_tz::UTC,
             zstd_level: 3,
             replication_required: true,
+            encryption: None,
         }
     }
 }
@@ -567,6 +570,9 @@ impl Runner {
         };
         pack.set_job_id(job);
         pack.set_zstd_level(plan.zstd_level);
+        if let Some(e) = &plan.encryption {
+            pack.set_encryption(e.clone());
+        }
         pack.set_cancel(cancel.clone());
 
         let reports = match self.build(plan, &ctx, &pack, warnings).await {

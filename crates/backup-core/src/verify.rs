@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::manifest::{ArtifactEntry, Compression, MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE};
+use crate::manifest::{ArtifactEntry, MANIFEST_FILE, REPLICATION_FILE, SUMS_FILE};
 use crate::pack::{MAX_MANIFEST_BYTES, hash_reader};
 use crate::reader::PackReader;
 use crate::sums::Sums;
@@ -191,8 +191,24 @@ impl Verifier {
             location: pack.location(),
             problems,
             unusable,
+            key_error: key_error(pack, wanted),
         }
     }
+}
+
+/// Opens the age header of every wanted encrypted artifact with the reader's identities, so a
+/// restore without the right identity is refused before it writes anything.
+fn key_error(pack: &dyn PackReader, wanted: &[&ArtifactEntry]) -> Option<String> {
+    wanted.iter().filter(|w| w.encryption.is_some()).find_map(|w| {
+        let opened = pack
+            .open_file(&w.path)
+            .map_err(|e| Error::io("open artifact", pack.location_of(&w.path))(e))
+            .and_then(|f| pack.decode(w, f));
+        match opened {
+            Err(e) if e.kind() == crate::ErrorKind::Key => Some(e.to_string()),
+            _ => None,
+        }
+    })
 }
 
 /// The result of [`Verifier::check_for_restore`].
@@ -206,6 +222,9 @@ pub struct RestoreCheck {
     pub problems: Vec<Problem>,
     /// The wanted artifacts that must not be used, with the reason.
     pub unusable: BTreeMap<String, String>,
+    /// Why the wanted encrypted artifacts cannot be read (no identity, or none that matches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_error: Option<String>,
 }
 
 impl RestoreCheck {
@@ -220,8 +239,12 @@ impl RestoreCheck {
     }
 
     /// `Ok` when the pack is intact, or when it is not but `allow_damaged` says to restore the
-    /// intact part; [`Error::DamagedPack`] otherwise.
+    /// intact part; [`Error::DamagedPack`] otherwise. [`Error::Key`] first when the wanted
+    /// encrypted artifacts cannot be read with the identities given (never overridden).
     pub fn require(&self, allow_damaged: bool) -> Result<(), Error> {
+        if let Some(e) = &self.key_error {
+            return Err(Error::Key(e.clone()));
+        }
         if self.is_ok() || allow_damaged {
             Ok(())
         } else {
@@ -305,11 +328,16 @@ fn quick_check(pack: &dyn PackReader, a: &ArtifactEntry) -> Result<(), String> {
 }
 
 fn decompress_check(pack: &dyn PackReader, a: &ArtifactEntry) -> Result<(), String> {
-    if a.compression == Compression::None {
+    if a.is_plain() {
         return Ok(());
     }
     let r = pack.open_artifact(a).map_err(|e| e.to_string())?;
-    let n = io::copy(&mut r.take(u64::MAX), &mut io::sink()).map_err(|e| format!("does not decompress: {e}"))?;
+    let what = if a.encryption.is_some() {
+        "does not decrypt and decompress"
+    } else {
+        "does not decompress"
+    };
+    let n = io::copy(&mut r.take(u64::MAX), &mut io::sink()).map_err(|e| format!("{what}: {e}"))?;
     if n != a.raw_size {
         return Err(format!("decompresses to {n} bytes, manifest says {}", a.raw_size));
     }

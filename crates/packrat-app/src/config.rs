@@ -3,7 +3,8 @@
 //! The top level (`time_zone`, `state_dir`, `parallelism`, `catch_up`), `[plans.NAME]` and the
 //! daemon's `[daemon]`/`[api]` are defined here; every other table is a crate's own type:
 //! `[sources.NAME]` by `type` (the registry: [`SourceConfig`]), `[sinks.NAME]` likewise
-//! ([`SinkConfig`]), a plan's `retention` (retention) and `mongo` (source-mongo) tables, its
+//! ([`SinkConfig`]), a plan's `retention` (retention), `mongo` (source-mongo) and `encrypt`
+//! (backup-core's pack encryption) tables, its
 //! `full`/`incremental` cron expressions (policy-schedule), `[health]` and `[alerts.NAME]`
 //! (alerts). Every table denies unknown keys; every error names the file, the line and the key.
 //!
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use alerts::{AlertChannelConfig, HealthConfig};
 use backup_core::config::{ConfigText, Section, SinkSection, SourceSection, names};
+use backup_core::crypt::EncryptConfig;
 use backup_core::pack::check_plan_name;
 use backup_core::{Error, PackId, Result};
 use chrono_tz::Tz;
@@ -212,6 +214,10 @@ pub struct PlanConfig {
     /// a mongo source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mongo: Option<MongoPlanConfig>,
+    /// Encryption of the plan's packs (`[plans.NAME.encrypt]`): age recipients or a passphrase,
+    /// and the identity to read them with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<EncryptConfig>,
 }
 
 impl PlanConfig {
@@ -334,6 +340,11 @@ impl Config {
         for (name, s) in self.sinks.iter_mut() {
             out.extend(under(&["sinks", name], s.section_mut()));
         }
+        for (name, p) in self.plans.iter_mut() {
+            if let Some(e) = p.encrypt.as_mut() {
+                out.extend(under(&["plans", name, "encrypt"], e));
+            }
+        }
         out.extend(under(&["daemon"], &mut self.daemon));
         out.extend(under(&["api"], &mut self.api));
         for (name, c) in self.alerts.iter_mut() {
@@ -406,6 +417,9 @@ impl Config {
                 ));
             }
             section(&["plans", name, "retention"], &plan.retention)?;
+            if let Some(e) = &plan.encrypt {
+                section(&["plans", name, "encrypt"], e)?;
+            }
             if let Some(m) = &plan.mongo {
                 let has_mongo = sources
                     .iter()

@@ -13,7 +13,8 @@
 pub const OK: u8 = 0;
 /// The operation ran and failed: a job failed, verification found problems, a restore failed.
 pub const FAILED: u8 = 1;
-/// Bad usage or configuration: unknown flag, invalid config, unknown plan or pack.
+/// Bad usage or configuration: unknown flag, invalid config, unknown plan or pack, no (or the
+/// wrong) identity for an encrypted pack.
 pub const USAGE: u8 = 2;
 /// Busy: the plan (or installation) is locked by another packrat process.
 pub const BUSY: u8 = 3;
@@ -26,7 +27,7 @@ pub const CANCELLED_SIGTERM: u8 = 143;
 pub fn code_of(kind: backup_core::ErrorKind) -> u8 {
     use backup_core::ErrorKind as K;
     match kind {
-        K::Config | K::NotFound => USAGE,
+        K::Config | K::NotFound | K::Key => USAGE,
         K::Busy => BUSY,
         _ => FAILED,
     }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use backup_core::runner::Plan;
-use backup_core::{Error, Result, Sink, Source, StateStore, Verifier};
+use backup_core::crypt::Keyring;
+use backup_core::{Error, PackReader, Result, Sink, Source, StateStore, Verifier};
 use policy_schedule::{Schedule, ScheduleError};
 use retention::Retention;
 
@@ -94,7 +95,42 @@ pub fn plan(cfg: &Config, name: &str) -> Result<Plan> {
     plan.time_zone = cfg.plan_time_zone(pc);
     plan.zstd_level = pc.zstd_level;
     plan.replication_required = pc.replication_required;
+    plan.encryption = pc
+        .encrypt
+        .as_ref()
+        .map(|e| e.encryption(&format!("plans.{name}.encrypt")))
+        .transpose()?;
     Ok(plan)
+}
+
+/// The identities to read plan `plan`'s packs with: the identity files given (`--identity`)
+/// and the plan's `[plans.NAME.encrypt]` identity (`identity_file`, `identity_env`, passphrase),
+/// when `cfg` has that plan. `None` when there are none.
+pub fn keyring(cfg: Option<&Config>, plan: &str, files: &[std::path::PathBuf]) -> Result<Option<Arc<Keyring>>> {
+    let mut keys = Keyring::new();
+    for f in files {
+        keys.add_identity_file(f)?;
+    }
+    if let Some(e) = cfg.and_then(|c| c.plans.get(plan)).and_then(|p| p.encrypt.as_ref()) {
+        let plan_keys = e.keyring(&format!("plans.{plan}.encrypt"));
+        match plan_keys {
+            Ok(k) => keys.merge(k),
+            // The identities given on the command line may be enough.
+            Err(e) if !keys.is_empty() => tracing::warn!("{e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((!keys.is_empty()).then(|| Arc::new(keys)))
+}
+
+/// `reader` with the identities of [`keyring`] for its plan, when its pack is encrypted (a
+/// plain pack is returned as it is, and no identity is read for it).
+pub fn keyed(cfg: Option<&Config>, reader: Arc<dyn PackReader>, files: &[std::path::PathBuf]) -> Result<Arc<dyn PackReader>> {
+    if !reader.manifest().is_encrypted() {
+        return Ok(reader);
+    }
+    let keys = keyring(cfg, &reader.manifest().plan.clone(), files)?;
+    Ok(backup_core::crypt::keyed(reader, keys))
 }
 
 /// The schedule of plan `name`: its `full`/`incremental` expressions in its zone, with its

@@ -108,7 +108,7 @@ pub fn volume_name(e: &ArtifactEntry) -> String {
         .and_then(|v| v.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| {
-            let file = e.path.rsplit('/').next().unwrap_or_default();
+            let file = e.plain_path().rsplit('/').next().unwrap_or_default();
             file.trim_end_matches(".tar.zst").trim_end_matches(".tar").to_string()
         })
 }
@@ -273,7 +273,7 @@ fn write_compose(
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     let mut targets = Vec::new();
     for e in files {
-        let name = e.path.rsplit('/').next().unwrap_or_default();
+        let name = e.plain_path().rsplit('/').next().unwrap_or_default();
         let target = dir.join(name);
         if target.exists() && !overwrite {
             return Err(Error::Refused(format!(

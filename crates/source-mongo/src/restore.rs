@@ -160,16 +160,16 @@ pub fn collections(pack: &dyn PackReader, source: Option<&str>) -> Vec<Collectio
         .iter()
         .filter(|a| a.kind == ARTIFACT_KIND && source.is_none_or(|s| a.source == s))
         .map(|a| {
-            let stem = a
-                .path
+            let plain = a.plain_path();
+            let stem = plain
                 .strip_suffix(".bson.zst")
-                .or(a.path.strip_suffix(".bson"))
-                .unwrap_or(&a.path);
+                .or(plain.strip_suffix(".bson"))
+                .unwrap_or(plain);
             let meta_path = format!("{stem}.metadata.json");
             let text = |k: &str| a.meta.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
             CollectionArtifact {
                 data: a.clone(),
-                metadata: m.artifact(&meta_path).cloned(),
+                metadata: m.artifact_named(&meta_path).cloned(),
                 database: text("database"),
                 collection: text("collection"),
             }

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backup_core::{ArtifactEntry, Compression, DeepCheck, PackReader};
+use backup_core::{ArtifactEntry, DeepCheck, PackReader};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, classify};
@@ -178,7 +178,7 @@ impl SqliteCheck {
         }
         let what = format!("artifact {} of pack {}", entry.path, pack.id());
         let advice = "the backup is damaged; restore from another pack";
-        if let (Compression::None, Some(dir)) = (entry.compression, pack.local_dir()) {
+        if let (true, Some(dir)) = (entry.is_plain(), pack.local_dir()) {
             return integrity_check(&dir.join(&entry.path), &what, advice);
         }
         let tmp = tempfile::Builder::new()

@@ -1,12 +1,12 @@
 //! Restoring a SQLite artifact of a pack to a path.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use backup_core::restore_temp::{self, RestoreTemp};
 use backup_core::verify::Problem;
-use backup_core::{ArtifactEntry, Compression, PackReader, Verifier};
+use backup_core::{ArtifactEntry, PackReader, Verifier};
 use sha2::{Digest, Sha256};
 
 use crate::check::{DbFacts, integrity_check};
@@ -277,18 +277,13 @@ fn copy_verified(pack: &dyn PackReader, entry: &ArtifactEntry, out: &mut File, o
         bytes: 0,
     };
     let mut out = io::BufWriter::with_capacity(IO_BUF, out);
-    let written = match entry.compression {
-        Compression::None => pump(&mut hashed, &mut out, out_path, &damaged)?,
-        Compression::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(IO_BUF, &mut hashed))
-                .map_err(Error::io("start zstd for", &src))?;
-            let n = pump(&mut dec, &mut out, out_path, &damaged)?;
-            // Hash whatever the decoder left unread, so the checksum covers the whole file.
-            let mut rest = dec.finish();
-            io::copy(&mut rest, &mut io::sink()).map_err(Error::io("read", &src))?;
-            n
-        }
+    let written = {
+        // Decrypts and decompresses as the pack says (a plain artifact passes as it is).
+        let mut dec = pack.decode(entry, Box::new(&mut hashed))?;
+        pump(&mut dec, &mut out, out_path, &damaged)?
     };
+    // Hash whatever the decoder left unread, so the checksum covers the whole file.
+    io::copy(&mut hashed, &mut io::sink()).map_err(Error::io("read", &src))?;
     out.flush().map_err(Error::io("write", out_path))?;
     let sha = hex::encode(std::mem::take(&mut hashed.hasher).finalize());
     if hashed.bytes != entry.size {
