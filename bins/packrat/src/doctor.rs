@@ -124,6 +124,7 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
     checks.extend(sink_checks(&cfg).await);
     checks.extend(crate::doctor_retention::checks(&cfg).await);
     checks.extend(crate::restore_common::doctor_checks(&cfg));
+    checks.extend(encryption_checks(&cfg));
     if let Some(s) = &state {
         checks.extend(job_checks(&cfg, s));
         checks.extend(crate::doctor_schedule::checks(&cfg, s).await);
@@ -141,6 +142,55 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
     } else {
         exit::OK
     })
+}
+
+/// Per encrypted plan: the recipients (or passphrase) can be read, and the identity configured
+/// for reading its packs exists and belongs to one of them (a warning when none is configured:
+/// deep verification and restores then need `--identity`).
+pub fn encryption_checks(cfg: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (name, pc) in &cfg.plans {
+        let Some(e) = &pc.encrypt else { continue };
+        let check = format!("encryption ({name})");
+        let key = format!("plans.{name}.encrypt");
+        let enc = match e.encryption(&key) {
+            Ok(enc) => enc,
+            Err(err) => {
+                out.push(Check::fail(check, err.to_string(), format!("fix [{key}]")));
+                continue;
+            }
+        };
+        let record = enc.record();
+        let to = record.describe();
+        out.push(match e.keyring(&key) {
+            Err(err) => Check::fail(
+                check,
+                err.to_string(),
+                format!("fix identity_file/identity_env in [{key}]"),
+            ),
+            Ok(keys) if keys.is_empty() => Check::warn(
+                check,
+                format!("packs are encrypted to {to}; no identity is configured on this host"),
+                format!(
+                    "keep the identity safe elsewhere; verify --deep and restores need --identity FILE (or set \
+                     identity_file in [{key}])"
+                ),
+            ),
+            Ok(keys) if !keys.matches(record) => Check::fail(
+                check,
+                format!(
+                    "packs are encrypted to {to}, but the identity configured is for {}",
+                    keys.describe()
+                ),
+                format!("set identity_file in [{key}] to the identity of one of the recipients"),
+            ),
+            Ok(_) => Check::ok(
+                check,
+                format!("packs are encrypted to {to}; the identity configured opens them"),
+            ),
+        });
+    }
+    out
 }
 
 /// Per sink: for replicas the share mounted and of an allowed type, the target present and
