@@ -547,9 +547,9 @@ mod tests {
     #[test]
     fn recipients_are_checked_and_identities_never_shown() {
         let (id, public) = generate();
-        assert!(Encryption::to_recipients(&[public.clone()]).is_ok());
+        assert!(Encryption::to_recipients(std::slice::from_ref(&public)).is_ok());
         let secret_line = id.expose().lines().last().unwrap().to_string();
-        let e = Encryption::to_recipients(&[secret_line.clone()])
+        let e = Encryption::to_recipients(std::slice::from_ref(&secret_line))
             .unwrap_err()
             .to_string();
         assert!(!e.contains(&secret_line[20..]), "{e}");

@@ -119,7 +119,10 @@ fn a_wrong_identity_is_named_and_the_expected_recipients_too() {
     let dir = tempfile::tempdir().unwrap();
     let (_, ops_pub) = crypt::generate();
     let (wrong, wrong_pub) = crypt::generate();
-    let (pack, _) = write_pack(dir.path(), Some(Encryption::to_recipients(&[ops_pub.clone()]).unwrap()));
+    let (pack, _) = write_pack(
+        dir.path(),
+        Some(Encryption::to_recipients(std::slice::from_ref(&ops_pub)).unwrap()),
+    );
     let r = crypt::keyed(pack.into_reader(), Some(keys_of(&wrong)));
     let e = read_all(&*r, "notes.txt").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Key);
