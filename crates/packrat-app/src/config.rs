@@ -59,6 +59,10 @@ pub struct Config {
     /// Directory of the state store (`state.db`) and locks. Relative paths are resolved against
     /// the config file's directory.
     pub state_dir: PathBuf,
+    /// Language of every operator-facing text (`zh-CN` or `en`). Default: from the locale
+    /// (`LANG`), else English. Logs and JSON keys stay English.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<i18n::Lang>,
     /// Most jobs (and, within a job, collections) running at once. Default 3.
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
@@ -294,9 +298,15 @@ impl Config {
 
     /// Loads the config named by `--config` / `PACKRAT_CONFIG` (`path`); `None` is a usage error
     /// that says how to give one.
+    ///
+    /// Loading also sets the process's language ([`i18n::set_language`]) from the config.
     pub fn load_given(path: Option<&Path>) -> Result<Config> {
         match path {
-            Some(p) => Config::load(p),
+            Some(p) => {
+                let cfg = Config::load(p)?;
+                i18n::set_language(cfg.language());
+                Ok(cfg)
+            }
             None => Err(Error::Config(format!(
                 "no config file given; pass --config FILE or set {CONFIG_ENV} (try `packrat demo` for a quick start)"
             ))),
@@ -446,6 +456,11 @@ impl Config {
             section(&["alerts", name], c)?;
         }
         Ok(())
+    }
+
+    /// The language of operator-facing texts: `language`, else the locale's.
+    pub fn language(&self) -> i18n::Lang {
+        self.language.unwrap_or_else(i18n::Lang::from_env)
     }
 
     /// The plan named `name`, or an error listing the defined plans.
