@@ -637,7 +637,27 @@ fn a_passphrase_plan_restores_with_the_configured_passphrase_and_records_no_reci
     assert_integrity(&target);
     assert_eq!(dump(&target), dump(&db));
 
-    // Without the variable: exit 2, the variable named, nothing written.
+    // By hand: age asks for the passphrase on a terminal (here the pseudo-terminal of
+    // util-linux `script`), then zstd -d.
+    let by_hand = env.path("by_hand.db");
+    sh(
+        "printf '%s\\n' \"$1\" | timeout 300 script -qec \"age -d -o $(printf %q \"$3.zst\") $(printf %q \"$2\")\" \
+         /dev/null > /dev/null; zstd -q -d --rm \"$3.zst\" -o \"$3\"",
+        &[passphrase, dir.join(art).to_str().unwrap(), by_hand.to_str().unwrap()],
+    );
+    assert_integrity(&by_hand);
+    assert_eq!(dump(&by_hand), dump(&db));
+
+    // Without the variable: exit 2, the variable named, nothing written; deep verification
+    // says so too.
+    let v = env.run(&["verify", "--latest", "nightly", "--deep"]);
+    assert_eq!(v.code, 2, "{}", v.all());
+    assert!(
+        v.stderr
+            .contains(&format!("environment variable {PASS_VAR} is not set")),
+        "{}",
+        v.stderr
+    );
     let other = env.path("other.db");
     let r = env.run(&["restore", "--latest", "nightly", "--to", other.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.all());
