@@ -176,7 +176,10 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
 }
 
 async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
-    let pack = match resolve_pack_for(config, &a.pack).await {
+    // Quick verification checks the stored (encrypted) bytes against SHA256SUMS: it needs no
+    // identity, so a plan identity or passphrase that is not available here must not stop it.
+    let keys = a.deep || a.sample.against_source;
+    let pack = match resolve_pack_with(config, &a.pack, keys).await {
         Ok(p) => Ok(p),
         // A pack directory that cannot be opened is reported, not an error of the command.
         Err(e) if a.pack.latest.is_none() && a.pack.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) => Err(e),
@@ -211,6 +214,16 @@ pub(crate) async fn resolve_pack_for(
     config: Option<&Path>,
     sel: &PackSelector,
 ) -> Result<Arc<dyn PackReader>, CliError> {
+    resolve_pack_with(config, sel, true).await
+}
+
+/// [`resolve_pack_for`], with the identities only when `keys`: a quick verification reads no
+/// artifact's bytes, so it needs none, and an identity or passphrase missing here is no error.
+async fn resolve_pack_with(
+    config: Option<&Path>,
+    sel: &PackSelector,
+    keys: bool,
+) -> Result<Arc<dyn PackReader>, CliError> {
     let (reader, cfg) = if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
         // A config is not needed for a pack directory; one given may hold the plan's identity.
         let cfg = config.and_then(|c| wire::load_config(Some(c)).ok());
@@ -222,6 +235,9 @@ pub(crate) async fn resolve_pack_for(
         let cfg = wire::load_config(config)?;
         (resolve_pack(&cfg, sel).await?, Some(cfg))
     };
+    if !keys {
+        return Ok(reader);
+    }
     Ok(packrat_app::registry::keyed(cfg.as_ref(), reader, &sel.identity)?)
 }
 
