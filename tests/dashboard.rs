@@ -287,7 +287,7 @@ async fn the_page_lists_jobs_refuses_a_wrong_token_and_run_now_completes_without
     // Times in the plan's zone, with the offset.
     assert!(row.contains("+08:00"), "{row}");
     let plans = text_of(&c, "#plans").await;
-    assert!(plans.contains("max 2d") && plans.contains("ago"), "{plans}");
+    assert!(plans.contains("(max 2d)") && plans.contains("ago"), "{plans}");
     assert!(text_of(&c, "#sinks").await.contains("reachable"));
     // A marker that a reload would lose.
     c.execute("window.__kept = 'yes';", vec![]).await.unwrap();

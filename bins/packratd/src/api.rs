@@ -237,9 +237,9 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Refuses a mutation that could come from another site, or without the right token; `what`
+/// The refusal (`Some`) of a mutation that could come from another site, or lacks the right token; `what`
 /// names the action in the log.
-fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> {
+fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Option<Response> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -248,7 +248,7 @@ fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> 
             "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
         ) {
             warn!("{what} refused: content type {essence} (a cross-site form?)");
-            return Err(error(
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 format!("refusing a {essence} request: send no body (or JSON) with the bearer token"),
             ));
@@ -260,14 +260,14 @@ fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> 
         let origin_host = origin.split_once("://").map(|(_, h)| h.trim_end_matches('/'));
         if host.is_empty() || origin_host != Some(host) {
             warn!(origin, host, "{what} refused: cross-site request");
-            return Err(error(
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 format!("refusing a cross-site request: Origin {origin} is not this server ({host})"),
             ));
         }
     }
     let Some(token) = &s.token else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "this needs an API token; set [api] token_env or token_file and restart packratd",
         ));
@@ -278,19 +278,21 @@ fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => None,
         Some(_) => {
             warn!("{what} refused: wrong token");
-            Err(error(StatusCode::UNAUTHORIZED, "wrong token"))
+            Some(error(StatusCode::UNAUTHORIZED, "wrong token"))
         }
-        None => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(ErrorResponse {
-                error: "send the token as `Authorization: Bearer TOKEN`".into(),
-            }),
-        )
-            .into_response()),
+        None => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(ErrorResponse {
+                    error: "send the token as `Authorization: Bearer TOKEN`".into(),
+                }),
+            )
+                .into_response(),
+        ),
     }
 }
 
@@ -300,7 +302,7 @@ async fn run_plan(
     Query(q): Query<RunQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = guard(&s, &headers, &format!("API run of plan {name}")) {
+    if let Some(r) = guard(&s, &headers, &format!("API run of plan {name}")) {
         return r;
     }
     let kind = match q.kind.as_deref().unwrap_or("full").parse::<BackupKind>() {
@@ -333,7 +335,7 @@ async fn cancel_job(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = guard(&s, &headers, &format!("API cancel of job {id}")) {
+    if let Some(r) = guard(&s, &headers, &format!("API cancel of job {id}")) {
         return r;
     }
     let Ok(id) = id.parse::<i64>() else {

@@ -283,7 +283,9 @@ fn span(secs: i64) -> String {
     parts[first..]
         .iter()
         .take(2)
-        .map(|(_, t)| t.as_str())
+        .enumerate()
+        .filter(|(i, (n, _))| *i == 0 || *n > 0)
+        .map(|(_, (_, t))| t.as_str())
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -651,6 +653,7 @@ mod tests {
         assert_eq!(span(0), "0s");
         assert_eq!(span(62), "1m 2s");
         assert_eq!(span(3 * 86_400 + 7200 + 5), "3d 2h");
+        assert_eq!(span(2 * 86_400), "2d");
         assert_eq!(size(999), "999 B");
         assert_eq!(size(1_500_000), "1.5 MB");
         assert_eq!(i18n::text_in(i18n::Lang::ZhCn, "dash-title", &[]), "数据安全");
