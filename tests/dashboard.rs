@@ -66,8 +66,8 @@ impl Driver {
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), opts);
-        ClientBuilder::rustls()
-            .expect("rustls")
+        // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
