@@ -261,12 +261,25 @@ async fn click(c: &Client, css: &str) {
 
 /// Saves a screenshot as `$PACKRAT_SCREENSHOTS/<name>.png` at `width`×`height`, when asked to.
 async fn screenshot(c: &Client, name: &str, width: u32, height: u32) {
+    screenshot_at(c, name, width, height, None).await;
+}
+
+/// [`screenshot`] scrolled to the element with id `at`.
+async fn screenshot_at(c: &Client, name: &str, width: u32, height: u32, at: Option<&str>) {
     let Some(dir) = std::env::var_os("PACKRAT_SCREENSHOTS") else {
         return;
     };
     c.set_window_size(width, height).await.unwrap();
     // Let the layout settle after the resize (a screenshot, not an assertion).
     tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(id) = at {
+        c.execute(
+            "document.getElementById(arguments[0]).scrollIntoView();",
+            vec![json!(id)],
+        )
+        .await
+        .unwrap();
+    }
     let png = c.screenshot().await.unwrap();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
@@ -345,6 +358,7 @@ async fn the_page_lists_jobs_refuses_a_wrong_token_and_run_now_completes_without
     row_status(&c, second, "completed").await;
     screenshot(&c, "dashboard-en-laptop", 1280, 1000).await;
     screenshot(&c, "dashboard-en-phone", 375, 1400).await;
+    screenshot_at(&c, "jobs-en-phone", 375, 1000, Some("jobs")).await;
 
     // A job's page.
     c.goto(&s.url(&format!("/jobs/{first}"))).await.unwrap();
@@ -427,6 +441,7 @@ async fn the_chinese_page_shows_chinese_texts() {
     .await;
     screenshot(&c, "dashboard-zh-laptop", 1280, 1000).await;
     screenshot(&c, "dashboard-zh-phone", 375, 1400).await;
+    screenshot_at(&c, "jobs-zh-phone", 375, 1000, Some("jobs")).await;
     c.goto(&s.url(&format!("/jobs/{first}"))).await.unwrap();
     assert!(text_of(&c, "#job").await.contains("已完成"));
     screenshot(&c, "job-zh-laptop", 1280, 900).await;
