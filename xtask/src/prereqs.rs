@@ -95,6 +95,17 @@ pub fn ci_prereqs() -> Vec<Prereq> {
         Prereq::apt("zstd", "zstd"),
         // The standard age tool: the tests decrypt encrypted packs with it, as an operator would.
         Prereq::apt("age", "age"),
+        // Headless Chromium and its WebDriver for the dashboard's browser tests (tests/dashboard.rs);
+        // a CJK font so that the Chinese page's screenshots show glyphs.
+        Prereq::apt("chromium", "chromium"),
+        Prereq::apt("chromedriver", "chromium-driver"),
+        Prereq {
+            name: "fonts-wqy-microhei",
+            kind: Kind::Cached {
+                is_present: || std::path::Path::new("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc").exists(),
+                install: || apt_install(&["fonts-wqy-microhei"]),
+            },
+        },
         Prereq::apt("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
         Prereq {
             name: "rustfmt",

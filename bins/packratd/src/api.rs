@@ -5,6 +5,14 @@
 //!   last success, firing alerts
 //! - `POST /api/plans/{name}/run?kind=full|incremental` — needs `Authorization: Bearer TOKEN`
 //!   (`[api] token_env` / `token_file`); refused when no token is configured
+//! - `POST /api/jobs/{id}/cancel` — the same token; cancels a running or queued job of this daemon
+//! - `GET /`, `GET /jobs/{id}`, `/assets/*` — the dashboard ([`crate::dashboard`])
+//!
+//! Mutations (the two POSTs) are protected against cross-site requests: they need the bearer
+//! header (which a cross-site form cannot send), an `Origin` header, when present, must name
+//! the `Host` the request was sent to, and the content types a form or a simple `fetch` can send
+//! without a preflight (`application/x-www-form-urlencoded`, `multipart/form-data`,
+//! `text/plain`) are refused.
 //! - `GET /metrics` (Prometheus text format), `GET /healthz`
 //!
 //! The address it listens on is written to `<state_dir>/packratd.addr` for `packrat status`.
@@ -14,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,12 +31,14 @@ use backup_core::config::Secret;
 use backup_core::state::JobFilter;
 use backup_core::{BackupKind, JobStatus, Trigger};
 use chrono::Utc;
-use packrat_app::api::{self, ErrorResponse, JobsQuery, PlanStatus, RunAccepted, RunQuery, Statistics, StatusResponse};
+use packrat_app::api::{
+    self, CancelAccepted, ErrorResponse, JobsQuery, PlanStatus, RunAccepted, RunQuery, Statistics, StatusResponse,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::daemon::{Daemon, StartError};
+use crate::daemon::{CancelError, Daemon, StartError};
 use packrat_app::exit::ExitError;
 
 use crate::metrics;
@@ -36,9 +46,9 @@ use crate::metrics;
 pub use packrat_app::api::ADDR_FILE;
 
 #[derive(Clone)]
-struct AppState {
-    d: Arc<Daemon>,
-    token: Option<Arc<Secret>>,
+pub(crate) struct AppState {
+    pub(crate) d: Arc<Daemon>,
+    pub(crate) token: Option<Arc<Secret>>,
 }
 
 /// The running server.
@@ -93,7 +103,7 @@ pub async fn serve(d: Arc<Daemon>) -> Result<Server, ExitError> {
     let app = router(AppState { d, token });
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
+        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })
@@ -112,8 +122,10 @@ fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(job))
         .route("/api/status", get(status))
         .route("/api/plans/{name}/run", post(run_plan))
+        .route("/api/jobs/{id}/cancel", post(cancel_job))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 
@@ -225,17 +237,40 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn run_plan(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<RunQuery>,
-    headers: HeaderMap,
-) -> Response {
+/// The refusal (`Some`) of a mutation that could come from another site, or lacks the right token; `what`
+/// names the action in the log.
+fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Option<Response> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if matches!(
+            essence,
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        ) {
+            warn!("{what} refused: content type {essence} (a cross-site form?)");
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!("refusing a {essence} request: send no body (or JSON) with the bearer token"),
+            ));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, h)| h.trim_end_matches('/'));
+        if host.is_empty() || origin_host != Some(host) {
+            warn!(origin, host, "{what} refused: cross-site request");
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!("refusing a cross-site request: Origin {origin} is not this server ({host})"),
+            ));
+        }
+    }
     let Some(token) = &s.token else {
-        return error(
+        return Some(error(
             StatusCode::FORBIDDEN,
-            "running plans over the API needs a token; set [api] token_env or token_file and restart packratd",
-        );
+            "this needs an API token; set [api] token_env or token_file and restart packratd",
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -243,21 +278,32 @@ async fn run_plan(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => {}
+        Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => None,
         Some(_) => {
-            warn!(plan = %name, "API run refused: wrong token");
-            return error(StatusCode::UNAUTHORIZED, "wrong token");
+            warn!("{what} refused: wrong token");
+            Some(error(StatusCode::UNAUTHORIZED, "wrong token"))
         }
-        None => {
-            return (
+        None => Some(
+            (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
                 Json(ErrorResponse {
                     error: "send the token as `Authorization: Bearer TOKEN`".into(),
                 }),
             )
-                .into_response();
-        }
+                .into_response(),
+        ),
+    }
+}
+
+async fn run_plan(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<RunQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = guard(&s, &headers, &format!("API run of plan {name}")) {
+        return r;
     }
     let kind = match q.kind.as_deref().unwrap_or("full").parse::<BackupKind>() {
         Ok(k) => k,
@@ -280,6 +326,32 @@ async fn run_plan(
         Err(StartError::Unknown(m)) => error(StatusCode::NOT_FOUND, m),
         Err(StartError::Busy(m)) => error(StatusCode::CONFLICT, m),
         Err(StartError::ShuttingDown) => error(StatusCode::SERVICE_UNAVAILABLE, "packratd is shutting down"),
+    }
+}
+
+async fn cancel_job(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = guard(&s, &headers, &format!("API cancel of job {id}")) {
+        return r;
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, format!("`{id}` is not a job id"));
+    };
+    match s.d.cancel_job(id, &format!("cancelled by API client {peer}")) {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(CancelAccepted {
+                job: id,
+                cancelling: true,
+            }),
+        )
+            .into_response(),
+        Err(CancelError::Unknown(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(CancelError::Conflict(m)) => error(StatusCode::CONFLICT, m),
     }
 }
 

@@ -52,6 +52,15 @@ pub enum StartError {
     ShuttingDown,
 }
 
+/// Why a job was not cancelled.
+#[derive(Debug)]
+pub enum CancelError {
+    /// No such job.
+    Unknown(String),
+    /// The job already finished (or it is not this daemon's to cancel).
+    Conflict(String),
+}
+
 /// Everything the daemon's tasks share.
 #[derive(Debug)]
 pub struct Daemon {
@@ -67,6 +76,8 @@ pub struct Daemon {
     /// Schedules of enabled, scheduled plans.
     pub schedules: BTreeMap<String, Schedule>,
     retention: BTreeMap<String, Retention>,
+    /// Every sink of the config (free space and mount state on the dashboard).
+    pub sinks: Vec<Arc<dyn backup_core::Sink>>,
     semaphore: Arc<Semaphore>,
     running: Mutex<BTreeMap<String, RunningJob>>,
     /// When the daemon started.
@@ -96,6 +107,52 @@ impl Daemon {
     /// When `plan` is due next.
     pub fn next_due(&self, plan: &str) -> Option<DateTime<Utc>> {
         self.schedules.get(plan)?.next_due(Utc::now())
+    }
+
+    /// Cancels job `id` if this daemon runs it or has it queued: a running job stops where it is
+    /// and records itself `cancelled` with `reason`; a queued one is cancelled before it starts.
+    /// Returns the job as it is now (the cancellation completes in the background).
+    pub fn cancel_job(&self, id: JobId, reason: &str) -> Result<backup_core::Job, CancelError> {
+        let found = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|r| r.job == id)
+            .map(|r| r.cancel.clone());
+        let job = self
+            .state
+            .job(id)
+            .map_err(|e| CancelError::Conflict(format!("cannot read job {id}: {}", e.chain())))?;
+        let Some(job) = job else {
+            return Err(CancelError::Unknown(format!("no job {id}")));
+        };
+        match found {
+            Some(token) => {
+                token.cancel(reason);
+                info!(job = id, plan = %job.plan, "{reason}");
+                Ok(job)
+            }
+            None if !job.status.is_finished() => Err(CancelError::Conflict(format!(
+                "job {id} ({}) is not run by this packratd{}; cancel it where it runs",
+                job.status.as_str(),
+                job.pid.map(|p| format!(" but by pid {p}")).unwrap_or_default()
+            ))),
+            None => Err(CancelError::Conflict(format!(
+                "job {id} already finished: {}",
+                job.status.as_str()
+            ))),
+        }
+    }
+
+    /// The longest a plan may go without a successful job before it is overdue: its `max_age`,
+    /// else twice its schedule's interval (as the health checks use it).
+    pub fn max_age(&self, plan: &str) -> Option<Duration> {
+        let pc = self.cfg.plans.get(plan)?;
+        pc.max_age.or_else(|| {
+            let iv = self.schedules.get(plan)?.interval(Utc::now())?;
+            (iv * 2).to_std().ok()
+        })
     }
 
     /// The alerts table.
@@ -320,6 +377,7 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         broken,
         schedules,
         retention,
+        sinks,
         running: Mutex::new(BTreeMap::new()),
         started_at,
         stopping: AtomicBool::new(false),

@@ -10,6 +10,7 @@
 
 mod api;
 mod daemon;
+mod dashboard;
 mod logging;
 mod metrics;
 

@@ -5,6 +5,8 @@
 //! - `GET /api/jobs?plan=&status=&limit=` ([`JobsQuery`]) → `[Job]`; `GET /api/jobs/{id}` → `Job`
 //! - `POST /api/plans/{name}/run?kind=full|incremental` ([`RunQuery`], bearer token) →
 //!   [`RunAccepted`] (202)
+//! - `POST /api/jobs/{id}/cancel` (bearer token) → [`CancelAccepted`] (202); 404 for an unknown
+//!   job, 409 for a finished one
 //! - errors → [`ErrorResponse`] with the HTTP status
 //!
 //! ```
@@ -206,6 +208,16 @@ pub struct RunAccepted {
     pub accepted: bool,
     /// The job, `queued` until a parallelism slot is free.
     pub job: JobId,
+}
+
+/// The answer to `POST /api/jobs/{id}/cancel` (202 Accepted): the job stops and records itself
+/// `cancelled` in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelAccepted {
+    /// The job.
+    pub job: JobId,
+    /// Always true.
+    pub cancelling: bool,
 }
 
 /// Every error answer: the HTTP status says what kind, `error` what happened and what to do.
