@@ -289,7 +289,8 @@ impl Keyring {
             e => Error::Damaged(format!("{at}: its age header is unreadable ({e}); the file is damaged")),
         })?;
         let mut ids: Vec<Box<dyn age::Identity>> = Vec::new();
-        if dec.is_scrypt() {
+        let scrypt_file = dec.is_scrypt();
+        if scrypt_file {
             for (p, _) in &self.passphrases {
                 let mut id = scrypt::Identity::new(p.clone());
                 id.set_max_work_factor(SCRYPT_MAX_LOG_N);
@@ -302,6 +303,15 @@ impl Keyring {
         }
         match dec.decrypt(ids.iter().map(|b| b.as_ref() as &dyn age::Identity)) {
             Ok(r) => Ok(Box::new(r)),
+            Err(
+                age::DecryptError::NoMatchingKeys
+                | age::DecryptError::DecryptionFailed
+                | age::DecryptError::KeyDecryptionFailed,
+            ) if scrypt_file && !self.passphrases.is_empty() => Err(Error::Key(format!(
+                "{at} is encrypted to a passphrase; the passphrase given does not open it ({}); give the \
+                     passphrase the pack was written with",
+                self.describe()
+            ))),
             Err(age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed) if !self.is_empty() => {
                 Err(Error::Key(format!(
                     "{at} is encrypted for {expects}; none of the identities given opens it ({}); give the identity \
