@@ -677,7 +677,7 @@ fn a_passphrase_plan_restores_with_the_configured_passphrase_and_records_no_reci
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(
         r.stderr.contains(&format!(
-            "{} is encrypted for a passphrase (scrypt)",
+            "{} is encrypted to a passphrase; the passphrase given does not open it",
             dir.join(art).display()
         )),
         "{}",
