@@ -152,9 +152,7 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
                 return Ok(s.open(plan, &p.id).await?);
             }
         }
-        return Err(CliError::usage(format!(
-            "plan `{plan}` has no packs yet; run `packrat run {plan}` first"
-        )));
+        return Err(CliError::usage(i18n::tr!("error-plan-no-packs", plan = plan)));
     }
     let arg = sel.pack.as_deref().unwrap_or_default();
     let as_path = Path::new(arg);
@@ -170,9 +168,7 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
             return Ok(s.open(&p.plan, &p.id).await?);
         }
     }
-    Err(CliError::usage(format!(
-        "no pack `{arg}` found (give a pack directory, PLAN/PACK_ID, a pack id, or --latest PLAN; `packrat list` shows the packs)"
-    )))
+    Err(CliError::usage(i18n::tr!("error-pack-not-found", pack = arg)))
 }
 
 async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {

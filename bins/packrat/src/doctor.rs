@@ -88,7 +88,13 @@ impl Check {
         };
         let (name, detail) = (self.name.as_str(), self.detail.as_str());
         match &self.fix {
-            Some(fix) => i18n::tr!("doctor-line-fix", tag = tag, name = name, detail = detail, fix = fix.as_str()),
+            Some(fix) => i18n::tr!(
+                "doctor-line-fix",
+                tag = tag,
+                name = name,
+                detail = detail,
+                fix = fix.as_str()
+            ),
             None => i18n::tr!("doctor-line", tag = tag, name = name, detail = detail),
         }
     }
@@ -157,7 +163,11 @@ pub fn encryption_checks(cfg: &Config) -> Vec<Check> {
         let enc = match e.encryption(&key) {
             Ok(enc) => enc,
             Err(err) => {
-                out.push(Check::fail(check, err.to_string(), i18n::tr!("doctor-fix-section", key = key.as_str())));
+                out.push(Check::fail(
+                    check,
+                    err.to_string(),
+                    i18n::tr!("doctor-fix-section", key = key.as_str()),
+                ));
                 continue;
             }
         };
@@ -176,13 +186,14 @@ pub fn encryption_checks(cfg: &Config) -> Vec<Check> {
             ),
             Ok(keys) if !keys.matches(record) => Check::fail(
                 check,
-                i18n::tr!("doctor-enc-wrong-identity", to = to.as_str(), identity = keys.describe()),
+                i18n::tr!(
+                    "doctor-enc-wrong-identity",
+                    to = to.as_str(),
+                    identity = keys.describe()
+                ),
                 i18n::tr!("doctor-fix-enc-wrong-identity", key = key.as_str()),
             ),
-            Ok(_) => Check::ok(
-                check,
-                i18n::tr!("doctor-enc-ok", to = to.as_str()),
-            ),
+            Ok(_) => Check::ok(check, i18n::tr!("doctor-enc-ok", to = to.as_str())),
         });
     }
     out
@@ -223,7 +234,11 @@ pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
                         Check::fail(i18n::tr!("doctor-bucket", sink = name.as_str()), e.chain(), fix)
                     }
                 }),
-                Err(e) => out.push(Check::fail(i18n::tr!("doctor-bucket", sink = name.as_str()), e.message, i18n::tr!("doctor-fix-config"))),
+                Err(e) => out.push(Check::fail(
+                    i18n::tr!("doctor-bucket", sink = name.as_str()),
+                    e.message,
+                    i18n::tr!("doctor-fix-config"),
+                )),
             },
             _ => match wire::sink(cfg, name) {
                 Ok(sink) => out.push(match sink.check().await {
@@ -237,7 +252,11 @@ pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
                         i18n::tr!("doctor-fix-create-writable", path = sink.location()),
                     ),
                 }),
-                Err(e) => out.push(Check::fail(i18n::tr!("doctor-sink", sink = name.as_str()), e.message, i18n::tr!("doctor-fix-config"))),
+                Err(e) => out.push(Check::fail(
+                    i18n::tr!("doctor-sink", sink = name.as_str()),
+                    e.message,
+                    i18n::tr!("doctor-fix-config"),
+                )),
             },
         }
         if let SinkConfig::Local(c) = sc {
@@ -264,7 +283,10 @@ fn local_leftovers(name: &str, sink: &sink_local::LocalSink) -> Check {
         Err(e) => Check::fail(
             check,
             e.to_string(),
-            i18n::tr!("doctor-fix-make-readable", path = sink.staging_root().display().to_string()),
+            i18n::tr!(
+                "doctor-fix-make-readable",
+                path = sink.staging_root().display().to_string()
+            ),
         ),
     }
 }
@@ -370,9 +392,10 @@ pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
         let replicates = pc.sinks.len() > 1;
         let rerun = i18n::tr!("doctor-fix-rerun", job = job.id, plan = plan.as_str());
         out.push(match job.status {
-            JobStatus::Completed if !replicates || job.replication == ReplicationStatus::Succeeded => {
-                Check::ok(name, i18n::tr!("doctor-job-message", job = job.id, message = job.message.as_str()))
-            }
+            JobStatus::Completed if !replicates || job.replication == ReplicationStatus::Succeeded => Check::ok(
+                name,
+                i18n::tr!("doctor-job-message", job = job.id, message = job.message.as_str()),
+            ),
             JobStatus::Completed => Check::fail(
                 name,
                 i18n::tr!(
@@ -383,8 +406,7 @@ pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
                 ),
                 rerun,
             ),
-            JobStatus::Queued | JobStatus::Running => {
-                Check::ok(
+            JobStatus::Queued | JobStatus::Running => Check::ok(
                 name,
                 i18n::tr!(
                     "doctor-job-active",
@@ -392,10 +414,8 @@ pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
                     status = crate::output::status_text(job.status),
                     progress = job.progress
                 ),
-            )
-            }
-            JobStatus::Failed | JobStatus::Interrupted | JobStatus::Cancelled => {
-                Check::fail(
+            ),
+            JobStatus::Failed | JobStatus::Interrupted | JobStatus::Cancelled => Check::fail(
                 name,
                 i18n::tr!(
                     "doctor-job-ended",
@@ -404,8 +424,7 @@ pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
                     detail = job.detail.as_str()
                 ),
                 rerun,
-            )
-            }
+            ),
         });
     }
     out

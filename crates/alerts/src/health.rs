@@ -72,7 +72,11 @@ impl HealthChecker {
                         i18n::tr!(
                             "alert-last-error",
                             job = j.id,
-                            error = if j.detail.is_empty() { j.message.as_str() } else { j.detail.as_str() }
+                            error = if j.detail.is_empty() {
+                                j.message.as_str()
+                            } else {
+                                j.detail.as_str()
+                            }
                         )
                     })
                     .unwrap_or_default();

@@ -142,3 +142,13 @@ status-sink = sink
 status-sink-last = job { $job } { $at }
 status-sink-never = never
 status-sink-line = { $packs } packs, { $size } MB received; last: { $last }
+
+## Errors (the top-level prefix and the common usage errors)
+error-stdout = error: cannot write to stdout: { $error }
+error-plan-no-packs = plan `{ $plan }` has no packs yet; run `packrat run { $plan }` first
+error-pack-not-found = no pack `{ $pack }` found (give a pack directory, PLAN/PACK_ID, a pack id, or --latest PLAN; `packrat list` shows the packs)
+error-no-config = no config file given; pass --config FILE or set { $env } (try `packrat demo` for a quick start)
+error-unknown-plan = no plan `{ $plan }` in the config (defined: { $defined })
+error-locked = { $what } is locked by another packrat process; wait for it to finish or stop it
+error-locked-pid = { $what } is locked by another packrat process (pid { $pid }); wait for it to finish or stop it
+alert-test-written = test alert written to the alerts log { $path }

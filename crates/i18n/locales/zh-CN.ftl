@@ -141,3 +141,13 @@ status-sink = 存储
 status-sink-last = 任务 { $job } { $at }
 status-sink-never = 从未
 status-sink-line = 已接收 { $packs } 个备份包，{ $size } MB；最近：{ $last }
+
+## 错误（顶层前缀与常见的用法错误）
+error-stdout = 错误：无法写入标准输出：{ $error }
+error-plan-no-packs = 计划 `{ $plan }` 还没有备份包；请先运行 `packrat run { $plan }`
+error-pack-not-found = 找不到备份包 `{ $pack }`（请给出备份包目录、PLAN/PACK_ID、备份包编号或 --latest PLAN；`packrat list` 列出所有备份包）
+error-no-config = 未指定配置文件；请使用 --config FILE 或设置 { $env }（可用 `packrat demo` 快速上手）
+error-unknown-plan = 配置中没有计划 `{ $plan }`（已定义：{ $defined }）
+error-locked = { $what } 已被另一个 packrat 进程锁定；请等待它结束或停止它
+error-locked-pid = { $what } 已被另一个 packrat 进程锁定（pid { $pid }）；请等待它结束或停止它
+alert-test-written = 测试告警已写入告警日志 { $path }
