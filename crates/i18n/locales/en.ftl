@@ -152,3 +152,67 @@ error-unknown-plan = no plan `{ $plan }` in the config (defined: { $defined })
 error-locked = { $what } is locked by another packrat process; wait for it to finish or stop it
 error-locked-pid = { $what } is locked by another packrat process (pid { $pid }); wait for it to finish or stop it
 alert-test-written = test alert written to the alerts log { $path }
+
+## doctor: daemon, schedules, last success, disk space, sources, retention
+doctor-daemon = daemon
+doctor-daemon-up = packratd is running (pid { $pid }, up { $up }s)
+doctor-daemon-down = packratd is not running, so no schedule fires
+doctor-fix-daemon-start = start it: `systemctl start packratd` (see docs/daemon.md), or run `packratd --config FILE`
+doctor-daemon-down-ok = packratd is not running (no plan has a schedule)
+doctor-fix-daemon-restart = restart packratd (`systemctl restart packratd`) and check its log in <state_dir>/logs
+doctor-schedule = schedule ({ $plan })
+doctor-no-schedule = no schedule: runs only by hand or over the API
+doctor-fix-cron = fix the cron expression
+doctor-schedule-disabled = { $schedule }, but the plan is disabled
+doctor-fix-enable = set `enabled = true` in [plans.{ $plan }] and restart packratd
+doctor-schedule-next = { $schedule }; next run { $next }
+doctor-never = never
+doctor-fired = fired ({ $plan })
+doctor-slot-fired = last due slot fired ({ $plan })
+doctor-not-due = not due yet
+doctor-slot-ok = the { $kind } slot of { $at } fired
+doctor-slot-due = the { $kind } slot of { $at } is due just now
+doctor-last-fired = last fired slot { $at }
+doctor-never-fired = never fired
+doctor-why-daemon-down = packratd is not running
+doctor-fix-catch-up = start packratd; it catches up once (catch_up = { $catch_up })
+doctor-why-new-plan = a new plan waits for its first slot after packratd started
+doctor-fix-wait-or-run = wait for the next slot, or run it now: `packrat run { $plan }`
+doctor-why-skipped = catch_up = { $catch_up } skipped it
+doctor-fix-run-now = run it now: `packrat run { $plan }`
+doctor-slot-missed = the { $kind } slot of { $at } did not fire ({ $last }): { $why }
+doctor-last-success = last success ({ $plan })
+doctor-success-old = job { $job } at { $at }, older than { $hours }h
+doctor-fix-see-plan-jobs = see `packrat jobs --plan { $plan }` for why later runs failed
+doctor-success-at = job { $job } at { $at }
+doctor-no-success = no successful backup yet
+doctor-job = job { $job }
+doctor-disk-space = disk space ({ $sink })
+doctor-space-low = { $free } MiB free at { $location }, below { $min } MiB
+doctor-fix-space = free space, or keep fewer packs ([plans.X] retention, then `packrat prune`)
+doctor-space-ok = { $free } MiB free at { $location }
+doctor-space-unknown = not known for this sink
+doctor-fix-sink-reachable = check that the sink is reachable
+doctor-source = source reachable ({ $source })
+doctor-source-ok = { $kind } source can be read
+doctor-fix-source = check that the server or file of sources.{ $source } is up and readable
+doctor-retention = retention ({ $plan })
+doctor-future = packs dated in the future ({ $plan } on { $sink })
+doctor-future-found = { $count } pack(s) started after now: { $packs }
+doctor-fix-future = check the clock (NTP) of the host that wrote them; retention keeps them and does not count them as the newest pack. Verify them (`packrat verify`) and remove them by hand if they are bad
+doctor-retention-none = no rule: every pack is kept
+
+## doctor: restore leftovers
+doctor-restore-leftovers-in = restore leftovers ({ $dir })
+doctor-cannot-look = cannot look into { $dir }: { $error }
+doctor-fix-permissions = check the directory's permissions
+doctor-restore-stale = { $file } ({ $size }) was left by an interrupted restore to { $target }
+doctor-fix-restore-stale = the next restore to { $target } removes it; or remove it by hand: rm '{ $file }'
+doctor-restore-unknown = { $file } ({ $size }) may be left by an interrupted restore to { $target } (cannot tell whether one is still running: { $why })
+doctor-fix-restore-unknown = when no restore is running, remove it: rm '{ $file }'
+doctor-restore-leftovers = restore leftovers
+doctor-restore-none = none in { $dirs } { $dirs ->
+        [one] directory
+       *[other] directories
+    }{ $in_use }
+doctor-restore-in-use = {" "}({ $count } temporary file(s) of restores running now)

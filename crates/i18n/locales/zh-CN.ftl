@@ -151,3 +151,64 @@ error-unknown-plan = 配置中没有计划 `{ $plan }`（已定义：{ $defined 
 error-locked = { $what } 已被另一个 packrat 进程锁定；请等待它结束或停止它
 error-locked-pid = { $what } 已被另一个 packrat 进程锁定（pid { $pid }）；请等待它结束或停止它
 alert-test-written = 测试告警已写入告警日志 { $path }
+
+## doctor 诊断：守护进程、定时、最近成功、磁盘空间、数据源、保留策略
+doctor-daemon = 守护进程
+doctor-daemon-up = packratd 正在运行（pid { $pid }，已运行 { $up } 秒）
+doctor-daemon-down = packratd 未运行，定时任务不会触发
+doctor-fix-daemon-start = 启动它：`systemctl start packratd`（见 docs/daemon.md），或运行 `packratd --config FILE`
+doctor-daemon-down-ok = packratd 未运行（没有计划设置了定时）
+doctor-fix-daemon-restart = 重启 packratd（`systemctl restart packratd`），并查看 <state_dir>/logs 中的日志
+doctor-schedule = 定时（{ $plan }）
+doctor-no-schedule = 未设置定时：仅手动或通过 API 运行
+doctor-fix-cron = 修正 cron 表达式
+doctor-schedule-disabled = { $schedule }，但计划已停用
+doctor-fix-enable = 在 [plans.{ $plan }] 中设置 `enabled = true` 并重启 packratd
+doctor-schedule-next = { $schedule }；下次运行 { $next }
+doctor-never = 从不
+doctor-fired = 已触发（{ $plan }）
+doctor-slot-fired = 最近的到期时段已触发（{ $plan }）
+doctor-not-due = 尚未到期
+doctor-slot-ok = { $at } 的 { $kind } 时段已触发
+doctor-slot-due = { $at } 的 { $kind } 时段刚刚到期
+doctor-last-fired = 最近触发的时段 { $at }
+doctor-never-fired = 从未触发
+doctor-why-daemon-down = packratd 未运行
+doctor-fix-catch-up = 启动 packratd；它会补跑一次（catch_up = { $catch_up }）
+doctor-why-new-plan = 新计划在 packratd 启动后等待它的第一个时段
+doctor-fix-wait-or-run = 等待下一个时段，或立即运行：`packrat run { $plan }`
+doctor-why-skipped = catch_up = { $catch_up } 跳过了它
+doctor-fix-run-now = 立即运行：`packrat run { $plan }`
+doctor-slot-missed = { $at } 的 { $kind } 时段未触发（{ $last }）：{ $why }
+doctor-last-success = 最近成功（{ $plan }）
+doctor-success-old = 任务 { $job } 于 { $at }，已超过 { $hours } 小时
+doctor-fix-see-plan-jobs = 用 `packrat jobs --plan { $plan }` 查看之后的运行为何失败
+doctor-success-at = 任务 { $job } 于 { $at }
+doctor-no-success = 还没有成功的备份
+doctor-job = 任务 { $job }
+doctor-disk-space = 磁盘空间（{ $sink }）
+doctor-space-low = { $location } 剩余 { $free } MiB，低于 { $min } MiB
+doctor-fix-space = 释放空间，或保留更少的备份包（[plans.X] retention，然后 `packrat prune`）
+doctor-space-ok = { $location } 剩余 { $free } MiB
+doctor-space-unknown = 此存储无法得知
+doctor-fix-sink-reachable = 检查存储是否可访问
+doctor-source = 数据源可访问（{ $source }）
+doctor-source-ok = { $kind } 数据源可以读取
+doctor-fix-source = 检查 sources.{ $source } 的服务器或文件是否在线且可读
+doctor-retention = 保留策略（{ $plan }）
+doctor-future = 时间在未来的备份包（{ $sink } 上的 { $plan }）
+doctor-future-found = { $count } 个备份包的开始时间晚于现在：{ $packs }
+doctor-fix-future = 检查写入它们的主机的时钟（NTP）；保留策略会保留它们且不把它们当作最新的备份包。请校验它们（`packrat verify`），损坏的请手动删除
+doctor-retention-none = 没有规则：保留所有备份包
+
+## doctor 诊断：恢复残留
+doctor-restore-leftovers-in = 恢复残留（{ $dir }）
+doctor-cannot-look = 无法查看 { $dir }：{ $error }
+doctor-fix-permissions = 检查该目录的权限
+doctor-restore-stale = { $file }（{ $size }）是一次被中断的、恢复到 { $target } 的操作留下的
+doctor-fix-restore-stale = 下次恢复到 { $target } 时会删除它；也可以手动删除：rm '{ $file }'
+doctor-restore-unknown = { $file }（{ $size }）可能是一次被中断的、恢复到 { $target } 的操作留下的（无法判断是否仍有恢复在运行：{ $why }）
+doctor-fix-restore-unknown = 确认没有恢复在运行后删除它：rm '{ $file }'
+doctor-restore-leftovers = 恢复残留
+doctor-restore-none = { $dirs } 个目录中均无残留{ $in_use }
+doctor-restore-in-use = （正在运行的恢复有 { $count } 个临时文件）
