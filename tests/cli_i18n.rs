@@ -84,7 +84,7 @@ fn chinese_job_messages_output_doctor_and_alerts() {
     assert_eq!(jobs[0]["message"], "备份完成", "{jobs}");
 
     let human = env.run(&["run", "nightly"]).ok();
-    assert!(human.stdout.contains("任务 2：已完成（备份完成）"), "{}", human.stdout);
+    assert!(human.stdout.contains("任务 2：已完成，备份完成"), "{}", human.stdout);
     assert!(human.stdout.contains("备份包"), "{}", human.stdout);
     let table = env.run(&["jobs"]).ok();
     assert!(

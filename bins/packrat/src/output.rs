@@ -67,6 +67,32 @@ fn duration(job: &Job) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The columns `s` takes in a terminal: CJK and full-width characters take two.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// `s` padded with spaces to `w` terminal columns (left-aligned; `right` for right-aligned).
+fn pad(s: &str, w: usize, right: bool) -> String {
+    let fill = " ".repeat(w.saturating_sub(width(s)));
+    if right {
+        format!("{fill}{s}")
+    } else {
+        format!("{s}{fill}")
+    }
+}
+
 /// A job status as shown to a person (`completed` / `已完成`); JSON keeps the English value.
 pub fn status_text(s: backup_core::JobStatus) -> String {
     use backup_core::JobStatus as S;
@@ -132,14 +158,14 @@ pub fn jobs_table(jobs: &[Job]) {
         return;
     }
     outln!(
-        "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  {}",
-        i18n::tr!("col-id"),
-        i18n::tr!("col-plan"),
-        i18n::tr!("col-kind"),
-        i18n::tr!("col-status"),
-        i18n::tr!("col-started"),
-        i18n::tr!("col-time"),
-        i18n::tr!("col-size"),
+        "{}  {} {} {} {} {} {}  {}",
+        pad(&i18n::tr!("col-id"), 6, true),
+        pad(&i18n::tr!("col-plan"), 14, false),
+        pad(&i18n::tr!("col-kind"), 11, false),
+        pad(&i18n::tr!("col-status"), 11, false),
+        pad(&i18n::tr!("col-started"), 19, false),
+        pad(&i18n::tr!("col-time"), 8, true),
+        pad(&i18n::tr!("col-size"), 10, true),
         i18n::tr!("col-message")
     );
     for j in jobs {
@@ -149,11 +175,11 @@ pub fn jobs_table(jobs: &[Job]) {
             format!("{}: {}", j.message, j.detail)
         };
         outln!(
-            "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  {}",
+            "{:>6}  {:<14} {:<11} {} {:<19} {:>8} {:>10}  {}",
             j.id,
             j.plan,
             j.kind,
-            status_text(j.status),
+            pad(&status_text(j.status), 11, false),
             when(j.started_at.or(Some(j.created_at))),
             duration(j),
             bytes(j.bytes),
@@ -206,12 +232,12 @@ pub fn packs_table(packs: &[PackInfo]) {
         return;
     }
     outln!(
-        "{:<10} {:<14} {:<40} {:<11} {:>10}  {}",
-        i18n::tr!("col-sink"),
-        i18n::tr!("col-plan"),
-        i18n::tr!("col-pack"),
-        i18n::tr!("col-kind"),
-        i18n::tr!("col-size"),
+        "{} {} {} {} {}  {}",
+        pad(&i18n::tr!("col-sink"), 10, false),
+        pad(&i18n::tr!("col-plan"), 14, false),
+        pad(&i18n::tr!("col-pack"), 40, false),
+        pad(&i18n::tr!("col-kind"), 11, false),
+        pad(&i18n::tr!("col-size"), 10, true),
         i18n::tr!("col-location")
     );
     for p in packs {
@@ -374,7 +400,8 @@ impl Status {
                 i18n::tr!("status-disabled")
             };
             outln!(
-                "  {name:<16} {enabled:<9} {}",
+                "  {name:<16} {} {}",
+                pad(&enabled, 9, false),
                 i18n::tr!(
                     "status-plan",
                     last = last,
@@ -405,5 +432,15 @@ pub fn print_sinks(sinks: &BTreeMap<String, packrat_app::api::SinkActivity>) {
                 last = last
             )
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn padding_counts_cjk_as_two_columns() {
+        assert_eq!(super::pad("计划", 6, false), "计划  ");
+        assert_eq!(super::pad("ID", 6, true), "    ID");
+        assert_eq!(super::width("已完成（x）"), 11);
     }
 }
