@@ -299,7 +299,14 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
             "removed_leftovers": report.removed_leftovers,
         }));
     } else {
-        outln!("restored to {} ({})", to.display(), output::bytes(report.bytes));
+        outln!(
+            "{}",
+            i18n::tr!(
+                "restore-done",
+                target = to.display().to_string(),
+                size = output::bytes(report.bytes)
+            )
+        );
     }
     Ok(exit::OK)
 }
@@ -314,14 +321,20 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
             }
             for (name, pc) in &cfg.plans {
                 if let Some((what, fix)) = pc.incremental_only_warning(name) {
-                    outln!("warning: {what}\n  fix: {fix}");
+                    outln!(
+                        "{}",
+                        i18n::tr!("warning-fix", warning = what.as_str(), fix = fix.as_str())
+                    );
                 }
             }
             outln!(
-                "config OK: {} source(s), {} sink(s), {} plan(s)",
-                cfg.sources.len(),
-                cfg.sinks.len(),
-                cfg.plans.len()
+                "{}",
+                i18n::tr!(
+                    "config-ok",
+                    sources = cfg.sources.len(),
+                    sinks = cfg.sinks.len(),
+                    plans = cfg.plans.len()
+                )
             );
         }
         ConfigAction::Show => out!("{}", cfg.to_redacted_toml()),

@@ -67,7 +67,10 @@ pub fn skipped_summary(n: usize) -> String {
 /// Prints, on stderr, the leftovers of killed restores that a restore removed.
 pub fn note_removed(removed: &[PathBuf]) {
     for p in removed {
-        eprintln!("removed {}, left by an interrupted restore", p.display());
+        eprintln!(
+            "{}",
+            i18n::tr!("restore-removed-leftover", path = p.display().to_string())
+        );
     }
 }
 

@@ -216,3 +216,13 @@ doctor-restore-none = none in { $dirs } { $dirs ->
        *[other] directories
     }{ $in_use }
 doctor-restore-in-use = {" "}({ $count } temporary file(s) of restores running now)
+
+## prune, restore, config check
+prune-nothing = nothing to prune
+prune-head = plan { $plan } on sink { $sink }: keep { $kept }, remove { $removed }
+prune-head-dry-run = plan { $plan } on sink { $sink } (dry run): keep { $kept }, would remove { $removed }
+restore-done = restored to { $target } ({ $size })
+warning-fix = warning: { $warning }
+    {"  "}fix: { $fix }
+config-ok = config OK: { $sources } source(s), { $sinks } sink(s), { $plans } plan(s)
+restore-removed-leftover = removed { $path }, left by an interrupted restore

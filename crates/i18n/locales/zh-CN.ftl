@@ -212,3 +212,13 @@ doctor-fix-restore-unknown = 确认没有恢复在运行后删除它：rm '{ $fi
 doctor-restore-leftovers = 恢复残留
 doctor-restore-none = { $dirs } 个目录中均无残留{ $in_use }
 doctor-restore-in-use = （正在运行的恢复有 { $count } 个临时文件）
+
+## 清理、恢复、配置检查
+prune-nothing = 没有需要清理的备份包
+prune-head = 存储 { $sink } 上的计划 { $plan }：保留 { $kept } 个，删除 { $removed } 个
+prune-head-dry-run = 存储 { $sink } 上的计划 { $plan }（演练）：保留 { $kept } 个，将删除 { $removed } 个
+restore-done = 已恢复到 { $target }（{ $size }）
+warning-fix = 警告：{ $warning }
+    {"  "}处理：{ $fix }
+config-ok = 配置正确：{ $sources } 个数据源，{ $sinks } 个存储，{ $plans } 个计划
+restore-removed-leftover = 已删除被中断的恢复留下的 { $path }
