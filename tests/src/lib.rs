@@ -141,6 +141,8 @@ sinks = ["local"]
         let mut c = Command::new(packrat_bin());
         c.arg("--config").arg(self.config());
         c.env_remove("PACKRAT_CONFIG").env_remove("RUST_LOG");
+        // English unless a test asks for another language (the default follows the locale).
+        c.env_remove("LC_ALL").env_remove("LC_MESSAGES").env("LANG", "C.UTF-8");
         c
     }
 

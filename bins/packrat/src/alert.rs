@@ -132,8 +132,8 @@ fn test_alerts_log(cfg: &Config, json: bool) -> Result<u8, CliError> {
         }));
     } else {
         match &result {
-            Ok(p) => outln!("test alert written to the alerts log {}", p.display()),
-            Err((_, e)) => eprintln!("error: {e}"),
+            Ok(p) => outln!("{}", i18n::tr!("alert-test-written", path = p.display().to_string())),
+            Err((_, e)) => eprintln!("{}", i18n::tr!("error-line", error = e.as_str())),
         }
     }
     Ok(if result.is_ok() { exit::OK } else { exit::FAILED })

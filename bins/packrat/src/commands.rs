@@ -152,9 +152,7 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
                 return Ok(s.open(plan, &p.id).await?);
             }
         }
-        return Err(CliError::usage(format!(
-            "plan `{plan}` has no packs yet; run `packrat run {plan}` first"
-        )));
+        return Err(CliError::usage(i18n::tr!("error-plan-no-packs", plan = plan)));
     }
     let arg = sel.pack.as_deref().unwrap_or_default();
     let as_path = Path::new(arg);
@@ -170,9 +168,7 @@ async fn resolve_pack(cfg: &packrat_app::config::Config, sel: &PackSelector) -> 
             return Ok(s.open(&p.plan, &p.id).await?);
         }
     }
-    Err(CliError::usage(format!(
-        "no pack `{arg}` found (give a pack directory, PLAN/PACK_ID, a pack id, or --latest PLAN; `packrat list` shows the packs)"
-    )))
+    Err(CliError::usage(i18n::tr!("error-pack-not-found", pack = arg)))
 }
 
 async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
@@ -319,7 +315,14 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
             "removed_leftovers": report.removed_leftovers,
         }));
     } else {
-        outln!("restored to {} ({})", to.display(), output::bytes(report.bytes));
+        outln!(
+            "{}",
+            i18n::tr!(
+                "restore-done",
+                target = to.display().to_string(),
+                size = output::bytes(report.bytes)
+            )
+        );
     }
     Ok(exit::OK)
 }
@@ -334,14 +337,20 @@ fn config_cmd(config: Option<&Path>, action: ConfigAction) -> Result<u8, CliErro
             }
             for (name, pc) in &cfg.plans {
                 if let Some((what, fix)) = pc.incremental_only_warning(name) {
-                    outln!("warning: {what}\n  fix: {fix}");
+                    outln!(
+                        "{}",
+                        i18n::tr!("warning-fix", warning = what.as_str(), fix = fix.as_str())
+                    );
                 }
             }
             outln!(
-                "config OK: {} source(s), {} sink(s), {} plan(s)",
-                cfg.sources.len(),
-                cfg.sinks.len(),
-                cfg.plans.len()
+                "{}",
+                i18n::tr!(
+                    "config-ok",
+                    sources = cfg.sources.len(),
+                    sinks = cfg.sinks.len(),
+                    plans = cfg.plans.len()
+                )
             );
         }
         ConfigAction::Show => out!("{}", cfg.to_redacted_toml()),

@@ -82,13 +82,20 @@ impl Check {
     /// The one-line form.
     pub fn line(&self) -> String {
         let tag = match self.status {
-            Status::Ok => "OK  ",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
+            Status::Ok => i18n::tr!("doctor-tag-ok"),
+            Status::Warn => i18n::tr!("doctor-tag-warn"),
+            Status::Fail => i18n::tr!("doctor-tag-fail"),
         };
+        let (name, detail) = (self.name.as_str(), self.detail.as_str());
         match &self.fix {
-            Some(fix) => format!("{tag}  {}: {} -> fix: {fix}", self.name, self.detail),
-            None => format!("{tag}  {}: {}", self.name, self.detail),
+            Some(fix) => i18n::tr!(
+                "doctor-line-fix",
+                tag = tag,
+                name = name,
+                detail = detail,
+                fix = fix.as_str()
+            ),
+            None => i18n::tr!("doctor-line", tag = tag, name = name, detail = detail),
         }
     }
 }
@@ -101,9 +108,9 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
         Ok(s) => Some(s),
         Err(e) => {
             checks.push(Check::fail(
-                "state store",
+                i18n::tr!("doctor-state-store"),
                 e.message,
-                format!("make {} writable for the packrat user", cfg.state_dir.display()),
+                i18n::tr!("doctor-fix-make-writable", path = cfg.state_dir.display().to_string()),
             ));
             None
         }
@@ -116,9 +123,9 @@ pub async fn run(config: Option<&Path>, a: DoctorArgs) -> Result<u8, CliError> {
             .await
     {
         checks.push(Check::warn(
-            "state store",
-            format!("cannot check for interrupted jobs: {}", e.chain()),
-            "run `packrat jobs` to see the jobs",
+            i18n::tr!("doctor-state-store"),
+            i18n::tr!("doctor-interrupted-unchecked", error = e.chain()),
+            i18n::tr!("doctor-fix-see-jobs"),
         ));
     }
     checks.extend(sink_checks(&cfg).await);
@@ -151,12 +158,16 @@ pub fn encryption_checks(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     for (name, pc) in &cfg.plans {
         let Some(e) = &pc.encrypt else { continue };
-        let check = format!("encryption ({name})");
+        let check = i18n::tr!("doctor-encryption", plan = name.as_str());
         let key = format!("plans.{name}.encrypt");
         let enc = match e.encryption(&key) {
             Ok(enc) => enc,
             Err(err) => {
-                out.push(Check::fail(check, err.to_string(), format!("fix [{key}]")));
+                out.push(Check::fail(
+                    check,
+                    err.to_string(),
+                    i18n::tr!("doctor-fix-section", key = key.as_str()),
+                ));
                 continue;
             }
         };
@@ -166,28 +177,23 @@ pub fn encryption_checks(cfg: &Config) -> Vec<Check> {
             Err(err) => Check::fail(
                 check,
                 err.to_string(),
-                format!("fix identity_file/identity_env in [{key}]"),
+                i18n::tr!("doctor-fix-identity", key = key.as_str()),
             ),
             Ok(keys) if keys.is_empty() => Check::warn(
                 check,
-                format!("packs are encrypted to {to}; no identity is configured on this host"),
-                format!(
-                    "keep the identity safe elsewhere; verify --deep and restores need --identity FILE (or set \
-                     identity_file in [{key}])"
-                ),
+                i18n::tr!("doctor-enc-no-identity", to = to.as_str()),
+                i18n::tr!("doctor-fix-enc-no-identity", key = key.as_str()),
             ),
             Ok(keys) if !keys.matches(record) => Check::fail(
                 check,
-                format!(
-                    "packs are encrypted to {to}, but the identity configured is for {}",
-                    keys.describe()
+                i18n::tr!(
+                    "doctor-enc-wrong-identity",
+                    to = to.as_str(),
+                    identity = keys.describe()
                 ),
-                format!("set identity_file in [{key}] to the identity of one of the recipients"),
+                i18n::tr!("doctor-fix-enc-wrong-identity", key = key.as_str()),
             ),
-            Ok(_) => Check::ok(
-                check,
-                format!("packs are encrypted to {to}; the identity configured opens them"),
-            ),
+            Ok(_) => Check::ok(check, i18n::tr!("doctor-enc-ok", to = to.as_str())),
         });
     }
     out
@@ -207,39 +213,50 @@ pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
             SinkConfig::S3(c) => match wire::sink(cfg, name) {
                 Ok(sink) => out.push(match sink.check().await {
                     Ok(()) => Check::ok(
-                        format!("bucket {name}"),
-                        format!("{} answers and accepts the credentials", sink.location()),
+                        i18n::tr!("doctor-bucket", sink = name.as_str()),
+                        i18n::tr!("doctor-bucket-ok", location = sink.location()),
                     ),
                     Err(e) => {
                         let fix = match e.kind() {
-                            ErrorKind::Denied => format!(
-                                "check sinks.{name}.access_key_id_*/secret_access_key_* and that the key may read and write bucket {}",
-                                c.bucket
+                            ErrorKind::Denied => i18n::tr!(
+                                "doctor-fix-bucket-denied",
+                                sink = name.as_str(),
+                                bucket = c.bucket.as_str()
                             ),
-                            ErrorKind::NotFound => {
-                                format!("create bucket {} on the store or fix sinks.{name}.bucket", c.bucket)
-                            }
-                            ErrorKind::Config => format!("fix sinks.{name} (endpoint, region, path_style, credentials)"),
-                            _ => format!("check that {} is reachable from this host and the store is up", c.endpoint),
+                            ErrorKind::NotFound => i18n::tr!(
+                                "doctor-fix-bucket-missing",
+                                sink = name.as_str(),
+                                bucket = c.bucket.as_str()
+                            ),
+                            ErrorKind::Config => i18n::tr!("doctor-fix-bucket-config", sink = name.as_str()),
+                            _ => i18n::tr!("doctor-fix-bucket-unreachable", endpoint = c.endpoint.as_str()),
                         };
-                        Check::fail(format!("bucket {name}"), e.chain(), fix)
+                        Check::fail(i18n::tr!("doctor-bucket", sink = name.as_str()), e.chain(), fix)
                     }
                 }),
-                Err(e) => out.push(Check::fail(format!("bucket {name}"), e.message, "fix the config")),
+                Err(e) => out.push(Check::fail(
+                    i18n::tr!("doctor-bucket", sink = name.as_str()),
+                    e.message,
+                    i18n::tr!("doctor-fix-config"),
+                )),
             },
             _ => match wire::sink(cfg, name) {
                 Ok(sink) => out.push(match sink.check().await {
                     Ok(()) => Check::ok(
-                        format!("sink {name}"),
-                        format!("{} is present and writable", sink.location()),
+                        i18n::tr!("doctor-sink", sink = name.as_str()),
+                        i18n::tr!("doctor-present-writable", path = sink.location()),
                     ),
                     Err(e) => Check::fail(
-                        format!("sink {name}"),
+                        i18n::tr!("doctor-sink", sink = name.as_str()),
                         e.chain(),
-                        format!("create {} or make it writable for the packrat user", sink.location()),
+                        i18n::tr!("doctor-fix-create-writable", path = sink.location()),
                     ),
                 }),
-                Err(e) => out.push(Check::fail(format!("sink {name}"), e.message, "fix the config")),
+                Err(e) => out.push(Check::fail(
+                    i18n::tr!("doctor-sink", sink = name.as_str()),
+                    e.message,
+                    i18n::tr!("doctor-fix-config"),
+                )),
             },
         }
         if let SinkConfig::Local(c) = sc {
@@ -251,30 +268,33 @@ pub async fn sink_checks(cfg: &Config) -> Vec<Check> {
 
 /// Work directories of killed jobs or prunes in a local sink's staging area.
 fn local_leftovers(name: &str, sink: &sink_local::LocalSink) -> Check {
-    let check = format!("no stale staging leftovers ({name})");
+    let check = i18n::tr!("doctor-staging-leftovers", sink = name);
     match sink.leftovers() {
-        Ok(l) if l.is_empty() => Check::ok(check, "none"),
+        Ok(l) if l.is_empty() => Check::ok(check, i18n::tr!("doctor-none")),
         Ok(l) => Check::warn(
             check,
-            format!(
-                "{} leftover(s) of interrupted jobs or prunes: {}",
-                l.len(),
-                l.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            i18n::tr!(
+                "doctor-staging-leftovers-found",
+                count = l.len(),
+                paths = l.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
-            "the next run or prune of a plan with this sink removes them; or remove them by hand",
+            i18n::tr!("doctor-fix-staging-leftovers"),
         ),
         Err(e) => Check::fail(
             check,
             e.to_string(),
-            format!("make {} readable for the packrat user", sink.staging_root().display()),
+            i18n::tr!(
+                "doctor-fix-make-readable",
+                path = sink.staging_root().display().to_string()
+            ),
         ),
     }
 }
 
 async fn replica_checks(name: &str, sink: &CifsReplicaSink) -> Vec<Check> {
-    let mounted = format!("share mounted ({name})");
-    let writable = format!("replica target writable ({name})");
-    let leftovers = format!("no stale _tmp leftovers ({name})");
+    let mounted = i18n::tr!("doctor-share-mounted", sink = name);
+    let writable = i18n::tr!("doctor-replica-writable", sink = name);
+    let leftovers = i18n::tr!("doctor-tmp-leftovers", sink = name);
     let check = sink.mount_check().clone();
     let report = if sink.path().as_os_str().is_empty() {
         Err(sink_cifs_replica::ReplicaError::EmptyPath {
@@ -287,61 +307,60 @@ async fn replica_checks(name: &str, sink: &CifsReplicaSink) -> Vec<Check> {
     match report {
         Ok(r) => out.push(Check::ok(
             mounted,
-            format!(
-                "{} is on {} {} (mounted at {})",
-                sink.path().display(),
-                r.fs_type,
-                r.source,
-                r.mount_point.display()
+            i18n::tr!(
+                "doctor-share-on",
+                path = sink.path().display().to_string(),
+                fs = r.fs_type.to_string(),
+                source = r.source.to_string(),
+                mount = r.mount_point.display().to_string()
             ),
         )),
         Err(e) => {
             use sink_cifs_replica::ReplicaError as R;
             let fix = match &e {
-                R::EmptyPath { .. } => format!("set sinks.{name}.path to the directory on the mounted share"),
-                R::TargetMissing { .. } => format!(
-                    "create it on the share (mkdir -p {}) or fix sinks.{name}.path",
-                    sink.path().display()
+                R::EmptyPath { .. } => i18n::tr!("doctor-fix-share-path", sink = name),
+                R::TargetMissing { .. } => i18n::tr!(
+                    "doctor-fix-share-mkdir",
+                    sink = name,
+                    path = sink.path().display().to_string()
                 ),
-                _ => format!(
-                    "mount the share at its mount point (mount -t cifs //SERVER/SHARE MOUNTPOINT -o ...), or fix sinks.{name}.path"
-                ),
+                _ => i18n::tr!("doctor-fix-share-mount", sink = name),
             };
             out.push(Check::fail(mounted, e.to_string(), fix));
             // One cause, one failure: the checks that need the share are only flagged.
             for n in [writable, leftovers] {
                 out.push(Check::warn(
                     n,
-                    "not checked: the share check failed",
-                    "fix the share first",
+                    i18n::tr!("doctor-share-not-checked"),
+                    i18n::tr!("doctor-fix-share-first"),
                 ));
             }
             return out;
         }
     }
     out.push(match sink.check().await {
-        Ok(()) => Check::ok(writable, format!("{} is present and writable", sink.path().display())),
+        Ok(()) => Check::ok(
+            writable,
+            i18n::tr!("doctor-present-writable", path = sink.path().display().to_string()),
+        ),
         Err(e) => Check::fail(
             writable,
             e.chain(),
-            format!(
-                "create {} on the share and give the packrat user write access (mount options uid=, file_mode=)",
-                sink.path().display()
-            ),
+            i18n::tr!("doctor-fix-share-writable", path = sink.path().display().to_string()),
         ),
     });
     out.push(match sink.leftovers() {
-        Ok(l) if l.is_empty() => Check::ok(leftovers, "none"),
+        Ok(l) if l.is_empty() => Check::ok(leftovers, i18n::tr!("doctor-none")),
         Ok(l) => Check::warn(
             leftovers,
-            format!(
-                "{} leftover(s) of interrupted copies: {}",
-                l.len(),
-                l.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            i18n::tr!(
+                "doctor-tmp-leftovers-found",
+                count = l.len(),
+                paths = l.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
-            "the next run of a plan with this sink removes them; or remove them by hand",
+            i18n::tr!("doctor-fix-tmp-leftovers"),
         ),
-        Err(e) => Check::fail(leftovers, e.to_string(), "check the share"),
+        Err(e) => Check::fail(leftovers, e.to_string(), i18n::tr!("doctor-fix-check-share")),
     });
     out
 }
@@ -350,7 +369,7 @@ async fn replica_checks(name: &str, sink: &CifsReplicaSink) -> Vec<Check> {
 pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
     let mut out = Vec::new();
     for (plan, pc) in &cfg.plans {
-        let name = format!("latest job ({plan})");
+        let name = i18n::tr!("doctor-latest-job", plan = plan.as_str());
         let jobs = match state.jobs(&JobFilter {
             plan: Some(plan.clone()),
             status: None,
@@ -358,39 +377,54 @@ pub fn job_checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
         }) {
             Ok(j) => j,
             Err(e) => {
-                out.push(Check::fail(name, e.chain(), "check the state store"));
+                out.push(Check::fail(name, e.chain(), i18n::tr!("doctor-fix-check-state")));
                 continue;
             }
         };
         let Some(job) = jobs.first() else {
-            out.push(Check::warn(name, "no job yet", format!("run `packrat run {plan}`")));
+            out.push(Check::warn(
+                name,
+                i18n::tr!("doctor-no-job"),
+                i18n::tr!("doctor-fix-run", plan = plan.as_str()),
+            ));
             continue;
         };
         let replicates = pc.sinks.len() > 1;
-        let rerun = format!(
-            "see `packrat job {}`, fix the cause, then run `packrat run {plan}`",
-            job.id
-        );
+        let rerun = i18n::tr!("doctor-fix-rerun", job = job.id, plan = plan.as_str());
         out.push(match job.status {
-            JobStatus::Completed if !replicates || job.replication == ReplicationStatus::Succeeded => {
-                Check::ok(name, format!("job {} {}", job.id, job.message))
-            }
+            JobStatus::Completed if !replicates || job.replication == ReplicationStatus::Succeeded => Check::ok(
+                name,
+                i18n::tr!("doctor-job-message", job = job.id, message = job.message.as_str()),
+            ),
             JobStatus::Completed => Check::fail(
                 name,
-                format!(
-                    "job {} completed but is not synced (replication {}): {}",
-                    job.id,
-                    job.replication.as_str(),
-                    job.detail
+                i18n::tr!(
+                    "doctor-job-not-synced",
+                    job = job.id,
+                    replication = job.replication.as_str(),
+                    detail = job.detail.as_str()
                 ),
                 rerun,
             ),
-            JobStatus::Queued | JobStatus::Running => {
-                Check::ok(name, format!("job {} is {} ({}%)", job.id, job.status, job.progress))
-            }
-            JobStatus::Failed | JobStatus::Interrupted | JobStatus::Cancelled => {
-                Check::fail(name, format!("job {} {}: {}", job.id, job.status, job.detail), rerun)
-            }
+            JobStatus::Queued | JobStatus::Running => Check::ok(
+                name,
+                i18n::tr!(
+                    "doctor-job-active",
+                    job = job.id,
+                    status = crate::output::status_text(job.status),
+                    progress = job.progress
+                ),
+            ),
+            JobStatus::Failed | JobStatus::Interrupted | JobStatus::Cancelled => Check::fail(
+                name,
+                i18n::tr!(
+                    "doctor-job-ended",
+                    job = job.id,
+                    status = crate::output::status_text(job.status),
+                    detail = job.detail.as_str()
+                ),
+                rerun,
+            ),
         });
     }
     out

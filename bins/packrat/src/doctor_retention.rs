@@ -13,7 +13,7 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     let now = Utc::now();
     for (name, pc) in &cfg.plans {
-        let check = format!("retention ({name})");
+        let check = i18n::tr!("doctor-retention", plan = name.as_str());
         let mut fine = true;
         if let Some((what, fix)) = pc.incremental_only_warning(name) {
             out.push(Check::warn(check.clone(), what, fix));
@@ -32,10 +32,9 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
                 .collect();
             if !future.is_empty() {
                 out.push(Check::warn(
-                    format!("packs dated in the future ({name} on {sink_name})"),
-                    format!("{} pack(s) started after now: {}", future.len(), future.join(", ")),
-                    "check the clock (NTP) of the host that wrote them; retention keeps them and does not count them \
-                     as the newest pack. Verify them (`packrat verify`) and remove them by hand if they are bad",
+                    i18n::tr!("doctor-future", plan = name.as_str(), sink = sink_name.as_str()),
+                    i18n::tr!("doctor-future-found", count = future.len(), packs = future.join(", ")),
+                    i18n::tr!("doctor-fix-future"),
                 ));
                 fine = false;
             }
@@ -45,7 +44,7 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
             out.push(Check::ok(
                 check,
                 if rules.is_empty() {
-                    "no rule: every pack is kept".to_string()
+                    i18n::tr!("doctor-retention-none")
                 } else {
                     rules
                 },

@@ -26,19 +26,19 @@ pub async fn checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
         .any(|p| p.enabled && (p.full.is_some() || p.incremental.is_some()));
     out.push(match &daemon {
         Ok(Some(v)) => Check::ok(
-            "daemon",
-            format!("packratd is running (pid {}, up {}s)", v.pid, v.uptime_seconds),
+            i18n::tr!("doctor-daemon"),
+            i18n::tr!("doctor-daemon-up", pid = v.pid, up = v.uptime_seconds),
         ),
         Ok(None) if any_scheduled => Check::fail(
-            "daemon",
-            "packratd is not running, so no schedule fires",
-            "start it: `systemctl start packratd` (see docs/daemon.md), or run `packratd --config FILE`",
+            i18n::tr!("doctor-daemon"),
+            i18n::tr!("doctor-daemon-down"),
+            i18n::tr!("doctor-fix-daemon-start"),
         ),
-        Ok(None) => Check::ok("daemon", "packratd is not running (no plan has a schedule)"),
+        Ok(None) => Check::ok(i18n::tr!("doctor-daemon"), i18n::tr!("doctor-daemon-down-ok")),
         Err(e) => Check::fail(
-            "daemon",
+            i18n::tr!("doctor-daemon"),
             e.clone(),
-            "restart packratd (`systemctl restart packratd`) and check its log in <state_dir>/logs",
+            i18n::tr!("doctor-fix-daemon-restart"),
         ),
     });
 
@@ -48,90 +48,90 @@ pub async fn checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
             Ok(Some(s)) => s,
             Ok(None) => {
                 out.push(Check::ok(
-                    format!("schedule ({name})"),
-                    "no schedule: runs only by hand or over the API",
+                    i18n::tr!("doctor-schedule", plan = name.as_str()),
+                    i18n::tr!("doctor-no-schedule"),
                 ));
                 continue;
             }
             Err(e) => {
                 out.push(Check::fail(
-                    format!("schedule ({name})"),
+                    i18n::tr!("doctor-schedule", plan = name.as_str()),
                     e.to_string(),
-                    "fix the cron expression",
+                    i18n::tr!("doctor-fix-cron"),
                 ));
                 continue;
             }
         };
         if !pc.enabled {
             out.push(Check::warn(
-                format!("schedule ({name})"),
-                format!("{sched}, but the plan is disabled"),
-                format!("set `enabled = true` in [plans.{name}] and restart packratd"),
+                i18n::tr!("doctor-schedule", plan = name.as_str()),
+                i18n::tr!("doctor-schedule-disabled", schedule = sched.to_string()),
+                i18n::tr!("doctor-fix-enable", plan = name.as_str()),
             ));
             continue;
         }
         out.push(Check::ok(
-            format!("schedule ({name})"),
-            format!(
-                "{sched}; next run {}",
-                sched
+            i18n::tr!("doctor-schedule", plan = name.as_str()),
+            i18n::tr!(
+                "doctor-schedule-next",
+                schedule = sched.to_string(),
+                next = sched
                     .next_due(now)
                     .map(|t| when(t, tz))
-                    .unwrap_or_else(|| "never".into())
+                    .unwrap_or_else(|| i18n::tr!("doctor-never"))
             ),
         ));
         let st = match state.schedule_state(name) {
             Ok(s) => s,
             Err(e) => {
                 out.push(Check::fail(
-                    format!("fired ({name})"),
+                    i18n::tr!("doctor-fired", plan = name.as_str()),
                     e.chain(),
-                    "check the state store",
+                    i18n::tr!("doctor-fix-check-state"),
                 ));
                 continue;
             }
         };
-        let fired = format!("last due slot fired ({name})");
+        let fired = i18n::tr!("doctor-slot-fired", plan = name.as_str());
         match sched.last_slot(now) {
-            None => out.push(Check::ok(fired, "not due yet")),
+            None => out.push(Check::ok(fired, i18n::tr!("doctor-not-due"))),
             Some(slot) if st.last_fired_slot.is_some_and(|f| f >= slot.at) => out.push(Check::ok(
                 fired,
-                format!("the {} slot of {} fired", slot.kind, when(slot.at, tz)),
+                i18n::tr!("doctor-slot-ok", kind = slot.kind.to_string(), at = when(slot.at, tz)),
             )),
             Some(slot) if now - slot.at <= DEFAULT_TOLERANCE && daemon_up => out.push(Check::ok(
                 fired,
-                format!("the {} slot of {} is due just now", slot.kind, when(slot.at, tz)),
+                i18n::tr!("doctor-slot-due", kind = slot.kind.to_string(), at = when(slot.at, tz)),
             )),
             Some(slot) => {
                 let last = st
                     .last_fired_slot
-                    .map(|t| format!("last fired slot {}", when(t, tz)))
-                    .unwrap_or_else(|| "never fired".into());
+                    .map(|t| i18n::tr!("doctor-last-fired", at = when(t, tz)))
+                    .unwrap_or_else(|| i18n::tr!("doctor-never-fired"));
                 let (why, fix) = if !daemon_up {
                     (
-                        "packratd is not running".to_string(),
-                        format!(
-                            "start packratd; it catches up once (catch_up = {})",
-                            sched.catch_up().as_str()
-                        ),
+                        i18n::tr!("doctor-why-daemon-down"),
+                        i18n::tr!("doctor-fix-catch-up", catch_up = sched.catch_up().as_str()),
                     )
                 } else if st.last_fired_slot.is_none() {
                     (
-                        "a new plan waits for its first slot after packratd started".to_string(),
-                        format!("wait for the next slot, or run it now: `packrat run {name}`"),
+                        i18n::tr!("doctor-why-new-plan"),
+                        i18n::tr!("doctor-fix-wait-or-run", plan = name.as_str()),
                     )
                 } else {
                     (
-                        format!("catch_up = {} skipped it", sched.catch_up().as_str()),
-                        format!("run it now: `packrat run {name}`"),
+                        i18n::tr!("doctor-why-skipped", catch_up = sched.catch_up().as_str()),
+                        i18n::tr!("doctor-fix-run-now", plan = name.as_str()),
                     )
                 };
                 out.push(Check::fail(
                     fired,
-                    format!(
-                        "the {} slot of {} did not fire ({last}): {why}",
-                        slot.kind,
-                        when(slot.at, tz)
+                    i18n::tr!(
+                        "doctor-slot-missed",
+                        kind = slot.kind.to_string(),
+                        at = when(slot.at, tz),
+                        last = last,
+                        why = why
                     ),
                     fix,
                 ));
@@ -142,69 +142,77 @@ pub async fn checks(cfg: &Config, state: &StateStore) -> Vec<Check> {
             .max_age
             .and_then(|d| chrono::TimeDelta::from_std(d).ok())
             .or_else(|| sched.interval(now).map(|i| i * 2));
-        let age_name = format!("last success ({name})");
+        let age_name = i18n::tr!("doctor-last-success", plan = name.as_str());
         match (state.last_success(name), max_age) {
             (Ok(Some(j)), Some(max)) => {
                 let at = j.finished_at.unwrap_or(j.created_at);
                 if now - at > max {
                     out.push(Check::fail(
                         age_name,
-                        format!("job {} at {}, older than {}h", j.id, when(at, tz), max.num_hours()),
-                        format!("see `packrat jobs --plan {name}` for why later runs failed"),
+                        i18n::tr!(
+                            "doctor-success-old",
+                            job = j.id,
+                            at = when(at, tz),
+                            hours = max.num_hours()
+                        ),
+                        i18n::tr!("doctor-fix-see-plan-jobs", plan = name.as_str()),
                     ));
                 } else {
-                    out.push(Check::ok(age_name, format!("job {} at {}", j.id, when(at, tz))));
+                    out.push(Check::ok(
+                        age_name,
+                        i18n::tr!("doctor-success-at", job = j.id, at = when(at, tz)),
+                    ));
                 }
             }
             (Ok(None), _) => out.push(Check::warn(
                 age_name,
-                "no successful backup yet",
-                format!("run `packrat run {name}`"),
+                i18n::tr!("doctor-no-success"),
+                i18n::tr!("doctor-fix-run", plan = name.as_str()),
             )),
-            (Ok(Some(j)), None) => out.push(Check::ok(age_name, format!("job {}", j.id))),
-            (Err(e), _) => out.push(Check::fail(age_name, e.chain(), "check the state store")),
+            (Ok(Some(j)), None) => out.push(Check::ok(age_name, i18n::tr!("doctor-job", job = j.id))),
+            (Err(e), _) => out.push(Check::fail(age_name, e.chain(), i18n::tr!("doctor-fix-check-state"))),
         }
     }
 
     // Disk space on every sink against the health threshold.
     for name in cfg.sinks.keys() {
         let Ok(sink) = wire::sink(cfg, name) else { continue };
-        let check = format!("disk space ({name})");
+        let check = i18n::tr!("doctor-disk-space", sink = name.as_str());
         match sink.free_space().await {
             Ok(Some(free)) => {
                 let mb = free / (1024 * 1024);
                 if mb < cfg.health.min_free_mb {
                     out.push(Check::warn(
                         check,
-                        format!(
-                            "{mb} MiB free at {}, below {} MiB",
-                            sink.location(),
-                            cfg.health.min_free_mb
+                        i18n::tr!(
+                            "doctor-space-low",
+                            free = mb,
+                            location = sink.location(),
+                            min = cfg.health.min_free_mb
                         ),
-                        "free space, or keep fewer packs ([plans.X] retention, then `packrat prune`)",
+                        i18n::tr!("doctor-fix-space"),
                     ));
                 } else {
-                    out.push(Check::ok(check, format!("{mb} MiB free at {}", sink.location())));
+                    out.push(Check::ok(
+                        check,
+                        i18n::tr!("doctor-space-ok", free = mb, location = sink.location()),
+                    ));
                 }
             }
-            Ok(None) => out.push(Check::ok(check, "not known for this sink")),
-            Err(e) => out.push(Check::warn(check, e.chain(), "check that the sink is reachable")),
+            Ok(None) => out.push(Check::ok(check, i18n::tr!("doctor-space-unknown"))),
+            Err(e) => out.push(Check::warn(check, e.chain(), i18n::tr!("doctor-fix-sink-reachable"))),
         }
     }
 
     // Every source used by a plan can be reached.
     for name in cfg.sources.keys() {
-        let check = format!("source reachable ({name})");
+        let check = i18n::tr!("doctor-source", source = name.as_str());
         match wire::source(cfg, name) {
             Ok(src) => out.push(match src.check().await {
-                Ok(()) => Check::ok(check, format!("{} source can be read", src.kind())),
-                Err(e) => Check::fail(
-                    check,
-                    e.chain(),
-                    format!("check that the server or file of sources.{name} is up and readable"),
-                ),
+                Ok(()) => Check::ok(check, i18n::tr!("doctor-source-ok", kind = src.kind().to_string())),
+                Err(e) => Check::fail(check, e.chain(), i18n::tr!("doctor-fix-source", source = name.as_str())),
             }),
-            Err(e) => out.push(Check::fail(check, e.message, "fix the config")),
+            Err(e) => out.push(Check::fail(check, e.message, i18n::tr!("doctor-fix-config"))),
         }
     }
     out

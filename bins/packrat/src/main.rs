@@ -47,6 +47,8 @@ use clap::Parser;
 pub use packrat_app::exit::{self, ExitError as CliError};
 
 fn main() -> ExitCode {
+    // The locale's language until the config (its `language`) is loaded.
+    i18n::set_language(i18n::Lang::from_env());
     let cli = cli::Cli::parse();
     progress::init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("{}", i18n::tr!("error-line", error = e.message.as_str()));
             e.code
         }
     };
@@ -71,7 +73,7 @@ fn main() -> ExitCode {
     // behind `> file`) is.
     match output::finish_stdout() {
         Err(e) if code == exit::OK => {
-            eprintln!("error: cannot write to stdout: {e}");
+            eprintln!("{}", i18n::tr!("error-stdout", error = e.to_string()));
             ExitCode::from(exit::FAILED)
         }
         _ => ExitCode::from(code),

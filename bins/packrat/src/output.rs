@@ -67,6 +67,46 @@ fn duration(job: &Job) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The columns `s` takes in a terminal: CJK and full-width characters take two.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// `s` padded with spaces to `w` terminal columns (left-aligned; `right` for right-aligned).
+fn pad(s: &str, w: usize, right: bool) -> String {
+    let fill = " ".repeat(w.saturating_sub(width(s)));
+    if right {
+        format!("{fill}{s}")
+    } else {
+        format!("{s}{fill}")
+    }
+}
+
+/// A job status as shown to a person (`completed` / `已完成`); JSON keeps the English value.
+pub fn status_text(s: backup_core::JobStatus) -> String {
+    use backup_core::JobStatus as S;
+    let key = match s {
+        S::Queued => "status-queued",
+        S::Running => "status-running",
+        S::Completed => "status-completed",
+        S::Failed => "status-failed",
+        S::Interrupted => "status-interrupted",
+        S::Cancelled => "status-cancelled",
+    };
+    i18n::text(key, &[])
+}
+
 /// The JSON of `packrat run --json`.
 pub fn run_json(run: &JobRun) -> serde_json::Value {
     serde_json::json!({
@@ -80,37 +120,53 @@ pub fn run_json(run: &JobRun) -> serde_json::Value {
 /// The human output of `packrat run`.
 pub fn run_human(run: &JobRun) {
     let j = &run.job;
-    outln!("job {}: {} ({})", j.id, j.status, j.message);
+    let (id, status, message) = (j.id, status_text(j.status), j.message.as_str());
+    outln!("{}", i18n::tr!("run-job", job = id, status = status, message = message));
     if let Some(p) = &run.pack {
-        outln!("pack {} at {}", p.id, p.location);
-        outln!("  {} artifact(s), {}, {}", p.artifacts, bytes(p.bytes), duration(j));
+        outln!(
+            "{}",
+            i18n::tr!("run-pack", pack = p.id.to_string(), location = p.location.as_str())
+        );
+        outln!(
+            "{}",
+            i18n::tr!(
+                "run-pack-size",
+                artifacts = p.artifacts,
+                size = bytes(p.bytes),
+                duration = duration(j)
+            )
+        );
     }
     for r in &run.replicas {
-        outln!("replica on {}: {}", r.sink, r.location);
+        outln!(
+            "{}",
+            i18n::tr!("run-replica", sink = r.sink.as_str(), location = r.location.as_str())
+        );
     }
     for w in &run.warnings {
-        outln!("warning: {w}");
+        outln!("{}", i18n::tr!("warning-line", warning = w.as_str()));
     }
     if !j.detail.is_empty() {
-        eprintln!("error: {}", j.detail);
+        eprintln!("{}", i18n::tr!("error-line", error = j.detail.as_str()));
     }
 }
 
 /// `packrat jobs` table.
 pub fn jobs_table(jobs: &[Job]) {
     if jobs.is_empty() {
-        outln!("no jobs yet");
+        outln!("{}", i18n::tr!("jobs-none"));
         return;
     }
     outln!(
-        "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  MESSAGE",
-        "ID",
-        "PLAN",
-        "KIND",
-        "STATUS",
-        "STARTED",
-        "TIME",
-        "SIZE"
+        "{}  {} {} {} {} {} {}  {}",
+        pad(&i18n::tr!("col-id"), 6, true),
+        pad(&i18n::tr!("col-plan"), 14, false),
+        pad(&i18n::tr!("col-kind"), 11, false),
+        pad(&i18n::tr!("col-status"), 11, false),
+        pad(&i18n::tr!("col-started"), 19, false),
+        pad(&i18n::tr!("col-time"), 8, true),
+        pad(&i18n::tr!("col-size"), 10, true),
+        i18n::tr!("col-message")
     );
     for j in jobs {
         let msg = if j.detail.is_empty() {
@@ -119,11 +175,11 @@ pub fn jobs_table(jobs: &[Job]) {
             format!("{}: {}", j.message, j.detail)
         };
         outln!(
-            "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  {}",
+            "{:>6}  {:<14} {:<11} {} {:<19} {:>8} {:>10}  {}",
             j.id,
             j.plan,
             j.kind,
-            j.status,
+            pad(&status_text(j.status), 11, false),
             when(j.started_at.or(Some(j.created_at))),
             duration(j),
             bytes(j.bytes),
@@ -134,20 +190,35 @@ pub fn jobs_table(jobs: &[Job]) {
 
 /// `packrat job ID`.
 pub fn job_detail(j: &Job) {
-    outln!("job {} ({} {}, {})", j.id, j.plan, j.kind, j.trigger.as_str());
-    outln!("  status:      {} ({}%)", j.status, j.progress);
-    outln!("  message:     {}", j.message);
+    outln!(
+        "{}",
+        i18n::tr!(
+            "job-head",
+            job = j.id,
+            plan = j.plan.as_str(),
+            kind = j.kind.to_string(),
+            trigger = j.trigger.as_str()
+        )
+    );
+    outln!(
+        "{}",
+        i18n::tr!("job-status", status = status_text(j.status), progress = j.progress)
+    );
+    outln!("{}", i18n::tr!("job-message", message = j.message.as_str()));
     if !j.detail.is_empty() {
-        outln!("  detail:      {}", j.detail);
+        outln!("{}", i18n::tr!("job-detail", detail = j.detail.as_str()));
     }
     outln!("  pack:        {}", j.pack_id.as_deref().unwrap_or("-"));
     outln!("  output_dir:  {}", j.output_dir.as_deref().unwrap_or("-"));
     outln!("  replication: {}", j.replication.as_str());
     outln!(
-        "  size:        {} in {} artifact(s), {} record(s)",
-        bytes(j.bytes),
-        j.artifacts,
-        j.records
+        "{}",
+        i18n::tr!(
+            "job-size",
+            size = bytes(j.bytes),
+            artifacts = j.artifacts,
+            records = j.records
+        )
     );
     outln!("  created:     {}", when(Some(j.created_at)));
     outln!("  started:     {}", when(j.started_at));
@@ -157,16 +228,17 @@ pub fn job_detail(j: &Job) {
 /// `packrat list` table.
 pub fn packs_table(packs: &[PackInfo]) {
     if packs.is_empty() {
-        outln!("no packs");
+        outln!("{}", i18n::tr!("packs-none"));
         return;
     }
     outln!(
-        "{:<10} {:<14} {:<40} {:<11} {:>10}  LOCATION",
-        "SINK",
-        "PLAN",
-        "PACK",
-        "KIND",
-        "SIZE"
+        "{} {} {} {} {}  {}",
+        pad(&i18n::tr!("col-sink"), 10, false),
+        pad(&i18n::tr!("col-plan"), 14, false),
+        pad(&i18n::tr!("col-pack"), 40, false),
+        pad(&i18n::tr!("col-kind"), 11, false),
+        pad(&i18n::tr!("col-size"), 10, true),
+        i18n::tr!("col-location")
     );
     for p in packs {
         outln!(
@@ -184,18 +256,26 @@ pub fn packs_table(packs: &[PackInfo]) {
 /// `packrat verify` for humans.
 pub fn verify_human(r: &VerifyReport) {
     let level = match r.level {
-        backup_core::VerifyLevel::Quick => "quick",
-        backup_core::VerifyLevel::Deep => "deep",
+        backup_core::VerifyLevel::Quick => i18n::tr!("verify-quick"),
+        backup_core::VerifyLevel::Deep => i18n::tr!("verify-deep"),
     };
+    let (pack, location) = (r.pack_id.to_string(), r.location.to_string());
     if r.is_ok() {
         outln!(
-            "OK   {} ({level}, {} artifact(s)) at {}",
-            r.pack_id,
-            r.artifacts,
-            r.location
+            "{}",
+            i18n::tr!(
+                "verify-ok",
+                pack = pack,
+                level = level,
+                artifacts = r.artifacts,
+                location = location
+            )
         );
     } else {
-        outln!("FAIL {} ({level}) at {}", r.pack_id, r.location);
+        outln!(
+            "{}",
+            i18n::tr!("verify-fail", pack = pack, level = level, location = location)
+        );
         for p in &r.problems {
             outln!("  {}: {}", p.path, p.reason);
         }
@@ -293,24 +373,41 @@ impl Status {
     pub fn print_human(&self) {
         let s = &self.statistics;
         outln!(
-            "backups: {} total, {} succeeded, {} failed ({:.1}% success), {:.2} MB stored, {} active",
-            s.total_backups,
-            s.success_count,
-            s.failure_count,
-            s.success_rate,
-            s.total_size_mb,
-            s.active_jobs
+            "{}",
+            i18n::tr!(
+                "status-totals",
+                total = s.total_backups,
+                succeeded = s.success_count,
+                failed = s.failure_count,
+                rate = format!("{:.1}", s.success_rate),
+                size = format!("{:.2}", s.total_size_mb),
+                active = s.active_jobs
+            )
         );
         for (name, p) in &self.plans {
             let last = match &p.last_job {
-                Some(j) => format!("job {} {} {}", j.id, j.status, when(j.finished_at.or(j.started_at))),
-                None => "never ran".into(),
+                Some(j) => i18n::tr!(
+                    "status-last-job",
+                    job = j.id,
+                    status = status_text(j.status),
+                    at = when(j.finished_at.or(j.started_at))
+                ),
+                None => i18n::tr!("status-never-ran"),
+            };
+            let enabled = if p.enabled {
+                i18n::tr!("status-enabled")
+            } else {
+                i18n::tr!("status-disabled")
             };
             outln!(
-                "  {name:<16} {:<9} last: {last}; last success: {}; failures in a row: {}",
-                if p.enabled { "enabled" } else { "disabled" },
-                when(p.last_success),
-                p.consecutive_failures
+                "  {name:<16} {} {}",
+                pad(&enabled, 9, false),
+                i18n::tr!(
+                    "status-plan",
+                    last = last,
+                    success = when(p.last_success),
+                    failures = p.consecutive_failures
+                )
             );
         }
         print_sinks(&self.sinks);
@@ -320,15 +417,30 @@ impl Status {
 /// The sinks' lines of `status`: packs and bytes received, the last one.
 pub fn print_sinks(sinks: &BTreeMap<String, packrat_app::api::SinkActivity>) {
     for (name, a) in sinks {
+        let last = match a.last_job {
+            Some(job) => i18n::tr!("status-sink-last", job = job, at = when(a.last_at)),
+            None => i18n::tr!("status-sink-never"),
+        };
         outln!(
-            "  sink {name:<11} {:<12} {} packs, {:.2} MB received; last: {}",
+            "  {} {name:<11} {:<12} {}",
+            i18n::tr!("status-sink"),
             a.kind,
-            a.packs,
-            a.bytes as f64 / 1e6,
-            match a.last_job {
-                Some(job) => format!("job {job} {}", when(a.last_at)),
-                None => "never".into(),
-            }
+            i18n::tr!(
+                "status-sink-line",
+                packs = a.packs,
+                size = format!("{:.2}", a.bytes as f64 / 1e6),
+                last = last
+            )
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn padding_counts_cjk_as_two_columns() {
+        assert_eq!(super::pad("计划", 6, false), "计划  ");
+        assert_eq!(super::pad("ID", 6, true), "    ID");
+        assert_eq!(super::width("已完成（x）"), 11);
     }
 }

@@ -75,22 +75,28 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
     if a.json {
         output::json(&reports);
     } else if reports.is_empty() {
-        outln!("nothing to prune");
+        outln!("{}", i18n::tr!("prune-nothing"));
     }
     Ok(if failed { exit::FAILED } else { exit::OK })
 }
 
 fn print_report(r: &retention::PruneReport) {
     let removed = r.packs.iter().filter(|p| !p.keep).count();
+    let key = if r.dry_run { "prune-head-dry-run" } else { "prune-head" };
     outln!(
-        "plan {} on sink {}{}: keep {}, {} {removed}",
-        r.plan,
-        r.sink,
-        if r.dry_run { " (dry run)" } else { "" },
-        r.kept(),
-        if r.dry_run { "would remove" } else { "remove" },
+        "{}",
+        i18n::text(
+            key,
+            &[
+                ("plan", r.plan.as_str().into()),
+                ("sink", r.sink.as_str().into()),
+                ("kept", r.kept().into()),
+                ("removed", removed.into()),
+            ]
+        )
     );
     for p in &r.packs {
+        // The pack lines' keep/remove stay English (as in `--json`): a fixed, aligned column.
         let what = if p.keep { "keep" } else { "remove" };
         let outcome = match p.outcome.as_deref() {
             Some(o) if o.starts_with("failed") => format!(" [{o}]"),
@@ -99,7 +105,7 @@ fn print_report(r: &retention::PruneReport) {
         outln!("  {what:<7} {:<40} {}{outcome}", p.pack.id, p.reason);
     }
     if let Some((_, message)) = r.future_alert() {
-        outln!("  warning: {message}");
+        outln!("  {}", i18n::tr!("warning-line", warning = message.as_str()));
     }
 }
 

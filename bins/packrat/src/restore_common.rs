@@ -67,7 +67,10 @@ pub fn skipped_summary(n: usize) -> String {
 /// Prints, on stderr, the leftovers of killed restores that a restore removed.
 pub fn note_removed(removed: &[PathBuf]) {
     for p in removed {
-        eprintln!("removed {}, left by an interrupted restore", p.display());
+        eprintln!(
+            "{}",
+            i18n::tr!("restore-removed-leftover", path = p.display().to_string())
+        );
     }
 }
 
@@ -142,55 +145,62 @@ pub fn doctor_checks(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     let mut in_use = 0;
     for dir in &dirs {
-        let name = format!("restore leftovers ({})", dir.display());
+        let name = i18n::tr!("doctor-restore-leftovers-in", dir = dir.display().to_string());
         let found = match restore_temp::find(dir) {
             Ok(f) => f,
             Err(e) => {
                 out.push(Check::warn(
                     name,
-                    format!("cannot look into {}: {e}", dir.display()),
-                    "check the directory's permissions",
+                    i18n::tr!(
+                        "doctor-cannot-look",
+                        dir = dir.display().to_string(),
+                        error = e.to_string()
+                    ),
+                    i18n::tr!("doctor-fix-permissions"),
                 ));
                 continue;
             }
         };
         for l in found {
-            let file = l.path.display();
+            let file = l.path.display().to_string();
             match l.state {
                 LeftoverState::InUse => in_use += 1,
                 LeftoverState::Stale => out.push(Check::warn(
                     name.clone(),
-                    format!(
-                        "{file} ({}) was left by an interrupted restore to {}",
-                        output::bytes(l.bytes),
-                        l.target.display()
+                    i18n::tr!(
+                        "doctor-restore-stale",
+                        file = file.as_str(),
+                        size = output::bytes(l.bytes),
+                        target = l.target.display().to_string()
                     ),
-                    format!(
-                        "the next restore to {} removes it; or remove it by hand: rm '{file}'",
-                        l.target.display()
+                    i18n::tr!(
+                        "doctor-fix-restore-stale",
+                        file = file.as_str(),
+                        target = l.target.display().to_string()
                     ),
                 )),
                 LeftoverState::Unknown(why) => out.push(Check::warn(
                     name.clone(),
-                    format!(
-                        "{file} ({}) may be left by an interrupted restore to {} (cannot tell whether one is still running: {why})",
-                        output::bytes(l.bytes),
-                        l.target.display()
+                    i18n::tr!(
+                        "doctor-restore-unknown",
+                        file = file.as_str(),
+                        size = output::bytes(l.bytes),
+                        target = l.target.display().to_string(),
+                        why = why.to_string()
                     ),
-                    format!("when no restore is running, remove it: rm '{file}'"),
+                    i18n::tr!("doctor-fix-restore-unknown", file = file.as_str()),
                 )),
             }
         }
     }
     if out.is_empty() {
         out.push(Check::ok(
-            "restore leftovers",
-            format!(
-                "none in {} director{}{}",
-                dirs.len(),
-                if dirs.len() == 1 { "y" } else { "ies" },
-                if in_use > 0 {
-                    format!(" ({in_use} temporary file(s) of restores running now)")
+            i18n::tr!("doctor-restore-leftovers"),
+            i18n::tr!(
+                "doctor-restore-none",
+                dirs = dirs.len(),
+                in_use = if in_use > 0 {
+                    i18n::tr!("doctor-restore-in-use", count = in_use)
                 } else {
                     String::new()
                 }

@@ -69,19 +69,25 @@ impl HealthChecker {
                     .first()
                     .filter(|j| j.status.is_finished() && j.status != JobStatus::Completed)
                     .map(|j| {
-                        format!(
-                            "; last error (job {}): {}",
-                            j.id,
-                            if j.detail.is_empty() { &j.message } else { &j.detail }
+                        i18n::tr!(
+                            "alert-last-error",
+                            job = j.id,
+                            error = if j.detail.is_empty() {
+                                j.message.as_str()
+                            } else {
+                                j.detail.as_str()
+                            }
                         )
                     })
                     .unwrap_or_default();
                 out.push(Finding::new(
                     format!("plan:{}:failures", p.name),
                     Severity::Critical,
-                    format!(
-                        "plan `{}` failed {failures} times in a row{why}. Run `packrat doctor` and `packrat jobs --plan {}`",
-                        p.name, p.name
+                    i18n::tr!(
+                        "alert-plan-failures",
+                        plan = p.name.as_str(),
+                        failures = failures,
+                        why = why
                     ),
                 ));
             }
@@ -94,23 +100,19 @@ impl HealthChecker {
                 let max = chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX);
                 if now - reference > max {
                     let what = match &last_success {
-                        Some(j) => format!(
-                            "the last successful backup of plan `{}` is from {} (job {}), older than {}",
-                            p.name,
-                            reference.format("%Y-%m-%d %H:%M:%S UTC"),
-                            j.id,
-                            human(max_age)
+                        Some(j) => i18n::tr!(
+                            "alert-plan-overdue",
+                            plan = p.name.as_str(),
+                            at = reference.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                            job = j.id,
+                            max = human(max_age)
                         ),
-                        None => format!(
-                            "plan `{}` has had no successful backup in the {} since packratd started",
-                            p.name,
-                            human(max_age)
-                        ),
+                        None => i18n::tr!("alert-plan-never", plan = p.name.as_str(), max = human(max_age)),
                     };
                     out.push(Finding::new(
                         format!("plan:{}:overdue", p.name),
                         Severity::Critical,
-                        format!("{what}. Run `packrat doctor`"),
+                        i18n::tr!("alert-run-doctor", what = what),
                     ));
                 }
             }
@@ -122,15 +124,14 @@ impl HealthChecker {
                 out.push(Finding::new(
                     format!("plan:{}:stuck", j.plan),
                     Severity::Warning,
-                    format!(
-                        "job {} of plan `{}` has been running since {} (more than {}); at: {} ({}%). Check the source \
-                         and sink, or stop packratd to interrupt it",
-                        j.id,
-                        j.plan,
-                        started.format("%Y-%m-%d %H:%M:%S UTC"),
-                        human(self.config.stuck_after),
-                        j.message,
-                        j.progress
+                    i18n::tr!(
+                        "alert-job-stuck",
+                        job = j.id,
+                        plan = j.plan.as_str(),
+                        since = started.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                        max = human(self.config.stuck_after),
+                        stage = j.message.as_str(),
+                        progress = j.progress
                     ),
                 ));
             }
@@ -140,7 +141,12 @@ impl HealthChecker {
                 out.push(Finding::new(
                     format!("sink:{}:unavailable", s.name()),
                     Severity::Critical,
-                    format!("sink `{}` ({}) is not usable: {}", s.name(), s.location(), e.chain()),
+                    i18n::tr!(
+                        "alert-sink-unusable",
+                        sink = s.name(),
+                        location = s.location(),
+                        error = e.chain()
+                    ),
                 ));
                 continue;
             }
@@ -150,12 +156,12 @@ impl HealthChecker {
                     out.push(Finding::new(
                         format!("sink:{}:space", s.name()),
                         Severity::Warning,
-                        format!(
-                            "sink `{}` ({}) has {} MiB free, less than the {} MiB threshold; free space or tighten retention",
-                            s.name(),
-                            s.location(),
-                            free / (1024 * 1024),
-                            self.config.min_free_mb
+                        i18n::tr!(
+                            "alert-sink-space",
+                            sink = s.name(),
+                            location = s.location(),
+                            free = free / (1024 * 1024),
+                            min = self.config.min_free_mb
                         ),
                     ));
                 }

@@ -151,7 +151,7 @@ impl Notice {
             kind: NoticeKind::Test,
             key: format!("test:{channel}"),
             severity: Severity::Info,
-            message: format!("test message from packrat to channel `{channel}`: alerts reach you"),
+            message: i18n::tr!("alert-test-message", channel = channel),
             count: 1,
             first_seen: now,
             at: now,
@@ -162,27 +162,48 @@ impl Notice {
     /// One-line subject (email).
     pub fn subject(&self) -> String {
         let what = match self.kind {
-            NoticeKind::Firing => format!("[{}] {}", self.severity.as_str().to_uppercase(), self.key),
-            NoticeKind::Resolved => format!("[RESOLVED] {}", self.key),
-            NoticeKind::Test => "[TEST] packrat alert channel test".to_string(),
+            NoticeKind::Firing => i18n::tr!(
+                "alert-subject-firing",
+                severity = severity_text(self.severity),
+                key = self.key.as_str()
+            ),
+            NoticeKind::Resolved => i18n::tr!("alert-subject-resolved", key = self.key.as_str()),
+            NoticeKind::Test => i18n::tr!("alert-subject-test"),
         };
-        format!("packrat@{}: {what}", self.host)
+        i18n::tr!("alert-subject", host = self.host.as_str(), what = what)
     }
 
     /// The text sent to chat channels and as email body.
     pub fn text(&self) -> String {
         match self.kind {
             NoticeKind::Firing if self.count > 1 => format!(
-                "{}\n{}\n(still firing since {}, raised {} times)",
+                "{}\n{}\n{}",
                 self.subject(),
                 self.message,
-                self.first_seen.format("%Y-%m-%d %H:%M:%S UTC"),
-                self.count
+                i18n::tr!(
+                    "alert-still-firing",
+                    since = self.first_seen.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    count = self.count
+                )
             ),
-            NoticeKind::Resolved => format!("{}\nresolved: {}", self.subject(), self.message),
+            NoticeKind::Resolved => format!(
+                "{}\n{}",
+                self.subject(),
+                i18n::tr!("alert-resolved", message = self.message.as_str())
+            ),
             _ => format!("{}\n{}", self.subject(), self.message),
         }
     }
+}
+
+/// The severity as shown in alert texts (`CRITICAL` / `严重`).
+pub fn severity_text(s: Severity) -> String {
+    let key = match s {
+        Severity::Critical => "alert-severity-critical",
+        Severity::Warning => "alert-severity-warning",
+        Severity::Info => "alert-severity-info",
+    };
+    i18n::text(key, &[])
 }
 
 fn host() -> String {

@@ -165,7 +165,10 @@ pub enum Error {
         path: PathBuf,
     },
     /// Another process holds a lock (a plan already running, a daemon already up).
-    #[error("{what} is locked by another packrat process{}; wait for it to finish or stop it", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("{}", match holder {
+        Some(pid) => i18n::tr!("error-locked-pid", what = what.as_str(), pid = *pid),
+        None => i18n::tr!("error-locked", what = what.as_str()),
+    })]
     Locked {
         /// What is locked.
         what: String,

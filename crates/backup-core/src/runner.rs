@@ -286,10 +286,7 @@ impl Runner {
         } else {
             (
                 ReplicationStatus::Failed,
-                format!(
-                    "the process stopped before the copy to sink(s) {} was made",
-                    further.join(", ")
-                ),
+                i18n::tr!("job-recovered-copies-missing", sinks = further.join(", ")),
             )
         };
         let outcome = JobOutcome {
@@ -298,7 +295,7 @@ impl Runner {
             bytes: m.total_size(),
             artifacts: m.artifacts.len() as u64,
             records: m.total_records(),
-            message: "backup completed (recovered: the process stopped after the pack was in place)".into(),
+            message: i18n::tr!("job-recovered"),
             replication,
             detail,
         };
@@ -427,7 +424,7 @@ impl Runner {
             Err(e) => {
                 let detail = e.chain();
                 error!(job = job.id, plan = %plan.name, "backup failed: {detail}");
-                self.state.fail_job(job.id, "backup failed", &detail)?;
+                self.state.fail_job(job.id, &i18n::tr!("job-failed-short"), &detail)?;
                 Ok(JobRun {
                     job: self.finished(job.id)?,
                     pack: None,
@@ -532,7 +529,7 @@ impl Runner {
             cancel: cancel.clone(),
         };
 
-        self.stage(job, 2, "checking sinks");
+        self.stage(job, 2, &i18n::tr!("stage-checking-sinks"));
         let mut n = 1;
         let id = loop {
             let id = PackId::generate(&plan.prefix, started_at, plan.time_zone, n)?;
@@ -595,7 +592,7 @@ impl Runner {
                 .collect(),
         );
 
-        self.stage(job, 80, "sealing pack");
+        self.stage(job, 80, &i18n::tr!("stage-sealing"));
         let sealed = match tokio::task::spawn_blocking(move || pack.seal()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -645,7 +642,7 @@ impl Runner {
         let first = &plan.sinks[0];
         let hosted = work.hosted;
         let staging_dir = sealed.dir().to_path_buf();
-        self.stage(job, 85, &format!("storing pack in sink {}", first.name()));
+        self.stage(job, 85, &i18n::tr!("stage-storing", sink = first.name()));
         let stored = match first.store(&sealed, job).await {
             Ok(info) => info,
             Err(e) => {
@@ -706,7 +703,7 @@ impl Runner {
                 )));
             }
             let pct = 90 + (9 * i / further.len().max(1)) as u8;
-            self.stage(job, pct, &format!("replicating to sink {}", s.name()));
+            self.stage(job, pct, &i18n::tr!("stage-replicating", sink = s.name()));
             match s.store(in_place, job).await {
                 Ok(info) => {
                     info!(job, sink = s.name(), location = %info.location, "replica in place");
@@ -734,10 +731,14 @@ impl Runner {
             )));
         }
         warnings.extend(failures.iter().cloned());
-        let message = match replication {
-            ReplicationStatus::Succeeded => "backup completed (synced)",
-            ReplicationStatus::Failed => "backup completed (replication failed)",
-            _ => "backup completed",
+        // Logs stay English; the job's message is in the process's language.
+        let (log, message) = match replication {
+            ReplicationStatus::Succeeded => ("backup completed (synced)", i18n::tr!("job-completed-synced")),
+            ReplicationStatus::Failed => (
+                "backup completed (replication failed)",
+                i18n::tr!("job-completed-not-synced"),
+            ),
+            _ => ("backup completed", i18n::tr!("job-completed")),
         };
         state.complete_job(
             job,
@@ -747,7 +748,7 @@ impl Runner {
                 bytes: stored.bytes,
                 artifacts: stored.artifacts as u64,
                 records,
-                message: message.into(),
+                message,
                 replication,
                 detail: failures.join("; "),
             },
@@ -755,7 +756,7 @@ impl Runner {
         if let Err(e) = state.set_last_success(&plan.name, Utc::now()) {
             warn!(job, "cannot record last success: {}", e.chain());
         }
-        info!(job, plan = %plan.name, "{message}");
+        info!(job, plan = %plan.name, "{log}");
         Ok((stored, replicas))
     }
 
@@ -770,7 +771,11 @@ impl Runner {
         let n = plan.sources.len();
         for (i, s) in plan.sources.iter().enumerate() {
             let pct = 5 + (75 * i / n) as u8;
-            self.stage(ctx.job, pct, &format!("backing up source {} ({}/{n})", s.name(), i + 1));
+            self.stage(
+                ctx.job,
+                pct,
+                &i18n::tr!("stage-source", source = s.name(), index = i + 1, count = n),
+            );
             let r = s.backup(ctx, pack).await?;
             for w in &r.warnings {
                 warn!(job = ctx.job, source = s.name(), "{w}");

@@ -216,6 +216,67 @@ mod tests {
     }
 
     #[test]
+    fn key_messages_in_both_languages() {
+        let t = |l, k, a: &[(&str, Arg<'_>)]| text_in(l, k, a);
+        assert_eq!(t(Lang::ZhCn, "job-completed", &[]), "备份完成");
+        assert_eq!(t(Lang::En, "job-completed", &[]), "backup completed");
+        assert_eq!(t(Lang::ZhCn, "job-completed-not-synced", &[]), "备份完成（同步失败）");
+        assert_eq!(
+            t(Lang::En, "job-completed-not-synced", &[]),
+            "backup completed (replication failed)"
+        );
+        assert_eq!(t(Lang::ZhCn, "job-failed-short", &[]), "备份失败");
+        assert_eq!(t(Lang::ZhCn, "job-interrupted", &[]), "已中断");
+        let pid = [("pid", Arg::from(42))];
+        assert!(t(Lang::ZhCn, "job-interrupted-detail-pid", &pid).contains("（pid 42）"));
+        let plan = [("plan", Arg::from("nightly")), ("defined", Arg::from("a, b"))];
+        assert_eq!(
+            t(Lang::En, "error-unknown-plan", &plan),
+            "no plan `nightly` in the config (defined: a, b)"
+        );
+        assert_eq!(
+            t(Lang::ZhCn, "error-unknown-plan", &plan),
+            "配置中没有计划 `nightly`（已定义：a, b）"
+        );
+        let e = [("error", Arg::from("x"))];
+        assert_eq!(t(Lang::En, "error-line", &e), "error: x");
+        assert_eq!(t(Lang::ZhCn, "error-line", &e), "错误：x");
+        let line = [
+            ("tag", Arg::from(t(Lang::En, "doctor-tag-ok", &[]))),
+            ("name", Arg::from("sink local")),
+            ("detail", Arg::from("ok")),
+        ];
+        assert_eq!(t(Lang::En, "doctor-line", &line), "OK    sink local: ok");
+        assert_eq!(
+            t(
+                Lang::En,
+                "job-status",
+                &[("status", "completed".into()), ("progress", 100.into())]
+            ),
+            "  status:      completed (100%)"
+        );
+        let sub = [
+            ("host", Arg::from("h")),
+            ("what", Arg::from(t(Lang::ZhCn, "alert-subject-test", &[]))),
+        ];
+        assert_eq!(
+            t(Lang::ZhCn, "alert-subject", &sub),
+            "packrat@h：[测试] packrat 告警渠道测试"
+        );
+        let sub = [("host", Arg::from("h")), ("what", Arg::from("w"))];
+        assert_eq!(t(Lang::En, "alert-subject", &sub), "packrat@h: w");
+        // Numbers are plain (no grouping), as in the English texts before the catalog.
+        assert_eq!(
+            t(
+                Lang::En,
+                "doctor-job-message",
+                &[("job", 12345.into()), ("message", "m".into())]
+            ),
+            "job 12345 m"
+        );
+    }
+
+    #[test]
     fn the_ops_guide_texts_and_the_language_choice() {
         assert_eq!(text_in(Lang::ZhCn, "job-completed-synced", &[]), "备份完成（已同步）");
         assert_eq!(

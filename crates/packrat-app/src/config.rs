@@ -307,9 +307,7 @@ impl Config {
                 i18n::set_language(cfg.language());
                 Ok(cfg)
             }
-            None => Err(Error::Config(format!(
-                "no config file given; pass --config FILE or set {CONFIG_ENV} (try `packrat demo` for a quick start)"
-            ))),
+            None => Err(Error::Config(i18n::tr!("error-no-config", env = CONFIG_ENV))),
         }
     }
 
@@ -466,9 +464,10 @@ impl Config {
     /// The plan named `name`, or an error listing the defined plans.
     pub fn plan(&self, name: &str) -> Result<&PlanConfig> {
         self.plans.get(name).ok_or_else(|| {
-            Error::NotFound(format!(
-                "no plan `{name}` in the config (defined: {})",
-                names(&self.plans)
+            Error::NotFound(i18n::tr!(
+                "error-unknown-plan",
+                plan = name,
+                defined = names(&self.plans)
             ))
         })
     }

@@ -301,23 +301,18 @@ impl StateStore {
             };
             let pid = job.pid.or(file_pid);
             let detail = match pid {
-                Some(pid) => format!(
-                    "the packrat process (pid {pid}) running this job stopped before it finished \
-                     (crash, kill or power loss); the next run starts afresh"
-                ),
-                None => "the packrat process running this job stopped before it finished \
-                         (crash, kill or power loss); the next run starts afresh"
-                    .to_string(),
+                Some(pid) => i18n::tr!("job-interrupted-detail-pid", pid = pid),
+                None => i18n::tr!("job-interrupted-detail"),
             };
             let updated = {
                 let conn = self.conn();
                 // Conditional: the owner may have finished the job since we listed it.
                 let n = conn
                     .execute(
-                        "UPDATE jobs SET status = 'interrupted', message = 'interrupted',
+                        "UPDATE jobs SET status = 'interrupted', message = ?4,
                             detail = ?2, finished_at = ?3
                          WHERE id = ?1 AND status IN ('queued', 'running')",
-                        params![job.id, detail, format_time(Utc::now())],
+                        params![job.id, detail, format_time(Utc::now()), i18n::tr!("job-interrupted")],
                     )
                     .map_err(|e| self.err(e))?;
                 if n == 1 {
