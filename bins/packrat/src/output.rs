@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use backup_core::runner::JobRun;
 use backup_core::sink::PackInfo;
 use backup_core::{Job, StateStore, VerifyReport};
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use packrat_app::config::Config;
 use serde::Serialize;
 
@@ -56,9 +57,41 @@ pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
+/// The time zone of every plan and the installation's (the top-level `time_zone`), set when
+/// the config is loaded, so that every time shown to a person is in its plan's zone.
+static ZONES: std::sync::OnceLock<(Tz, BTreeMap<String, Tz>)> = std::sync::OnceLock::new();
+
+/// Remembers the zones of `cfg`'s plans for [`plan_time`] (first call wins).
+pub fn set_zones(cfg: &Config) {
+    let plans = cfg
+        .plans
+        .iter()
+        .map(|(name, pc)| (name.clone(), cfg.plan_time_zone(pc)))
+        .collect();
+    let _ = ZONES.set((cfg.time_zone, plans));
+}
+
+/// The zone of `plan` (the installation's when the plan is unknown or `None`; UTC without a
+/// config).
+pub fn zone_of(plan: Option<&str>) -> Tz {
+    match ZONES.get() {
+        Some((default, plans)) => plan.and_then(|p| plans.get(p)).copied().unwrap_or(*default),
+        None => chrono_tz::UTC,
+    }
+}
+
+/// A time for a person: in `tz` with its offset, `2026-11-21 12:00:00 +08:00`.
+pub fn zoned(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z").to_string()
+}
+
+/// [`zoned`] in the zone of `plan`; `-` for none.
+pub fn plan_time(t: Option<DateTime<Utc>>, plan: Option<&str>) -> String {
+    t.map(|t| zoned(t, zone_of(plan))).unwrap_or_else(|| "-".into())
+}
+
 fn when(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
+    plan_time(t, None)
 }
 
 fn duration(job: &Job) -> String {
@@ -103,7 +136,7 @@ pub fn jobs_table(jobs: &[Job]) {
         return;
     }
     outln!(
-        "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  MESSAGE",
+        "{:>6}  {:<14} {:<11} {:<11} {:<26} {:>8} {:>10}  MESSAGE",
         "ID",
         "PLAN",
         "KIND",
@@ -119,12 +152,12 @@ pub fn jobs_table(jobs: &[Job]) {
             format!("{}: {}", j.message, j.detail)
         };
         outln!(
-            "{:>6}  {:<14} {:<11} {:<11} {:<19} {:>8} {:>10}  {}",
+            "{:>6}  {:<14} {:<11} {:<11} {:<26} {:>8} {:>10}  {}",
             j.id,
             j.plan,
             j.kind,
             j.status,
-            when(j.started_at.or(Some(j.created_at))),
+            plan_time(j.started_at.or(Some(j.created_at)), Some(&j.plan)),
             duration(j),
             bytes(j.bytes),
             msg
@@ -149,9 +182,10 @@ pub fn job_detail(j: &Job) {
         j.artifacts,
         j.records
     );
-    outln!("  created:     {}", when(Some(j.created_at)));
-    outln!("  started:     {}", when(j.started_at));
-    outln!("  finished:    {} ({})", when(j.finished_at), duration(j));
+    let at = |t| plan_time(t, Some(&j.plan));
+    outln!("  created:     {}", at(Some(j.created_at)));
+    outln!("  started:     {}", at(j.started_at));
+    outln!("  finished:    {} ({})", at(j.finished_at), duration(j));
 }
 
 /// `packrat list` table.
@@ -303,13 +337,18 @@ impl Status {
         );
         for (name, p) in &self.plans {
             let last = match &p.last_job {
-                Some(j) => format!("job {} {} {}", j.id, j.status, when(j.finished_at.or(j.started_at))),
+                Some(j) => format!(
+                    "job {} {} {}",
+                    j.id,
+                    j.status,
+                    plan_time(j.finished_at.or(j.started_at), Some(name))
+                ),
                 None => "never ran".into(),
             };
             outln!(
                 "  {name:<16} {:<9} last: {last}; last success: {}; failures in a row: {}",
                 if p.enabled { "enabled" } else { "disabled" },
-                when(p.last_success),
+                plan_time(p.last_success, Some(name)),
                 p.consecutive_failures
             );
         }

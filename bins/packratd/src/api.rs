@@ -5,6 +5,8 @@
 //!   last success, firing alerts
 //! - `POST /api/plans/{name}/run?kind=full|incremental` — needs `Authorization: Bearer TOKEN`
 //!   (`[api] token_env` / `token_file`); refused when no token is configured
+//! - `POST /api/shutdown` — needs the token; graceful shutdown, the same path as SIGTERM
+//!   (`packrat daemon stop`)
 //! - `GET /metrics` (Prometheus text format), `GET /healthz`
 //!
 //! The address it listens on is written to `<state_dir>/packratd.addr` for `packrat status`.
@@ -14,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -93,7 +95,7 @@ pub async fn serve(d: Arc<Daemon>) -> Result<Server, ExitError> {
     let app = router(AppState { d, token });
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
+        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })
@@ -112,6 +114,7 @@ fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(job))
         .route("/api/status", get(status))
         .route("/api/plans/{name}/run", post(run_plan))
+        .route("/api/shutdown", post(shutdown))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -302,4 +305,59 @@ async fn healthz(State(s): State<AppState>) -> Response {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("state store: {}\n", e.chain())).into_response(),
     }
+}
+
+/// Checks `Authorization: Bearer TOKEN` against the configured token.
+fn check_token(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> {
+    let Some(token) = &s.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!("{what} over the API needs a token; set [api] token_env or token_file and restart packratd"),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        Some(_) => {
+            warn!("API {what} refused: wrong token");
+            Err(error(StatusCode::UNAUTHORIZED, "wrong token"))
+        }
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(ErrorResponse {
+                error: "send the token as `Authorization: Bearer TOKEN`".into(),
+            }),
+        )
+            .into_response()),
+    }
+}
+
+/// `POST /api/shutdown`: graceful shutdown (the same path as SIGTERM); answers 202 with the
+/// jobs running or waiting at that moment.
+async fn shutdown(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_token(&s, &headers, "shutting packratd down") {
+        return r;
+    }
+    let who = format!("API client {peer}");
+    info!(by = %who, "shutdown requested");
+    let jobs: Vec<serde_json::Value> =
+        s.d.running()
+            .iter()
+            .map(|(plan, r)| serde_json::json!({"plan": plan, "job": r.job}))
+            .collect();
+    s.d.request_shutdown(&who);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"stopping": true, "pid": std::process::id(), "jobs": jobs})),
+    )
+        .into_response()
 }
