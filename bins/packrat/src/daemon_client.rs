@@ -85,6 +85,7 @@ fn print_daemon(v: &StatusResponse) {
         );
     }
     crate::output::print_sinks(&v.sinks);
+    crate::output::print_collections(&v.collections);
     for a in &v.alerts {
         outln!("alert {} {}: {}", a.severity, a.key, a.message);
     }

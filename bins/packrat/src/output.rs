@@ -281,6 +281,8 @@ pub struct Status {
     pub plans: BTreeMap<String, PlanStatus>,
     /// What every sink received (bytes, packs, the last upload).
     pub sinks: BTreeMap<String, packrat_app::api::SinkActivity>,
+    /// Health per collection (Mongo plans): failures and the last backed-up window.
+    pub collections: Vec<backup_core::state::CollectionHealth>,
 }
 
 impl Status {
@@ -320,6 +322,7 @@ impl Status {
             active_jobs: state.active_jobs()?,
             plans,
             sinks: packrat_app::api::sink_activity(cfg, &state.jobs(&backup_core::state::JobFilter::default())?),
+            collections: state.collection_health(None)?,
         })
     }
 
@@ -353,6 +356,28 @@ impl Status {
             );
         }
         print_sinks(&self.sinks);
+        print_collections(&self.collections);
+    }
+}
+
+/// The collections' lines of `status`: last backed-up window and failures.
+pub fn print_collections(cols: &[backup_core::state::CollectionHealth]) {
+    for h in cols {
+        outln!(
+            "  collection {}/{}/{}: backed up {} .. {}; failures {} in a row, {} in all{}",
+            h.plan,
+            h.source,
+            h.key,
+            plan_time(h.window_from, Some(&h.plan)),
+            plan_time(h.window_to, Some(&h.plan)),
+            h.consecutive_failures,
+            h.failures_total,
+            if h.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(" (last: {})", h.last_error)
+            }
+        );
     }
 }
 

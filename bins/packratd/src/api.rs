@@ -210,6 +210,7 @@ pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
         plans,
         alerts: d.alert_store().list(false)?,
         sinks: packrat_app::api::sink_activity(&d.cfg, &st.jobs(&backup_core::state::JobFilter::default())?),
+        collections: st.collection_health(None)?,
     })
 }
 
