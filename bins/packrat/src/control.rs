@@ -513,7 +513,7 @@ fn reset_watermark(
             }
         }
     };
-    if !pc.sources.iter().any(|s| *s == source) {
+    if !pc.sources.contains(&source) {
         return Err(CliError::usage(format!("plan `{plan}` has no source `{source}`")));
     }
     let value = match to {

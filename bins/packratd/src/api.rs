@@ -309,12 +309,12 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 /// Checks `Authorization: Bearer TOKEN` against the configured token.
-fn check_token(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> {
+fn check_token(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Box<Response>> {
     let Some(token) = &s.token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             format!("{what} over the API needs a token; set [api] token_env or token_file and restart packratd"),
-        ));
+        )));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -325,16 +325,18 @@ fn check_token(s: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Resp
         Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
         Some(_) => {
             warn!("API {what} refused: wrong token");
-            Err(error(StatusCode::UNAUTHORIZED, "wrong token"))
+            Err(Box::new(error(StatusCode::UNAUTHORIZED, "wrong token")))
         }
-        None => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(ErrorResponse {
-                error: "send the token as `Authorization: Bearer TOKEN`".into(),
-            }),
-        )
-            .into_response()),
+        None => Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(ErrorResponse {
+                    error: "send the token as `Authorization: Bearer TOKEN`".into(),
+                }),
+            )
+                .into_response(),
+        )),
     }
 }
 
@@ -346,7 +348,7 @@ async fn shutdown(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = check_token(&s, &headers, "shutting packratd down") {
-        return r;
+        return *r;
     }
     let who = format!("API client {peer}");
     info!(by = %who, "shutdown requested");
