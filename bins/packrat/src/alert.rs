@@ -104,7 +104,7 @@ pub async fn run(config: Option<&Path>, action: AlertAction) -> Result<u8, CliEr
                         "{:<9} {:<36} since {}  x{}  {}",
                         a.severity.as_str(),
                         a.key,
-                        a.first_seen.format("%Y-%m-%d %H:%M:%S UTC"),
+                        crate::output::plan_time(Some(a.first_seen), None),
                         a.count,
                         a.message
                     );

@@ -10,8 +10,9 @@ Exit codes:
   1  the operation ran and failed (job failed, verification found problems, restore failed)
   2  bad usage or configuration (unknown flag, invalid config, unknown plan or pack,
      no or the wrong identity for an encrypted pack)
-  3  busy: the plan is already running in another packrat process
-130  `run` was cancelled by SIGINT / Ctrl-C (the job is recorded `cancelled`, its staging removed)
+  3  busy: the plan is already running in another packrat process (`run --all`: every plan was)
+130  `run` was cancelled by SIGINT / Ctrl-C or by `packrat cancel` (the job is recorded
+     `cancelled`, its staging removed)
 143  `run` was cancelled by SIGTERM (likewise)";
 
 /// packrat: backups of SQLite, MongoDB and Docker apps into verified packs.
@@ -42,6 +43,27 @@ pub enum Command {
     Run(RunArgs),
     /// List jobs, newest first.
     Jobs(JobsArgs),
+    /// Cancel a queued or running job, whether `packrat run` (any process) or packratd runs it;
+    /// exit 2 when the job is unknown or already finished.
+    Cancel {
+        /// Job id.
+        id: i64,
+        /// Wait this many seconds for the job to end.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        wait: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daemon: stop it gracefully, or show whether it runs.
+    Daemon {
+        /// stop or status.
+        #[command(subcommand)]
+        action: crate::control::DaemonAction,
+    },
+    /// Watermarks per collection (what incremental runs start from), failures and last backup;
+    /// `reset` moves one by hand (audited).
+    Watermarks(crate::control::WatermarksArgs),
     /// Show one job.
     Job {
         /// Job id.
@@ -113,7 +135,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Plan name.
-    pub plan: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub plan: Option<String>,
+    /// Every enabled plan once, at most `parallelism` at a time.
+    #[arg(long)]
+    pub all: bool,
     /// Full backup (the default).
     #[arg(long, conflicts_with = "incremental")]
     pub full: bool,
@@ -131,7 +157,7 @@ pub struct JobsArgs {
     /// Only this plan.
     #[arg(long)]
     pub plan: Option<String>,
-    /// Only jobs in this status (queued, running, completed, failed, interrupted).
+    /// Only jobs in this status (queued, running, completed, failed, cancelled, interrupted).
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many.

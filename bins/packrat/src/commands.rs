@@ -17,6 +17,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Run(a) => run(config, a).await,
         Command::Jobs(a) => jobs(config, a),
+        Command::Cancel { id, wait, json } => crate::control::cancel(config, id, wait, json).await,
+        Command::Daemon { action } => crate::control::daemon(config, action).await,
+        Command::Watermarks(a) => crate::control::watermarks(config, a),
         Command::Job { id, json } => job(config, id, json),
         Command::Status { json } => crate::daemon_client::status(config, json).await,
         Command::Prune(a) => crate::prune::run(config, a).await,
@@ -39,14 +42,17 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
 }
 
 async fn run(config: Option<&Path>, a: RunArgs) -> Result<u8, CliError> {
-    let cfg = wire::load_config(config)?;
-    let plan = wire::plan(&cfg, &a.plan)?;
-    let state = wire::open_state(&cfg)?;
     let kind = if a.incremental {
         BackupKind::Incremental
     } else {
         BackupKind::Full
     };
+    let Some(name) = a.plan.as_deref().filter(|_| !a.all) else {
+        return crate::control::run_all(config, kind, a.json).await;
+    };
+    let cfg = wire::load_config(config)?;
+    let plan = wire::plan(&cfg, name)?;
+    let state = wire::open_state(&cfg)?;
     let progress = Arc::new(TermProgress::new());
     let runner = backup_core::Runner::new(state)
         .with_progress(progress.clone())

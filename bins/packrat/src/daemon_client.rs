@@ -61,10 +61,6 @@ pub async fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
 }
 
 fn print_daemon(v: &StatusResponse) {
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_else(|| "-".into())
-    };
     outln!(
         "daemon: running (pid {}, up {}s, version {})",
         v.pid,
@@ -72,7 +68,7 @@ fn print_daemon(v: &StatusResponse) {
         v.version
     );
     outln!(
-        "{:<14} {:<9} {:<21} {:<21} SCHEDULE",
+        "{:<14} {:<9} {:<26} {:<26} SCHEDULE",
         "PLAN",
         "RUNNING",
         "NEXT RUN",
@@ -80,15 +76,16 @@ fn print_daemon(v: &StatusResponse) {
     );
     for (name, p) in &v.plans {
         outln!(
-            "{:<14} {:<9} {:<21} {:<21} {}",
+            "{:<14} {:<9} {:<26} {:<26} {}",
             name,
             if p.running.is_none() { "no" } else { "yes" },
-            time(p.next_run),
-            time(p.last_success),
+            output::plan_time(p.next_run, Some(name)),
+            output::plan_time(p.last_success, Some(name)),
             p.schedule.as_deref().unwrap_or("-"),
         );
     }
     crate::output::print_sinks(&v.sinks);
+    crate::output::print_collections(&v.collections);
     for a in &v.alerts {
         outln!("alert {} {}: {}", a.severity, a.key, a.message);
     }

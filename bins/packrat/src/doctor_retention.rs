@@ -28,7 +28,13 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
             let future: Vec<String> = packs
                 .iter()
                 .filter(|p| p.started_at > now)
-                .map(|p| format!("{} ({})", p.id, p.started_at.format("%Y-%m-%d %H:%M:%S UTC")))
+                .map(|p| {
+                    format!(
+                        "{} ({})",
+                        p.id,
+                        crate::output::plan_time(Some(p.started_at), Some(&p.plan))
+                    )
+                })
                 .collect();
             if !future.is_empty() {
                 out.push(Check::warn(

@@ -11,7 +11,7 @@ use crate::doctor::Check;
 use crate::wire;
 
 fn when(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z (%:z)").to_string()
 }
 
 /// The daemon, schedule, last-success, disk-space and source checks.

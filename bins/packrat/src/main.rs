@@ -24,6 +24,7 @@ macro_rules! out {
 mod alert;
 mod cli;
 mod commands;
+mod control;
 mod daemon_client;
 mod demo;
 mod doctor;

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use backup_core::runner::JobRun;
 use backup_core::sink::PackInfo;
 use backup_core::{Job, StateStore, VerifyReport};
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use packrat_app::config::Config;
 use serde::Serialize;
 
@@ -56,9 +57,41 @@ pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
+/// The time zone of every plan and the installation's (the top-level `time_zone`), set when
+/// the config is loaded, so that every time shown to a person is in its plan's zone.
+static ZONES: std::sync::OnceLock<(Tz, BTreeMap<String, Tz>)> = std::sync::OnceLock::new();
+
+/// Remembers the zones of `cfg`'s plans for [`plan_time`] (first call wins).
+pub fn set_zones(cfg: &Config) {
+    let plans = cfg
+        .plans
+        .iter()
+        .map(|(name, pc)| (name.clone(), cfg.plan_time_zone(pc)))
+        .collect();
+    let _ = ZONES.set((cfg.time_zone, plans));
+}
+
+/// The zone of `plan` (the installation's when the plan is unknown or `None`; UTC without a
+/// config).
+pub fn zone_of(plan: Option<&str>) -> Tz {
+    match ZONES.get() {
+        Some((default, plans)) => plan.and_then(|p| plans.get(p)).copied().unwrap_or(*default),
+        None => chrono_tz::UTC,
+    }
+}
+
+/// A time for a person: in `tz` with its offset, `2026-11-21 12:00:00 +08:00`.
+pub fn zoned(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z").to_string()
+}
+
+/// [`zoned`] in the zone of `plan`; `-` for none.
+pub fn plan_time(t: Option<DateTime<Utc>>, plan: Option<&str>) -> String {
+    t.map(|t| zoned(t, zone_of(plan))).unwrap_or_else(|| "-".into())
+}
+
 fn when(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
+    plan_time(t, None)
 }
 
 fn duration(job: &Job) -> String {
@@ -163,7 +196,7 @@ pub fn jobs_table(jobs: &[Job]) {
         pad(&i18n::tr!("col-plan"), 14, false),
         pad(&i18n::tr!("col-kind"), 11, false),
         pad(&i18n::tr!("col-status"), 11, false),
-        pad(&i18n::tr!("col-started"), 19, false),
+        pad(&i18n::tr!("col-started"), 26, false),
         pad(&i18n::tr!("col-time"), 8, true),
         pad(&i18n::tr!("col-size"), 10, true),
         i18n::tr!("col-message")
@@ -175,12 +208,12 @@ pub fn jobs_table(jobs: &[Job]) {
             format!("{}: {}", j.message, j.detail)
         };
         outln!(
-            "{:>6}  {:<14} {:<11} {} {:<19} {:>8} {:>10}  {}",
+            "{:>6}  {:<14} {:<11} {} {:<26} {:>8} {:>10}  {}",
             j.id,
             j.plan,
             j.kind,
             pad(&status_text(j.status), 11, false),
-            when(j.started_at.or(Some(j.created_at))),
+            plan_time(j.started_at.or(Some(j.created_at)), Some(&j.plan)),
             duration(j),
             bytes(j.bytes),
             msg
@@ -220,9 +253,10 @@ pub fn job_detail(j: &Job) {
             records = j.records
         )
     );
-    outln!("  created:     {}", when(Some(j.created_at)));
-    outln!("  started:     {}", when(j.started_at));
-    outln!("  finished:    {} ({})", when(j.finished_at), duration(j));
+    let at = |t| plan_time(t, Some(&j.plan));
+    outln!("  created:     {}", at(Some(j.created_at)));
+    outln!("  started:     {}", at(j.started_at));
+    outln!("  finished:    {} ({})", at(j.finished_at), duration(j));
 }
 
 /// `packrat list` table.
@@ -327,6 +361,8 @@ pub struct Status {
     pub plans: BTreeMap<String, PlanStatus>,
     /// What every sink received (bytes, packs, the last upload).
     pub sinks: BTreeMap<String, packrat_app::api::SinkActivity>,
+    /// Health per collection (Mongo plans): failures and the last backed-up window.
+    pub collections: Vec<backup_core::state::CollectionHealth>,
 }
 
 impl Status {
@@ -366,6 +402,7 @@ impl Status {
             active_jobs: state.active_jobs()?,
             plans,
             sinks: packrat_app::api::sink_activity(cfg, &state.jobs(&backup_core::state::JobFilter::default())?),
+            collections: state.collection_health(None)?,
         })
     }
 
@@ -390,7 +427,7 @@ impl Status {
                     "status-last-job",
                     job = j.id,
                     status = status_text(j.status),
-                    at = when(j.finished_at.or(j.started_at))
+                    at = plan_time(j.finished_at.or(j.started_at), Some(name))
                 ),
                 None => i18n::tr!("status-never-ran"),
             };
@@ -405,12 +442,34 @@ impl Status {
                 i18n::tr!(
                     "status-plan",
                     last = last,
-                    success = when(p.last_success),
+                    success = plan_time(p.last_success, Some(name)),
                     failures = p.consecutive_failures
                 )
             );
         }
         print_sinks(&self.sinks);
+        print_collections(&self.collections);
+    }
+}
+
+/// The collections' lines of `status`: last backed-up window and failures.
+pub fn print_collections(cols: &[backup_core::state::CollectionHealth]) {
+    for h in cols {
+        outln!(
+            "  collection {}/{}/{}: backed up {} .. {}; failures {} in a row, {} in all{}",
+            h.plan,
+            h.source,
+            h.key,
+            plan_time(h.window_from, Some(&h.plan)),
+            plan_time(h.window_to, Some(&h.plan)),
+            h.consecutive_failures,
+            h.failures_total,
+            if h.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(" (last: {})", h.last_error)
+            }
+        );
     }
 }
 

@@ -13,7 +13,9 @@ use crate::CliError;
 /// Loads the config from `--config` / `PACKRAT_CONFIG` and checks it whole, schedules included:
 /// every error names the file, the line and the key (exit 2).
 pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
-    Ok(Config::load_given(path)?)
+    let cfg = Config::load_given(path)?;
+    crate::output::set_zones(&cfg);
+    Ok(cfg)
 }
 
 /// Opens the installation's state store.

@@ -13,6 +13,8 @@
 //! the `Host` the request was sent to, and the content types a form or a simple `fetch` can send
 //! without a preflight (`application/x-www-form-urlencoded`, `multipart/form-data`,
 //! `text/plain`) are refused.
+//! - `POST /api/shutdown` — needs the token; graceful shutdown, the same path as SIGTERM
+//!   (`packrat daemon stop`)
 //! - `GET /metrics` (Prometheus text format), `GET /healthz`
 //!
 //! The address it listens on is written to `<state_dir>/packratd.addr` for `packrat status`.
@@ -123,6 +125,7 @@ fn router(state: AppState) -> Router {
         .route("/api/status", get(status))
         .route("/api/plans/{name}/run", post(run_plan))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/shutdown", post(shutdown))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .merge(crate::dashboard::routes())
@@ -219,6 +222,7 @@ pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
         plans,
         alerts: d.alert_store().list(false)?,
         sinks: packrat_app::api::sink_activity(&d.cfg, &st.jobs(&backup_core::state::JobFilter::default())?),
+        collections: st.collection_health(None)?,
     })
 }
 
@@ -374,4 +378,29 @@ async fn healthz(State(s): State<AppState>) -> Response {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("state store: {}\n", e.chain())).into_response(),
     }
+}
+
+/// `POST /api/shutdown`: graceful shutdown (the same path as SIGTERM); answers 202 with the
+/// jobs running or waiting at that moment.
+async fn shutdown(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = guard(&s, &headers, "shutting packratd down") {
+        return r;
+    }
+    let who = format!("API client {peer}");
+    info!(by = %who, "shutdown requested");
+    let jobs: Vec<serde_json::Value> =
+        s.d.running()
+            .iter()
+            .map(|(plan, r)| serde_json::json!({"plan": plan, "job": r.job}))
+            .collect();
+    s.d.request_shutdown(&who);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"stopping": true, "pid": std::process::id(), "jobs": jobs})),
+    )
+        .into_response()
 }

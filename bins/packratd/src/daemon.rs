@@ -86,6 +86,8 @@ pub struct Daemon {
     shutdown_tx: watch::Sender<bool>,
     job_done: Notify,
     health_now: Notify,
+    shutdown_request: Notify,
+    shutdown_by: Mutex<Option<String>>,
     alerts: Arc<AlertManager>,
     checker: HealthChecker,
 }
@@ -133,11 +135,16 @@ impl Daemon {
                 info!(job = id, plan = %job.plan, "{reason}");
                 Ok(job)
             }
-            None if !job.status.is_finished() => Err(CancelError::Conflict(format!(
-                "job {id} ({}) is not run by this packratd{}; cancel it where it runs",
-                job.status.as_str(),
-                job.pid.map(|p| format!(" but by pid {p}")).unwrap_or_default()
-            ))),
+            // A job run by another packrat process: a cancel request in the state store, which
+            // its runner polls (the same path as `packrat cancel`).
+            None if !job.status.is_finished() => {
+                let who = reason.strip_prefix("cancelled by ").unwrap_or(reason);
+                self.state.request_cancel(id, who).map_err(|e| {
+                    CancelError::Conflict(format!("cannot record the cancel of job {id}: {}", e.chain()))
+                })?;
+                info!(job = id, plan = %job.plan, "{reason} (requested from the process running it)");
+                Ok(job)
+            }
             None => Err(CancelError::Conflict(format!(
                 "job {id} already finished: {}",
                 job.status.as_str()
@@ -158,6 +165,18 @@ impl Daemon {
     /// The alerts table.
     pub fn alert_store(&self) -> &AlertStore {
         self.alerts.store()
+    }
+
+    /// Asks the daemon to shut down gracefully, the same path as SIGTERM (`POST /api/shutdown`,
+    /// `packrat daemon stop`); `who` is logged.
+    pub fn request_shutdown(&self, who: &str) {
+        {
+            let mut by = self.shutdown_by.lock().unwrap_or_else(|e| e.into_inner());
+            if by.is_none() {
+                *by = Some(who.to_string());
+            }
+        }
+        self.shutdown_request.notify_one();
     }
 
     /// True once shutdown began.
@@ -233,8 +252,17 @@ impl Daemon {
 
     async fn job_task(&self, plan: &Plan, queued: QueuedJob, cancel: &CancelToken) {
         let mut shutdown = self.shutdown_tx.subscribe();
+        let watch = backup_core::runner::watch_cancel_request(self.state.clone(), queued.id(), cancel.clone());
         let permit = tokio::select! {
             p = self.semaphore.clone().acquire_owned() => p,
+            // A cancel request from `packrat cancel` or the API cancels the token: next branch.
+            () = watch => {
+                let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
+                if let Err(e) = self.runner.cancel_queued(queued, &reason) {
+                    error!(plan = %plan.name, "cannot record the cancelled job: {}", e.chain());
+                }
+                return;
+            }
             () = cancel.cancelled() => {
                 let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
                 if let Err(e) = self.runner.cancel_queued(queued, &reason) {
@@ -384,6 +412,8 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         shutdown_tx,
         job_done: Notify::new(),
         health_now: Notify::new(),
+        shutdown_request: Notify::new(),
+        shutdown_by: Mutex::new(None),
         alerts: alert_manager,
         checker,
     });
@@ -404,7 +434,13 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         "packratd started"
     );
 
-    wait_for_signal().await;
+    tokio::select! {
+        () = wait_for_signal() => {}
+        () = daemon.shutdown_request.notified() => {
+            let by = daemon.shutdown_by.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            info!(by = by.as_deref().unwrap_or("?"), "shutdown requested over the API");
+        }
+    }
     info!("shutdown requested: no new jobs");
     daemon.stopping.store(true, Ordering::SeqCst);
     let _ = daemon.shutdown_tx.send(true);

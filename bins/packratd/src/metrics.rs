@@ -199,5 +199,56 @@ pub fn render(d: &Daemon) -> Result<String> {
             a.last_at.map_or(0, |t| t.timestamp())
         );
     }
+    let health = st.collection_health(None)?;
+    header(
+        &mut out,
+        "packrat_collection_failures_total",
+        "counter",
+        "Failed backups of a collection (Mongo plans).",
+    );
+    for h in &health {
+        let _ = writeln!(
+            out,
+            "packrat_collection_failures_total{{plan=\"{}\",source=\"{}\",collection=\"{}\"}} {}",
+            label(&h.plan),
+            label(&h.source),
+            label(&h.key),
+            h.failures_total
+        );
+    }
+    header(
+        &mut out,
+        "packrat_collection_consecutive_failures",
+        "gauge",
+        "Failures of a collection since its last success.",
+    );
+    for h in &health {
+        let _ = writeln!(
+            out,
+            "packrat_collection_consecutive_failures{{plan=\"{}\",source=\"{}\",collection=\"{}\"}} {}",
+            label(&h.plan),
+            label(&h.source),
+            label(&h.key),
+            h.consecutive_failures
+        );
+    }
+    header(
+        &mut out,
+        "packrat_collection_last_backup_timestamp_seconds",
+        "gauge",
+        "Upper bound of the last backed-up window of a collection (its watermark), Unix time.",
+    );
+    for h in &health {
+        if let Some(t) = h.window_to {
+            let _ = writeln!(
+                out,
+                "packrat_collection_last_backup_timestamp_seconds{{plan=\"{}\",source=\"{}\",collection=\"{}\"}} {}",
+                label(&h.plan),
+                label(&h.source),
+                label(&h.key),
+                t.timestamp()
+            );
+        }
+    }
     Ok(out)
 }

@@ -117,6 +117,30 @@ impl HealthChecker {
                 }
             }
         }
+        // Health per collection (Mongo plans): a collection failing as often in a row as a plan
+        // may is an alert of its own, naming the collection and its last good window.
+        for h in st.collection_health(None).map_err(AlertError::State)? {
+            if h.consecutive_failures >= u64::from(self.config.max_consecutive_failures) {
+                out.push(Finding::new(
+                    format!("collection:{}:{}:{}:failures", h.plan, h.source, h.key),
+                    Severity::Critical,
+                    format!(
+                        "collection {} of plan `{}` (source {}) failed {} times in a row ({} in all); last error: {};                          last backed up up to {}. Run `packrat watermarks {}` and `packrat jobs --plan {}`",
+                        h.key,
+                        h.plan,
+                        h.source,
+                        h.consecutive_failures,
+                        h.failures_total,
+                        h.last_error,
+                        h.window_to
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "never".into()),
+                        h.plan,
+                        h.plan
+                    ),
+                ));
+            }
+        }
         let stuck_after = chrono::TimeDelta::from_std(self.config.stuck_after).unwrap_or(chrono::TimeDelta::MAX);
         for j in st.active_jobs().map_err(AlertError::State)? {
             let Some(started) = j.started_at else { continue };

@@ -328,7 +328,8 @@ async fn deliver_one(ch: &dyn Channel, n: &Notice, attempts: u32, backoff: Durat
 /// A condition a health check found: it holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// Stable key: `plan:<name>:failures|overdue|stuck`, `sink:<name>:space|unavailable`; raised
+    /// Stable key: `plan:<name>:failures|overdue|stuck`, `sink:<name>:space|unavailable`,
+    /// `collection:<plan>:<source>:<key>:failures`; raised
     /// by retention through [`AlertManager::raise`]: `retention:<plan>:<sink>:future-packs`.
     pub key: String,
     /// Severity.

@@ -133,6 +133,49 @@ pub struct Runner {
     plan_sinks: BTreeMap<String, Vec<Arc<dyn Sink>>>,
 }
 
+/// How often a running job looks for a cancel request in the state store.
+pub const CANCEL_POLL: Duration = Duration::from_millis(500);
+
+/// Polls the state store for a cancel request of one job and cancels its token; stops when
+/// dropped.
+struct CancelWatch(Option<tokio::task::JoinHandle<()>>);
+
+impl CancelWatch {
+    fn spawn(state: Arc<StateStore>, job: JobId, cancel: CancelToken) -> CancelWatch {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return CancelWatch(None);
+        };
+        CancelWatch(Some(rt.spawn(watch_cancel_request(state, job, cancel))))
+    }
+}
+
+/// Polls the state store every [`CANCEL_POLL`] for a cancel request of `job` (recorded by
+/// [`StateStore::request_cancel`], from any process) and cancels `cancel` with the reason
+/// "cancelled by <who>". Returns once `cancel` is cancelled, by the request or otherwise.
+pub async fn watch_cancel_request(state: Arc<StateStore>, job: JobId, cancel: CancelToken) {
+    loop {
+        let st = state.clone();
+        let found = tokio::task::spawn_blocking(move || st.cancel_request(job)).await;
+        if let Ok(Ok(Some(req))) = found {
+            info!(job, by = %req.requested_by, "cancel request found; cancelling the job");
+            cancel.cancel(format!("cancelled by {}", req.requested_by));
+            return;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(CANCEL_POLL) => {}
+        }
+    }
+}
+
+impl Drop for CancelWatch {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
 /// How often, and how long apart, the runner tries to remove a cancelled job's staging while
 /// blocking work that was writing into it winds down.
 const DISCARD_ATTEMPTS: u32 = 20;
@@ -378,6 +421,12 @@ impl Runner {
             plan_lock: _plan_lock,
             job_lock: _job_lock,
         } = queued;
+        // A cancel request recorded in the state store (`packrat cancel`, the API, from any
+        // process) cancels the token: checked now and then polled while the job runs.
+        if let Ok(Some(req)) = self.state.cancel_request(job.id) {
+            cancel.cancel(format!("cancelled by {}", req.requested_by));
+        }
+        let _watch = CancelWatch::spawn(self.state.clone(), job.id, cancel.clone());
         if cancel.is_cancelled() {
             let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
             self.state.cancel_job(job.id, &format!("{reason}, before it started"))?;

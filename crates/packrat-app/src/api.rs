@@ -53,6 +53,9 @@ pub struct StatusResponse {
     /// What every sink received (bytes, packs, the last upload), from the job records.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkActivity>,
+    /// Health per collection (Mongo plans): failures and the last backed-up window.
+    #[serde(default)]
+    pub collections: Vec<backup_core::state::CollectionHealth>,
 }
 
 /// What one sink received, from the job records: a completed job's pack counts for the plan's

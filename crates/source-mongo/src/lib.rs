@@ -265,6 +265,7 @@ impl MongoSource {
             progress: ctx.progress.clone(),
             specs: Arc::new(specs),
         };
+        let keys: Vec<String> = picked.iter().map(|n| watermark_key(&self.database, n)).collect();
         let limit = Arc::new(Semaphore::new(self.parallelism));
         let mut set = JoinSet::new();
         for (i, job) in jobs.into_iter().enumerate() {
@@ -281,6 +282,14 @@ impl MongoSource {
             match result {
                 Ok(o) => outcomes.push((i, o)),
                 Err(e) => {
+                    // Health per collection: count the failure against the collection (not when
+                    // the job was cancelled).
+                    if let (Some(state), Some(key)) = (&ctx.state, keys.get(i))
+                        && !ctx.cancel.is_cancelled()
+                        && let Err(err) = state.record_collection_failure(&ctx.plan, &self.name, key, &e.to_string())
+                    {
+                        tracing::warn!(collection = %key, "cannot record the collection's failure: {}", err.chain());
+                    }
                     set.abort_all();
                     while set.join_next().await.is_some() {}
                     return Err(e);

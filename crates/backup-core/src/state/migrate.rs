@@ -8,6 +8,7 @@
 //! |---|---|
 //! | 1 | `jobs`, `schedule_state`, `watermarks` (packrat 0.1 also created `alerts` here) |
 //! | 2 | `components`: the schema version of each component's own tables |
+//! | 3 | `cancel_requests` (cross-process cancel), `watermark_resets` (audit), `collection_health` |
 //!
 //! The `alerts` table is owned by the alerts crate since version 2. Databases written before
 //! (version 1 with `alerts`) keep the table and its rows: the alerts crate creates it with
@@ -77,6 +78,39 @@ pub(super) const MIGRATIONS: &[&str] = &[
         name        TEXT PRIMARY KEY NOT NULL,
         version     INTEGER NOT NULL,
         migrated_at TEXT    NOT NULL
+    );
+    ",
+    // 3: cancel requests, the audit of watermark resets, health per collection.
+    "
+    CREATE TABLE cancel_requests (
+        job          INTEGER PRIMARY KEY NOT NULL,
+        requested_by TEXT    NOT NULL,
+        requested_at TEXT    NOT NULL
+    );
+
+    CREATE TABLE watermark_resets (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        plan      TEXT NOT NULL,
+        source    TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        old_value TEXT,
+        new_value TEXT,
+        reset_by  TEXT NOT NULL,
+        reset_at  TEXT NOT NULL
+    );
+
+    CREATE TABLE collection_health (
+        plan                 TEXT    NOT NULL,
+        source               TEXT    NOT NULL,
+        key                  TEXT    NOT NULL,
+        failures_total       INTEGER NOT NULL DEFAULT 0,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        last_error           TEXT    NOT NULL DEFAULT '',
+        last_failure_at      TEXT,
+        last_success_at      TEXT,
+        window_from          TEXT,
+        window_to            TEXT,
+        PRIMARY KEY (plan, source, key)
     );
     ",
 ];

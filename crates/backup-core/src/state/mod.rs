@@ -25,6 +25,7 @@
 //! Times are stored as RFC 3339 text in UTC with microsecond precision
 //! (`2026-11-21T04:00:00.000000Z`, see [`format_time`]), which sorts lexically in time order.
 
+mod control;
 mod jobs;
 mod migrate;
 mod schedule;
@@ -37,6 +38,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+pub use control::{CancelOutcome, CancelRequest, CollectionHealth, WatermarkReset, parse_operator_time};
 pub use jobs::{JobFilter, JobLock};
 /// The SQLite binding the store is built on, for components that keep their own tables (the
 /// same version, so its types fit [`StateStore::with_conn`]).

@@ -75,6 +75,20 @@ impl StateStore {
         {
             let mut stmt = tx.prepare(&sql).map_err(|e| self.err(e))?;
             for m in marks {
+                let forward = !forward_only
+                    || tx
+                        .query_row(
+                            "SELECT value FROM watermarks WHERE plan = ?1 AND source = ?2 AND key = ?3",
+                            params![m.plan, m.source, m.key],
+                            |r| read_time(r, 0),
+                        )
+                        .optional()
+                        .map_err(|e| self.err(e))?
+                        .is_none_or(|old| m.value > old);
+                if forward {
+                    super::control::record_window(&tx, &m.plan, &m.source, &m.key, m.value, &now)
+                        .map_err(|e| self.err(e))?;
+                }
                 stmt.execute(params![m.plan, m.source, m.key, format_time(m.value), job, now])
                     .map_err(|e| self.err(e))?;
             }
