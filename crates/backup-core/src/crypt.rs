@@ -96,7 +96,8 @@ impl Encryption {
     pub fn to_recipients(list: &[String]) -> Result<Encryption> {
         if list.is_empty() {
             return Err(Error::Config(
-                "encryption needs at least one recipient (an age1… public key); `packrat key generate` makes one".into(),
+                "encryption needs at least one recipient (an age1… public key); `packrat key generate` makes one"
+                    .into(),
             ));
         }
         let mut recipients = Vec::new();
@@ -256,7 +257,11 @@ impl Keyring {
             .iter()
             .map(|(_, public, from)| format!("{public} from {from}"))
             .collect();
-        parts.extend(self.passphrases.iter().map(|(_, from)| format!("a passphrase from {from}")));
+        parts.extend(
+            self.passphrases
+                .iter()
+                .map(|(_, from)| format!("a passphrase from {from}")),
+        );
         parts.join("; ")
     }
 
@@ -412,9 +417,8 @@ impl EncryptConfig {
         }
         let mut list = self.recipients.clone();
         if let Some(f) = &self.recipients_file {
-            let text = std::fs::read_to_string(f).map_err(|e| {
-                Error::Config(format!("{key}.recipients_file: cannot read {}: {e}", f.display()))
-            })?;
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::Config(format!("{key}.recipients_file: cannot read {}: {e}", f.display())))?;
             list.extend(
                 text.lines()
                     .map(str::trim)
@@ -434,7 +438,9 @@ impl EncryptConfig {
         }
         if let Some(var) = &self.identity_env {
             let text = std::env::var(var).map_err(|_| {
-                Error::Key(format!("{key}.identity_env: environment variable {var} is not set; export it"))
+                Error::Key(format!(
+                    "{key}.identity_env: environment variable {var} is not set; export it"
+                ))
             })?;
             keys.add_identities(&text, &format!("environment variable {var}"))?;
         }
@@ -465,7 +471,11 @@ impl Section for EncryptConfig {
         let has_recipients = !self.recipients.is_empty() || self.recipients_file.is_some();
         if self.passphrase().is_set() && has_recipients {
             return Err(Issue::new(
-                if self.recipients.is_empty() { "recipients_file" } else { "recipients" },
+                if self.recipients.is_empty() {
+                    "recipients_file"
+                } else {
+                    "recipients"
+                },
                 "the age format cannot encrypt a file to a passphrase and to public-key recipients at once; use \
                  recipients (a second recipient is the escrow key) or a passphrase alone",
             ));
@@ -537,9 +547,11 @@ mod tests {
     #[test]
     fn recipients_are_checked_and_identities_never_shown() {
         let (id, public) = generate();
-        assert!(Encryption::to_recipients(&[public.clone()]).is_ok());
+        assert!(Encryption::to_recipients(std::slice::from_ref(&public)).is_ok());
         let secret_line = id.expose().lines().last().unwrap().to_string();
-        let e = Encryption::to_recipients(&[secret_line.clone()]).unwrap_err().to_string();
+        let e = Encryption::to_recipients(std::slice::from_ref(&secret_line))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains(&secret_line[20..]), "{e}");
         assert!(e.contains("which is secret"), "{e}");
         let mut keys = Keyring::new();

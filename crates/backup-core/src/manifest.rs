@@ -325,6 +325,7 @@ mod tests {
                         to: at,
                     }),
                     meta: [("database".to_string(), serde_json::json!("mes"))].into(),
+                    encryption: None,
                 })
                 .collect(),
             watermarks: Vec::new(),

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::cancel::CancelToken;
 use crate::crypt::{AGE_SUFFIX, Encryption};
 use crate::manifest::{
-    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_PLAIN, MANIFEST_FILE, Manifest, ManifestWatermark,
-    REPLICATION_FILE, SUMS_FILE, TimeWindow, check_relative_path,
+    ArtifactEntry, Compression, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_PLAIN, MANIFEST_FILE, Manifest,
+    ManifestWatermark, REPLICATION_FILE, SUMS_FILE, TimeWindow, check_relative_path,
 };
 use crate::reader::PackReader;
 use crate::sums::Sums;

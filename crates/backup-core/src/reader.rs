@@ -102,7 +102,11 @@ pub trait PackReader: Send + Sync + fmt::Debug {
     /// original bytes: decrypts an encrypted artifact with [`PackReader::keyring`] (an error of
     /// kind `Key` saying which recipients the pack expects when there is no identity, or none
     /// matches), then decompresses zstd, streaming.
-    fn decode<'a>(&self, entry: &ArtifactEntry, stored: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>> {
+    fn decode<'a>(
+        &self,
+        entry: &ArtifactEntry,
+        stored: Box<dyn Read + Send + 'a>,
+    ) -> Result<Box<dyn Read + Send + 'a>> {
         let at = self.location_of(&entry.path);
         let plain: Box<dyn Read + Send + 'a> = match &entry.encryption {
             None => stored,
@@ -173,7 +177,11 @@ impl<P: PackReader + ?Sized> PackReader for Arc<P> {
         (**self).keyring()
     }
 
-    fn decode<'a>(&self, entry: &ArtifactEntry, stored: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>> {
+    fn decode<'a>(
+        &self,
+        entry: &ArtifactEntry,
+        stored: Box<dyn Read + Send + 'a>,
+    ) -> Result<Box<dyn Read + Send + 'a>> {
         (**self).decode(entry, stored)
     }
 

@@ -347,7 +347,7 @@ fn decompress_check(pack: &dyn PackReader, a: &ArtifactEntry) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BackupKind, Pack, PackId, StagingPack};
+    use crate::{BackupKind, Compression, Pack, PackId, StagingPack};
     use std::fs;
     use std::io::Write;
     use std::path::Path;

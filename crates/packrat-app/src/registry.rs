@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use backup_core::runner::Plan;
 use backup_core::crypt::Keyring;
+use backup_core::runner::Plan;
 use backup_core::{Error, PackReader, Result, Sink, Source, StateStore, Verifier};
 use policy_schedule::{Schedule, ScheduleError};
 use retention::Retention;
@@ -125,7 +125,11 @@ pub fn keyring(cfg: Option<&Config>, plan: &str, files: &[std::path::PathBuf]) -
 
 /// `reader` with the identities of [`keyring`] for its plan, when its pack is encrypted (a
 /// plain pack is returned as it is, and no identity is read for it).
-pub fn keyed(cfg: Option<&Config>, reader: Arc<dyn PackReader>, files: &[std::path::PathBuf]) -> Result<Arc<dyn PackReader>> {
+pub fn keyed(
+    cfg: Option<&Config>,
+    reader: Arc<dyn PackReader>,
+    files: &[std::path::PathBuf],
+) -> Result<Arc<dyn PackReader>> {
     if !reader.manifest().is_encrypted() {
         return Ok(reader);
     }
