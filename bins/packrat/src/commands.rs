@@ -214,7 +214,10 @@ pub(crate) async fn resolve_pack_for(
     let (reader, cfg) = if sel.latest.is_none() && sel.pack.as_deref().is_some_and(|p| Path::new(p).is_dir()) {
         // A config is not needed for a pack directory; one given may hold the plan's identity.
         let cfg = config.and_then(|c| wire::load_config(Some(c)).ok());
-        (Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?.into_reader(), cfg)
+        (
+            Pack::open(Path::new(sel.pack.as_deref().unwrap_or_default()))?.into_reader(),
+            cfg,
+        )
     } else {
         let cfg = wire::load_config(config)?;
         (resolve_pack(&cfg, sel).await?, Some(cfg))
