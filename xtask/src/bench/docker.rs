@@ -6,8 +6,10 @@
 //! mixed files — 40% random (incompressible) files of 8 MiB, 45% log-like text files, 15% small
 //! files of 1–8 KiB (half random, half text) in nested directories — generated once inside a
 //! container and kept for later runs.
+//!
+//! `--encrypt` compares `packrat run` of the plan unencrypted and encrypted with age instead
+//! (see [`super::encrypt`]).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::encrypt::{self, PackratPlan, toml_path, toml_string};
 use super::harness::{self, CommonArgs, Scenario, Side, Targets};
 use crate::prereqs::{self, Prereq};
 use crate::services::docker::{self as svc, Docker};
@@ -34,6 +37,10 @@ pub struct DockerArgs {
     /// Benchmark this packrat binary instead of building `target/release/packrat`.
     #[arg(long, value_name = "PATH")]
     packrat_bin: Option<PathBuf>,
+    /// Measure the cost of encryption: `packrat run` of the plan unencrypted vs the same plan
+    /// with `[plans.NAME.encrypt]` (age, a recipient generated for the run).
+    #[arg(long)]
+    encrypt: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -73,7 +80,11 @@ pub fn run(args: &DockerArgs) -> Result<()> {
         bytes,
         cached,
     };
-    let report = harness::run(&mut bench, args.common.rounds)?;
+    let report = if args.encrypt {
+        encrypt::run(&mut bench, args.common.rounds)?
+    } else {
+        harness::run(&mut bench, args.common.rounds)?
+    };
     report.emit(args.common.json);
     Ok(())
 }
@@ -160,17 +171,12 @@ impl Scenario for DockerBench {
                 util::remove_path(&packs)?;
                 util::remove_path(&self.state_dir())?;
                 std::fs::create_dir_all(self.state_dir())?;
-                let mut config = String::new();
-                let _ = write!(
-                    config,
-                    "state_dir = {}\n\n[sources.vol]\ntype = \"docker\"\nvolumes = [\"{VOLUME}\"]\n\
-                     helper_image = \"{}\"\ndocker_host = {}\n\n\
-                     [sinks.local]\ntype = \"local\"\npath = {}\nmin_free_mb = 1\n\n\
-                     [plans.bench]\nsources = [\"vol\"]\nsinks = [\"local\"]\n",
-                    toml_string(&self.state_dir().display().to_string()),
-                    svc::IMAGE,
-                    toml_string(&self.host),
-                    toml_string(&packs.display().to_string()),
+                let config = format!(
+                    "state_dir = {}\n\n{}[sinks.local]\ntype = \"local\"\npath = {}\nmin_free_mb = 1\n\n{}",
+                    toml_path(&self.state_dir()),
+                    self.sources_toml(),
+                    toml_path(&packs),
+                    self.plan_toml("bench", "local"),
                 );
                 std::fs::write(self.config_path(), config)
                     .with_context(|| format!("write {}", self.config_path().display()))?;
@@ -291,6 +297,24 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn toml_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+impl PackratPlan for DockerBench {
+    fn packrat(&self) -> &Path {
+        &self.packrat
+    }
+
+    fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn sources_toml(&self) -> String {
+        format!(
+            "[sources.vol]\ntype = \"docker\"\nvolumes = [\"{VOLUME}\"]\nhelper_image = \"{}\"\ndocker_host = {}\n\n",
+            svc::IMAGE,
+            toml_string(&self.host),
+        )
+    }
+
+    fn plan_toml(&self, plan: &str, sink: &str) -> String {
+        format!("[plans.{plan}]\nsources = [\"vol\"]\nsinks = [\"{sink}\"]\n")
+    }
 }

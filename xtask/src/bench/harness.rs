@@ -64,6 +64,10 @@ pub trait Scenario {
     fn name(&self) -> &str;
     /// What the baseline is (`sqlite3 .backup`).
     fn baseline_label(&self) -> &str;
+    /// What the measured side is: `packrat`, unless packrat is compared with itself (`--encrypt`).
+    fn packrat_label(&self) -> &str {
+        "packrat"
+    }
     /// Facts about the input for the report (size, rows, ...).
     fn info(&self) -> Vec<(String, Value)>;
     /// Input files, read to warm the page cache when it cannot be dropped.
@@ -174,6 +178,7 @@ pub fn run(scenario: &mut dyn Scenario, rounds: u32) -> Result<Report> {
     let cache = CachePolicy::detect();
     let name = scenario.name().to_owned();
     let baseline_label = scenario.baseline_label().to_owned();
+    let packrat_label = scenario.packrat_label().to_owned();
     eprintln!("bench {name}: {rounds} round(s); page cache {}", cache.describe());
     let report_file = util::target_dir()
         .join("bench")
@@ -193,7 +198,7 @@ pub fn run(scenario: &mut dyn Scenario, rounds: u32) -> Result<Report> {
             let usage = measure(&cmd, &report_file)?;
             let label = match side {
                 Side::Baseline => baseline_label.as_str(),
-                Side::Packrat => "packrat",
+                Side::Packrat => packrat_label.as_str(),
             };
             eprintln!(
                 "  round {round}: {label:<18} {:>9.3} s   peak RSS {:>7.1} MiB",
@@ -218,6 +223,7 @@ pub fn run(scenario: &mut dyn Scenario, rounds: u32) -> Result<Report> {
     Ok(Report {
         name,
         baseline_label,
+        packrat_label,
         cache,
         info: scenario.info(),
         rounds: results,
@@ -286,6 +292,7 @@ fn kib_to_mib(kib: u64) -> f64 {
 pub struct Report {
     name: String,
     baseline_label: String,
+    packrat_label: String,
     cache: CachePolicy,
     info: Vec<(String, Value)>,
     rounds: Vec<Round>,
@@ -352,43 +359,51 @@ impl Report {
             }
         }
         println!("page cache: {}", self.cache.describe());
+        let label = &self.packrat_label;
+        let (rss_label, output_label) = (format!("{label} RSS"), format!("{label} output"));
+        // Column widths fit the labels (the defaults for `packrat`).
+        let (w_time, w_rss, w_out) = (label.len().max(12), rss_label.len().max(12), output_label.len().max(14));
         println!(
-            "{:<7} {:>20} {:>12} {:>8} {:>12} {:>14}",
-            "round", self.baseline_label, "packrat", "ratio", "packrat RSS", "packrat output"
+            "{:<7} {:>20} {:>w_time$} {:>8} {:>w_rss$} {:>w_out$}",
+            "round", self.baseline_label, label, "ratio", rss_label, output_label
         );
         for (i, r) in self.rounds.iter().enumerate() {
             println!(
-                "{:<7} {:>18.3} s {:>10.3} s {:>8.3} {:>8.1} MiB {:>10.1} MiB",
+                "{:<7} {:>18.3} s {:>w2$.3} s {:>8.3} {:>w4$.1} MiB {:>w5$.1} MiB",
                 i + 1,
                 r.baseline.elapsed.as_secs_f64(),
                 r.packrat.elapsed.as_secs_f64(),
                 r.ratio(),
                 kib_to_mib(r.packrat.max_rss_kib),
                 mib(r.packrat_bytes),
+                w2 = w_time - 2,
+                w4 = w_rss - 4,
+                w5 = w_out - 4,
             );
         }
         println!(
-            "{:<7} {:>18.3} s {:>10.3} s {:>8.3}",
+            "{:<7} {:>18.3} s {:>w2$.3} s {:>8.3}",
             "median",
             median(&self.secs(|r| r.baseline.elapsed)),
             median(&self.secs(|r| r.packrat.elapsed)),
             self.median_ratio(),
+            w2 = w_time - 2,
         );
         println!(
-            "peak RSS: packrat {:.1} MiB, {} {:.1} MiB (max over rounds)",
+            "peak RSS: {label} {:.1} MiB, {} {:.1} MiB (max over rounds)",
             self.peak_rss_mib(),
             self.baseline_label,
             self.baseline_peak_rss_mib()
         );
         println!(
-            "{}  time: median packrat/{} ratio {:.3} (target <= {:.2})",
+            "{}  time: median {label}/{} ratio {:.3} (target <= {:.2})",
             pass(self.ratio_pass()),
             self.baseline_label,
             self.median_ratio(),
             self.targets.max_ratio
         );
         println!(
-            "{}  memory: packrat peak RSS {:.1} MiB (target <= {:.0} MiB)",
+            "{}  memory: {label} peak RSS {:.1} MiB (target <= {:.0} MiB)",
             pass(self.rss_pass()),
             self.peak_rss_mib(),
             self.targets.max_rss_mib
@@ -418,7 +433,7 @@ impl Report {
             "page_cache": self.cache.key(),
             "input": info,
             "baseline": self.side_json(&self.baseline_label, |r| (r.baseline, r.baseline_bytes)),
-            "packrat": self.side_json("packrat", |r| (r.packrat, r.packrat_bytes)),
+            "packrat": self.side_json(&self.packrat_label, |r| (r.packrat, r.packrat_bytes)),
             "ratios": self.ratios(),
             "median_ratio": self.median_ratio(),
             "peak_rss_mib": self.peak_rss_mib(),

@@ -4,8 +4,11 @@
 //! `xtask rss`, medians, report, PASS/MISS against targets). Each benchmark is a module that
 //! prepares its input, implements [`harness::Scenario`] and calls [`harness::run`]. Later
 //! benchmarks (`mongo`, `docker`, `replica`, `object`) are added the same way as [`sqlite`].
+//! [`encrypt`] is the `--encrypt` variant of the `packrat run` benchmarks (`sqlite`, `mongo`,
+//! `docker`): the same plan unencrypted vs encrypted with age.
 
 pub mod docker;
+pub mod encrypt;
 pub mod harness;
 pub mod mongo;
 pub mod object;

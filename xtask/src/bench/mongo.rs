@@ -9,6 +9,9 @@
 //! `target/bench/mongo/` is kept between runs (reloaded when the size or generator changes).
 //! SecantusDB is a Python server: loading 1 GiB takes a few minutes, reading it back tens of
 //! seconds, so both sides of the comparison are bound by the server.
+//!
+//! `--encrypt` compares `packrat run --full` of the plan unencrypted and encrypted with age
+//! instead (see [`super::encrypt`]).
 
 use std::fs;
 use std::net::TcpStream;
@@ -20,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::encrypt::{self, PackratPlan, toml_path};
 use super::harness::{self, CommonArgs, Scenario, Side};
 use crate::services::mongo::Mongo;
 use crate::util::{self, mib};
@@ -38,6 +42,10 @@ pub struct MongoArgs {
     /// Benchmark this packrat binary instead of building `target/release/packrat`.
     #[arg(long, value_name = "PATH")]
     packrat_bin: Option<PathBuf>,
+    /// Measure the cost of encryption: `packrat run --full` of the plan unencrypted vs the same
+    /// plan with `[plans.NAME.encrypt]` (age, a recipient generated for the run).
+    #[arg(long)]
+    encrypt: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -171,7 +179,11 @@ pub fn run(args: &MongoArgs) -> Result<()> {
         data,
         size_mib: args.size_mib,
     };
-    let result = harness::run(&mut bench, args.common.rounds);
+    let result = if args.encrypt {
+        encrypt::run(&mut bench, args.common.rounds)
+    } else {
+        harness::run(&mut bench, args.common.rounds)
+    };
     server.stop();
     result?.emit(args.common.json);
     Ok(())
@@ -316,18 +328,19 @@ impl Scenario for MongoBench {
                 util::remove_path(&self.state_dir())?;
                 fs::create_dir_all(self.state_dir())?;
                 let config = format!(
-                    "state_dir = {:?}\n\n[sources.mes]\ntype = \"mongo\"\nuri_env = \"BENCH_MONGO_URI\"\ndatabase = \"{DB}\"\n\n\
-                     [sinks.local]\ntype = \"local\"\npath = {:?}\nmin_free_mb = 1\n\n\
-                     [plans.bench]\nsource = \"mes\"\nsinks = [\"local\"]\n[plans.bench.mongo]\ncollections = [\"{COLL}\"]\n",
-                    self.state_dir().display().to_string(),
-                    packs.display().to_string(),
+                    "state_dir = {}\n\n{}[sinks.local]\ntype = \"local\"\npath = {}\nmin_free_mb = 1\n\n{}",
+                    toml_path(&self.state_dir()),
+                    self.sources_toml(),
+                    toml_path(&packs),
+                    self.plan_toml("bench", "local"),
                 );
                 fs::write(self.config_path(), config)?;
                 let mut cmd = Command::new(&self.packrat);
                 cmd.arg("--config")
                     .arg(self.config_path())
-                    .args(["run", "bench", "--full"])
-                    .env("BENCH_MONGO_URI", &self.uri)
+                    .args(["run", "bench"])
+                    .args(self.run_args())
+                    .envs(self.env())
                     .current_dir(&self.dir);
                 Ok(cmd)
             }
@@ -342,5 +355,33 @@ impl Scenario for MongoBench {
         }
         util::remove_path(&packs)?;
         Ok((0, bytes))
+    }
+}
+
+impl PackratPlan for MongoBench {
+    fn packrat(&self) -> &Path {
+        &self.packrat
+    }
+
+    fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn sources_toml(&self) -> String {
+        format!("[sources.mes]\ntype = \"mongo\"\nuri_env = \"BENCH_MONGO_URI\"\ndatabase = \"{DB}\"\n\n")
+    }
+
+    fn plan_toml(&self, plan: &str, sink: &str) -> String {
+        format!(
+            "[plans.{plan}]\nsource = \"mes\"\nsinks = [\"{sink}\"]\n[plans.{plan}.mongo]\ncollections = [\"{COLL}\"]\n"
+        )
+    }
+
+    fn run_args(&self) -> Vec<String> {
+        vec!["--full".into()]
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![("BENCH_MONGO_URI".into(), self.uri.clone())]
     }
 }

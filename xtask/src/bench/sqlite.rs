@@ -4,6 +4,10 @@
 //! timestamp, kind, host, a JSON-like text payload of varying length, an optional blob that is
 //! part random and part zeros; an index on the timestamp), generated once with the `sqlite3`
 //! CLI and cached under `target/bench/sqlite/` (regenerated when the size or schema changes).
+//!
+//! `--compress` sets the source's `compress = true` (the copy stored as `.db.zst`); `--encrypt`
+//! compares `packrat run` of the plan unencrypted and encrypted with age instead of packrat
+//! against `sqlite3 .backup` (see [`super::encrypt`]).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::encrypt::{self, PackratPlan, toml_path};
 use super::harness::{self, CommonArgs, Scenario, Side};
 use crate::prereqs::{self, Prereq};
 use crate::util::{self, mib};
@@ -30,6 +35,13 @@ pub struct SqliteArgs {
     /// Benchmark this packrat binary instead of building `target/release/packrat`.
     #[arg(long, value_name = "PATH")]
     packrat_bin: Option<PathBuf>,
+    /// Store the copy zstd-compressed (the sqlite source's `compress = true`).
+    #[arg(long)]
+    compress: bool,
+    /// Measure the cost of encryption: `packrat run` of the plan unencrypted vs the same plan
+    /// with `[plans.NAME.encrypt]` (age, a recipient generated for the run), not vs sqlite3.
+    #[arg(long)]
+    encrypt: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -54,8 +66,17 @@ pub fn run(args: &SqliteArgs) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let db = ensure_db(&dir, args.size_mib)?;
 
-    let mut bench = SqliteBench { dir, packrat, db };
-    let report = harness::run(&mut bench, args.common.rounds)?;
+    let mut bench = SqliteBench {
+        dir,
+        packrat,
+        db,
+        compress: args.compress,
+    };
+    let report = if args.encrypt {
+        encrypt::run(&mut bench, args.common.rounds)?
+    } else {
+        harness::run(&mut bench, args.common.rounds)?
+    };
     report.emit(args.common.json);
     Ok(())
 }
@@ -74,6 +95,7 @@ struct SqliteBench {
     dir: PathBuf,
     packrat: PathBuf,
     db: Db,
+    compress: bool,
 }
 
 impl SqliteBench {
@@ -104,7 +126,7 @@ impl Scenario for SqliteBench {
     }
 
     fn info(&self) -> Vec<(String, Value)> {
-        vec![
+        let mut info = vec![
             ("database".into(), json!(self.db.path.display().to_string())),
             ("database_mib".into(), json!((mib(self.db.bytes) * 10.0).round() / 10.0)),
             ("rows".into(), json!(self.db.rows)),
@@ -117,7 +139,11 @@ impl Scenario for SqliteBench {
                     "this run"
                 }),
             ),
-        ]
+        ];
+        if self.compress {
+            info.push(("compress".into(), json!(true)));
+        }
+        info
     }
 
     fn input_files(&self) -> Vec<PathBuf> {
@@ -144,12 +170,11 @@ impl Scenario for SqliteBench {
                 util::remove_path(&self.state_dir())?;
                 std::fs::create_dir_all(self.state_dir())?;
                 let config = format!(
-                    "state_dir = {}\n\n[sources.db]\ntype = \"sqlite\"\npath = {}\n\n\
-                     [sinks.local]\ntype = \"local\"\npath = {}\n\n\
-                     [plans.bench]\nsources = [\"db\"]\nsinks = [\"local\"]\n",
-                    toml_string(&self.state_dir()),
-                    toml_string(&self.db.path),
-                    toml_string(&packs),
+                    "state_dir = {}\n\n{}[sinks.local]\ntype = \"local\"\npath = {}\n\n{}",
+                    toml_path(&self.state_dir()),
+                    self.sources_toml(),
+                    toml_path(&packs),
+                    self.plan_toml("bench", "local"),
                 );
                 std::fs::write(self.config_path(), config)
                     .with_context(|| format!("write {}", self.config_path().display()))?;
@@ -177,6 +202,28 @@ impl Scenario for SqliteBench {
         util::remove_path(&backup)?;
         util::remove_path(&packs)?;
         Ok((backup_bytes, packs_bytes))
+    }
+}
+
+impl PackratPlan for SqliteBench {
+    fn packrat(&self) -> &Path {
+        &self.packrat
+    }
+
+    fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn sources_toml(&self) -> String {
+        let compress = if self.compress { "compress = true\n" } else { "" };
+        format!(
+            "[sources.db]\ntype = \"sqlite\"\npath = {}\n{compress}\n",
+            toml_path(&self.db.path)
+        )
+    }
+
+    fn plan_toml(&self, plan: &str, sink: &str) -> String {
+        format!("[plans.{plan}]\nsources = [\"db\"]\nsinks = [\"{sink}\"]\n")
     }
 }
 
@@ -338,23 +385,6 @@ fn file_len(path: &Path) -> Result<u64> {
         .len())
 }
 
-/// A path as a TOML basic string.
-fn toml_string(path: &Path) -> String {
-    let mut out = String::from("\"");
-    for c in path.display().to_string().chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A path quoted for a sqlite3 shell dot-command argument (which has no escapes).
 fn sqlite_quote(path: &Path) -> Result<String> {
     let path = path.display().to_string();
@@ -367,12 +397,6 @@ fn sqlite_quote(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_string(Path::new("/a/b c")), "\"/a/b c\"");
-        assert_eq!(toml_string(Path::new("/a\"b\\c")), "\"/a\\\"b\\\\c\"");
-    }
 
     #[test]
     fn lorem_is_long_enough_and_quote_free() {
