@@ -164,7 +164,8 @@ fn a_pack_dated_in_the_future_is_kept_named_and_anchors_nothing() {
     let doctor = env.run(&["doctor"]);
     assert!(
         doctor.stdout.contains(&format!(
-            "packs dated in the future (nightly on local): 1 pack(s) started after now: {} (2099-12-05 04:00:00 UTC)",
+            // doctor shows times in the plan's zone (Asia/Shanghai) with the offset.
+            "packs dated in the future (nightly on local): 1 pack(s) started after now: {} (2099-12-05 12:00:00 +08:00)",
             ids[2]
         )),
         "{}",

@@ -255,8 +255,8 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), Error> {
 }
 
 /// How long (in steps of 100 ms) a dropped helper whose creation was not confirmed waits for the
-/// engine to finish creating it.
-const CREATE_WAIT_STEPS: u32 = 30;
+/// engine to finish creating it: a busy engine has been seen to take over 3 s, so 15 s.
+const CREATE_WAIT_STEPS: u32 = 150;
 
 /// A container name no other helper has: `packrat-helper-<pid>-<nanoseconds>-<n>`.
 fn unique_name() -> String {
