@@ -23,10 +23,29 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A `cargo` command (the same cargo that runs xtask, when known) run from the workspace root.
+///
+/// Without the variables `cargo run` sets for the xtask binary (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR`, ...): build scripts such as ring's rerun when those change, so a build
+/// from xtask and one from a shell would otherwise keep rebuilding each other's dependencies.
 pub fn cargo() -> Command {
     let program = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(program);
     cmd.current_dir(workspace_root());
+    for (key, _) in env::vars_os() {
+        let name = key.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            cmd.env_remove(&key);
+        }
+    }
     cmd
 }
 
