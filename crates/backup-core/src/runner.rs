@@ -151,7 +151,7 @@ impl CancelWatch {
 
 /// Polls the state store every [`CANCEL_POLL`] for a cancel request of `job` (recorded by
 /// [`StateStore::request_cancel`], from any process) and cancels `cancel` with the reason
-/// "cancelled by <who>". Returns once `cancel` is cancelled, by the request or otherwise.
+/// "cancelled by WHO". Returns once `cancel` is cancelled, by the request or otherwise.
 pub async fn watch_cancel_request(state: Arc<StateStore>, job: JobId, cancel: CancelToken) {
     loop {
         let st = state.clone();
