@@ -310,6 +310,104 @@ impl Scenario for EncryptBench<'_> {
 mod tests {
     use super::*;
 
+    /// A plan like the mongo benchmark's: a sub-table, `--full`, an environment variable.
+    struct Fake {
+        dir: PathBuf,
+    }
+
+    impl Scenario for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn baseline_label(&self) -> &str {
+            "nothing"
+        }
+        fn info(&self) -> Vec<(String, Value)> {
+            Vec::new()
+        }
+        fn input_files(&self) -> Vec<PathBuf> {
+            Vec::new()
+        }
+        fn command(&mut self, _side: Side, _round: u32) -> Result<Command> {
+            bail!("not used")
+        }
+        fn finish_round(&mut self, _round: u32) -> Result<(u64, u64)> {
+            bail!("not used")
+        }
+    }
+
+    impl PackratPlan for Fake {
+        fn packrat(&self) -> &Path {
+            Path::new("/bin/packrat")
+        }
+        fn work_dir(&self) -> &Path {
+            &self.dir
+        }
+        fn sources_toml(&self) -> String {
+            "[sources.mes]\ntype = \"mongo\"\n\n".into()
+        }
+        fn plan_toml(&self, plan: &str, sink: &str) -> String {
+            format!(
+                "[plans.{plan}]\nsource = \"mes\"\nsinks = [\"{sink}\"]\n[plans.{plan}.mongo]\ncollections = [\"c\"]\n"
+            )
+        }
+        fn run_args(&self) -> Vec<String> {
+            vec!["--full".into()]
+        }
+        fn env(&self) -> Vec<(String, String)> {
+            vec![("URI".into(), "mongodb://x".into())]
+        }
+    }
+
+    #[test]
+    fn config_has_both_plans_and_the_encrypt_table() {
+        let mut fake = Fake { dir: "/w".into() };
+        let bench = EncryptBench {
+            inner: &mut fake,
+            name: "fake --encrypt".into(),
+            recipient: "age1xyz".into(),
+            identity: "/w/age/bench.key".into(),
+            targets: Targets::default(),
+            verified: None,
+        };
+        assert_eq!(
+            bench.config(),
+            "state_dir = \"/w/state-encrypt\"\n\n[sources.mes]\ntype = \"mongo\"\n\n\
+             [sinks.plain]\ntype = \"local\"\npath = \"/w/packs-plain\"\nmin_free_mb = 1\n\n\
+             [sinks.age]\ntype = \"local\"\npath = \"/w/packs-age\"\nmin_free_mb = 1\n\n\
+             [plans.bench]\nsource = \"mes\"\nsinks = [\"plain\"]\n[plans.bench.mongo]\ncollections = [\"c\"]\n\n\
+             [plans.bench_age]\nsource = \"mes\"\nsinks = [\"age\"]\n[plans.bench_age.mongo]\ncollections = [\"c\"]\n\
+             [plans.bench_age.encrypt]\nrecipients = [\"age1xyz\"]\n"
+        );
+    }
+
+    #[test]
+    fn commands_run_each_plan_with_its_extras() {
+        let dir = std::env::temp_dir().join(format!("xtask-encrypt-test-{}", std::process::id()));
+        let mut fake = Fake { dir: dir.clone() };
+        let mut bench = EncryptBench {
+            inner: &mut fake,
+            name: "fake --encrypt".into(),
+            recipient: "age1xyz".into(),
+            identity: dir.join("k"),
+            targets: Targets::default(),
+            verified: None,
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        for (side, plan) in [(Side::Baseline, PLAIN_PLAN), (Side::Packrat, AGE_PLAN)] {
+            let cmd = bench.command(side, 1).unwrap();
+            let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            assert_eq!(args[2..], ["run", plan, "--full"]);
+            assert!(cmd.get_envs().any(|(k, v)| k == "URI" && v.is_some()));
+        }
+        assert!(
+            std::fs::read_to_string(dir.join("packrat-encrypt.toml"))
+                .unwrap()
+                .contains("[plans.bench_age.encrypt]")
+        );
+        util::remove_path(&dir).unwrap();
+    }
+
     #[test]
     fn toml_strings_are_escaped() {
         assert_eq!(toml_path(Path::new("/a/b c")), "\"/a/b c\"");
