@@ -166,7 +166,10 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> std::result::Result<Manifest, String> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest.json: {e}"))?;
         if m.format != FORMAT_NAME {
-            return Err(format!("manifest format is `{}`, not `{FORMAT_NAME}`", m.format));
+            return Err(format!(
+                "manifest.json names format `{}`, not `{FORMAT_NAME}`; it is damaged or not packrat's",
+                m.format
+            ));
         }
         if m.format_version == 0 || m.format_version > FORMAT_VERSION {
             return Err(format!(

@@ -93,9 +93,20 @@ impl StateStore {
 
         let mut conn = Connection::open(&path).map_err(state_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(state_err)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(state_err)?;
+        // Switching a fresh database to WAL while another process does the same can answer
+        // SQLITE_BUSY without consulting the busy handler: retry it within the busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.map_err(state_err)?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), journal_mode = %mode, "state store could not switch to WAL journal");
         }
