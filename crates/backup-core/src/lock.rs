@@ -57,10 +57,11 @@ impl FileLock {
                 .map_err(Error::io("open lock file", path))?;
             let replaced = || attempts < RELOCK_ATTEMPTS && !still_at(&file, path);
             match file.try_lock() {
-                Ok(()) if replaced() => continue,
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => match wait_for_pid(&file, &replaced) {
                     Holder::Replaced => continue,
+                    // The holder let go while we looked: the lock on `file` is ours now.
+                    Holder::Released => {}
                     Holder::Pid(holder) => {
                         return Err(Error::Locked {
                             what: what.to_string(),
@@ -69,6 +70,9 @@ impl FileLock {
                     }
                 },
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path)(e)),
+            }
+            if replaced() {
+                continue;
             }
             let lock = FileLock {
                 file,
@@ -92,10 +96,14 @@ impl FileLock {
                 file,
                 path: path.to_path_buf(),
             })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(Probe::Held(match wait_for_pid(&file, &|| false) {
-                Holder::Pid(pid) => pid,
-                Holder::Replaced => None,
-            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(match wait_for_pid(&file, &|| false) {
+                Holder::Pid(pid) => Probe::Held(pid),
+                Holder::Replaced => Probe::Held(None),
+                Holder::Released => Probe::Free(FileLock {
+                    file,
+                    path: path.to_path_buf(),
+                }),
+            }),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path)(e)),
         }
     }
@@ -158,11 +166,15 @@ enum Holder {
     Pid(Option<u32>),
     /// The locked file is no longer at its path (a sweep removed it): lock the new one.
     Replaced,
+    /// The holder released the lock while we waited for its pid; the caller's `file` now holds it.
+    Released,
 }
 
 /// Reads the holder's pid, waiting briefly for a winner that has the lock but has not written its
 /// pid yet (a fresh lock file is empty for a moment; one left by a crashed holder names a dead
-/// process until the new holder overwrites it). A sweep that holds a lock only to remove it never
+/// process until the new holder overwrites it). A holder that finishes in the meantime empties the
+/// file and unlocks it: then the lock is taken on `file` ([`Holder::Released`]) rather than
+/// reporting a holder that no longer exists. A sweep that holds a lock only to remove it never
 /// writes a pid; `replaced` tells when it did remove it.
 fn wait_for_pid(file: &File, replaced: &dyn Fn() -> bool) -> Holder {
     let until = std::time::Instant::now() + PID_WAIT;
@@ -176,6 +188,9 @@ fn wait_for_pid(file: &File, replaced: &dyn Fn() -> bool) -> Holder {
         }
         if replaced() {
             return Holder::Replaced;
+        }
+        if file.try_lock().is_ok() {
+            return Holder::Released;
         }
         if std::time::Instant::now() >= until {
             return Holder::Pid(last);
@@ -447,6 +462,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_holder_that_lets_go_before_writing_its_pid_hands_the_lock_over() {
+        // The window a loser used to report as "locked, pid unknown": it found the lock held, the
+        // file empty (the holder had not written its pid yet, or had emptied it on release), and
+        // the holder then let go. The loser must take the lock instead of naming nobody.
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("plan.lock");
+        let holder = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .unwrap();
+        holder.try_lock().unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            holder.unlock().unwrap();
+        });
+        let lock = FileLock::try_acquire(&p, "plan `x`").expect("the released lock is taken");
+        release.join().unwrap();
+        assert_eq!(lock.recorded_pid(), Some(std::process::id()));
+        let e = FileLock::try_acquire(&p, "plan `x`").unwrap_err();
+        assert!(
+            matches!(e, Error::Locked { holder: Some(pid), .. } if pid == std::process::id()),
+            "{e}"
+        );
+        // A probe in the same window finds the lock free and holds it.
+        drop(lock);
+        let holder = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        holder.try_lock().unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(holder);
+        });
+        assert!(matches!(FileLock::probe(&p).unwrap(), Probe::Free(_)));
+        release.join().unwrap();
     }
 
     #[test]
