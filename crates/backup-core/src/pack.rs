@@ -291,7 +291,13 @@ impl StagingPack {
         if self.encryption().is_some() {
             return self.adopt_encrypted(rel, source, kind, records);
         }
-        let file = File::open(&path).map_err(Error::io("open artifact", &path))?;
+        // Write access: Windows' FlushFileBuffers refuses a handle opened read-only
+        // ("Access denied", os error 5).
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open artifact", &path))?;
         file.sync_all().map_err(Error::io("fsync", &path))?;
         let (size, sha) = hash_reader(file).map_err(Error::io("read", &path))?;
         let mut e = new_entry(rel, source, kind, Compression::None);
