@@ -25,7 +25,7 @@ pub enum BenchCommand {
     Sqlite(sqlite::SqliteArgs),
     /// `packrat run` (full) of a MongoDB collection vs a bare driver cursor drain of it.
     Mongo(mongo::MongoArgs),
-    /// `packrat run` of a Docker volume vs `docker run tar c | zstd -3`.
+    /// `packrat run` of a Docker volume vs `docker run --log-driver none … tar c | zstd -3`.
     Docker(docker::DockerArgs),
     /// Replica copy + verify of a ~1 GiB pack to the Samba test share vs `cp -r` to it.
     Replica(replica::ReplicaArgs),
