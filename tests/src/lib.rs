@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 pub mod bucket;
 pub mod crash;
+pub mod wine;
 
 /// The `packrat` binary built for this test run (`target/<profile>/packrat`), or `$PACKRAT_BIN`.
 ///

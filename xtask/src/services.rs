@@ -1,5 +1,5 @@
 //! Background services the tests need: a MongoDB-wire server, a Docker engine, an SMTP server,
-//! a Samba share and a three-node Garage (S3) cluster.
+//! a Samba share, a three-node Garage (S3) cluster and the Windows build under Wine.
 //!
 //! `cargo xtask ci` collects the prerequisites of every service with the other prerequisites,
 //! starts all services (via [`Running::start`]) right before the first test step, passes the
@@ -40,6 +40,7 @@ pub mod garage;
 pub mod mongo;
 pub mod samba;
 pub mod smtp;
+pub mod wine;
 
 /// Every service the tests need.
 pub fn all() -> Vec<Box<dyn Service>> {
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Box<dyn Service>> {
         Box::new(smtp::Smtp::default()),
         Box::new(samba::Samba::default()),
         Box::new(garage::Garage::default()),
+        Box::new(wine::Wine::default()),
     ]
 }
 

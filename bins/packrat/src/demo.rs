@@ -26,9 +26,10 @@ prefix = "demo_pack"
 /// runs the `demo` plan, deep-verifies the pack and prints where it is.
 pub async fn run(dir: &Path) -> Result<u8, CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| CliError::failed(format!("cannot resolve {}: {e}", dir.display())))?;
+    // `dunce`: on Windows a plain `D:\…` path, not the verbatim `\\?\D:\…` of
+    // `std::fs::canonicalize` that every path derived from it would show.
+    let dir =
+        dunce::canonicalize(dir).map_err(|e| CliError::failed(format!("cannot resolve {}: {e}", dir.display())))?;
     let db = dir.join("app.db");
     seed(&db).map_err(|e| CliError::failed(format!("cannot create the demo database {}: {e}", db.display())))?;
     let cfg_path = dir.join("packrat.toml");

@@ -1,0 +1,255 @@
+//! The Windows build (`x86_64-pc-windows-gnu`) of packrat, run under Wine with Windows paths on a
+//! mapped drive `D:` (the `wine` service of `cargo xtask ci` builds it and maps the drive).
+//!
+//! The databases are written and read back on the Linux side with SQLite, so the checks do not
+//! trust the Windows build's own account of what it wrote.
+
+use std::process::Stdio;
+
+use packrat_e2e::wine::WinEnv;
+use packrat_e2e::{dump, seed_db};
+
+/// A SQLite source `app_db` at `D:\…\app.db`, a local sink at `D:\…\incrementalBackups`, plan
+/// `nightly` keeping the last two packs, every path written as a Windows user writes it.
+fn sqlite_config(env: &WinEnv) -> String {
+    format!(
+        r#"state_dir = '{state}'
+time_zone = "Asia/Shanghai"
+
+[sources.app_db]
+type = "sqlite"
+path = '{db}'
+
+[sinks.local]
+type = "local"
+path = '{sink}'
+min_free_mb = 1
+
+[plans.nightly]
+sources = ["app_db"]
+sinks = ["local"]
+retention = {{ keep_last = 2 }}
+"#,
+        state = env.win_path("state"),
+        db = env.win_path("app.db"),
+        sink = env.win_path("incrementalBackups"),
+    )
+}
+
+#[test]
+fn demo_runs_and_shows_plain_windows_paths() {
+    let env = WinEnv::new("demo");
+    let dir = env.win_path("demo");
+    let run = env.run(&["demo", "--dir", &dir]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("deep verification: OK"), "{}", run.stdout);
+    // Paths as Windows users write them: `D:\…`, never the verbatim `\\?\D:\…` form.
+    assert!(
+        run.stdout.contains(&format!(r"pack: {dir}\packs\demo\demo_pack_")),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.all().contains(r"\\?\"), "{}", run.all());
+    // The pack the Windows build wrote checks out with the Linux tools.
+    let packs = env.unix_path(r"demo\packs\demo");
+    let pack = std::fs::read_dir(&packs).unwrap().next().unwrap().unwrap().path();
+    let sums = std::process::Command::new("sha256sum")
+        .args(["--quiet", "-c", "SHA256SUMS"])
+        .current_dir(&pack)
+        .output()
+        .unwrap();
+    assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
+    let orders = |db: &std::path::Path| -> (String, i64) {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let ok = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        (
+            ok,
+            c.query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).unwrap(),
+        )
+    };
+    let (ok, copied) = orders(&pack.join("sqlite/app_db.db"));
+    assert_eq!(ok, "ok");
+    assert!(copied > 0);
+    assert_eq!(orders(&env.unix_path(r"demo\app.db")).1, copied);
+}
+
+#[test]
+fn a_sqlite_plan_on_windows_paths_runs_lists_verifies_restores_and_prunes() {
+    let env = WinEnv::new("sqlite");
+    let db = env.unix_path("app.db");
+    seed_db(&db, 3_000, true);
+    env.write_config(&sqlite_config(&env));
+    let before = dump(&db);
+
+    for n in 1..=3 {
+        let run = env.run(&["run", "nightly", "--json"]);
+        assert_eq!(run.code, 0, "run {n}: {}", run.all());
+        let job = run.json();
+        assert_eq!(job["job"]["status"], "completed", "{job}");
+        let location = job["pack"]["location"].as_str().unwrap().to_string();
+        assert!(
+            location.starts_with(&env.win_path(r"incrementalBackups\nightly\migration_pack_")),
+            "{location}"
+        );
+    }
+    // keep_last = 2, applied after every run.
+    let packs = packrat_e2e::subdirs(&env.unix_path(r"incrementalBackups\nightly"));
+    assert_eq!(packs.len(), 2, "{packs:?}");
+
+    let jobs = env.run(&["jobs", "--json"]);
+    assert_eq!(jobs.code, 0, "{}", jobs.all());
+    let jobs = jobs.json();
+    let jobs = jobs.as_array().expect("a list of jobs");
+    assert_eq!(jobs.len(), 3);
+    assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
+    let status = env.run(&["status", "--json"]);
+    assert_eq!(status.code, 0, "{}", status.all());
+    let status = status.json();
+    assert_eq!(status["statistics"]["success_count"], 3, "{status}");
+    assert_eq!(
+        status["plans"]["nightly"]["last_job"]["status"], "completed",
+        "{status}"
+    );
+    assert_eq!(
+        jobs[0]["output_dir"].as_str().map(|p| p.starts_with(r"D:\")),
+        Some(true),
+        "{jobs:?}"
+    );
+
+    let verify = env.run(&["verify", "--latest", "nightly", "--deep"]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+    assert!(verify.stdout.starts_with("OK"), "{}", verify.stdout);
+
+    // Restore, refuse an existing target without --overwrite, then overwrite.
+    let target = env.win_path(r"restore\app.db");
+    std::fs::create_dir_all(env.unix_path("restore")).unwrap();
+    let restore = env.run(&["restore", "--latest", "nightly", "--to", &target]);
+    assert_eq!(restore.code, 0, "{}", restore.all());
+    assert_eq!(dump(&env.unix_path(r"restore\app.db")), before);
+    std::fs::write(env.unix_path(r"restore\app.db"), b"not a database").unwrap();
+    let again = env.run(&["restore", "--latest", "nightly", "--to", &target]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(again.stderr.contains("--overwrite"), "{}", again.stderr);
+    assert_eq!(
+        std::fs::read(env.unix_path(r"restore\app.db")).unwrap(),
+        b"not a database"
+    );
+    let overwrite = env.run(&["restore", "--latest", "nightly", "--to", &target, "--overwrite"]);
+    assert_eq!(overwrite.code, 0, "{}", overwrite.all());
+    assert_eq!(dump(&env.unix_path(r"restore\app.db")), before);
+
+    // prune with the same rule keeps both and says why.
+    let prune = env.run(&["prune", "nightly"]);
+    assert_eq!(prune.code, 0, "{}", prune.all());
+    assert_eq!(
+        packrat_e2e::subdirs(&env.unix_path(r"incrementalBackups\nightly")),
+        packs
+    );
+    assert!(prune.stdout.contains("keep"), "{}", prune.stdout);
+}
+
+#[test]
+fn config_check_names_the_line_and_key_of_an_error() {
+    let env = WinEnv::new("config");
+    let text = sqlite_config(&env).replace("min_free_mb = 1", "min_free_mb = 1\nmin_fre_mb = 2");
+    env.write_config(&text);
+    let check = env.run(&["config", "check"]);
+    assert_eq!(check.code, 2, "{}", check.all());
+    assert!(
+        check.stderr.contains("line 12, key `sinks.local.min_fre_mb`"),
+        "{}",
+        check.stderr
+    );
+    assert!(check.stderr.contains("packrat.toml"), "{}", check.stderr);
+}
+
+#[test]
+fn a_second_run_of_a_running_plan_exits_3_naming_the_holder() {
+    let env = WinEnv::new("lock");
+    seed_db(&env.unix_path("app.db"), 200_000, true);
+    env.write_config(&sqlite_config(&env));
+    let mut busy = 0;
+    for round in 0..6 {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                env.cmd(&["run", "nightly"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => {}
+                Some(3) => {
+                    busy += 1;
+                    assert!(
+                        stderr.contains("plan `nightly`") && stderr.contains("pid "),
+                        "round {round}: the busy message must name the holder's pid: {stderr}"
+                    );
+                }
+                other => panic!("round {round}: exit {other:?}: {stderr}"),
+            }
+        }
+    }
+    assert!(
+        busy > 0,
+        "no run ever found the plan locked in 6 rounds of two concurrent runs"
+    );
+}
+
+#[test]
+fn a_run_killed_midway_leaves_no_pack_and_the_next_run_is_clean() {
+    let env = WinEnv::new("kill");
+    seed_db(&env.unix_path("app.db"), 400_000, true);
+    env.write_config(&sqlite_config(&env));
+    let staging = env.unix_path(r"incrementalBackups\.packrat-staging");
+    let mut child = env
+        .cmd(&["run", "nightly"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once its staging pack exists (the Windows process is the `wine` process itself).
+    let mut killed_while_running = false;
+    for _ in 0..3000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_some()) {
+            child.kill().unwrap();
+            killed_while_running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.wait().unwrap();
+    assert!(
+        killed_while_running,
+        "the run finished before its staging pack was seen"
+    );
+    let nightly = env.unix_path(r"incrementalBackups\nightly");
+    assert!(packrat_e2e::subdirs(&nightly).is_empty(), "a killed run left a pack");
+
+    let run = env.run(&["run", "nightly", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(packrat_e2e::subdirs(&nightly).len(), 1);
+    // The killed job is recorded as interrupted, and its staging is gone.
+    let jobs = env.run(&["jobs", "--json"]).json();
+    let statuses: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["completed", "interrupted"], "{jobs}");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+    let verify = env.run(&["verify", "--latest", "nightly", "--deep"]);
+    assert_eq!(verify.code, 0, "{}", verify.all());
+}
