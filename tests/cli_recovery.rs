@@ -167,34 +167,14 @@ fn the_loser_of_a_plan_lock_race_always_names_the_holder_pid() {
     seed_db(&db, 2000, true);
     let sink = env.path("packs");
     env.standard_config(&db, &sink, "");
-    let mut busy = 0;
-    for round in 0..24 {
-        let children: Vec<Child> = (0..2)
-            .map(|_| {
-                env.cmd()
-                    .args(["run", "nightly"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for c in children {
-            let out = c.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            match out.status.code() {
-                Some(0) => {}
-                Some(3) => {
-                    busy += 1;
-                    assert!(
-                        stderr.contains("plan `nightly`") && stderr.contains("pid "),
-                        "round {round}: the busy message must name the holder's pid: {stderr}"
-                    );
-                }
-                other => panic!("round {round}: exit {other:?}: {stderr}"),
-            }
-        }
-    }
+    let busy = packrat_e2e::race_two_runs(24, || {
+        env.cmd()
+            .args(["run", "nightly"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
     // Two runs started together overlap almost always; the check above must have run.
     assert!(busy > 0, "no race happened in 24 rounds");
 }

@@ -168,33 +168,13 @@ fn a_second_run_of_a_running_plan_exits_3_naming_the_holder() {
     let env = WinEnv::new("lock");
     seed_db(&env.unix_path("app.db"), 200_000, true);
     env.write_config(&sqlite_config(&env));
-    let mut busy = 0;
-    for round in 0..6 {
-        let children: Vec<_> = (0..2)
-            .map(|_| {
-                env.cmd(&["run", "nightly"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for c in children {
-            let out = c.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            match out.status.code() {
-                Some(0) => {}
-                Some(3) => {
-                    busy += 1;
-                    assert!(
-                        stderr.contains("plan `nightly`") && stderr.contains("pid "),
-                        "round {round}: the busy message must name the holder's pid: {stderr}"
-                    );
-                }
-                other => panic!("round {round}: exit {other:?}: {stderr}"),
-            }
-        }
-    }
+    let busy = packrat_e2e::race_two_runs(6, || {
+        env.cmd(&["run", "nightly"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
     assert!(
         busy > 0,
         "no run ever found the plan locked in 6 rounds of two concurrent runs"

@@ -160,6 +160,33 @@ sinks = ["local"]
     }
 }
 
+/// Starts two runs of plan `nightly` at once (`start` spawns one, stderr piped), `rounds` times,
+/// and checks every loser: exit 3 and a message naming the plan and the holder's pid. Exit 0 is
+/// a winner; anything else fails. Returns how many losers there were.
+#[track_caller]
+pub fn race_two_runs(rounds: u32, mut start: impl FnMut() -> std::process::Child) -> u32 {
+    let mut busy = 0;
+    for round in 0..rounds {
+        let children = [start(), start()];
+        for c in children {
+            let out = c.wait_with_output().expect("wait for packrat");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => {}
+                Some(3) => {
+                    busy += 1;
+                    assert!(
+                        stderr.contains("plan `nightly`") && stderr.contains("pid "),
+                        "round {round}: the busy message must name the holder's pid: {stderr}"
+                    );
+                }
+                other => panic!("round {round}: exit {other:?}: {stderr}"),
+            }
+        }
+    }
+    busy
+}
+
 /// Runs `cmd` with captured output; kills it and panics if it has not exited after `limit`.
 #[track_caller]
 pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> Run {
