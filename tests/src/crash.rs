@@ -85,43 +85,34 @@ pub fn kill_points(rng: &mut Seeded, n: usize) -> Vec<f64> {
     v
 }
 
-/// Where kill points fall: by default over the typical duration of a command, from the
-/// uninterrupted runs seen so far (their median: the first is measured up front, and every
-/// successful run after a kill adds one); or over a fixed phase of it ([`KillClock::phase`]).
+/// Where kill points fall: over the typical duration of a command (or of the phase under test),
+/// the median of the uninterrupted runs seen so far: the first is measured up front, and every
+/// run that finished before its kill adds one (as does, for whole commands, every successful run
+/// after a kill). So a first measurement taken while the machine was busy does not push every
+/// later kill past the end of faster runs: each miss teaches the clock.
 #[derive(Debug, Default)]
 pub struct KillClock {
     seen: Vec<Duration>,
-    phase: Option<(Duration, Duration)>,
 }
 
 impl KillClock {
-    /// Kill points over the phase that starts `start` after the command and lasts `length`.
-    pub fn phase(start: Duration, length: Duration) -> KillClock {
-        KillClock {
-            seen: Vec::new(),
-            phase: Some((start, length)),
-        }
-    }
-
-    /// Adds the wall time of one uninterrupted run (ignored for a fixed phase).
+    /// Adds the wall time of one uninterrupted run (or phase).
     pub fn add(&mut self, took: Duration) {
         self.seen.push(took);
     }
 
-    /// The median run time so far (or the phase's length).
+    /// The median run time so far (the lower one of an even count: after one miss, the faster
+    /// run counts).
     pub fn typical(&self) -> Duration {
-        if let Some((_, length)) = self.phase {
-            return length;
-        }
         let mut v = self.seen.clone();
         v.sort();
-        v.get(v.len() / 2).copied().expect("measure one run first")
+        assert!(!v.is_empty(), "measure one run first");
+        v[(v.len() - 1) / 2]
     }
 
-    /// The delay of kill point `fraction` (of the typical duration, or of the phase).
+    /// The delay of kill point `fraction` of the typical duration.
     pub fn delay(&self, fraction: f64) -> Duration {
-        let start = self.phase.map(|(s, _)| s).unwrap_or_default();
-        start + self.typical().mul_f64(fraction)
+        self.typical().mul_f64(fraction)
     }
 }
 
@@ -134,6 +125,9 @@ pub struct Killed {
     pub pid: u32,
     /// `Some` when it had exited on its own before the kill.
     pub finished: Option<ExitStatus>,
+    /// When it exited on its own: how long it ran (from its start, or from the start of the
+    /// phase under test): an uninterrupted run for the [`KillClock`].
+    pub took: Option<Duration>,
 }
 
 impl Killed {
@@ -152,8 +146,15 @@ pub fn run_and_kill(cmd: &mut Command, delay: Duration) -> Killed {
         .spawn()
         .expect("spawn packrat");
     let pid = child.id();
-    let finished = kill_at(&mut child, Instant::now() + delay);
-    Killed { delay, pid, finished }
+    let start = Instant::now();
+    let finished = kill_at(&mut child, start + delay);
+    let took = finished.as_ref().map(|_| start.elapsed());
+    Killed {
+        delay,
+        pid,
+        finished,
+        took,
+    }
 }
 
 /// SIGKILLs `child` at `at` unless it exits before; returns its own exit status if it did.
@@ -193,10 +194,12 @@ pub fn run_and_kill_after(cmd: &mut Command, started: &dyn Fn() -> bool, delay: 
     let pid = child.id();
     loop {
         if let Some(st) = child.try_wait().expect("wait") {
+            // Over before the phase was seen: says nothing about the phase's length.
             return Killed {
                 delay,
                 pid,
                 finished: Some(st),
+                took: None,
             };
         }
         if started() {
@@ -204,8 +207,15 @@ pub fn run_and_kill_after(cmd: &mut Command, started: &dyn Fn() -> bool, delay: 
         }
         std::thread::sleep(Duration::from_micros(100));
     }
-    let finished = kill_at(&mut child, Instant::now() + delay);
-    Killed { delay, pid, finished }
+    let start = Instant::now();
+    let finished = kill_at(&mut child, start + delay);
+    let took = finished.as_ref().map(|_| start.elapsed());
+    Killed {
+        delay,
+        pid,
+        finished,
+        took,
+    }
 }
 
 /// Runs `cmd` to the end (asserting exit 0) and returns how long the phase that `started()`

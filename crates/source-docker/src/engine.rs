@@ -231,8 +231,11 @@ impl Helper {
 
     /// Removes the container (and any anonymous volume its image declared).
     pub(crate) async fn remove(mut self) -> Result<(), Error> {
+        let result = remove_container(&self.docker, &self.id).await;
+        // Only now: a job cancelled while the request was out drops `self` still armed, and the
+        // drop removes the container (or finds it gone).
         self.removed = true;
-        remove_container(&self.docker, &self.id).await
+        result
     }
 }
 
@@ -563,8 +566,11 @@ impl StopGuard {
 
     /// Starts the stopped containers again and disarms the guard.
     pub async fn restart(mut self) -> Result<(), Error> {
+        let result = start_all(&self.docker, &self.stopped).await;
+        // Only now: a job cancelled half-way through the starts drops the guard still armed, and
+        // the drop starts them all (a running one answers 304).
         self.armed = false;
-        start_all(&self.docker, &self.stopped).await
+        result
     }
 }
 
