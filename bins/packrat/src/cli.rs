@@ -124,6 +124,9 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::key::KeyAction,
     },
+    /// The audit trail: who ran, restored, deleted, verified or cancelled what, and when
+    /// (append-only).
+    Audit(crate::audit::AuditArgs),
     /// Print shell completions.
     Completions {
         /// The shell.

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backup_core::state::JobFilter;
+use backup_core::state::AuditAction;
 use backup_core::{BackupKind, JobStatus, Pack, PackReader, Sink, Trigger, VerifyLevel, VerifyReport};
 use clap::CommandFactory;
 
@@ -32,6 +33,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Config { action } => config_cmd(config, action),
         Command::Demo { dir } => crate::demo::run(&dir).await,
         Command::Key { action } => crate::key::run(action),
+        Command::Audit(a) => crate::audit::run(config, a),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut script);
@@ -54,9 +56,10 @@ async fn run(config: Option<&Path>, a: RunArgs) -> Result<u8, CliError> {
     let plan = wire::plan(&cfg, name)?;
     let state = wire::open_state(&cfg)?;
     let progress = Arc::new(TermProgress::new());
-    let runner = backup_core::Runner::new(state)
+    let runner = backup_core::Runner::new(state.clone())
         .with_progress(progress.clone())
-        .with_plan_sinks(wire::plan_sinks(&cfg));
+        .with_plan_sinks(wire::plan_sinks(&cfg))
+        .with_actor(wire::actor("packrat run"));
     // Ctrl-C / SIGTERM cancel the job: it ends `cancelled`, its staging is removed, stopped
     // containers start again; a second signal exits at once.
     let cancel = backup_core::CancelToken::new();
@@ -65,7 +68,7 @@ async fn run(config: Option<&Path>, a: RunArgs) -> Result<u8, CliError> {
     progress.finish();
     let run = result?;
     if run.is_success() {
-        crate::prune::after_job(&cfg, &plan).await;
+        crate::prune::after_job(&cfg, &plan, &state).await;
     }
     if a.json {
         output::json(&output::run_json(&run));
@@ -198,8 +201,23 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
             VerifyReport::unreadable(dir, e.message)
         }
     };
-    if let Some(p) = for_sample {
-        crate::restore_mongo::sample_against_source(config, &a.sample, &p, &mut report, a.json).await?;
+    if let Some(p) = &for_sample {
+        crate::restore_mongo::sample_against_source(config, &a.sample, p, &mut report, a.json).await?;
+    }
+    if let Some(p) = &for_sample {
+        crate::restore_common::audit(
+            config,
+            "packrat verify",
+            AuditAction::Verify,
+            &p.manifest().plan,
+            p.id(),
+            &format!(
+                "{} verification at {}: {}",
+                if a.deep { "deep" } else { "quick" },
+                p.location(),
+                if report.is_ok() { "ok".to_string() } else { format!("{} problem(s)", report.problems.len()) }
+            ),
+        );
     }
     if a.json {
         output::json(&report);
@@ -307,12 +325,26 @@ async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliError> 
         allow_damaged: a.allow_damaged,
     };
     let (pack_id, location) = (pack.id().to_string(), pack.location());
+    let (plan, source) = (pack.manifest().plan.clone(), entry.source.clone());
     let report = tokio::task::spawn_blocking(move || source_sqlite::restore_with(&*pack, &entry, &target, &opts))
         .await
         .map_err(|e| CliError::failed(format!("restore task failed: {e}")))?
         .map_err(|e| crate::restore_common::restore_failed(&e))?;
     crate::restore_common::warn_damaged(&pack_id, &location, &report.pack_problems, &[]);
     crate::restore_common::note_removed(&report.removed_leftovers);
+    crate::restore_common::audit(
+        config,
+        "packrat restore",
+        AuditAction::Restore,
+        &plan,
+        &pack_id,
+        &format!(
+            "SQLite database of source {source} from {location} to {} ({} bytes{})",
+            to.display(),
+            report.bytes,
+            if a.overwrite { ", replacing it" } else { "" }
+        ),
+    );
     if a.json {
         output::json(&serde_json::json!({
             "restored_to": to,

@@ -312,7 +312,9 @@ pub async fn run_all(config: Option<&Path>, kind: BackupKind, json: bool) -> Res
         return Err(CliError::usage("no plan is enabled"));
     }
     let state = wire::open_state(&cfg)?;
-    let runner = backup_core::Runner::new(state).with_plan_sinks(wire::plan_sinks(&cfg));
+    let runner = backup_core::Runner::new(state.clone())
+        .with_plan_sinks(wire::plan_sinks(&cfg))
+        .with_actor(wire::actor("packrat run --all"));
     let cancel = backup_core::CancelToken::new();
     let signals = crate::signals::cancel_on_signal(cancel.clone());
     let limit = Arc::new(Semaphore::new(cfg.parallelism.max(1)));
@@ -328,7 +330,7 @@ pub async fn run_all(config: Option<&Path>, kind: BackupKind, json: bool) -> Res
                 Ok(plan) => match runner.run_cancellable(&plan, kind, Trigger::Manual, &cancel).await {
                     Ok(run) => {
                         if run.is_success() {
-                            crate::prune::after_job(&cfg, &plan).await;
+                            crate::prune::after_job(&cfg, &plan, runner.state()).await;
                         }
                         RunAllOutcome::Ran(Box::new(run))
                     }

@@ -22,6 +22,7 @@ macro_rules! out {
 }
 
 mod alert;
+mod audit;
 mod cli;
 mod commands;
 mod control;

@@ -44,6 +44,12 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
         return Err(CliError::usage(format!("no sink `{s}` in the config")));
     }
     let now = Utc::now();
+    // Only a real prune deletes, and only it opens the state store for the audit trail.
+    let audit = if a.dry_run {
+        None
+    } else {
+        Some((wire::open_state(&cfg)?, wire::actor("packrat prune")))
+    };
     let mut reports = Vec::new();
     let mut failed = false;
     for name in &names {
@@ -63,6 +69,9 @@ pub async fn run(config: Option<&Path>, a: PruneArgs) -> Result<u8, CliError> {
                 .await
                 .map_err(|e| CliError::failed(backup_core::error::error_chain(&e)))?;
             failed |= !report.failures().is_empty();
+            if let Some((state, actor)) = &audit {
+                packrat_app::audit::deletions(state, actor, &report);
+            }
             if !a.json {
                 print_report(&report);
             }
@@ -110,10 +119,11 @@ fn print_report(r: &retention::PruneReport) {
 }
 
 /// Retention on every sink of `plan` after a successful job; problems are logged, never fatal.
-pub async fn after_job(cfg: &packrat_app::config::Config, plan: &Plan) {
+pub async fn after_job(cfg: &packrat_app::config::Config, plan: &Plan, state: &backup_core::StateStore) {
     match packrat_app::registry::retention(cfg, &plan.name) {
         Ok(policy) => {
-            packrat_app::after_job::after_success(plan, &policy, None).await;
+            let actor = wire::actor("packrat run");
+            packrat_app::after_job::after_success(plan, &policy, None, (state, &actor)).await;
         }
         Err(e) => warn!("retention of plan {}: {}", plan.name, e.chain()),
     }

@@ -74,6 +74,19 @@ pub fn note_removed(removed: &[PathBuf]) {
     }
 }
 
+/// Records `action` of `command` on pack `pack` (of `plan`) in the audit trail of the config's
+/// state store. Best effort: without a config that loads (a pack directory restored on another
+/// host) there is no state store to record it in, and a failure to record never fails the
+/// command that already happened.
+pub fn audit(config: Option<&Path>, command: &str, action: backup_core::state::AuditAction, plan: &str, pack: &str, detail: &str) {
+    let Some(config) = config else { return };
+    let Ok(cfg) = Config::load(config) else { return };
+    match packrat_app::registry::open_state(&cfg) {
+        Ok(state) => state.audit_or_warn(&crate::wire::actor(command), action, Some(plan), pack, detail),
+        Err(e) => tracing::warn!("cannot record the {command} in the audit trail: {}", e.chain()),
+    }
+}
+
 /// Remembers that a restore writes into `dir`, for `packrat doctor`. Best effort: only with a
 /// config that loads, and never failing the restore.
 pub fn record_target_dir(config: Option<&Path>, dir: &Path) {

@@ -101,6 +101,23 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         .collect();
     crate::restore_common::warn_damaged(pack.id(), &pack.location(), &report.pack_problems, &lines);
     crate::restore_common::note_removed(&report.removed_leftovers);
+    let mut what: Vec<String> = report.volumes.iter().map(|v| format!("volume {}", v.name)).collect();
+    what.extend(report.images.iter().map(|i| format!("image {i}")));
+    what.extend(report.compose_files.iter().map(|f| format!("file {}", f.display())));
+    crate::restore_common::audit(
+        config,
+        "packrat restore",
+        backup_core::state::AuditAction::Restore,
+        &pack.manifest().plan,
+        pack.id(),
+        &format!(
+            "Docker from {}: {}{}{}",
+            pack.location(),
+            if what.is_empty() { "nothing".to_string() } else { what.join(", ") },
+            if a.overwrite { " (replacing)" } else { "" },
+            if report.skipped.is_empty() { String::new() } else { format!("; {} skipped", report.skipped.len()) }
+        ),
+    );
     if a.json {
         output::json(&report);
     } else {

@@ -129,6 +129,23 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
     let restored = restore::restore_checked(&conn, &checked, &opts)
         .await
         .map_err(|e| CliError::failed(format!("restore failed: {e}")))?;
+    // The target by the name of what holds its URI: the URI itself carries credentials.
+    let target = match (&m.to_uri_env, &m.to_uri_file) {
+        (Some(v), _) => format!("the server of ${v}"),
+        (None, Some(f)) => format!("the server of {}", f.display()),
+        (None, None) => "?".to_string(),
+    };
+    for p in &packs {
+        let n = restored.iter().filter(|r| r.pack == p.id()).count();
+        crate::restore_common::audit(
+            config,
+            "packrat restore",
+            backup_core::state::AuditAction::Restore,
+            &p.manifest().plan,
+            p.id(),
+            &format!("{n} MongoDB collection(s) from {} to {target} ({})", p.location(), m.mode),
+        );
+    }
     if a.json {
         output::json(&serde_json::json!({
             "packs": packs.iter().map(|p| p.id().to_string()).collect::<Vec<_>>(),

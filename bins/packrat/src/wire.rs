@@ -52,3 +52,8 @@ pub fn plan(cfg: &Config, name: &str) -> Result<Plan, CliError> {
 pub fn verifier() -> Verifier {
     registry::verifier()
 }
+
+/// This process as the audit trail records it: `packrat restore (user root on host db1, pid 42)`.
+pub fn actor(command: &str) -> backup_core::state::Actor {
+    backup_core::state::Actor::process(command)
+}

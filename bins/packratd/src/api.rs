@@ -300,8 +300,20 @@ fn guard(s: &AppState, headers: &HeaderMap, what: &str) -> Option<Response> {
     }
 }
 
+/// Records an accepted API mutation in the audit trail, with the client's address.
+fn audit(s: &AppState, peer: SocketAddr, plan: Option<&str>, request: &str, detail: &str) {
+    s.d.state.audit_or_warn(
+        &backup_core::state::Actor::api_client(peer),
+        backup_core::state::AuditAction::Api,
+        plan,
+        request,
+        detail,
+    );
+}
+
 async fn run_plan(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     Query(q): Query<RunQuery>,
     headers: HeaderMap,
@@ -313,7 +325,15 @@ async fn run_plan(
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match s.d.start_job(&name, kind, Trigger::Api) {
+    let request = format!("POST /api/plans/{name}/run");
+    let started = s.d.start_job(&name, kind, Trigger::Api);
+    let outcome = match &started {
+        Ok(job) => format!("{kind} backup queued as job {job}"),
+        Err(StartError::Unknown(m) | StartError::Busy(m)) => format!("refused: {m}"),
+        Err(StartError::ShuttingDown) => "refused: packratd is shutting down".to_string(),
+    };
+    audit(&s, peer, Some(&name), &request, &outcome);
+    match started {
         Ok(job) => {
             info!(plan = %name, %kind, job, "run requested over the API");
             (
@@ -345,7 +365,19 @@ async fn cancel_job(
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::BAD_REQUEST, format!("`{id}` is not a job id"));
     };
-    match s.d.cancel_job(id, &format!("cancelled by API client {peer}")) {
+    let cancelled = s.d.cancel_job(id, &format!("cancelled by API client {peer}"));
+    let outcome = match &cancelled {
+        Ok(job) => format!("cancelling job {id} of plan {} ({})", job.plan, job.status.as_str()),
+        Err(CancelError::Unknown(m) | CancelError::Conflict(m)) => format!("refused: {m}"),
+    };
+    audit(
+        &s,
+        peer,
+        cancelled.as_ref().ok().map(|j| j.plan.as_str()),
+        &format!("POST /api/jobs/{id}/cancel"),
+        &outcome,
+    );
+    match cancelled {
         Ok(_) => (
             StatusCode::ACCEPTED,
             Json(CancelAccepted {
@@ -398,6 +430,13 @@ async fn shutdown(
             .map(|(plan, r)| serde_json::json!({"plan": plan, "job": r.job}))
             .collect();
     s.d.request_shutdown(&who);
+    audit(
+        &s,
+        peer,
+        None,
+        "POST /api/shutdown",
+        &format!("shutdown requested with {} job(s) running or waiting", jobs.len()),
+    );
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"stopping": true, "pid": std::process::id(), "jobs": jobs})),

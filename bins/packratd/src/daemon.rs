@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alerts::{AlertManager, AlertStore, HealthChecker, Notifier, PlanCheck};
+use backup_core::state::Actor;
 use backup_core::runner::Plan;
 use backup_core::{
     BackupKind, CancelToken, Error, JobId, JobStatus, QueuedJob, Runner, SchedulePolicy, StateStore, Trigger,
@@ -69,6 +70,8 @@ pub struct Daemon {
     /// The state store.
     pub state: Arc<StateStore>,
     runner: Runner,
+    /// Who the daemon's own operations are recorded as in the audit trail.
+    pub actor: Actor,
     /// Wired plans.
     pub plans: BTreeMap<String, Plan>,
     /// Plans that could not be wired, with the reason.
@@ -295,7 +298,7 @@ impl Daemon {
     /// Retention and leftover cleanup on every sink of the plan after a successful job.
     async fn after_success(&self, plan: &Plan) {
         if let Some(policy) = self.retention.get(&plan.name) {
-            packrat_app::after_job::after_success(plan, policy, Some(&self.alerts)).await;
+            packrat_app::after_job::after_success(plan, policy, Some(&self.alerts), (&self.state, &self.actor)).await;
         }
     }
 
@@ -333,7 +336,12 @@ impl Daemon {
 /// Builds the daemon, serves until a shutdown signal, and shuts down gracefully.
 pub async fn run(cfg: Config) -> Result<(), ExitError> {
     let state = registry::open_state(&cfg)?;
-    let runner = Runner::new(state.clone()).with_plan_sinks(registry::plan_sinks(&cfg));
+    let actor = Actor::process("packratd");
+    let config_audit = packrat_app::audit::daemon_start(&state, &actor, &cfg);
+    info!("{config_audit}");
+    let runner = Runner::new(state.clone())
+        .with_plan_sinks(registry::plan_sinks(&cfg))
+        .with_actor(actor.clone());
     let sinks = registry::sinks(&cfg, None)?;
 
     // Crash recovery: jobs of dead processes become interrupted (or completed, when their pack is
@@ -401,6 +409,7 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         cfg,
         state,
         runner,
+        actor,
         plans,
         broken,
         schedules,

@@ -7,7 +7,8 @@
 //! A cancelled job (see [`CancelToken`]) ends `cancelled`, with its staging removed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +18,12 @@ use tracing::{error, info, warn};
 
 use crate::cancel::CancelToken;
 use crate::lock::{ClaimedDir, FileLock};
-use crate::manifest::ManifestWatermark;
+use crate::manifest::{Compression, ManifestWatermark};
 use crate::pack::{PackId, SealedPack, StagingPack};
 use crate::reader::PackReader;
 use crate::sink::{PackInfo, Sink};
 use crate::source::{BackupContext, NoProgress, Progress, Source, SourceReport};
-use crate::state::{JobLock, StateStore, Watermark};
+use crate::state::{Actor, AuditAction, JobLock, StateStore, Watermark};
 use crate::{BackupKind, Error, Job, JobId, JobOutcome, JobStatus, ReplicationStatus, Result, Trigger};
 
 /// What a job's work holds, kept outside the work's future so that it survives cancellation: the
@@ -53,7 +54,20 @@ pub struct Plan {
     pub replication_required: bool,
     /// Encrypt every artifact (age after zstd) to these recipients.
     pub encryption: Option<crate::crypt::Encryption>,
+    /// The plan's effective configuration as the application renders it (TOML, secrets only as
+    /// the names of the variables and files holding them), stored in every pack as
+    /// [`PLAN_CONFIG_PATH`] so a pack says how it was made.
+    pub config: Option<String>,
 }
+
+/// Where a pack carries its plan's configuration ([`Plan::config`]); artifact kind
+/// [`PLAN_CONFIG_KIND`], source [`PLAN_CONFIG_SOURCE`]. Listed in the manifest and covered by
+/// `SHA256SUMS` like every artifact; no restore picks it up.
+pub const PLAN_CONFIG_PATH: &str = "packrat/plan.toml";
+/// Artifact kind of [`PLAN_CONFIG_PATH`].
+pub const PLAN_CONFIG_KIND: &str = "plan-config";
+/// Source name recorded for [`PLAN_CONFIG_PATH`] (written by packrat itself, not by a source).
+pub const PLAN_CONFIG_SOURCE: &str = "packrat";
 
 impl Plan {
     /// A plan with defaults (prefix `migration_pack`, UTC, zstd 3, replication required).
@@ -67,6 +81,7 @@ impl Plan {
             zstd_level: 3,
             replication_required: true,
             encryption: None,
+            config: None,
         }
     }
 }
@@ -131,6 +146,7 @@ pub struct Runner {
     state: Arc<StateStore>,
     progress: Arc<dyn Progress>,
     plan_sinks: BTreeMap<String, Vec<Arc<dyn Sink>>>,
+    actor: Actor,
 }
 
 /// How often a running job looks for a cancel request in the state store.
@@ -188,7 +204,14 @@ impl Runner {
             state,
             progress: Arc::new(NoProgress),
             plan_sinks: BTreeMap::new(),
+            actor: Actor::process("packrat"),
         }
+    }
+
+    /// Who queues the jobs, for the audit trail (default: this process as `packrat`).
+    pub fn with_actor(mut self, actor: Actor) -> Runner {
+        self.actor = actor;
+        self
     }
 
     /// Reports progress to `progress`.
@@ -375,6 +398,13 @@ impl Runner {
         let lock_path = self.state.dir().join("locks").join(format!("plan-{}.lock", plan.name));
         let plan_lock = FileLock::try_acquire(&lock_path, &format!("plan `{}`", plan.name))?;
         let (job, job_lock) = self.state.create_job(&plan.name, kind, trigger)?;
+        self.state.audit_or_warn(
+            &self.actor,
+            AuditAction::Run,
+            Some(&plan.name),
+            &format!("job {}", job.id),
+            &format!("{} backup, trigger {}", kind.as_str(), trigger.as_str()),
+        );
         Ok(QueuedJob {
             job,
             kind,
@@ -816,6 +846,12 @@ impl Runner {
         pack: &StagingPack,
         warnings: &mut Vec<String>,
     ) -> Result<Vec<(String, SourceReport)>> {
+        if let Some(text) = &plan.config {
+            let mut w = pack.artifact(PLAN_CONFIG_PATH, PLAN_CONFIG_SOURCE, PLAN_CONFIG_KIND, Compression::None)?;
+            w.write_all(text.as_bytes())
+                .map_err(Error::io("write", Path::new(PLAN_CONFIG_PATH)))?;
+            w.finish()?;
+        }
         let mut reports = Vec::new();
         let n = plan.sources.len();
         for (i, s) in plan.sources.iter().enumerate() {

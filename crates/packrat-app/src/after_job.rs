@@ -3,20 +3,29 @@
 //! dated in the future raise their alert, or resolve it once they are gone.
 
 use alerts::{AlertManager, Finding, Severity};
+use backup_core::StateStore;
 use backup_core::runner::Plan;
+use backup_core::state::Actor;
 use chrono::Utc;
 use retention::{PruneReport, Retention};
 use tracing::{error, info, warn};
 
-/// Applies `policy` on every sink of `plan` and removes leftovers there. Problems are logged and
-/// never fail the job (it completed); the prune reports are returned.
-pub async fn after_success(plan: &Plan, policy: &Retention, alerts: Option<&AlertManager>) -> Vec<PruneReport> {
+/// Applies `policy` on every sink of `plan` and removes leftovers there; every deletion goes to
+/// the audit trail of `state` as done by `actor`. Problems are logged and never fail the job (it
+/// completed); the prune reports are returned.
+pub async fn after_success(
+    plan: &Plan,
+    policy: &Retention,
+    alerts: Option<&AlertManager>,
+    (state, actor): (&StateStore, &Actor),
+) -> Vec<PruneReport> {
     let mut reports = Vec::new();
     for sink in &plan.sinks {
         if !policy.is_empty() {
             match retention::prune(sink.as_ref(), &plan.name, policy, Utc::now(), false).await {
                 Ok(r) => {
                     info!(plan = %plan.name, sink = sink.name(), kept = r.kept(), removed = r.removed(), "retention applied");
+                    crate::audit::deletions(state, actor, &r);
                     for f in r.failures() {
                         warn!(plan = %plan.name, sink = sink.name(), "retention could not remove {f}");
                     }

@@ -472,6 +472,52 @@ impl Config {
         })
     }
 
+    /// The effective configuration of plan `name` as a config file of its own: the top-level
+    /// settings, the plan, and its sources and sinks (paths resolved; secrets only as the
+    /// `*_env` / `*_file` names that hold them, as the config never holds one). Every pack
+    /// carries it ([`backup_core::runner::PLAN_CONFIG_PATH`]); `packrat config check` reads it.
+    pub fn plan_document(&self, name: &str) -> Result<String> {
+        #[derive(Serialize)]
+        struct PlanDocument<'a> {
+            time_zone: &'a Tz,
+            state_dir: &'a Path,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            language: Option<&'a i18n::Lang>,
+            parallelism: usize,
+            catch_up: &'a CatchUp,
+            sources: BTreeMap<&'a str, &'a SourceConfig>,
+            sinks: BTreeMap<&'a str, &'a SinkConfig>,
+            plans: BTreeMap<&'a str, &'a PlanConfig>,
+        }
+        let pc = self.plan(name)?;
+        let doc = PlanDocument {
+            time_zone: &self.time_zone,
+            state_dir: &self.state_dir,
+            language: self.language.as_ref(),
+            parallelism: self.parallelism,
+            catch_up: &self.catch_up,
+            sources: pc
+                .source_names()
+                .into_iter()
+                .filter_map(|s| self.sources.get_key_value(s).map(|(k, v)| (k.as_str(), v)))
+                .collect(),
+            sinks: pc
+                .sinks
+                .iter()
+                .filter_map(|s| self.sinks.get_key_value(s).map(|(k, v)| (k.as_str(), v)))
+                .collect(),
+            plans: BTreeMap::from([(name, pc)]),
+        };
+        let body = toml::to_string_pretty(&doc)
+            .map_err(|e| Error::Other(format!("cannot render the configuration of plan `{name}`: {e}")))?;
+        Ok(format!(
+            "# The effective configuration of plan `{name}`, written by packrat {} into each of its\n\
+             # packs. Secrets are not in it, only the variables and files that hold them.\n\
+             # `packrat config check --config plan.toml` reads it.\n\n{body}",
+            env!("CARGO_PKG_VERSION")
+        ))
+    }
+
     /// The time zone of `plan` (its own, or the default).
     pub fn plan_time_zone(&self, plan: &PlanConfig) -> Tz {
         plan.time_zone.unwrap_or(self.time_zone)

@@ -18,6 +18,7 @@
 
 pub mod after_job;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod exit;
 pub mod registry;

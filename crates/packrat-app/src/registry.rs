@@ -95,6 +95,7 @@ pub fn plan(cfg: &Config, name: &str) -> Result<Plan> {
     plan.time_zone = cfg.plan_time_zone(pc);
     plan.zstd_level = pc.zstd_level;
     plan.replication_required = pc.replication_required;
+    plan.config = Some(cfg.plan_document(name)?);
     plan.encryption = pc
         .encrypt
         .as_ref()

@@ -171,6 +171,39 @@ from = "backup@example.com"
 to = ["ops@example.com"]
 "#;
 
+    /// The document every pack carries: a config file of its own that parses back to the same
+    /// plan, sources and sinks, and nothing of other plans or of the daemon.
+    #[test]
+    fn a_plan_document_is_a_config_of_that_plan_alone_that_parses_back() {
+        let c = Config::parse(ALL_KEYS, Path::new("/etc/packrat/packrat.toml")).unwrap();
+        for (plan, sources, sinks) in [
+            ("nightly", &["app_db", "stack"][..], &["local", "windows"][..]),
+            ("hot", &["mes"][..], &["local"][..]),
+        ] {
+            let doc = c.plan_document(plan).unwrap();
+            assert!(doc.starts_with(&format!("# The effective configuration of plan `{plan}`")), "{doc}");
+            assert!(doc.contains(env!("CARGO_PKG_VERSION")), "{doc}");
+            let back = Config::parse(&doc, Path::new("/packs/x/packrat/plan.toml")).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+            assert_eq!(back.plans.keys().collect::<Vec<_>>(), vec![plan], "{doc}");
+            assert_eq!(back.plans[plan], c.plans[plan], "{doc}");
+            assert_eq!(back.sources.keys().map(String::as_str).collect::<Vec<_>>(), sources);
+            assert_eq!(back.sinks.keys().map(String::as_str).collect::<Vec<_>>(), sinks);
+            for s in sources {
+                assert_eq!(back.sources[*s], c.sources[*s]);
+            }
+            for s in sinks {
+                assert_eq!(back.sinks[*s], c.sinks[*s]);
+            }
+            assert_eq!((back.time_zone, &back.state_dir), (c.time_zone, &c.state_dir));
+            // No alert channels, API or daemon settings: they are not the plan's.
+            assert!(back.alerts.is_empty() && !doc.contains("PACKRAT_TOKEN") && !doc.contains("[daemon]"), "{doc}");
+        }
+        // The secrets' references are there, by name.
+        assert!(c.plan_document("hot").unwrap().contains("uri_env = \"MES_URI\""));
+        let e = c.plan_document("weekly").unwrap_err().to_string();
+        assert!(e.contains("weekly"), "{e}");
+    }
+
     #[test]
     fn every_string_key_refuses_an_empty_value_naming_file_line_and_key() {
         Config::parse(ALL_KEYS, Path::new("/etc/packrat/packrat.toml")).unwrap();

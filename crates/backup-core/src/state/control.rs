@@ -101,7 +101,15 @@ impl StateStore {
             params![id, who, format_time(Utc::now())],
         )
         .map_err(|e| self.err(e))?;
+        drop(conn);
         tracing::info!(job = id, by = who, "cancel requested");
+        self.audit_or_warn(
+            &super::Actor::new(who),
+            super::AuditAction::Cancel,
+            Some(&job.plan),
+            &format!("job {id}"),
+            &format!("cancel requested while {}", job.status.as_str()),
+        );
         Ok(CancelOutcome::Requested(job))
     }
 
@@ -174,6 +182,19 @@ impl StateStore {
                 to.map(format_time),
                 who,
                 format_time(now)
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        let show = |t: Option<DateTime<Utc>>| t.map_or_else(|| "none".to_string(), format_time);
+        tx.execute(
+            "INSERT INTO audit (at, actor, action, plan, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                format_time(now),
+                who,
+                super::AuditAction::ResetWatermark.as_str(),
+                plan,
+                format!("{source} {key}"),
+                format!("{} -> {}", show(old), show(to))
             ],
         )
         .map_err(|e| self.err(e))?;

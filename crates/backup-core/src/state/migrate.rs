@@ -9,6 +9,7 @@
 //! | 1 | `jobs`, `schedule_state`, `watermarks` (packrat 0.1 also created `alerts` here) |
 //! | 2 | `components`: the schema version of each component's own tables |
 //! | 3 | `cancel_requests` (cross-process cancel), `watermark_resets` (audit), `collection_health` |
+//! | 4 | `audit`: the append-only audit trail (triggers refuse `UPDATE` and `DELETE`) |
 //!
 //! The `alerts` table is owned by the alerts crate since version 2. Databases written before
 //! (version 1 with `alerts`) keep the table and its rows: the alerts crate creates it with
@@ -112,6 +113,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
         window_to            TEXT,
         PRIMARY KEY (plan, source, key)
     );
+    ",
+    // 4: the audit trail, append-only (the triggers refuse every change and deletion).
+    "
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        plan    TEXT,
+        subject TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     ",
 ];
 

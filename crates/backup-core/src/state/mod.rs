@@ -10,6 +10,7 @@
 //!   attempt and the last success (see [`ScheduleState`]);
 //! - [watermarks](StateStore::watermarks) per (plan, source, key) — the upper time bound already
 //!   backed up, advanced atomically after a pack is safely in place (see [`Watermark`]);
+//! - the [audit trail](StateStore::audit), append-only (see [`AuditEntry`]);
 //! - the schema versions (`migrate`): the core's in `PRAGMA user_version`, migrated forward on
 //!   [`StateStore::open`].
 //!
@@ -25,6 +26,7 @@
 //! Times are stored as RFC 3339 text in UTC with microsecond precision
 //! (`2026-11-21T04:00:00.000000Z`, see [`format_time`]), which sorts lexically in time order.
 
+mod audit;
 mod control;
 mod jobs;
 mod migrate;
@@ -38,6 +40,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+pub use audit::{Actor, AuditAction, AuditEntry};
 pub use control::{CancelOutcome, CancelRequest, CollectionHealth, WatermarkReset, parse_operator_time};
 pub use jobs::{JobFilter, JobLock};
 /// The SQLite binding the store is built on, for components that keep their own tables (the
