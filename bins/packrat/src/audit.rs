@@ -74,11 +74,11 @@ pub fn run(config: Option<&Path>, a: AuditArgs) -> Result<u8, CliError> {
 /// `--since`: a time, or a span back from now.
 fn since(s: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>, CliError> {
     if let Ok(span) = humantime::parse_duration(s.trim()) {
-        let span = chrono::Duration::from_std(span).map_err(|_| CliError::usage(format!("--since {s}: too long a span")))?;
+        let span =
+            chrono::Duration::from_std(span).map_err(|_| CliError::usage(format!("--since {s}: too long a span")))?;
         return Utc::now()
             .checked_sub_signed(span)
             .ok_or_else(|| CliError::usage(format!("--since {s}: too long a span")));
     }
-    parse_operator_time(s, zone)
-        .map_err(|e| CliError::usage(format!("--since: {e}, or a span such as 24h or 7d")))
+    parse_operator_time(s, zone).map_err(|e| CliError::usage(format!("--since: {e}, or a span such as 24h or 7d")))
 }

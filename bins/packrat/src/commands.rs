@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use backup_core::state::JobFilter;
 use backup_core::state::AuditAction;
+use backup_core::state::JobFilter;
 use backup_core::{BackupKind, JobStatus, Pack, PackReader, Sink, Trigger, VerifyLevel, VerifyReport};
 use clap::CommandFactory;
 
@@ -215,7 +215,11 @@ async fn verify(config: Option<&Path>, a: VerifyArgs) -> Result<u8, CliError> {
                 "{} verification at {}: {}",
                 if a.deep { "deep" } else { "quick" },
                 p.location(),
-                if report.is_ok() { "ok".to_string() } else { format!("{} problem(s)", report.problems.len()) }
+                if report.is_ok() {
+                    "ok".to_string()
+                } else {
+                    format!("{} problem(s)", report.problems.len())
+                }
             ),
         );
     }

@@ -78,7 +78,14 @@ pub fn note_removed(removed: &[PathBuf]) {
 /// state store. Best effort: without a config that loads (a pack directory restored on another
 /// host) there is no state store to record it in, and a failure to record never fails the
 /// command that already happened.
-pub fn audit(config: Option<&Path>, command: &str, action: backup_core::state::AuditAction, plan: &str, pack: &str, detail: &str) {
+pub fn audit(
+    config: Option<&Path>,
+    command: &str,
+    action: backup_core::state::AuditAction,
+    plan: &str,
+    pack: &str,
+    detail: &str,
+) {
     let Some(config) = config else { return };
     let Ok(cfg) = Config::load(config) else { return };
     match packrat_app::registry::open_state(&cfg) {

@@ -113,9 +113,17 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
         &format!(
             "Docker from {}: {}{}{}",
             pack.location(),
-            if what.is_empty() { "nothing".to_string() } else { what.join(", ") },
+            if what.is_empty() {
+                "nothing".to_string()
+            } else {
+                what.join(", ")
+            },
             if a.overwrite { " (replacing)" } else { "" },
-            if report.skipped.is_empty() { String::new() } else { format!("; {} skipped", report.skipped.len()) }
+            if report.skipped.is_empty() {
+                String::new()
+            } else {
+                format!("; {} skipped", report.skipped.len())
+            }
         ),
     );
     if a.json {

@@ -143,7 +143,11 @@ pub async fn restore(config: Option<&Path>, a: RestoreArgs) -> Result<u8, CliErr
             backup_core::state::AuditAction::Restore,
             &p.manifest().plan,
             p.id(),
-            &format!("{n} MongoDB collection(s) from {} to {target} ({})", p.location(), m.mode),
+            &format!(
+                "{n} MongoDB collection(s) from {} to {target} ({})",
+                p.location(),
+                m.mode
+            ),
         );
     }
     if a.json {

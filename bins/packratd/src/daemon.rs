@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alerts::{AlertManager, AlertStore, HealthChecker, Notifier, PlanCheck};
-use backup_core::state::Actor;
 use backup_core::runner::Plan;
+use backup_core::state::Actor;
 use backup_core::{
     BackupKind, CancelToken, Error, JobId, JobStatus, QueuedJob, Runner, SchedulePolicy, StateStore, Trigger,
 };

@@ -847,7 +847,12 @@ impl Runner {
         warnings: &mut Vec<String>,
     ) -> Result<Vec<(String, SourceReport)>> {
         if let Some(text) = &plan.config {
-            let mut w = pack.artifact(PLAN_CONFIG_PATH, PLAN_CONFIG_SOURCE, PLAN_CONFIG_KIND, Compression::None)?;
+            let mut w = pack.artifact(
+                PLAN_CONFIG_PATH,
+                PLAN_CONFIG_SOURCE,
+                PLAN_CONFIG_KIND,
+                Compression::None,
+            )?;
             w.write_all(text.as_bytes())
                 .map_err(Error::io("write", Path::new(PLAN_CONFIG_PATH)))?;
             w.finish()?;

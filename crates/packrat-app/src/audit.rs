@@ -50,6 +50,12 @@ pub fn daemon_start(state: &StateStore, actor: &Actor, cfg: &Config) -> String {
         Some(p) => format!("changed since the last start (was {p})"),
     };
     let detail = format!("config {hash} {change}");
-    state.audit_or_warn(actor, AuditAction::DaemonStart, None, &cfg.file().display().to_string(), &detail);
+    state.audit_or_warn(
+        actor,
+        AuditAction::DaemonStart,
+        None,
+        &cfg.file().display().to_string(),
+        &detail,
+    );
     detail
 }

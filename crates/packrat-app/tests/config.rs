@@ -181,9 +181,13 @@ to = ["ops@example.com"]
             ("hot", &["mes"][..], &["local"][..]),
         ] {
             let doc = c.plan_document(plan).unwrap();
-            assert!(doc.starts_with(&format!("# The effective configuration of plan `{plan}`")), "{doc}");
+            assert!(
+                doc.starts_with(&format!("# The effective configuration of plan `{plan}`")),
+                "{doc}"
+            );
             assert!(doc.contains(env!("CARGO_PKG_VERSION")), "{doc}");
-            let back = Config::parse(&doc, Path::new("/packs/x/packrat/plan.toml")).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+            let back =
+                Config::parse(&doc, Path::new("/packs/x/packrat/plan.toml")).unwrap_or_else(|e| panic!("{e}\n{doc}"));
             assert_eq!(back.plans.keys().collect::<Vec<_>>(), vec![plan], "{doc}");
             assert_eq!(back.plans[plan], c.plans[plan], "{doc}");
             assert_eq!(back.sources.keys().map(String::as_str).collect::<Vec<_>>(), sources);
@@ -196,7 +200,10 @@ to = ["ops@example.com"]
             }
             assert_eq!((back.time_zone, &back.state_dir), (c.time_zone, &c.state_dir));
             // No alert channels, API or daemon settings: they are not the plan's.
-            assert!(back.alerts.is_empty() && !doc.contains("PACKRAT_TOKEN") && !doc.contains("[daemon]"), "{doc}");
+            assert!(
+                back.alerts.is_empty() && !doc.contains("PACKRAT_TOKEN") && !doc.contains("[daemon]"),
+                "{doc}"
+            );
         }
         // The secrets' references are there, by name.
         assert!(c.plan_document("hot").unwrap().contains("uri_env = \"MES_URI\""));

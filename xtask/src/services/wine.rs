@@ -1,7 +1,7 @@
 //! The `wine` service: the Windows build of packrat, ready to run under Debian's Wine 8.0, for the
 //! Windows end-to-end tests (`tests/wine.rs`).
 //!
-//! * Prerequisites: `wine64` (Debian's Wine) and `gcc-mingw-w64-x86-64` (the Windows linker).
+//! * Prerequisites: `wine` (Debian's Wine, with `wine64`) and `gcc-mingw-w64-x86-64` (the Windows linker).
 //! * Builds `packrat.exe` and `packratd.exe` (`cargo build --target x86_64-pc-windows-gnu`, debug)
 //!   and copies them into `target/ci-services/wine/bin/`. The binaries are those of the checkout
 //!   at `start`: after changing the code, start the service again.
@@ -59,7 +59,10 @@ impl Service for Wine {
 
     fn prereqs(&self) -> Vec<Prereq> {
         vec![
-            Prereq::apt("wine", "wine64"),
+            // Debian's `wine` holds the `wine`, `wineboot` and `wineserver` commands and pulls in
+            // `wine64` (the 64-bit loader, all a Windows x86_64 build needs); `wine64` alone
+            // installs only /usr/lib/wine/wine64.
+            Prereq::apt("wine", "wine"),
             Prereq::apt("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64"),
         ]
     }
@@ -98,7 +101,7 @@ impl Service for Wine {
         std::os::unix::fs::symlink(&drive_d, &link)
             .with_context(|| format!("map D: to {} ({})", drive_d.display(), link.display()))?;
         self.started = true;
-        let wine = util::find_in_path("wine").context("`wine` is not on PATH; install Debian's wine64")?;
+        let wine = util::find_in_path("wine").context("`wine` is not on PATH; install Debian's wine")?;
         Ok(vec![
             ("PACKRAT_TEST_WINE".into(), wine.display().to_string()),
             ("PACKRAT_TEST_WINEPREFIX".into(), prefix.display().to_string()),

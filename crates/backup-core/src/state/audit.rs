@@ -80,7 +80,10 @@ impl Actor {
             .or_else(|_| std::env::var("USERNAME"))
             .unwrap_or_else(|_| "?".into());
         let host = gethostname::gethostname().to_string_lossy().into_owned();
-        Actor(format!("{program} (user {user} on host {host}, pid {})", std::process::id()))
+        Actor(format!(
+            "{program} (user {user} on host {host}, pid {})",
+            std::process::id()
+        ))
     }
 
     /// An actor described in the caller's words (`packrat cancel (user root on host db1)`).
@@ -121,11 +124,25 @@ pub struct AuditEntry {
 
 impl StateStore {
     /// Appends one entry to the audit trail.
-    pub fn audit(&self, actor: &Actor, action: AuditAction, plan: Option<&str>, subject: &str, detail: &str) -> Result<()> {
+    pub fn audit(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        plan: Option<&str>,
+        subject: &str,
+        detail: &str,
+    ) -> Result<()> {
         self.with_conn(|c| {
             c.execute(
                 "INSERT INTO audit (at, actor, action, plan, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![format_time(Utc::now()), actor.as_str(), action.as_str(), plan, subject, detail],
+                params![
+                    format_time(Utc::now()),
+                    actor.as_str(),
+                    action.as_str(),
+                    plan,
+                    subject,
+                    detail
+                ],
             )
         })?;
         Ok(())
@@ -135,7 +152,11 @@ impl StateStore {
     /// not be reported as failed because its record could not be written.
     pub fn audit_or_warn(&self, actor: &Actor, action: AuditAction, plan: Option<&str>, subject: &str, detail: &str) {
         if let Err(e) = self.audit(actor, action, plan, subject, detail) {
-            tracing::warn!("cannot record {} of {subject} in the audit trail: {}", action.as_str(), e.chain());
+            tracing::warn!(
+                "cannot record {} of {subject} in the audit trail: {}",
+                action.as_str(),
+                e.chain()
+            );
         }
     }
 
@@ -194,13 +215,23 @@ mod tests {
         let (_d, s) = store();
         let me = Actor::process("packrat test");
         assert!(me.as_str().starts_with("packrat test (user "), "{me:?}");
-        s.audit(&me, AuditAction::Run, Some("nightly"), "job 1", "full, manual").unwrap();
-        let mid = Utc::now();
-        s.audit(&Actor::api_client("10.0.0.7:5123"), AuditAction::Cancel, None, "job 1", "")
+        s.audit(&me, AuditAction::Run, Some("nightly"), "job 1", "full, manual")
             .unwrap();
+        let mid = Utc::now();
+        s.audit(
+            &Actor::api_client("10.0.0.7:5123"),
+            AuditAction::Cancel,
+            None,
+            "job 1",
+            "",
+        )
+        .unwrap();
         let all = s.audit_trail(None).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!((all[0].action, all[0].plan.as_deref()), (AuditAction::Run, Some("nightly")));
+        assert_eq!(
+            (all[0].action, all[0].plan.as_deref()),
+            (AuditAction::Run, Some("nightly"))
+        );
         assert_eq!(all[1].actor, "api client 10.0.0.7:5123");
         assert!(all[0].id < all[1].id);
         let later = s.audit_trail(Some(mid)).unwrap();
@@ -216,11 +247,9 @@ mod tests {
     fn the_database_refuses_to_change_or_delete_an_entry() {
         let (_d, s) = store();
         let me = Actor::process("packrat test");
-        s.audit(&me, AuditAction::Delete, Some("p"), "pack_1", "keep_last").unwrap();
-        for sql in [
-            "UPDATE audit SET detail = 'nothing happened'",
-            "DELETE FROM audit",
-        ] {
+        s.audit(&me, AuditAction::Delete, Some("p"), "pack_1", "keep_last")
+            .unwrap();
+        for sql in ["UPDATE audit SET detail = 'nothing happened'", "DELETE FROM audit"] {
             let e = s.with_conn(|c| c.execute(sql, [])).unwrap_err().to_string();
             assert!(e.contains("append-only"), "{sql}: {e}");
         }

@@ -377,6 +377,18 @@ mod tests {
             CancelOutcome::Finished(j) => assert_eq!(j.status, JobStatus::Completed),
             other => panic!("{other:?}"),
         }
+        // Both requests are in the audit trail (the unknown and the finished job's are not:
+        // nothing was requested).
+        let trail = store.audit_trail(None).unwrap();
+        let cancels: Vec<_> = trail
+            .iter()
+            .filter(|e| e.action == crate::state::AuditAction::Cancel)
+            .collect();
+        assert_eq!(cancels.len(), 2, "{trail:?}");
+        assert_eq!(cancels[0].actor, "packrat cancel by a@h");
+        assert_eq!(cancels[0].subject, format!("job {}", job.id));
+        assert_eq!(cancels[0].plan.as_deref(), Some("p"));
+        assert_eq!(cancels[0].detail, "cancel requested while queued");
     }
 
     #[test]
@@ -418,6 +430,14 @@ mod tests {
         assert_eq!(audit[1].reset_by, "bob@host");
         assert_eq!((audit[1].old_value, audit[1].new_value), (Some(t1), None));
         assert!(store.watermark_resets(Some("other")).unwrap().is_empty());
+        let trail = store.audit_trail(None).unwrap();
+        assert_eq!(trail.len(), 2);
+        assert_eq!(trail[1].action, crate::state::AuditAction::ResetWatermark);
+        assert_eq!(
+            (trail[1].actor.as_str(), trail[1].subject.as_str()),
+            ("bob@host", "mongo db.a")
+        );
+        assert!(trail[1].detail.ends_with(" -> none"), "{}", trail[1].detail);
     }
 
     #[test]

@@ -39,8 +39,8 @@ use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 pub use audit::{Actor, AuditAction, AuditEntry};
+use chrono::{DateTime, SecondsFormat, Utc};
 pub use control::{CancelOutcome, CancelRequest, CollectionHealth, WatermarkReset, parse_operator_time};
 pub use jobs::{JobFilter, JobLock};
 /// The SQLite binding the store is built on, for components that keep their own tables (the
