@@ -124,6 +124,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::key::KeyAction,
     },
+    /// A restore drill of a plan now: its newest pack restored into a scratch place, checked
+    /// against the pack's record, removed; --verify deep-verifies it on every sink instead.
+    Drill(crate::drill::DrillArgs),
+    /// The recorded verifications and restore drills, newest first.
+    Drills(crate::drill::DrillsArgs),
     /// The audit trail: who ran, restored, deleted, verified or cancelled what, and when
     /// (append-only).
     Audit(crate::audit::AuditArgs),

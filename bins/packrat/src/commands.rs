@@ -34,6 +34,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Demo { dir } => crate::demo::run(&dir).await,
         Command::Key { action } => crate::key::run(action),
         Command::Audit(a) => crate::audit::run(config, a),
+        Command::Drill(a) => crate::drill::run(config, a).await,
+        Command::Drills(a) => crate::drill::list(config, a),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "packrat", &mut script);

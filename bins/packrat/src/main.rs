@@ -31,6 +31,7 @@ mod demo;
 mod doctor;
 mod doctor_retention;
 mod doctor_schedule;
+mod drill;
 mod key;
 mod mount_check;
 mod output;

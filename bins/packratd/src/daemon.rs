@@ -93,9 +93,52 @@ pub struct Daemon {
     shutdown_by: Mutex<Option<String>>,
     alerts: Arc<AlertManager>,
     checker: HealthChecker,
+    /// Plans with a verification or drill running (it holds the plan's lock), and the kind of
+    /// the backup that came due meanwhile, which starts when it ends.
+    drilling: Mutex<BTreeMap<String, Option<BackupKind>>>,
 }
 
 impl Daemon {
+    /// The alert manager.
+    pub fn alerts(&self) -> &AlertManager {
+        &self.alerts
+    }
+
+    /// Marks a verification or drill of `plan` as running; false when one already is.
+    pub fn begin_drill(&self, plan: &str, _kind: packrat_app::drill::DrillKind) -> bool {
+        let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
+        if d.contains_key(plan) {
+            return false;
+        }
+        d.insert(plan.to_string(), None);
+        true
+    }
+
+    /// Marks the verification or drill of `plan` as done; returns the kind of a backup that
+    /// came due meanwhile.
+    pub fn end_drill(&self, plan: &str) -> Option<BackupKind> {
+        self.drilling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(plan)
+            .flatten()
+    }
+
+    /// When `plan` drills: defers a due backup of `kind` until the drill ends and returns true.
+    fn defer_if_drilling(&self, plan: &str, kind: BackupKind) -> bool {
+        let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
+        match d.get_mut(plan) {
+            Some(deferred) => {
+                // A full backup due wins over an incremental one already waiting.
+                if *deferred != Some(BackupKind::Full) {
+                    *deferred = Some(kind);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The plans with a job running or waiting, and what.
     pub fn running(&self) -> BTreeMap<String, RunningJob> {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -203,6 +246,16 @@ impl Daemon {
                 ),
             }));
         };
+        if self
+            .drilling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(plan)
+        {
+            return Err(StartError::Busy(format!(
+                "a verification or restore drill of plan `{plan}` is running; a plan never overlaps itself, try again when it ends"
+            )));
+        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = running.get(plan) {
             return Err(StartError::Busy(format!(
@@ -386,6 +439,21 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
             Ok(None) => info!(plan = %name, "plan has no schedule; it runs only on request"),
             Err(e) => return Err(ExitError::usage(e.to_string())),
         }
+        // Verifications and drills: slots of their own, in the plan's zone, with its catch-up.
+        for (kind, cron) in [
+            (packrat_app::drill::DrillKind::Verify, &pc.verify),
+            (packrat_app::drill::DrillKind::Drill, &pc.drill),
+        ] {
+            let Some(cron) = cron.as_ref().filter(|_| pc.enabled) else {
+                continue;
+            };
+            let key = crate::drills::key(name, kind);
+            let s = Schedule::for_plan(&key, Some(cron.as_str()), None, cfg.plan_time_zone(pc))
+                .map_err(|e| ExitError::usage(e.to_string()))?
+                .with_catch_up(cfg.plan_catch_up(pc));
+            info!(plan = %name, kind = kind.as_str(), schedule = %s, next = ?s.next_due(Utc::now()), "scheduled");
+            scheduler.add(&key, Arc::new(s));
+        }
     }
 
     let (channels, channel_errors) = alerts::all_from_config(&cfg.alerts);
@@ -425,6 +493,7 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         shutdown_by: Mutex::new(None),
         alerts: alert_manager,
         checker,
+        drilling: Mutex::new(BTreeMap::new()),
     });
 
     let server = if daemon.cfg.api.enabled {
@@ -513,6 +582,14 @@ async fn scheduler_loop(d: Arc<Daemon>, scheduler: Scheduler) {
             Ok(decisions) => {
                 for dec in decisions {
                     if let Decision::Fire { plan, run } = dec {
+                        if let Some((plan, kind)) = crate::drills::parse(&plan) {
+                            crate::drills::start(&d, plan, kind);
+                            continue;
+                        }
+                        if d.defer_if_drilling(&plan, run.kind) {
+                            info!(plan = %plan, kind = %run.kind, "backup due while the plan's drill runs: it starts when the drill ends");
+                            continue;
+                        }
                         match d.start_job(&plan, run.kind, Trigger::Schedule) {
                             Ok(_) => {}
                             Err(StartError::Busy(why)) => warn!(plan = %plan, "scheduled run skipped: {why}"),

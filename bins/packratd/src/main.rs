@@ -11,6 +11,7 @@
 mod api;
 mod daemon;
 mod dashboard;
+mod drills;
 mod logging;
 mod metrics;
 

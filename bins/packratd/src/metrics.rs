@@ -250,5 +250,70 @@ pub fn render(d: &Daemon) -> Result<String> {
             );
         }
     }
+    drills(d, &mut out)?;
     Ok(out)
+}
+
+/// The verifications and restore drills: when each last passed, whether the last one failed,
+/// and the restore time the last passed drill measured.
+fn drills(d: &Daemon, out: &mut String) -> Result<()> {
+    use packrat_app::drill::{DrillKind, DrillStore};
+    let store = DrillStore::open(d.state.clone())?;
+    let mut passed = Vec::new();
+    let mut failing = Vec::new();
+    for plan in d.cfg.plans.keys() {
+        for kind in [DrillKind::Verify, DrillKind::Drill] {
+            if let Some(r) = store.last_passed(plan, kind)? {
+                passed.push((plan, kind, r));
+            }
+            if let Some(r) = store.last_finished(plan, kind)? {
+                failing.push((
+                    plan,
+                    kind,
+                    u8::from(r.status != packrat_app::drill::DrillStatus::Passed),
+                ));
+            }
+        }
+    }
+    header(
+        out,
+        "packrat_drill_last_success_timestamp_seconds",
+        "gauge",
+        "When the last verification (kind=verify) or restore drill (kind=drill) of a plan passed, Unix time.",
+    );
+    for (plan, kind, r) in &passed {
+        let at = r.finished_at.unwrap_or(r.started_at).timestamp();
+        let _ = writeln!(
+            out,
+            "packrat_drill_last_success_timestamp_seconds{{plan=\"{}\",kind=\"{}\"}} {at}",
+            label(plan),
+            kind.as_str()
+        );
+    }
+    header(
+        out,
+        "packrat_drill_last_failed",
+        "gauge",
+        "1 when the last finished verification or restore drill of a plan failed.",
+    );
+    for (plan, kind, failed) in &failing {
+        let _ = writeln!(
+            out,
+            "packrat_drill_last_failed{{plan=\"{}\",kind=\"{}\"}} {failed}",
+            label(plan),
+            kind.as_str()
+        );
+    }
+    header(
+        out,
+        "packrat_drill_restore_seconds",
+        "gauge",
+        "How long the restores of the last passed restore drill of a plan took.",
+    );
+    for (plan, kind, r) in &passed {
+        if let (DrillKind::Drill, Some(s)) = (kind, r.restore_seconds) {
+            let _ = writeln!(out, "packrat_drill_restore_seconds{{plan=\"{}\"}} {s}", label(plan));
+        }
+    }
+    Ok(())
 }

@@ -36,6 +36,16 @@ pub enum Probe {
     Held(Option<u32>),
 }
 
+/// Takes the lock of plan `plan` in `state_dir` (`locks/plan-NAME.lock`) without waiting: held by
+/// each of its jobs from queued to done, and by its verifications and restore drills, so none
+/// of them overlaps another, across processes. A held lock is [`Error::Locked`] naming the pid.
+pub fn plan_lock(state_dir: &Path, plan: &str) -> Result<FileLock> {
+    FileLock::try_acquire(
+        &state_dir.join("locks").join(format!("plan-{plan}.lock")),
+        &format!("plan `{plan}`"),
+    )
+}
+
 impl FileLock {
     /// Takes the lock at `path` without waiting; `what` names the locked thing for the error
     /// ("plan `nightly`", "the installation"). The error of a held lock names the holder's pid.

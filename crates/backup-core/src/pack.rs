@@ -343,6 +343,21 @@ impl StagingPack {
         Ok(())
     }
 
+    /// Sets `meta[key]` of the finished artifact the source named `rel` (encrypted or not): facts
+    /// learnt after an [`adopt`](StagingPack::adopt)ed file was added. Returns the updated entry.
+    pub fn set_artifact_meta(&self, rel: &str, key: &str, value: serde_json::Value) -> Result<ArtifactEntry> {
+        let mut finished = lock(&self.inner.finished);
+        let e = finished
+            .iter_mut()
+            .find(|e| e.path == rel || e.plain_path() == rel)
+            .ok_or_else(|| Error::ArtifactPath {
+                path: rel.into(),
+                reason: "no finished artifact by that name".into(),
+            })?;
+        e.meta.insert(key.to_string(), value);
+        Ok(e.clone())
+    }
+
     /// Artifacts finished so far.
     pub fn artifacts(&self) -> Vec<ArtifactEntry> {
         lock(&self.inner.finished).clone()

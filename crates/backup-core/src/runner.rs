@@ -395,8 +395,7 @@ impl Runner {
                 plan.name
             )));
         }
-        let lock_path = self.state.dir().join("locks").join(format!("plan-{}.lock", plan.name));
-        let plan_lock = FileLock::try_acquire(&lock_path, &format!("plan `{}`", plan.name))?;
+        let plan_lock = crate::lock::plan_lock(self.state.dir(), &plan.name)?;
         let (job, job_lock) = self.state.create_job(&plan.name, kind, trigger)?;
         self.state.audit_or_warn(
             &self.actor,

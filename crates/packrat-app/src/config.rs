@@ -196,6 +196,14 @@ pub struct PlanConfig {
     /// Cron expression (5 fields) for incremental backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<CronExpr>,
+    /// Cron expression (5 fields) for the daemon's deep verification of the newest pack on every
+    /// sink of the plan (`packrat drill PLAN --verify` by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<CronExpr>,
+    /// Cron expression (5 fields) for the daemon's restore drill: the newest pack restored into
+    /// a scratch place, checked, removed (`packrat drill PLAN` by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<CronExpr>,
     /// How long packs are kept.
     #[serde(default)]
     pub retention: RetentionConfig,

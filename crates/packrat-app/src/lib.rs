@@ -20,5 +20,6 @@ pub mod after_job;
 pub mod api;
 pub mod audit;
 pub mod config;
+pub mod drill;
 pub mod exit;
 pub mod registry;

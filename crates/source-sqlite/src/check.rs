@@ -1,5 +1,6 @@
 //! `PRAGMA integrity_check` on copies, and the deep check of SQLite artifacts.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ const MAX_PROBLEMS: u32 = 20;
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Facts about a checked database file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DbFacts {
     /// Page size in bytes.
     pub page_size: u64,
@@ -28,6 +29,37 @@ pub struct DbFacts {
     pub tables: u64,
     /// True when the file header asks for WAL mode.
     pub wal: bool,
+    /// Rows of every ordinary table, by name (virtual tables are left out: counting them would
+    /// need their module). Recorded in the manifest as `meta.table_rows`; a deep check and a
+    /// restore drill compare with it.
+    pub table_rows: BTreeMap<String, u64>,
+}
+
+impl DbFacts {
+    /// Where `self` (a restored or checked copy) differs from the row counts `recorded` in the
+    /// manifest: one line per table.
+    pub fn row_differences(&self, recorded: &BTreeMap<String, u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (t, want) in recorded {
+            match self.table_rows.get(t) {
+                Some(n) if n == want => {}
+                Some(n) => out.push(format!("table {t} has {n} rows, the pack recorded {want}")),
+                None => out.push(format!("table {t} is missing (the pack recorded {want} rows)")),
+            }
+        }
+        for (t, n) in &self.table_rows {
+            if !recorded.contains_key(t) {
+                out.push(format!("table {t} ({n} rows) is not in the pack's record"));
+            }
+        }
+        out
+    }
+}
+
+/// The row counts recorded in a `sqlite` artifact's manifest entry (`meta.table_rows`), if the
+/// pack was written by a packrat that records them.
+pub fn recorded_rows(entry: &ArtifactEntry) -> Option<BTreeMap<String, u64>> {
+    serde_json::from_value(entry.meta.get("table_rows")?.clone()).ok()
 }
 
 /// Checks that `path` starts with the SQLite header (an empty file counts as an empty database).
@@ -137,11 +169,28 @@ fn facts(conn: &Connection) -> rusqlite::Result<DbFacts> {
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| {
         r.get(0)
     })?;
+    let names: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' \
+             AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut table_rows = BTreeMap::new();
+    for name in names {
+        let n: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM \"{}\"", name.replace('"', "\"\"")),
+            [],
+            |r| r.get(0),
+        )?;
+        table_rows.insert(name, n.max(0) as u64);
+    }
     Ok(DbFacts {
         page_size: page_size.max(0) as u64,
         page_count: page_count.max(0) as u64,
         tables: tables.max(0) as u64,
         wal: false,
+        table_rows,
     })
 }
 
@@ -206,10 +255,20 @@ impl DeepCheck for SqliteCheck {
         &[ARTIFACT_KIND]
     }
 
+    /// `PRAGMA integrity_check`, then the row count of every table against the manifest's.
     fn check(&self, pack: &dyn PackReader, entry: &ArtifactEntry) -> Result<(), String> {
-        SqliteCheck::check_artifact(pack, entry)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let facts = SqliteCheck::check_artifact(pack, entry).map_err(|e| e.to_string())?;
+        let diff = recorded_rows(entry)
+            .map(|r| facts.row_differences(&r))
+            .unwrap_or_default();
+        if diff.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the database differs from the pack's record: {}",
+                diff.join("; ")
+            ))
+        }
     }
 }
 

@@ -84,7 +84,7 @@ use async_trait::async_trait;
 use backup_core::{ArtifactEntry, BackupContext, Compression, Progress, Source, SourceReport, StagingPack};
 pub use config::SqliteSourceConfig;
 
-pub use check::{DbFacts, SqliteCheck};
+pub use check::{DbFacts, SqliteCheck, recorded_rows};
 pub use copy::{CopyStrategy, JournalMode};
 pub use error::Error;
 pub use restore::{RestoreOptions, RestoreReport, find_artifact, restore, restore_with, sqlite_artifacts};
@@ -328,13 +328,21 @@ impl SqliteSource {
                 return Err(Error::Internal("the integrity check thread panicked".into()));
             }
         };
+        let rows = serde_json::to_value(&facts.table_rows).unwrap_or_default();
         let entry = match stored? {
-            Stored::Adopted(entry) => entry,
+            Stored::Adopted(entry) => {
+                pack.set_artifact_meta(&entry.path, "journal_mode", copied.journal_mode.as_str().into())?;
+                pack.set_artifact_meta(&entry.path, "page_size", facts.page_size.into())?;
+                pack.set_artifact_meta(&entry.path, "page_count", facts.page_count.into())?;
+                pack.set_artifact_meta(&entry.path, "tables", facts.tables.into())?;
+                pack.set_artifact_meta(&entry.path, "table_rows", rows)?
+            }
             Stored::Compressing(mut w) => {
                 w.set_meta("journal_mode", copied.journal_mode.as_str());
                 w.set_meta("page_size", facts.page_size);
                 w.set_meta("page_count", facts.page_count);
                 w.set_meta("tables", facts.tables);
+                w.set_meta("table_rows", rows);
                 w.finish()?
             }
         };

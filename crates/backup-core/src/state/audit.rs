@@ -25,6 +25,9 @@ pub enum AuditAction {
     Delete,
     /// Packs were verified (`subject`: the pack; detail: level and outcome).
     Verify,
+    /// A scheduled or manual verification of every sink's newest pack, or a restore drill
+    /// (`subject`: the pack; detail: the outcome).
+    Drill,
     /// A job was cancelled, or its cancel requested (`subject`: the job id).
     Cancel,
     /// A daemon started (`subject`: the config file; detail: the hash of the effective config
@@ -44,6 +47,7 @@ impl AuditAction {
             AuditAction::Restore => "restore",
             AuditAction::Delete => "delete",
             AuditAction::Verify => "verify",
+            AuditAction::Drill => "drill",
             AuditAction::Cancel => "cancel",
             AuditAction::DaemonStart => "daemon-start",
             AuditAction::Api => "api",
@@ -56,11 +60,12 @@ impl AuditAction {
     }
 }
 
-const ALL: [AuditAction; 8] = [
+const ALL: [AuditAction; 9] = [
     AuditAction::Run,
     AuditAction::Restore,
     AuditAction::Delete,
     AuditAction::Verify,
+    AuditAction::Drill,
     AuditAction::Cancel,
     AuditAction::DaemonStart,
     AuditAction::Api,

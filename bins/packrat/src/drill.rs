@@ -1,0 +1,117 @@
+//! `packrat drill` (a verification or restore drill of a plan, now) and `packrat drills` (the
+//! recorded ones). The work is [`packrat_app::drill`]'s; this parses and presents.
+
+use std::path::Path;
+
+use backup_core::Trigger;
+use clap::Args;
+use packrat_app::drill::{self, DrillKind, DrillRun, DrillStatus, DrillStore};
+
+use crate::{CliError, exit, output, wire};
+
+/// `packrat drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Plan name.
+    pub plan: String,
+    /// Deep-verify the newest pack on every sink instead of restoring it.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `packrat drills`.
+#[derive(Debug, Args)]
+pub struct DrillsArgs {
+    /// Only this plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `packrat drill`: exit 0 when every check passed, 1 when one failed, 3 when the plan is
+/// busy (a job, verification or drill of it runs elsewhere).
+pub async fn run(config: Option<&Path>, a: DrillArgs) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    let state = wire::open_state(&cfg)?;
+    let kind = if a.verify { DrillKind::Verify } else { DrillKind::Drill };
+    let command = if a.verify {
+        "packrat drill --verify"
+    } else {
+        "packrat drill"
+    };
+    let run = drill::run(&cfg, state, &a.plan, kind, Trigger::Manual, &wire::actor(command)).await?;
+    if a.json {
+        output::json(&run);
+    } else {
+        print(&run);
+    }
+    Ok(if run.status == DrillStatus::Passed {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+/// Runs `packrat drills`.
+pub fn list(config: Option<&Path>, a: DrillsArgs) -> Result<u8, CliError> {
+    let cfg = wire::load_config(config)?;
+    if let Some(p) = &a.plan {
+        cfg.plan(p)?;
+    }
+    let store = DrillStore::open(wire::open_state(&cfg)?)?;
+    let runs = store.list(a.plan.as_deref(), a.limit)?;
+    if a.json {
+        output::json(&runs);
+        return Ok(exit::OK);
+    }
+    if runs.is_empty() {
+        outln!("no verification or drill has run yet; `packrat drill PLAN` runs one");
+    }
+    for r in &runs {
+        outln!(
+            "{:>4}  {:<12} {:<6} {:<7} {:<8} {}  {}{}",
+            r.id,
+            r.plan,
+            r.kind.as_str(),
+            r.status.as_str(),
+            r.trigger,
+            r.started_at.with_timezone(&cfg.time_zone).format("%Y-%m-%d %H:%M:%S"),
+            r.pack_id.as_deref().unwrap_or("-"),
+            r.restore_seconds
+                .map(|s| format!("  restore {s:.2} s"))
+                .unwrap_or_default()
+        );
+        for f in &r.failures {
+            outln!("      FAILED: {f}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print(r: &DrillRun) {
+    outln!(
+        "{} {} of plan {}: {}{}",
+        r.kind.as_str(),
+        r.id,
+        r.plan,
+        r.status.as_str(),
+        r.pack_id.as_deref().map(|p| format!(" (pack {p})")).unwrap_or_default()
+    );
+    for c in &r.checks {
+        outln!("  ok: {c}");
+    }
+    for f in &r.failures {
+        outln!("  FAILED: {f}");
+    }
+    if let Some(s) = r.restore_seconds {
+        outln!("  restore time: {s:.2} s");
+    }
+}

@@ -1,0 +1,117 @@
+//! Scheduled verifications and restore drills (`verify = "…"`, `drill = "…"` in a plan): their
+//! slots live in the scheduler under their own keys (`PLAN#verify`, `PLAN#drill`), so they
+//! fire at most once per slot like backups; each holds the plan's lock while it runs. A backup
+//! due while its plan drills waits for the drill and starts right after (it is never skipped);
+//! a drill due while its plan backs up is skipped. A failed run raises the alert
+//! `drill:PLAN:KIND` through the alert channels; the next passed one resolves it.
+
+use std::sync::Arc;
+
+use alerts::{Finding, Severity};
+use backup_core::{BackupKind, Trigger};
+use packrat_app::drill::{self, DrillKind, DrillStatus};
+use tracing::{error, info, warn};
+
+use crate::daemon::Daemon;
+
+/// Separates a plan from its drill kind in a scheduler key (plan names never hold it).
+const SEP: char = '#';
+
+/// The scheduler key of `kind` for `plan`.
+pub fn key(plan: &str, kind: DrillKind) -> String {
+    format!("{plan}{SEP}{}", kind.as_str())
+}
+
+/// The plan and drill kind of a scheduler key, when it is one.
+pub fn parse(key: &str) -> Option<(&str, DrillKind)> {
+    let (plan, kind) = key.split_once(SEP)?;
+    match kind {
+        "verify" => Some((plan, DrillKind::Verify)),
+        "drill" => Some((plan, DrillKind::Drill)),
+        _ => None,
+    }
+}
+
+/// The alert key of a failing `kind` of `plan`.
+pub fn alert_key(plan: &str, kind: DrillKind) -> String {
+    format!("drill:{plan}:{}", kind.as_str())
+}
+
+/// Starts a scheduled `kind` of `plan` in the background, unless the plan is busy.
+pub fn start(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
+    if d.is_busy(plan) {
+        warn!(
+            plan,
+            kind = kind.as_str(),
+            "scheduled {} skipped: a job of the plan is running",
+            kind.as_str()
+        );
+        return;
+    }
+    if !d.begin_drill(plan, kind) {
+        warn!(
+            plan,
+            kind = kind.as_str(),
+            "scheduled {} skipped: one is running already",
+            kind.as_str()
+        );
+        return;
+    }
+    let (d, plan) = (d.clone(), plan.to_string());
+    tokio::spawn(async move {
+        info!(plan = %plan, kind = kind.as_str(), "scheduled {} started", kind.as_str());
+        let result = drill::run(&d.cfg, d.state.clone(), &plan, kind, Trigger::Schedule, &d.actor).await;
+        let deferred = d.end_drill(&plan);
+        match result {
+            Ok(run) if run.status == DrillStatus::Passed => {
+                info!(plan = %plan, run = run.id, restore_seconds = ?run.restore_seconds, "{} passed", kind.as_str());
+                if let Err(e) = d.alerts().resolve(&alert_key(&plan, kind)).await {
+                    error!("cannot resolve the alert of plan {plan}'s {}: {e}", kind.as_str());
+                }
+            }
+            Ok(run) => {
+                let message = format!(
+                    "the {} of plan {plan} failed (run {}, pack {}): {}",
+                    kind.as_str(),
+                    run.id,
+                    run.pack_id.as_deref().unwrap_or("-"),
+                    run.failures.join("; ")
+                );
+                error!(plan = %plan, run = run.id, "{message}");
+                if let Err(e) = d
+                    .alerts()
+                    .raise(Finding::new(alert_key(&plan, kind), Severity::Critical, message))
+                    .await
+                {
+                    error!("cannot raise the alert of plan {plan}'s {}: {e}", kind.as_str());
+                }
+            }
+            Err(e) => warn!(plan = %plan, "scheduled {} did not run: {}", kind.as_str(), e.chain()),
+        }
+        if let Some(kind) = deferred {
+            info!(plan = %plan, %kind, "starting the backup that waited for the {}", "drill");
+            start_backup(&d, &plan, kind);
+        }
+    });
+}
+
+fn start_backup(d: &Arc<Daemon>, plan: &str, kind: BackupKind) {
+    if let Err(e) = d.start_job(plan, kind, Trigger::Schedule) {
+        warn!(plan, "the backup that waited for the drill could not start: {e:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_plans_never_parse_as_drills() {
+        for kind in [DrillKind::Verify, DrillKind::Drill] {
+            assert_eq!(parse(&key("nightly", kind)), Some(("nightly", kind)));
+        }
+        assert_eq!(parse("nightly"), None);
+        assert_eq!(parse("nightly#other"), None);
+        assert!(backup_core::pack::check_plan_name("a#verify").is_err());
+    }
+}
