@@ -327,11 +327,19 @@ pub fn subdirs(dir: &Path) -> Vec<String> {
 /// Rewrites the start and end time of the pack in `dir` to `at` (RFC 3339), as a host whose
 /// clock said `at` would have written it, keeping `SHA256SUMS` right so the pack stays valid.
 pub fn redate_pack(dir: &Path, at: &str) {
+    rewrite_manifest(dir, |m| {
+        m["started_at"] = serde_json::Value::from(at);
+        m["finished_at"] = serde_json::Value::from(at);
+    });
+}
+
+/// Changes the manifest of the pack in `dir` with `edit`, keeping `SHA256SUMS` right so the
+/// pack stays valid (a forged or mistaken record, not damage).
+pub fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mpath = dir.join("manifest.json");
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&mpath).expect("read manifest")).expect("manifest JSON");
-    m["started_at"] = serde_json::Value::from(at);
-    m["finished_at"] = serde_json::Value::from(at);
+    edit(&mut m);
     let mut json = serde_json::to_vec_pretty(&m).expect("JSON");
     json.push(b'\n');
     std::fs::write(&mpath, &json).expect("write manifest");

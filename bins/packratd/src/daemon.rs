@@ -95,7 +95,26 @@ pub struct Daemon {
     checker: HealthChecker,
     /// Plans with a verification or drill running (it holds the plan's lock), and the kind of
     /// the backup that came due meanwhile, which starts when it ends.
-    drilling: Mutex<BTreeMap<String, Option<BackupKind>>>,
+    drilling: Mutex<BTreeMap<String, Pending>>,
+}
+
+/// What waits for the verification or drill a plan runs: a backup that came due (it goes
+/// first), and the other kind of drill.
+#[derive(Debug, Default)]
+struct Pending {
+    backup: Option<BackupKind>,
+    drills: Vec<packrat_app::drill::DrillKind>,
+}
+
+/// What to do when a plan's verification or drill ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterDrill {
+    /// Start the backup that came due meanwhile.
+    Backup(BackupKind),
+    /// Run this verification or drill next (the plan stays marked).
+    Drill(packrat_app::drill::DrillKind),
+    /// Nothing waits.
+    Nothing,
 }
 
 impl Daemon {
@@ -104,34 +123,50 @@ impl Daemon {
         &self.alerts
     }
 
-    /// Marks a verification or drill of `plan` as running; false when one already is.
-    pub fn begin_drill(&self, plan: &str, _kind: packrat_app::drill::DrillKind) -> bool {
+    /// Marks a verification or drill of `plan` as running and returns true; when one already
+    /// runs, `kind` waits for it (once) and this returns false.
+    pub fn begin_drill(&self, plan: &str, kind: packrat_app::drill::DrillKind) -> bool {
         let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
-        if d.contains_key(plan) {
-            return false;
+        match d.get_mut(plan) {
+            Some(p) => {
+                if !p.drills.contains(&kind) {
+                    p.drills.push(kind);
+                }
+                false
+            }
+            None => {
+                d.insert(plan.to_string(), Pending::default());
+                true
+            }
         }
-        d.insert(plan.to_string(), None);
-        true
     }
 
-    /// Marks the verification or drill of `plan` as done; returns the kind of a backup that
-    /// came due meanwhile.
-    pub fn end_drill(&self, plan: &str) -> Option<BackupKind> {
-        self.drilling
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(plan)
-            .flatten()
+    /// The verification or drill of `plan` ended: what runs next. A backup that came due goes
+    /// first (and the waiting drills are dropped: the plan's next slots bring them again).
+    pub fn end_drill(&self, plan: &str) -> AfterDrill {
+        let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = d.get_mut(plan) else {
+            return AfterDrill::Nothing;
+        };
+        if let Some(kind) = p.backup {
+            d.remove(plan);
+            return AfterDrill::Backup(kind);
+        }
+        if !p.drills.is_empty() {
+            return AfterDrill::Drill(p.drills.remove(0));
+        }
+        d.remove(plan);
+        AfterDrill::Nothing
     }
 
     /// When `plan` drills: defers a due backup of `kind` until the drill ends and returns true.
     fn defer_if_drilling(&self, plan: &str, kind: BackupKind) -> bool {
         let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
         match d.get_mut(plan) {
-            Some(deferred) => {
+            Some(p) => {
                 // A full backup due wins over an incremental one already waiting.
-                if *deferred != Some(BackupKind::Full) {
-                    *deferred = Some(kind);
+                if p.backup != Some(BackupKind::Full) {
+                    p.backup = Some(kind);
                 }
                 true
             }

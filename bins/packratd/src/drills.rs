@@ -12,7 +12,7 @@ use backup_core::{BackupKind, Trigger};
 use packrat_app::drill::{self, DrillKind, DrillStatus};
 use tracing::{error, info, warn};
 
-use crate::daemon::Daemon;
+use crate::daemon::{AfterDrill, Daemon};
 
 /// Separates a plan from its drill kind in a scheduler key (plan names never hold it).
 const SEP: char = '#';
@@ -37,7 +37,8 @@ pub fn alert_key(plan: &str, kind: DrillKind) -> String {
     format!("drill:{plan}:{}", kind.as_str())
 }
 
-/// Starts a scheduled `kind` of `plan` in the background, unless the plan is busy.
+/// Starts a scheduled `kind` of `plan` in the background, unless a job of the plan runs; when
+/// a verification or drill of the plan runs, this one waits for it.
 pub fn start(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
     if d.is_busy(plan) {
         warn!(
@@ -49,50 +50,60 @@ pub fn start(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
         return;
     }
     if !d.begin_drill(plan, kind) {
-        warn!(
+        info!(
             plan,
             kind = kind.as_str(),
-            "scheduled {} skipped: one is running already",
+            "scheduled {} waits for the plan's running one",
             kind.as_str()
         );
         return;
     }
     let (d, plan) = (d.clone(), plan.to_string());
     tokio::spawn(async move {
-        info!(plan = %plan, kind = kind.as_str(), "scheduled {} started", kind.as_str());
-        let result = drill::run(&d.cfg, d.state.clone(), &plan, kind, Trigger::Schedule, &d.actor).await;
-        let deferred = d.end_drill(&plan);
-        match result {
-            Ok(run) if run.status == DrillStatus::Passed => {
-                info!(plan = %plan, run = run.id, restore_seconds = ?run.restore_seconds, "{} passed", kind.as_str());
-                if let Err(e) = d.alerts().resolve(&alert_key(&plan, kind)).await {
-                    error!("cannot resolve the alert of plan {plan}'s {}: {e}", kind.as_str());
+        let mut kind = kind;
+        loop {
+            run_one(&d, &plan, kind).await;
+            match d.end_drill(&plan) {
+                AfterDrill::Drill(next) => kind = next,
+                AfterDrill::Backup(backup) => {
+                    info!(plan = %plan, kind = %backup, "starting the backup that waited for the drill");
+                    start_backup(&d, &plan, backup);
+                    return;
                 }
+                AfterDrill::Nothing => return,
             }
-            Ok(run) => {
-                let message = format!(
-                    "the {} of plan {plan} failed (run {}, pack {}): {}",
-                    kind.as_str(),
-                    run.id,
-                    run.pack_id.as_deref().unwrap_or("-"),
-                    run.failures.join("; ")
-                );
-                error!(plan = %plan, run = run.id, "{message}");
-                if let Err(e) = d
-                    .alerts()
-                    .raise(Finding::new(alert_key(&plan, kind), Severity::Critical, message))
-                    .await
-                {
-                    error!("cannot raise the alert of plan {plan}'s {}: {e}", kind.as_str());
-                }
-            }
-            Err(e) => warn!(plan = %plan, "scheduled {} did not run: {}", kind.as_str(), e.chain()),
-        }
-        if let Some(kind) = deferred {
-            info!(plan = %plan, %kind, "starting the backup that waited for the {}", "drill");
-            start_backup(&d, &plan, kind);
         }
     });
+}
+
+async fn run_one(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
+    info!(plan = %plan, kind = kind.as_str(), "scheduled {} started", kind.as_str());
+    match drill::run(&d.cfg, d.state.clone(), plan, kind, Trigger::Schedule, &d.actor).await {
+        Ok(run) if run.status == DrillStatus::Passed => {
+            info!(plan = %plan, run = run.id, restore_seconds = ?run.restore_seconds, "{} passed", kind.as_str());
+            if let Err(e) = d.alerts().resolve(&alert_key(plan, kind)).await {
+                error!("cannot resolve the alert of plan {plan}'s {}: {e}", kind.as_str());
+            }
+        }
+        Ok(run) => {
+            let message = format!(
+                "the {} of plan {plan} failed (run {}, pack {}): {}",
+                kind.as_str(),
+                run.id,
+                run.pack_id.as_deref().unwrap_or("-"),
+                run.failures.join("; ")
+            );
+            error!(plan = %plan, run = run.id, "{message}");
+            if let Err(e) = d
+                .alerts()
+                .raise(Finding::new(alert_key(plan, kind), Severity::Critical, message))
+                .await
+            {
+                error!("cannot raise the alert of plan {plan}'s {}: {e}", kind.as_str());
+            }
+        }
+        Err(e) => warn!(plan = %plan, "scheduled {} did not run: {}", kind.as_str(), e.chain()),
+    }
 }
 
 fn start_backup(d: &Arc<Daemon>, plan: &str, kind: BackupKind) {

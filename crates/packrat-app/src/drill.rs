@@ -6,7 +6,7 @@
 //!
 //! What a drill restores and checks, by artifact type:
 //!
-//! - `sqlite`: the database into `STATE_DIR/drills/run-ID/`, `PRAGMA integrity_check`, the row
+//! - `sqlite`: the database into `STATE_DIR/drills/PLAN-run-ID/`, `PRAGMA integrity_check`, the row
 //!   count of every table compared with the manifest's `meta.table_rows`;
 //! - other types (MongoDB collections, Docker volumes and images) are not restored by this
 //!   version's drills: the run says so in its checks, and its verification covers them.
@@ -185,6 +185,20 @@ impl DrillStore {
         Ok(())
     }
 
+    /// Marks the `running` records of `plan` failed: called under the plan's lock, they belong to
+    /// processes that died (killed, crashed) before they finished.
+    fn settle_dead(&self, plan: &str) -> Result<()> {
+        self.state.with_conn(|c| {
+            c.execute(
+                "UPDATE drill_runs SET status = 'failed', finished_at = ?2,
+                 failures = '[\"interrupted: its process ended before it finished\"]'
+                 WHERE plan = ?1 AND status = 'running'",
+                rusqlite::params![plan, format_time(Utc::now())],
+            )
+        })?;
+        Ok(())
+    }
+
     /// Runs newest first: of `plan` (every plan when `None`), at most `limit`.
     pub fn list(&self, plan: Option<&str>, limit: usize) -> Result<Vec<DrillRun>> {
         self.state.with_conn(|c| {
@@ -252,18 +266,15 @@ pub async fn run(
     let plan = registry::plan(cfg, name)?;
     let _lock = backup_core::lock::plan_lock(state.dir(), name)?;
     let store = DrillStore::open(state.clone())?;
+    // Holding the plan's lock, no other run of this plan is alive: what earlier ones left (a
+    // `running` record, a scratch directory) is of a process that died.
+    let scratch_root = state.dir().join("drills");
+    store.settle_dead(name)?;
+    remove_scratch_of(&scratch_root, name);
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
         DrillKind::Verify => verify(cfg, &plan.sinks, name).await,
-        DrillKind::Drill => {
-            drill(
-                cfg,
-                &plan.sinks,
-                name,
-                &state.dir().join("drills").join(format!("run-{id}")),
-            )
-            .await
-        }
+        DrillKind::Drill => drill(cfg, &plan.sinks, name, &scratch_root.join(format!("{name}-run-{id}"))).await,
     };
     store.finish(id, &out)?;
     let status = if out.failures.is_empty() { "passed" } else { "failed" };
@@ -284,6 +295,24 @@ pub async fn run(
         .find(|r| r.id == id)
         .ok_or_else(|| Error::Other(format!("drill run {id} vanished from the state store")))?;
     Ok(run)
+}
+
+/// Removes the scratch directories `root/PLAN-run-*` of `plan` (only called under its lock).
+fn remove_scratch_of(root: &std::path::Path, plan: &str) {
+    let Ok(rd) = std::fs::read_dir(root) else { return };
+    let prefix = format!("{plan}-run-");
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name
+            .strip_prefix(&prefix)
+            .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => tracing::info!("removed {}, left by a drill that did not finish", e.path().display()),
+                Err(err) => tracing::warn!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
 }
 
 /// The newest pack of `plan` on `sink`, opened with the plan's identities.
