@@ -273,8 +273,14 @@ fn sqlite_packs_for_two_recipients_verify_without_a_key_and_open_with_either_ide
     let dir = pack_dir(&run);
     let (app_art, logs_art) = ("sqlite/app_db.db.age", "sqlite/logs_db.db.zst.age");
     let m = manifest(&dir);
-    assert_eq!(artifact_paths(&m), [app_art, logs_art], "{m}");
-    for a in m["artifacts"].as_array().unwrap() {
+    // The plan's configuration is encrypted like the data (it names paths and hosts).
+    assert_eq!(artifact_paths(&m), ["packrat/plan.toml.age", app_art, logs_art], "{m}");
+    for a in m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "sqlite")
+    {
         let want = if a["path"] == app_art { "none" } else { "zstd" };
         assert_eq!(a["compression"], want, "{a}");
     }
@@ -282,7 +288,16 @@ fn sqlite_packs_for_two_recipients_verify_without_a_key_and_open_with_either_ide
         &dir,
         &json!({"scheme": "age", "recipients": [&ops.recipient, &escrow.recipient]}),
     );
-    assert_eq!(files(&dir), ["SHA256SUMS", "manifest.json", app_art, logs_art]);
+    assert_eq!(
+        files(&dir),
+        [
+            "SHA256SUMS",
+            "manifest.json",
+            "packrat/plan.toml.age",
+            app_art,
+            logs_art
+        ]
+    );
 
     // No key needed to check the stored bytes: packrat's quick verify and sha256sum -c.
     let quick = env.run(&["verify", "--latest", "nightly"]).ok();
@@ -512,17 +527,7 @@ fn a_flipped_ciphertext_byte_fails_quick_and_deep_verify_and_restore_refuses() {
 
     // Someone rewrites the checksums to match the damaged file: quick verification cannot tell
     // any more, but age's authentication does, in deep verification, restores and by hand.
-    let mut m = manifest(&dir);
-    m["artifacts"][0]["sha256"] = Value::from(sha256_hex(&path));
-    let mut text = serde_json::to_vec_pretty(&m).unwrap();
-    text.push(b'\n');
-    fs::write(dir.join("manifest.json"), &text).unwrap();
-    let sums = format!(
-        "{}  {art}\n{}  manifest.json\n",
-        sha256_hex(&path),
-        sha256_hex(&dir.join("manifest.json"))
-    );
-    fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+    reseal_artifact(&dir, art, &path);
     assert!(sha256sum_ok(&dir));
     env.run(&["verify", "--latest", "nightly"]).ok();
     let v = env.run(&["verify", "--latest", "nightly", "--deep", id[0], id[1]]);
@@ -567,20 +572,7 @@ fn a_flipped_ciphertext_byte_fails_quick_and_deep_verify_and_restore_refuses() {
 
     // The original bytes back (and the original checksums): everything passes again.
     fs::write(&path, &orig).unwrap();
-    let mut m = manifest(&dir);
-    m["artifacts"][0]["sha256"] = Value::from(sha256_hex(&path));
-    let mut text = serde_json::to_vec_pretty(&m).unwrap();
-    text.push(b'\n');
-    fs::write(dir.join("manifest.json"), &text).unwrap();
-    fs::write(
-        dir.join("SHA256SUMS"),
-        format!(
-            "{}  {art}\n{}  manifest.json\n",
-            sha256_hex(&path),
-            sha256_hex(&dir.join("manifest.json"))
-        ),
-    )
-    .unwrap();
+    reseal_artifact(&dir, art, &path);
     env.run(&["verify", "--latest", "nightly", "--deep", id[0], id[1]]).ok();
     env.run(&[
         "restore",
@@ -1376,4 +1368,32 @@ fn retention_prunes_encrypted_packs_without_a_key_and_the_kept_ones_deep_verify(
     env.run(&["restore", "--latest", "nightly", "--to", to.to_str().unwrap()])
         .ok();
     assert_eq!(dump(&to), dump(&db));
+}
+
+/// Records the sha256 of the file at `path` (artifact `art` of the pack in `dir`) in the
+/// manifest and `SHA256SUMS`, as someone covering up a change would.
+fn reseal_artifact(dir: &Path, art: &str, path: &Path) {
+    let mut m = manifest(dir);
+    for a in m["artifacts"].as_array_mut().unwrap() {
+        if a["path"] == art {
+            a["sha256"] = Value::from(sha256_hex(path));
+        }
+    }
+    let mut text = serde_json::to_vec_pretty(&m).unwrap();
+    text.push(b'\n');
+    fs::write(dir.join("manifest.json"), &text).unwrap();
+    let sums: String = fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.ends_with(&format!("  {art}")) {
+                format!("{}  {art}\n", sha256_hex(path))
+            } else if l.ends_with("  manifest.json") {
+                format!("{}  manifest.json\n", sha256_hex(&dir.join("manifest.json")))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fs::write(dir.join("SHA256SUMS"), sums).unwrap();
 }

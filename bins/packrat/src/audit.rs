@@ -19,7 +19,7 @@ pub struct AuditArgs {
     /// Only this plan's entries.
     #[arg(long)]
     pub plan: Option<String>,
-    /// Only this action (run, restore, delete, verify, cancel, daemon-start, api,
+    /// Only this action (run, restore, delete, verify, drill, cancel, daemon-start, api,
     /// reset-watermark).
     #[arg(long)]
     pub action: Option<String>,
@@ -38,7 +38,7 @@ pub fn run(config: Option<&Path>, a: AuditArgs) -> Result<u8, CliError> {
         .map(|s| {
             serde_json::from_value::<AuditAction>(serde_json::Value::String(s.to_string())).map_err(|_| {
                 CliError::usage(format!(
-                    "--action {s}: not an audit action; use run, restore, delete, verify, cancel, daemon-start, api or reset-watermark"
+                    "--action {s}: not an audit action; use run, restore, delete, verify, drill, cancel, daemon-start, api or reset-watermark"
                 ))
             })
         })
