@@ -145,6 +145,15 @@ fn a_drill_restores_and_checks_the_newest_pack_and_a_verification_covers_every_s
         "{details:?}"
     );
     assert!(env.run(&["drills", "--plan", "weekly"]).code == 2);
+    // `status` shows the newest of each.
+    let st = env.run(&["status", "--json"]).ok().json();
+    assert_eq!(st["plans"]["nightly"]["last_verify"]["status"], "passed", "{st}");
+    assert_eq!(st["plans"]["nightly"]["last_drill"]["status"], "passed", "{st}");
+    let human = env.run(&["status"]).ok().stdout;
+    assert!(
+        human.contains("verify passed") && human.contains("drill passed"),
+        "{human}"
+    );
 
     // A damaged copy on the second sink: the verification names the sink and the file; the
     // drill (from the first sink) still passes.
@@ -293,6 +302,11 @@ token_file = "token"
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
+    let (code, status) = http(&a, "GET", "/api/status", Some(TOKEN));
+    assert_eq!(code, 200, "{status}");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["plans"]["nightly"]["last_drill"]["status"], "passed", "{status}");
+    assert_eq!(status["plans"]["empty"]["last_drill"]["status"], "failed", "{status}");
     d.signal(nix::sys::signal::Signal::SIGTERM);
     d.wait(Duration::from_secs(60));
 }

@@ -346,6 +346,10 @@ pub struct PlanStatus {
     pub last_success: Option<DateTime<Utc>>,
     /// Failed/interrupted jobs since the last success.
     pub consecutive_failures: u32,
+    /// Newest finished verification.
+    pub last_verify: Option<packrat_app::drill::DrillRun>,
+    /// Newest finished restore drill.
+    pub last_drill: Option<packrat_app::drill::DrillRun>,
 }
 
 /// `packrat status`.
@@ -367,10 +371,11 @@ pub struct Status {
 
 impl Status {
     /// Reads the state store.
-    pub fn collect(cfg: &Config, state: &StateStore) -> Result<Status, CliError> {
+    pub fn collect(cfg: &Config, state: &std::sync::Arc<StateStore>) -> Result<Status, CliError> {
         let s = state.stats()?;
         let mut plans = BTreeMap::new();
         let last = state.last_job_per_plan()?;
+        let drills = packrat_app::drill::DrillStore::open(state.clone())?;
         let names: std::collections::BTreeSet<String> = cfg
             .plans
             .keys()
@@ -385,6 +390,8 @@ impl Status {
                     last_job: last.iter().find(|j| j.plan == name).cloned(),
                     last_success: state.last_success(&name)?.and_then(|j| j.finished_at),
                     consecutive_failures: state.consecutive_failures(&name)?,
+                    last_verify: drills.last_finished(&name, packrat_app::drill::DrillKind::Verify)?,
+                    last_drill: drills.last_finished(&name, packrat_app::drill::DrillKind::Drill)?,
                 },
             );
         }
@@ -446,6 +453,22 @@ impl Status {
                     failures = p.consecutive_failures
                 )
             );
+            let drills: Vec<String> = [&p.last_verify, &p.last_drill]
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    format!(
+                        "{} {} {}{}",
+                        r.kind.as_str(),
+                        r.status.as_str(),
+                        plan_time(r.finished_at.or(Some(r.started_at)), Some(name)),
+                        r.failures.first().map(|f| format!(" ({f})")).unwrap_or_default()
+                    )
+                })
+                .collect();
+            if !drills.is_empty() {
+                outln!("  {:<16} {}", "", drills.join("; "));
+            }
         }
         print_sinks(&self.sinks);
         print_collections(&self.collections);

@@ -178,8 +178,10 @@ pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
         .map(|j| (j.plan.clone(), j))
         .collect();
     let mut plans = BTreeMap::new();
+    let drills = packrat_app::drill::DrillStore::open(d.state.clone())?;
     for (name, pc) in &d.cfg.plans {
         let sched = st.schedule_state(name)?;
+        let (last_verify, last_drill) = drills.latest(name)?;
         let last_success = st.last_success(name)?;
         plans.insert(
             name.clone(),
@@ -197,6 +199,8 @@ pub fn status_doc(d: &Daemon) -> backup_core::Result<StatusResponse> {
                 last_success: last_success.as_ref().and_then(|j| j.finished_at).or(sched.last_success),
                 last_success_job: last_success.as_ref().map(|j| j.id),
                 consecutive_failures: st.consecutive_failures(name)?,
+                last_verify,
+                last_drill,
             },
         );
     }

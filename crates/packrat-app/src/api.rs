@@ -151,6 +151,12 @@ pub struct PlanStatus {
     pub last_success_job: Option<JobId>,
     /// Failed or interrupted jobs since the last success.
     pub consecutive_failures: u32,
+    /// Its newest finished verification (`packrat drill --verify`, the `verify` schedule).
+    #[serde(default)]
+    pub last_verify: Option<crate::drill::DrillRun>,
+    /// Its newest finished restore drill.
+    #[serde(default)]
+    pub last_drill: Option<crate::drill::DrillRun>,
 }
 
 /// A plan's job that is running or waiting for a slot.

@@ -28,7 +28,7 @@ use std::time::Instant;
 use backup_core::state::{Actor, AuditAction, format_time, read_opt_time, read_time, rusqlite};
 use backup_core::{Error, PackReader, Result, Sink, StateStore, Trigger, VerifyLevel};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::registry;
@@ -52,7 +52,7 @@ const MIGRATIONS: &[&str] = &["
 "];
 
 /// A verification or a restore drill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DrillKind {
     /// Deep verification of the newest pack on every sink.
@@ -80,7 +80,7 @@ impl DrillKind {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DrillStatus {
     /// Still going (or its process died: it stays `running`, with no finish time).
@@ -111,7 +111,7 @@ impl DrillStatus {
 }
 
 /// One recorded verification or drill.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRun {
     /// Run id.
     pub id: i64,
@@ -232,6 +232,14 @@ impl DrillStore {
             .list(Some(plan), 1000)?
             .into_iter()
             .find(|r| r.kind == kind && r.status == DrillStatus::Passed))
+    }
+
+    /// The newest finished verification and drill of `plan` (for `status`).
+    pub fn latest(&self, plan: &str) -> Result<(Option<DrillRun>, Option<DrillRun>)> {
+        Ok((
+            self.last_finished(plan, DrillKind::Verify)?,
+            self.last_finished(plan, DrillKind::Drill)?,
+        ))
     }
 
     /// The newest finished run of `kind` for `plan`.
