@@ -229,8 +229,7 @@ fn packratd_runs_drills_and_verifications_on_their_schedules_and_alerts_on_a_fai
         &env,
         &db,
         "verify = \"* * * * *\"\ndrill = \"* * * * *\"",
-        &format!(
-            r#"
+        r#"
 [plans.empty]
 sources = ["app_db"]
 sinks = ["second"]
@@ -240,8 +239,7 @@ drill = "* * * * *"
 [api]
 bind = "127.0.0.1:0"
 token_file = "token"
-"#
-        ),
+"#,
     );
     // A pack of `nightly` to drill; `empty` has none, so its drill fails.
     env.run(&["run", "nightly"]).ok();
