@@ -432,3 +432,70 @@ fn server_killed_mid_backup_fails_the_job_and_the_next_run_loses_nothing() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `packrat drill` of a Mongo plan: the whole chain (full + incremental) restored into a scratch
+/// database on the same server, every collection counted against the packs' records, the
+/// scratch database dropped; a record that disagrees fails the drill, naming the collection.
+#[test]
+fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
+    let uri = var("PACKRAT_TEST_MONGO_URI");
+    let db = db_name("drill");
+    seed(&uri, &db, 300, 0, 100);
+    let env = Env::new();
+    config(&env, "MES_URI", &db);
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--full"]).ok();
+    seed(&uri, &db, 200, 300, 100);
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--incremental"]).ok();
+
+    let r = run_with(&env, "MES_URI", &uri, &["drill", "hot", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let run = r.json();
+    assert_eq!(run["status"], "passed", "{run}");
+    let checks: Vec<&str> = run["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    let scratch = format!("packrat_drill_hot_run_{}", run["id"]);
+    assert!(
+        checks[0].starts_with(&format!("collection {db}.logs of source mes (chain migration_pack_"))
+            && checks[0].ends_with(&format!(
+                ": 500 documents restored into the scratch database {scratch}, as recorded, then dropped"
+            )),
+        "{checks:?}"
+    );
+    let names = py(
+        &uri,
+        "import sys, pymongo\nprint(sorted(pymongo.MongoClient(sys.argv[1]).list_database_names()))",
+        &[],
+    );
+    assert!(!names.contains("packrat_drill_"), "{names}");
+    assert_eq!(py(&uri, COUNT, &[&db, "logs"]), "500");
+
+    // The incremental pack's record says 150 documents: the restored 500 are more than the
+    // chain's records allow (300 + 150).
+    let plan_dir = env.path("packs/hot");
+    let newest = plan_dir.join(packrat_e2e::subdirs(&plan_dir).pop().unwrap());
+    packrat_e2e::rewrite_manifest(&newest, |m| {
+        for a in m["artifacts"].as_array_mut().unwrap() {
+            if a["type"] == "mongo-bson" {
+                a["records"] = serde_json::Value::from(150);
+            }
+        }
+    });
+    let r = run_with(&env, "MES_URI", &uri, &["drill", "hot", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let failures = r.json()["failures"].to_string();
+    assert!(
+        failures.contains(&format!("collection {db}.logs")) && failures.contains("the packs record 300..=450"),
+        "{failures}"
+    );
+    let names = py(
+        &uri,
+        "import sys, pymongo\nprint(sorted(pymongo.MongoClient(sys.argv[1]).list_database_names()))",
+        &[],
+    );
+    assert!(!names.contains("packrat_drill_"), "{names}");
+}

@@ -8,8 +8,11 @@
 //!
 //! - `sqlite`: the database into `STATE_DIR/drills/PLAN-run-ID/`, `PRAGMA integrity_check`, the row
 //!   count of every table compared with the manifest's `meta.table_rows`;
-//! - other types (MongoDB collections, Docker volumes and images) are not restored by this
-//!   version's drills: the run says so in its checks, and its verification covers them.
+//! - `mongo-bson`: the chain of the plan up to the newest pack (from its newest full pack) restored
+//!   into the scratch database `packrat_drill_PLAN_run_ID` on the source's own server, every
+//!   collection counted against the packs' records, the scratch database dropped;
+//! - Docker volumes and images are not restored by this version's drills: the run says so in
+//!   its checks, and its verification covers them.
 //!
 //! ```no_run
 //! # async fn f(cfg: &packrat_app::config::Config) -> backup_core::Result<()> {
@@ -388,7 +391,7 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std:
     for sink in sinks {
         match newest(cfg, sink, plan).await {
             Ok(Some(p)) => {
-                found = Some((sink.name().to_string(), p));
+                found = Some((sink.clone(), p));
                 break;
             }
             Ok(None) => {}
@@ -411,15 +414,27 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std:
     let started = Instant::now();
     let scratch_dir: PathBuf = scratch.to_path_buf();
     let reader = pack.clone();
-    let sink_name = sink.clone();
+    let sink_name = sink.name().to_string();
     let checked = tokio::task::spawn_blocking(move || drill_artifacts(&*reader, &sink_name, &scratch_dir)).await;
-    out.restore_seconds = Some(started.elapsed().as_secs_f64());
     match checked {
         Ok((checks, failures)) => {
-            out.checks = checks;
-            out.failures = failures;
+            out.checks.extend(checks);
+            out.failures.extend(failures);
         }
         Err(e) => out.failures.push(format!("drill task failed: {e}")),
+    }
+    let db = format!(
+        "packrat_drill_{}",
+        scratch
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(['.', '-'], "_"))
+            .unwrap_or_default()
+    );
+    drill_mongo(cfg, &sink, plan, &pack, &db, &mut out).await;
+    out.restore_seconds = Some(started.elapsed().as_secs_f64());
+    if out.checks.is_empty() && out.failures.is_empty() {
+        out.failures
+            .push(format!("pack {} holds nothing to restore", pack.id()));
     }
     if let Err(e) = std::fs::remove_dir_all(scratch) {
         out.failures.push(format!(
@@ -430,12 +445,109 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std:
     out
 }
 
+/// The MongoDB part of a drill: for each Mongo source of `pack`, its chain (the newest full pack
+/// of the plan on `sink` and the incremental ones after it, up to `pack`) restored into the
+/// scratch database `db` on the source's own server, every collection counted against the
+/// packs' records, `db` dropped.
+async fn drill_mongo(
+    cfg: &Config,
+    sink: &Arc<dyn Sink>,
+    plan: &str,
+    pack: &Arc<dyn PackReader>,
+    db: &str,
+    out: &mut Outcome,
+) {
+    let sources: std::collections::BTreeSet<String> = pack
+        .manifest()
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == source_mongo::ARTIFACT_KIND)
+        .map(|a| a.source.clone())
+        .collect();
+    if sources.is_empty() {
+        return;
+    }
+    // The packs of the chain: those of the plan on this sink up to the drilled one.
+    let mut packs = Vec::new();
+    match sink.list(Some(plan)).await {
+        Ok(list) => {
+            for p in list
+                .iter()
+                .filter(|p| (p.started_at, &p.id) <= (pack.manifest().started_at, &pack.id().to_string()))
+            {
+                match sink
+                    .open(plan, &p.id)
+                    .await
+                    .and_then(|r| registry::keyed(Some(cfg), r, &[]))
+                {
+                    Ok(r) => packs.push(r),
+                    Err(e) => out
+                        .failures
+                        .push(format!("sink {}: pack {}: {}", sink.name(), p.id, e.chain())),
+                }
+            }
+        }
+        Err(e) => {
+            out.failures.push(format!("sink {}: {}", sink.name(), e.chain()));
+            return;
+        }
+    }
+    let chain = source_mongo::restore::chain(packs);
+    let ids: Vec<&str> = chain.iter().map(|p| p.id()).collect();
+    for source in sources {
+        let Some(crate::config::SourceConfig::Mongo(c)) = cfg.sources.get(&source) else {
+            out.failures.push(format!(
+                "source {source} of pack {} is not a MongoDB source of the config: no server to drill on",
+                pack.id()
+            ));
+            continue;
+        };
+        let drilled = async {
+            let uri = c.uri(&source)?;
+            let conn = source_mongo::Connection::open(&uri).await?;
+            source_mongo::restore::drill_chain(&conn, &chain, &source, db).await
+        }
+        .await;
+        match drilled {
+            Ok(found) => {
+                for f in found {
+                    let line = format!(
+                        "collection {}.{} of source {source} (chain {}): {} documents restored into the scratch database {db}",
+                        f.database,
+                        f.collection,
+                        ids.join(" + "),
+                        f.documents
+                    );
+                    if f.is_ok() {
+                        out.checks.push(format!("{line}, as recorded, then dropped"));
+                    } else {
+                        out.failures.push(format!(
+                            "{line}; the packs record {}..={}",
+                            f.expected_min, f.expected_max
+                        ));
+                    }
+                }
+            }
+            Err(e) => out
+                .failures
+                .push(format!("MongoDB source {source}: the drill failed: {e}")),
+        }
+    }
+}
+
 /// Restores and checks every artifact of `pack` the drills know (see the module docs).
 fn drill_artifacts(pack: &dyn PackReader, sink: &str, scratch: &std::path::Path) -> (Vec<String>, Vec<String>) {
     let (mut checks, mut failures) = (Vec::new(), Vec::new());
     let mut others = std::collections::BTreeMap::<&str, usize>::new();
     for (i, entry) in pack.manifest().artifacts.iter().enumerate() {
-        if entry.kind == backup_core::runner::PLAN_CONFIG_KIND {
+        if [
+            backup_core::runner::PLAN_CONFIG_KIND,
+            source_mongo::ARTIFACT_KIND,
+            source_mongo::METADATA_KIND,
+        ]
+        .contains(&entry.kind.as_str())
+        {
+            // The plan's configuration is not restored; Mongo has its own part (drill_mongo).
             continue;
         }
         if entry.kind != "sqlite" {
@@ -480,12 +592,9 @@ fn drill_artifacts(pack: &dyn PackReader, sink: &str, scratch: &std::path::Path)
     }
     for (kind, n) in others {
         checks.push(format!(
-            "{n} artifact(s) of type {kind} not restored: this packrat's drills restore SQLite databases; \
-             the plan's verification checks them"
+            "{n} artifact(s) of type {kind} not restored: this packrat's drills restore SQLite databases \
+             and MongoDB collections; the plan's verification checks them"
         ));
-    }
-    if checks.is_empty() && failures.is_empty() {
-        failures.push(format!("pack {} holds nothing to restore", pack.id()));
     }
     (checks, failures)
 }

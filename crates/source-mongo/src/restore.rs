@@ -289,6 +289,110 @@ fn select(pack: &dyn PackReader, opts: &Options) -> Result<Vec<CollectionArtifac
     Ok(items)
 }
 
+/// What a restore drill found for one collection: the documents in the scratch database after
+/// the chain was restored, and the range the packs' records allow (at least the documents of the
+/// chain's full pack, since a restore deletes nothing; at most the documents of every pack, since
+/// an incremental one may carry new versions of documents already counted).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DrilledCollection {
+    /// Original database.
+    pub database: String,
+    /// Original collection.
+    pub collection: String,
+    /// Documents counted in the scratch database.
+    pub documents: u64,
+    /// The fewest the records allow.
+    pub expected_min: u64,
+    /// The most the records allow.
+    pub expected_max: u64,
+}
+
+impl DrilledCollection {
+    /// True when the count is within what the records allow.
+    pub fn is_ok(&self) -> bool {
+        (self.expected_min..=self.expected_max).contains(&self.documents)
+    }
+}
+
+/// A restore drill: restores the chain `packs` (see [`chain`]) of source `source` into the
+/// database `scratch`, which must not hold collections, counts the documents of every
+/// collection there, and drops `scratch` again — also when the restore failed half-way.
+pub async fn drill_chain(
+    conn: &Connection,
+    packs: &[Arc<dyn PackReader>],
+    source: &str,
+    scratch: &str,
+) -> Result<Vec<DrilledCollection>> {
+    let db = conn.client.database(scratch);
+    let existing = db.list_collection_names().await.map_err(|e| {
+        conn.redactor
+            .error(format!("listing the scratch database {scratch}"), e)
+    })?;
+    if !existing.is_empty() {
+        return Err(Error::Restore(format!(
+            "the scratch database {scratch} already holds collections ({}); drop it or let the next drill do so",
+            existing.join(", ")
+        )));
+    }
+    let opts = Options {
+        source: Some(source.to_string()),
+        into_db: Some(scratch.to_string()),
+        ..Options::default()
+    };
+    let result = drill_into(conn, packs, &opts, scratch).await;
+    let dropped = db.drop().await.map_err(|e| {
+        conn.redactor
+            .error(format!("dropping the scratch database {scratch}"), e)
+    });
+    let found = result?;
+    dropped?;
+    Ok(found)
+}
+
+async fn drill_into(
+    conn: &Connection,
+    packs: &[Arc<dyn PackReader>],
+    opts: &Options,
+    scratch: &str,
+) -> Result<Vec<DrilledCollection>> {
+    let checked = prepare(packs, opts).await?;
+    restore_checked(conn, &checked, opts).await?;
+    let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for (i, c) in checked.iter().enumerate() {
+        let full = i == 0 && c.pack.manifest().kind == BackupKind::Full;
+        for item in &c.items {
+            let n = item.data.records.unwrap_or(0);
+            let e = expected
+                .entry((item.database.clone(), item.collection.clone()))
+                .or_default();
+            if full {
+                e.0 += n;
+            }
+            e.1 += n;
+        }
+    }
+    let db = conn.client.database(scratch);
+    let mut out = Vec::new();
+    for ((database, collection), (min, max)) in expected {
+        let documents = db
+            .collection::<Document>(&collection)
+            .count_documents(doc! {})
+            .await
+            .map_err(|e| {
+                conn.redactor
+                    .error(format!("counting documents of {scratch}.{collection}"), e)
+            })?;
+        out.push(DrilledCollection {
+            database,
+            collection,
+            documents,
+            expected_min: min,
+            expected_max: max,
+        });
+    }
+    Ok(out)
+}
+
 /// Restores packs checked by [`prepare`] in order: the first with `opts.mode`, the rest by
 /// upsert.
 pub async fn restore_checked(conn: &Connection, packs: &[CheckedPack], opts: &Options) -> Result<Vec<Restored>> {
