@@ -204,6 +204,9 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
     // "New host": the stack and its volumes are gone, and so is the local disk with the packs:
     // everything below comes straight from the bucket.
     d.compose(&compose_file, &project, &["down", "-v", "-t", "1"]);
+    // (An operator also carries the pack directory itself: used at the end, without a config.)
+    let carried = env.path("carried").join(Path::new(&pack_dir).file_name().unwrap());
+    packrat_e2e::copy_tree(Path::new(&pack_dir), &carried);
     std::fs::remove_dir_all(env.path("packs")).unwrap();
     let new_dir = env.path("newhost").join(&project);
     let out = env
@@ -270,6 +273,70 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
         "{}",
         again.stderr
     );
+
+    // From the pack alone (plus the secrets): no config, no state store, an empty host. The pack
+    // says how it was made — its plan's configuration, with the secrets only by name — and
+    // restores the database, the image, the volumes and the compose files from its directory.
+    d.compose(&new_file, &project, &["down", "-v", "-t", "1"]);
+    let plan_toml = carried.join("packrat/plan.toml");
+    let described = std::fs::read_to_string(&plan_toml).unwrap();
+    for want in [
+        "[plans.nightly]".to_string(),
+        format!("compose_file = \"{}\"", compose_file.display()),
+        "secret_access_key_env = \"PACKRAT_TEST_S3_SECRET_ACCESS_KEY\"".to_string(),
+    ] {
+        assert!(described.contains(&want), "{want} missing:\n{described}");
+    }
+    let secret = std::env::var("PACKRAT_TEST_S3_SECRET_ACCESS_KEY").unwrap();
+    assert!(!described.contains(&secret), "a secret in the pack:\n{described}");
+    let bare = |args: &[&str]| {
+        let o = Command::new(packrat_e2e::packrat_bin())
+            .args(args)
+            .env_remove("PACKRAT_CONFIG")
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("spawn packrat");
+        packrat_e2e::Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    bare(&["--config", plan_toml.to_str().unwrap(), "config", "check"]).ok();
+    let host2 = env.path("host2").join(&project);
+    let out = bare(&[
+        "restore",
+        carried.to_str().unwrap(),
+        "--source",
+        "app_stack",
+        "--images",
+        "--volumes",
+        "--compose-dir",
+        host2.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(
+        out.stdout.contains(&format!("restored volume {uploads}")),
+        "{}",
+        out.stdout
+    );
+    let db2 = env.path("host2/app.db");
+    bare(&[
+        "restore",
+        carried.to_str().unwrap(),
+        "--source",
+        "app_db",
+        "--to",
+        db2.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(dump(&db2), dump(&db));
+    let file2 = host2.join("docker-compose.yml");
+    d.compose(&file2, &project, &["up", "-d"]);
+    let web = d.compose(&file2, &project, &["ps", "-q", "web"]).trim().to_string();
+    let got = d.run(&d.cli, &["exec", &web, "cat", "/uploads/latest/11/Bericht März.pdf"]);
+    assert_eq!(got, "report\n");
+    assert_eq!(d.fingerprint(&uploads), before);
 }
 
 #[cfg(unix)]
