@@ -95,7 +95,11 @@ pub fn plan(cfg: &Config, name: &str) -> Result<Plan> {
     plan.time_zone = cfg.plan_time_zone(pc);
     plan.zstd_level = pc.zstd_level;
     plan.replication_required = pc.replication_required;
-    plan.config = Some(cfg.plan_document(name)?);
+    // A pack without its plan's description is still a backup: never fail the plan for it.
+    plan.config = cfg
+        .plan_document(name)
+        .map_err(|e| tracing::warn!("packs of plan {name} will not carry packrat/plan.toml: {e}"))
+        .ok();
     plan.encryption = pc
         .encrypt
         .as_ref()
