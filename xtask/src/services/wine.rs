@@ -93,6 +93,10 @@ impl Service for Wine {
         }
         util::run(Self::wine_cmd("wineboot").arg("--init"))?;
         util::run(Self::wine_cmd("wineserver").arg("--wait"))?;
+        // A persistent wineserver for the whole test run: by default it exits a few seconds
+        // after its last client, and a Windows process starting in that moment dies with "wine
+        // client error: recvmsg: Connection reset by peer". `stop` kills it.
+        util::run(Self::wine_cmd("wineserver").arg("--persistent"))?;
         let drive_d = dir.join("drive-d");
         fs::create_dir_all(&drive_d).with_context(|| format!("create {}", drive_d.display()))?;
         let link = prefix.join("dosdevices").join("d:");
