@@ -58,6 +58,9 @@ const COUNT: &str = "import sys, pymongo\n\
 c = pymongo.MongoClient(sys.argv[1])\n\
 print(c[sys.argv[2]][sys.argv[3]].count_documents({}))\n";
 
+const DATABASES: &str = "import sys, pymongo\n\
+print(sorted(pymongo.MongoClient(sys.argv[1]).list_database_names()))\n";
+
 fn db_name(test: &str) -> String {
     format!("e2e_{test}_{}", std::process::id())
 }
@@ -466,11 +469,7 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
             )),
         "{checks:?}"
     );
-    let names = py(
-        &uri,
-        "import sys, pymongo\nprint(sorted(pymongo.MongoClient(sys.argv[1]).list_database_names()))",
-        &[],
-    );
+    let names = py(&uri, DATABASES, &[]);
     assert!(!names.contains("packrat_drill_"), "{names}");
     assert_eq!(py(&uri, COUNT, &[&db, "logs"]), "500");
 
@@ -492,10 +491,6 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         failures.contains(&format!("collection {db}.logs")) && failures.contains("the packs record 300..=450"),
         "{failures}"
     );
-    let names = py(
-        &uri,
-        "import sys, pymongo\nprint(sorted(pymongo.MongoClient(sys.argv[1]).list_database_names()))",
-        &[],
-    );
+    let names = py(&uri, DATABASES, &[]);
     assert!(!names.contains("packrat_drill_"), "{names}");
 }

@@ -145,13 +145,17 @@ pub fn run_and_kill(cmd: &mut Command, delay: Duration) -> Killed {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn packrat");
-    let pid = child.id();
+    kill_timed(&mut child, delay)
+}
+
+/// SIGKILLs `child` `delay` from now unless it exits first, timing it if it does.
+fn kill_timed(child: &mut Child, delay: Duration) -> Killed {
     let start = Instant::now();
-    let finished = kill_at(&mut child, start + delay);
+    let finished = kill_at(child, start + delay);
     let took = finished.as_ref().map(|_| start.elapsed());
     Killed {
         delay,
-        pid,
+        pid: child.id(),
         finished,
         took,
     }
@@ -207,15 +211,7 @@ pub fn run_and_kill_after(cmd: &mut Command, started: &dyn Fn() -> bool, delay: 
         }
         std::thread::sleep(Duration::from_micros(100));
     }
-    let start = Instant::now();
-    let finished = kill_at(&mut child, start + delay);
-    let took = finished.as_ref().map(|_| start.elapsed());
-    Killed {
-        delay,
-        pid,
-        finished,
-        took,
-    }
+    kill_timed(&mut child, delay)
 }
 
 /// Runs `cmd` to the end (asserting exit 0) and returns how long the phase that `started()`

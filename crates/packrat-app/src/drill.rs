@@ -204,12 +204,48 @@ impl DrillStore {
 
     /// Runs newest first: of `plan` (every plan when `None`), at most `limit`.
     pub fn list(&self, plan: Option<&str>, limit: usize) -> Result<Vec<DrillRun>> {
+        self.query(
+            "?1 IS NULL OR plan = ?1",
+            rusqlite::params![plan, i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    /// The newest passed run of `kind` for `plan`.
+    pub fn last_passed(&self, plan: &str, kind: DrillKind) -> Result<Option<DrillRun>> {
+        Ok(self
+            .query(
+                "plan = ?1 AND kind = ?3 AND status = 'passed'",
+                rusqlite::params![plan, 1, kind.as_str()],
+            )?
+            .pop())
+    }
+
+    /// The newest finished verification and drill of `plan` (for `status`).
+    pub fn latest(&self, plan: &str) -> Result<(Option<DrillRun>, Option<DrillRun>)> {
+        Ok((
+            self.last_finished(plan, DrillKind::Verify)?,
+            self.last_finished(plan, DrillKind::Drill)?,
+        ))
+    }
+
+    /// The newest finished run of `kind` for `plan`.
+    pub fn last_finished(&self, plan: &str, kind: DrillKind) -> Result<Option<DrillRun>> {
+        Ok(self
+            .query(
+                "plan = ?1 AND kind = ?3 AND status != 'running'",
+                rusqlite::params![plan, 1, kind.as_str()],
+            )?
+            .pop())
+    }
+
+    /// Runs matching `filter` (an SQL condition; `?2` is the row limit), newest first.
+    fn query(&self, filter: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<DrillRun>> {
         self.state.with_conn(|c| {
-            let mut st = c.prepare(
+            let mut st = c.prepare(&format!(
                 "SELECT id, plan, kind, trigger, status, pack_id, started_at, finished_at, restore_seconds, checks, failures
-                 FROM drill_runs WHERE ?1 IS NULL OR plan = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = st.query_map(rusqlite::params![plan, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                 FROM drill_runs WHERE {filter} ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params, |r| {
                 let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
                 Ok(DrillRun {
                     id: r.get(0)?,
@@ -227,30 +263,6 @@ impl DrillStore {
             })?;
             rows.collect()
         })
-    }
-
-    /// The newest passed run of `kind` for `plan`.
-    pub fn last_passed(&self, plan: &str, kind: DrillKind) -> Result<Option<DrillRun>> {
-        Ok(self
-            .list(Some(plan), 1000)?
-            .into_iter()
-            .find(|r| r.kind == kind && r.status == DrillStatus::Passed))
-    }
-
-    /// The newest finished verification and drill of `plan` (for `status`).
-    pub fn latest(&self, plan: &str) -> Result<(Option<DrillRun>, Option<DrillRun>)> {
-        Ok((
-            self.last_finished(plan, DrillKind::Verify)?,
-            self.last_finished(plan, DrillKind::Drill)?,
-        ))
-    }
-
-    /// The newest finished run of `kind` for `plan`.
-    pub fn last_finished(&self, plan: &str, kind: DrillKind) -> Result<Option<DrillRun>> {
-        Ok(self
-            .list(Some(plan), 1000)?
-            .into_iter()
-            .find(|r| r.kind == kind && r.status != DrillStatus::Running))
     }
 }
 
