@@ -201,6 +201,73 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
     let state = d.run(&d.cli, &["inspect", "-f", "{{.State.Status}}", &web]);
     assert_eq!(state.trim(), "running");
 
+    // A restore drill of the whole pack, the app running: the database into a temp file, the
+    // volume into a scratch volume read back and compared, both removed. What a killed drill
+    // left (a scratch volume of this plan, held by a helper) is removed first; scratch volumes
+    // of other plans are not touched.
+    let leftover = "packrat-drill-nightly-run-0-x";
+    let foreign = format!("packrat-drill-other{project}-run-0-x");
+    for (name, plan) in [(leftover, "nightly"), (foreign.as_str(), "other")] {
+        d.run(
+            &d.cli,
+            &[
+                "volume",
+                "create",
+                "--label",
+                &format!("io.packrat.drill.plan={plan}"),
+                "--label",
+                "io.packrat.drill=x",
+                name,
+            ],
+        );
+    }
+    d.run(&d.cli, &["create", "-v", &format!("{leftover}:/v"), &d.image, "true"]);
+    let drill = env.run(&["drill", "nightly", "--json"]);
+    let run: serde_json::Value = serde_json::from_str(&drill.stdout).unwrap_or_else(|e| panic!("{e}: {}", drill.all()));
+    assert_eq!((drill.code, run["status"].as_str()), (0, Some("passed")), "{run}");
+    let checks: Vec<&str> = run["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let volume_check = checks
+        .iter()
+        .find(|c| c.starts_with(&format!("docker/volumes/{uploads}.tar.zst of source app_stack: restored into the scratch volume packrat-drill-nightly-run-")))
+        .unwrap_or_else(|| panic!("no volume check: {checks:?}"));
+    assert!(
+        volume_check.contains("file bytes as recorded, then removed"),
+        "{volume_check}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.starts_with("sqlite/app_db.db.zst of source app_db")),
+        "{checks:?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.starts_with("2 compose file(s) of source app_stack")),
+        "{checks:?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.contains("image(s) of source app_stack not loaded")),
+        "{checks:?}"
+    );
+    let drill_volumes = d.run(&d.cli, &["volume", "ls", "-q", "--filter", "label=io.packrat.drill"]);
+    assert_eq!(
+        drill_volumes.split_whitespace().collect::<Vec<_>>(),
+        [foreign.as_str()],
+        "only the other plan's scratch volume stays"
+    );
+    d.run(&d.cli, &["volume", "rm", &foreign]);
+    let helpers = d.run(&d.cli, &["ps", "-aq", "--filter", "label=io.packrat.helper"]);
+    assert_eq!(helpers.trim(), "", "no helper container is left");
+    assert_eq!(d.fingerprint(&uploads), before, "the drill left the app's volume alone");
+
     // "New host": the stack and its volumes are gone, and so is the local disk with the packs:
     // everything below comes straight from the bucket.
     d.compose(&compose_file, &project, &["down", "-v", "-t", "1"]);

@@ -465,13 +465,41 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
     assert!(
         checks[0].starts_with(&format!("collection {db}.logs of source mes (chain migration_pack_"))
             && checks[0].ends_with(&format!(
-                ": 500 documents restored into the scratch database {scratch}, as recorded, then dropped"
+                ": 500 documents restored into the scratch database {scratch}, as recorded, \
+                 10 of 10 sampled documents identical to the pack's, then dropped"
             )),
         "{checks:?}"
     );
     let names = py(&uri, DATABASES, &[]);
     assert!(!names.contains("packrat_drill_"), "{names}");
     assert_eq!(py(&uri, COUNT, &[&db, "logs"]), "500");
+
+    // The plan's verification samples the newest pack against the live collection: identical,
+    // then, once the live documents were changed behind the backup's back (their time field
+    // unchanged, so nothing explains it), a failure naming the collection.
+    let r = run_with(&env, "MES_URI", &uri, &["drill", "hot", "--verify", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let checks = r.json()["checks"].to_string();
+    assert!(
+        checks.contains(&format!(
+            "10 sampled document(s) compared with the live collection {db}.logs: 10 identical"
+        )),
+        "{checks}"
+    );
+    py(
+        &uri,
+        "import sys, pymongo\npymongo.MongoClient(sys.argv[1])[sys.argv[2]].logs.update_many({}, {'$set': {'host': 'tampered'}})\n",
+        &[&db],
+    );
+    let r = run_with(&env, "MES_URI", &uri, &["drill", "hot", "--verify", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let failures = r.json()["failures"].to_string();
+    assert!(
+        failures.contains(&format!(
+            "10 of 10 sampled document(s) differ from the live collection {db}.logs"
+        )),
+        "{failures}"
+    );
 
     // The incremental pack's record says 150 documents: the restored 500 are more than the
     // chain's records allow (300 + 150).

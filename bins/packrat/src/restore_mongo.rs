@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use backup_core::{Pack, PackReader, VerifyReport};
 use clap::Args;
-use packrat_app::config::SourceConfig;
+use source_mongo::Connection;
 use source_mongo::restore::{self, Mode, Options};
-use source_mongo::{Connection, sample};
 
 use crate::cli::RestoreArgs;
 use crate::restore_common::SkippedLine;
@@ -243,29 +242,14 @@ pub async fn sample_against_source(
         return Ok(());
     }
     let cfg = wire::load_config(config)?;
-    let items = restore::collections(pack, None);
-    if items.is_empty() {
+    if restore::collections(pack, None).is_empty() {
         return Err(CliError::usage(format!(
             "pack {} holds no MongoDB collections to sample",
             pack.id()
         )));
     }
-    let mut conns: BTreeMap<String, Connection> = BTreeMap::new();
-    for item in items {
-        let source = item.data.source.clone();
-        if !conns.contains_key(&source) {
-            let Some(SourceConfig::Mongo(c)) = cfg.sources.get(&source) else {
-                return Err(CliError::usage(format!(
-                    "the pack's source `{source}` is not a mongo source in the config; cannot compare with it"
-                )));
-            };
-            let conn = Connection::open(&c.uri(&source)?)
-                .await
-                .map_err(|e| CliError::failed(e.to_string()))?;
-            conns.insert(source.clone(), conn);
-        }
-        let conn = &conns[&source];
-        match sample::sample(conn, pack, &item, args.sample, None).await {
+    for (item, sampled) in packrat_app::drill::sample_against_source(&cfg, pack, args.sample).await? {
+        match sampled {
             Ok(r) => {
                 if !json {
                     outln!(

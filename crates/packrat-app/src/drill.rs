@@ -1,5 +1,6 @@
 //! Backups that prove themselves: a **verification** deep-verifies the newest pack of a plan on
-//! every one of its sinks; a **restore drill** restores the newest pack into a scratch place,
+//! every one of its sinks and compares a sample of its MongoDB collections with the live source
+//! ([`sample_against_source`]); a **restore drill** restores the newest pack into a scratch place,
 //! checks what came back against the pack's record and removes it. Each is a recorded run
 //! (table `drill_runs`, component `drills` of the state store) holding the plan's lock, so it
 //! never overlaps the plan's own backups, in this process or another.
@@ -11,8 +12,11 @@
 //! - `mongo-bson`: the chain of the plan up to the newest pack (from its newest full pack) restored
 //!   into the scratch database `packrat_drill_PLAN_run_ID` on the source's own server, every
 //!   collection counted against the packs' records, the scratch database dropped;
-//! - Docker volumes and images are not restored by this version's drills: the run says so in
-//!   its checks, and its verification covers them.
+//! - `docker-volume`: every volume into a scratch volume `packrat-drill-PLAN-run-ID-VOLUME` on
+//!   the source's engine, read back, its entries and file bytes compared with the manifest, then
+//!   removed (a killed drill's scratch volumes are removed by the plan's next drill); the compose
+//!   files into the scratch directory. Images are not loaded (a drill does not change what the
+//!   host runs): the run says so in its checks, and the verification covers them.
 //!
 //! ```no_run
 //! # async fn f(cfg: &packrat_app::config::Config) -> backup_core::Result<()> {
@@ -294,6 +298,9 @@ pub async fn run(
     let scratch_root = state.dir().join("drills");
     store.settle_dead(name)?;
     remove_scratch_of(&scratch_root, name);
+    if kind == DrillKind::Drill {
+        sweep_docker(cfg, name).await;
+    }
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
         DrillKind::Verify => verify(cfg, &plan.sinks, name).await,
@@ -353,6 +360,7 @@ async fn newest(
 
 async fn verify(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str) -> Outcome {
     let mut out = Outcome::default();
+    let mut sampled = false;
     for sink in sinks {
         let pack = match newest(cfg, sink, plan).await {
             Ok(Some(p)) => p,
@@ -367,6 +375,11 @@ async fn verify(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str) -> Outcome {
             }
         };
         out.pack_id.get_or_insert_with(|| pack.id().to_string());
+        if !sampled {
+            // The live data is compared once, with the first copy found.
+            sampled = true;
+            verify_sample(cfg, &pack, &mut out).await;
+        }
         let reader = pack.clone();
         let report =
             tokio::task::spawn_blocking(move || registry::verifier().verify(&*reader, VerifyLevel::Deep)).await;
@@ -394,6 +407,84 @@ async fn verify(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str) -> Outcome {
         }
     }
     out
+}
+
+/// Documents per collection a scheduled verification compares with the live MongoDB source.
+pub const VERIFY_SAMPLE: usize = 10;
+
+/// One collection of a pack compared with the live database: its report, or why it could not
+/// be compared.
+pub type Sampled = (
+    source_mongo::restore::CollectionArtifact,
+    std::result::Result<source_mongo::sample::SampleReport, String>,
+);
+
+/// Data sampling against the live source: `n` random documents of every MongoDB collection of
+/// `pack` looked up in the live collection on its source's server (the URI from `cfg`) and
+/// compared byte for byte (see [`source_mongo::sample`]). Fails when the pack's source is not a
+/// MongoDB source of `cfg` or its server cannot be reached; a collection that cannot be compared
+/// is an `Err` in the list.
+pub async fn sample_against_source(cfg: &Config, pack: &Arc<dyn PackReader>, n: usize) -> Result<Vec<Sampled>> {
+    let mut conns: std::collections::BTreeMap<String, source_mongo::Connection> = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for item in source_mongo::restore::collections(&**pack, None) {
+        let source = item.data.source.clone();
+        if !conns.contains_key(&source) {
+            let Some(crate::config::SourceConfig::Mongo(c)) = cfg.sources.get(&source) else {
+                return Err(Error::Config(format!(
+                    "the pack's source `{source}` is not a mongo source in the config; cannot compare with it"
+                )));
+            };
+            let conn = source_mongo::Connection::open(&c.uri(&source)?)
+                .await
+                .map_err(Error::source(source.clone()))?;
+            conns.insert(source.clone(), conn);
+        }
+        let sampled = source_mongo::sample::sample(&conns[&source], pack, &item, n, None)
+            .await
+            .map_err(|e| e.to_string());
+        out.push((item, sampled));
+    }
+    Ok(out)
+}
+
+/// The sampling part of a verification: the newest pack of the first sink holding one, when it
+/// has MongoDB collections, compared with the live source.
+async fn verify_sample(cfg: &Config, pack: &Arc<dyn PackReader>, out: &mut Outcome) {
+    if source_mongo::restore::collections(&**pack, None).is_empty() {
+        return;
+    }
+    match sample_against_source(cfg, pack, VERIFY_SAMPLE).await {
+        Ok(found) => {
+            for (item, sampled) in found {
+                match sampled {
+                    Ok(r) if r.is_ok() => out.checks.push(format!(
+                        "{}: {} sampled document(s) compared with the live collection {}.{}: {} identical, \
+                         {} updated since, {} deleted since",
+                        r.path, r.sampled, r.database, r.collection, r.identical, r.updated_since, r.deleted_since
+                    )),
+                    Ok(r) => out.failures.push(format!(
+                        "{}: {} of {} sampled document(s) differ from the live collection {}.{} (_id: {})",
+                        r.path,
+                        r.differing.len(),
+                        r.sampled,
+                        r.database,
+                        r.collection,
+                        r.differing.join(", ")
+                    )),
+                    Err(e) => out.failures.push(format!(
+                        "{}: cannot compare with the live database: {e}",
+                        item.data.path
+                    )),
+                }
+            }
+        }
+        Err(e) => out.failures.push(format!(
+            "pack {}: cannot compare with the live source: {}",
+            pack.id(),
+            e.chain()
+        )),
+    }
 }
 
 async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std::path::Path) -> Outcome {
@@ -443,6 +534,11 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std:
             .unwrap_or_default()
     );
     drill_mongo(cfg, &sink, plan, &pack, &db, &mut out).await;
+    let tag = scratch
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    drill_docker(cfg, plan, &pack, &tag, scratch, &mut out).await;
     out.restore_seconds = Some(started.elapsed().as_secs_f64());
     if out.checks.is_empty() && out.failures.is_empty() {
         out.failures
@@ -530,12 +626,30 @@ async fn drill_mongo(
                         ids.join(" + "),
                         f.documents
                     );
+                    let sampled = f
+                        .sample
+                        .as_ref()
+                        .map(|s| {
+                            format!(
+                                ", {} of {} sampled documents identical to the pack's",
+                                s.identical, s.sampled
+                            )
+                        })
+                        .unwrap_or_default();
                     if f.is_ok() {
-                        out.checks.push(format!("{line}, as recorded, then dropped"));
-                    } else {
+                        out.checks.push(format!("{line}, as recorded{sampled}, then dropped"));
+                    } else if !(f.expected_min..=f.expected_max).contains(&f.documents) {
                         out.failures.push(format!(
                             "{line}; the packs record {}..={}",
                             f.expected_min, f.expected_max
+                        ));
+                    } else if let Some(s) = &f.sample {
+                        out.failures.push(format!(
+                            "{line}{sampled}: {} missing, {} different (_id: {}) in {}",
+                            s.deleted_since,
+                            s.sampled - s.identical - s.deleted_since,
+                            s.differing.join(", "),
+                            s.path
                         ));
                     }
                 }
@@ -543,6 +657,97 @@ async fn drill_mongo(
             Err(e) => out
                 .failures
                 .push(format!("MongoDB source {source}: the drill failed: {e}")),
+        }
+    }
+}
+
+/// The Docker sources of the config that plan `plan` backs up: (name, config).
+fn docker_sources<'a>(cfg: &'a Config, plan: &str) -> Vec<(String, &'a source_docker::DockerSourceConfig)> {
+    let Ok(pc) = cfg.plan(plan) else { return Vec::new() };
+    pc.source_names()
+        .into_iter()
+        .filter_map(|s| match cfg.sources.get(s) {
+            Some(crate::config::SourceConfig::Docker(c)) => Some((s.to_string(), c)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Removes the scratch volumes that killed drills of `plan` left on its Docker sources' engines.
+async fn sweep_docker(cfg: &Config, plan: &str) {
+    let mut hosts: Vec<Option<String>> = docker_sources(cfg, plan)
+        .into_iter()
+        .map(|(_, c)| c.docker_host.clone())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    for host in hosts {
+        if let Err(e) = source_docker::drill::sweep(host.as_deref(), plan).await {
+            tracing::warn!("cannot look for scratch volumes left by earlier drills of plan {plan}: {e}");
+        }
+    }
+}
+
+/// The Docker part of a drill: for each Docker source of `pack`, every volume restored into a
+/// scratch volume, read back, compared with the pack's record and removed, and the compose files
+/// written into `scratch/docker/SOURCE`.
+async fn drill_docker(
+    cfg: &Config,
+    plan: &str,
+    pack: &Arc<dyn PackReader>,
+    tag: &str,
+    scratch: &std::path::Path,
+    out: &mut Outcome,
+) {
+    let sources: std::collections::BTreeSet<String> = source_docker::docker_artifacts(&**pack, None)
+        .iter()
+        .map(|a| a.source.clone())
+        .collect();
+    for source in sources {
+        let configured = cfg.sources.get(&source).and_then(|s| match s {
+            crate::config::SourceConfig::Docker(c) => Some(c),
+            _ => None,
+        });
+        let opts = source_docker::drill::DrillOptions {
+            plan: plan.to_string(),
+            tag: tag.to_string(),
+            compose_dir: Some(scratch.join("docker").join(&source)),
+            helper_image: configured.and_then(|c| c.helper_image.clone()),
+            docker_host: configured.and_then(|c| c.docker_host.clone()),
+        };
+        match source_docker::drill::drill(pack, Some(&source), &opts).await {
+            Ok(report) => {
+                for v in &report.volumes {
+                    let diff = v.differences();
+                    if diff.is_empty() {
+                        out.checks.push(format!(
+                            "{} of source {source}: restored into the scratch volume {} and read back in {:.2} s: \
+                             {} entries and {} file bytes as recorded, then removed",
+                            v.path, v.scratch, v.seconds, v.entries, v.bytes
+                        ));
+                    } else {
+                        out.failures
+                            .extend(diff.into_iter().map(|d| format!("{} of source {source}: {d}", v.path)));
+                    }
+                }
+                if !report.compose_files.is_empty() {
+                    out.checks.push(format!(
+                        "{} compose file(s) of source {source} restored into the scratch directory",
+                        report.compose_files.len()
+                    ));
+                }
+                if !report.images_not_loaded.is_empty() {
+                    out.checks.push(format!(
+                        "{} image(s) of source {source} not loaded ({}): a drill does not change what the host runs; \
+                         the plan's verification checks their archives",
+                        report.images_not_loaded.len(),
+                        report.images_not_loaded.join(", ")
+                    ));
+                }
+            }
+            Err(e) => out
+                .failures
+                .push(format!("Docker source {source}: the drill failed: {e}")),
         }
     }
 }
@@ -556,10 +761,14 @@ fn drill_artifacts(pack: &dyn PackReader, sink: &str, scratch: &std::path::Path)
             backup_core::runner::PLAN_CONFIG_KIND,
             source_mongo::ARTIFACT_KIND,
             source_mongo::METADATA_KIND,
+            source_docker::VOLUME_KIND,
+            source_docker::COMPOSE_KIND,
+            source_docker::IMAGE_KIND,
         ]
         .contains(&entry.kind.as_str())
         {
-            // The plan's configuration is not restored; Mongo has its own part (drill_mongo).
+            // The plan's configuration is not restored; Mongo and Docker have their own parts
+            // (drill_mongo, drill_docker).
             continue;
         }
         if entry.kind != "sqlite" {
@@ -605,7 +814,7 @@ fn drill_artifacts(pack: &dyn PackReader, sink: &str, scratch: &std::path::Path)
     for (kind, n) in others {
         checks.push(format!(
             "{n} artifact(s) of type {kind} not restored: this packrat's drills restore SQLite databases \
-             and MongoDB collections; the plan's verification checks them"
+             MongoDB collections and Docker volumes; the plan's verification checks them"
         ));
     }
     (checks, failures)

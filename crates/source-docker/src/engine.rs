@@ -239,7 +239,7 @@ impl Helper {
     }
 }
 
-async fn remove_container(docker: &Docker, id: &str) -> Result<(), Error> {
+pub(crate) async fn remove_container(docker: &Docker, id: &str) -> Result<(), Error> {
     match docker
         .remove_container(
             id,

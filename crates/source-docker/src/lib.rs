@@ -8,8 +8,9 @@
 //! - on full backups with `include_images`, the images of the project's containers as
 //!   `docker/images/<image>.tar.zst` (type `docker-image`, `docker save` format).
 //!
-//! [`DockerCheck`] is the deep check of the archives for [`backup_core::Verifier`], and
-//! [`restore()`] recreates volumes, loads images and writes compose files.
+//! [`DockerCheck`] is the deep check of the archives for [`backup_core::Verifier`],
+//! [`restore()`] recreates volumes, loads images and writes compose files, and [`drill`] proves a
+//! pack restores: its volumes into scratch volumes, read back, compared and removed.
 //!
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
@@ -77,6 +78,7 @@
 mod backup;
 mod check;
 mod config;
+pub mod drill;
 mod engine;
 mod error;
 mod pipe;

@@ -120,7 +120,7 @@ pub fn validate_volume_archive(pack: &dyn PackReader, entry: &ArtifactEntry) -> 
     tarstream::process(r, io::sink(), &strict()).map_err(|e| archive_error(e, entry))
 }
 
-fn strict() -> Options {
+pub(crate) fn strict() -> Options {
     Options {
         rebase: None,
         strict: true,
@@ -264,7 +264,7 @@ pub async fn restore(
 
 /// Writes the compose files into `dir`, each through a temporary file next to it; returns the
 /// files written and the leftovers of killed earlier restores that were removed.
-fn write_compose(
+pub(crate) fn write_compose(
     pack: &Arc<dyn PackReader>,
     files: &[&ArtifactEntry],
     dir: &Path,
@@ -382,7 +382,7 @@ fn feed(
     }
 }
 
-async fn helper_image(
+pub(crate) async fn helper_image(
     docker: &Docker,
     opts: &RestoreOptions,
     volumes: &[&ArtifactEntry],
@@ -464,7 +464,29 @@ async fn restore_volume(
         Err(err) => return Err(Error::engine(format!("inspect volume `{name}`"))(err)),
     };
     info!(volume = %name, created, "filling volume");
-    let helper = Helper::create(docker, endpoint, helper_image, &name, true).await?;
+    let stats = fill_volume(docker, endpoint, pack, e, helper_image, &name).await?;
+    Ok(RestoredVolume {
+        name,
+        entries: stats.entries,
+        bytes: stats.content_bytes,
+        created,
+        replaced_partial: partial,
+    })
+}
+
+/// Fills volume `target` with the archive `e` of `pack`, through a writable helper container
+/// (created from `helper_image`, never started) and the engine's archive upload; every entry is
+/// validated on the way ([`strict`]). Returns the stats of what was sent. On failure the helper
+/// stays, as the mark of a partly filled volume ([`crate::FILL_LABEL`]).
+pub(crate) async fn fill_volume(
+    docker: &Docker,
+    endpoint: &Endpoint,
+    pack: &Arc<dyn PackReader>,
+    e: &ArtifactEntry,
+    helper_image: &str,
+    target: &str,
+) -> Result<TarStats, Error> {
+    let helper = Helper::create(docker, endpoint, helper_image, target, true).await?;
     let (tx, rx) = mpsc::channel(pipe::DEPTH);
     let (p, e2) = (pack.clone(), e.clone());
     let producer = tokio::task::spawn_blocking(move || feed(&p, &e2, tx, &strict()));
@@ -483,26 +505,21 @@ async fn restore_volume(
         // Our own refusal explains more than the engine's aborted-upload error.
         (Err(err), _) => Err(Error::Archive(format!("restore task failed: {err}"))),
         (Ok(Err(err)), _) => Err(err),
-        (Ok(Ok(_)), Err(err)) => Err(Error::engine(format!("fill volume `{name}` from {}", e.path))(err)),
+        (Ok(Ok(_)), Err(err)) => Err(Error::engine(format!("fill volume `{target}` from {}", e.path))(err)),
     };
-    let stats = match filled {
-        Ok(stats) => stats,
+    match filled {
+        Ok(stats) => {
+            helper.remove().await?;
+            Ok(stats)
+        }
         Err(err) => {
             // Partly filled: the helper stays as the mark (backups refuse the volume, the next
             // restore replaces it).
-            warn!(volume = %name, container = %helper.id, "the volume is only partly restored; restore it again");
+            warn!(volume = %target, container = %helper.id, "the volume is only partly restored; restore it again");
             helper.keep();
-            return Err(err);
+            Err(err)
         }
-    };
-    helper.remove().await?;
-    Ok(RestoredVolume {
-        name,
-        entries: stats.entries,
-        bytes: stats.content_bytes,
-        created,
-        replaced_partial: partial,
-    })
+    }
 }
 
 async fn create_volume(docker: &Docker, e: &ArtifactEntry, name: &str) -> Result<(), Error> {

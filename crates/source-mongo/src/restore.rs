@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use crate::bsonstream::DocReader;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
+use crate::sample::SampleReport;
 use crate::{ARTIFACT_KIND, Connection};
 
 /// Documents per write command, at most.
@@ -305,12 +306,20 @@ pub struct DrilledCollection {
     pub expected_min: u64,
     /// The most the records allow.
     pub expected_max: u64,
+    /// Documents drawn at random from the newest pack of the chain holding the collection and
+    /// compared, byte for byte, with the restored ones ([`DRILL_SAMPLE`] of them).
+    pub sample: Option<SampleReport>,
 }
 
+/// How many documents of each collection a drill compares with the pack.
+pub const DRILL_SAMPLE: usize = 10;
+
 impl DrilledCollection {
-    /// True when the count is within what the records allow.
+    /// True when the count is within what the records allow and every sampled document came
+    /// back identical.
     pub fn is_ok(&self) -> bool {
         (self.expected_min..=self.expected_max).contains(&self.documents)
+            && self.sample.as_ref().is_none_or(|s| s.identical == s.sampled)
     }
 }
 
@@ -382,12 +391,25 @@ async fn drill_into(
                 conn.redactor
                     .error(format!("counting documents of {scratch}.{collection}"), e)
             })?;
+        // The newest version of a document is the one of the newest pack holding it: a sample
+        // of the newest pack with documents of the collection must come back identical.
+        let newest = checked.iter().rev().find_map(|c| {
+            c.items
+                .iter()
+                .find(|i| i.database == database && i.collection == collection && i.data.records != Some(0))
+                .map(|i| (&c.pack, i))
+        });
+        let sample = match newest {
+            Some((pack, item)) => Some(crate::sample::sample(conn, pack, item, DRILL_SAMPLE, Some(scratch)).await?),
+            None => None,
+        };
         out.push(DrilledCollection {
             database,
             collection,
             documents,
             expected_min: min,
             expected_max: max,
+            sample,
         });
     }
     Ok(out)
