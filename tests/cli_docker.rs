@@ -1,6 +1,7 @@
 //! End to end: the migration-pack example (`examples/migration-pack.toml`: a SQLite database and
-//! a Docker compose project in one plan) run by the real binary against a real engine, then
-//! restored "on a new host" (volumes removed) with `packrat restore`.
+//! a Docker compose project in one plan) run by the real binary against a real engine, drilled,
+//! then restored "on a new host" with `packrat restore`: first with the volumes removed, then from
+//! the pack directory alone onto a second engine started on an empty state directory.
 
 use std::path::Path;
 use std::process::Command;
@@ -67,6 +68,108 @@ impl Docker {
                  [ -f \"$f\" ] && [ ! -L \"$f\" ] && md5sum \"$f\" | cut -c1-32; done; true",
             ],
         )
+    }
+}
+
+/// A second Docker engine on an empty state directory of its own ("a new host": no images,
+/// no volumes, no containers), stopped and removed on drop.
+struct FreshEngine {
+    child: std::process::Child,
+    data_root: std::path::PathBuf,
+    exec_root: std::path::PathBuf,
+    docker: Docker,
+    /// Dropped after the engine stopped (fields drop after `drop`).
+    _bridge: Bridge,
+}
+
+/// A network bridge made for a test engine, deleted on drop.
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+impl FreshEngine {
+    fn start(d: &Docker, dir: &Path) -> FreshEngine {
+        let dockerd = var("PACKRAT_TEST_DOCKERD");
+        std::fs::create_dir_all(dir).unwrap();
+        let data_root = dir.join("data");
+        // containerd's socket paths must stay short: its state goes below /run.
+        let exec_root = std::path::PathBuf::from(format!("/run/packrat-e2e-docker-{}", std::process::id()));
+        let sock = dir.join("docker.sock");
+        // A default bridge of its own: `--bridge=none` would make dockerd delete the host
+        // engine's docker0.
+        let bridge = Bridge(format!("pke2e{}", std::process::id() % 1_000_000));
+        let subnet = format!("10.254.{}.1/24", std::process::id() % 250);
+        let name = bridge.0.as_str();
+        for args in [
+            vec!["link", "add", name, "type", "bridge"],
+            vec!["addr", "add", subnet.as_str(), "dev", name],
+            vec!["link", "set", name, "up"],
+        ] {
+            let st = Command::new("ip").args(&args).status().expect("run ip (iproute2)");
+            assert!(st.success(), "ip {args:?} failed");
+        }
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(&data_root)
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()))
+            // No iptables rules: the host's engine owns those.
+            .arg(format!("--bridge={name}"))
+            .args(["--iptables=false", "--ip6tables=false", "--shutdown-timeout", "5"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start a second dockerd");
+        let engine = FreshEngine {
+            child,
+            data_root,
+            exec_root,
+            docker: Docker {
+                host: format!("unix://{}", sock.display()),
+                image: d.image.clone(),
+                cli: d.cli.clone(),
+                compose: d.compose.clone(),
+            },
+            _bridge: bridge,
+        };
+        let t0 = std::time::Instant::now();
+        loop {
+            let ok = Command::new(&engine.docker.cli)
+                .args(["-H", &engine.docker.host, "info"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                break;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(60),
+                "the second dockerd did not answer within 60 s: {}",
+                std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        engine
+    }
+}
+
+impl Drop for FreshEngine {
+    fn drop(&mut self) {
+        // SIGTERM: dockerd stops its containers and its containerd, and unmounts.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_root);
+        let _ = std::fs::remove_dir_all(&self.exec_root);
     }
 }
 
@@ -341,10 +444,18 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
         again.stderr
     );
 
-    // From the pack alone (plus the secrets): no config, no state store, an empty host. The pack
-    // says how it was made — its plan's configuration, with the secrets only by name — and
-    // restores the database, the image, the volumes and the compose files from its directory.
+    // From the pack alone (plus the secrets): no config, no state store, and a new host — an
+    // engine started on an empty state directory, without the app's image. The pack says how it
+    // was made (its plan's configuration, with the secrets only by name) and restores the
+    // database, the image, the volumes and the compose files from its directory.
     d.compose(&new_file, &project, &["down", "-v", "-t", "1"]);
+    let fresh = FreshEngine::start(&d, &env.path("engine2"));
+    let d2 = &fresh.docker;
+    assert_eq!(
+        d2.run(&d2.cli, &["images", "-q"]).trim(),
+        "",
+        "a new host has no images"
+    );
     let plan_toml = carried.join("packrat/plan.toml");
     let described = std::fs::read_to_string(&plan_toml).unwrap();
     for want in [
@@ -361,6 +472,7 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
             .args(args)
             .env_remove("PACKRAT_CONFIG")
             .env("LANG", "C.UTF-8")
+            .env("DOCKER_HOST", &d2.host)
             .output()
             .expect("spawn packrat");
         packrat_e2e::Run {
@@ -398,12 +510,17 @@ fn migration_pack_example_backs_up_and_restores_on_a_new_host() {
     ])
     .ok();
     assert_eq!(dump(&db2), dump(&db));
+    assert!(out.stdout.contains("loaded image"), "{}", out.stdout);
     let file2 = host2.join("docker-compose.yml");
-    d.compose(&file2, &project, &["up", "-d"]);
-    let web = d.compose(&file2, &project, &["ps", "-q", "web"]).trim().to_string();
-    let got = d.run(&d.cli, &["exec", &web, "cat", "/uploads/latest/11/Bericht März.pdf"]);
+    d2.compose(&file2, &project, &["up", "-d"]);
+    let web = d2.compose(&file2, &project, &["ps", "-q", "web"]).trim().to_string();
+    let got = d2.run(&d2.cli, &["exec", &web, "cat", "/uploads/latest/11/Bericht März.pdf"]);
     assert_eq!(got, "report\n");
-    assert_eq!(d.fingerprint(&uploads), before);
+    assert_eq!(d2.fingerprint(&uploads), before);
+    d2.compose(&file2, &project, &["down", "-v", "-t", "1"]);
+    // The old host's engine never saw any of it.
+    let old = d.run(&d.cli, &["volume", "ls", "-q", "--filter", &format!("name={uploads}")]);
+    assert_eq!(old.trim(), "", "restored onto the old host instead: {old}");
 }
 
 #[cfg(unix)]

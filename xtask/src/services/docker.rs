@@ -11,8 +11,9 @@
 //!   system with the static busybox and one symlink per applet, `docker import`ed (once; kept in
 //!   the data root).
 //! * Exports `DOCKER_HOST`, `PACKRAT_TEST_DOCKER_HOST`, `PACKRAT_TEST_DOCKER_IMAGE`,
-//!   `PACKRAT_TEST_DOCKER_CLI` (`/usr/bin/docker`: another client may come first on `PATH`) and
-//!   `PACKRAT_TEST_DOCKER_COMPOSE`.
+//!   `PACKRAT_TEST_DOCKER_CLI` (`/usr/bin/docker`: another client may come first on `PATH`),
+//!   `PACKRAT_TEST_DOCKER_COMPOSE` and `PACKRAT_TEST_DOCKERD` (the daemon binary, for tests that
+//!   start an engine of their own on an empty state directory: "a new host").
 //! * A daemon left running by an interrupted run (pid file) is stopped on the next start.
 
 use std::fs;
@@ -96,8 +97,7 @@ impl Docker {
         let host = format!("unix://{}", socket.display());
         let log_path = dir.join("dockerd.log");
         let log = fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
-        let dockerd = util::find_in_path("dockerd").unwrap_or_else(|| PathBuf::from("/usr/sbin/dockerd"));
-        let mut cmd = Command::new(dockerd);
+        let mut cmd = Command::new(dockerd_bin());
         cmd.arg("--data-root")
             .arg(dir.join("data"))
             .args(["--exec-root", EXEC_ROOT, "--host", &host, "--shutdown-timeout", "5"])
@@ -258,6 +258,7 @@ impl Service for Docker {
             ("PACKRAT_TEST_DOCKER_IMAGE".into(), IMAGE.into()),
             ("PACKRAT_TEST_DOCKER_CLI".into(), CLI.into()),
             ("PACKRAT_TEST_DOCKER_COMPOSE".into(), compose.display().to_string()),
+            ("PACKRAT_TEST_DOCKERD".into(), dockerd_bin().display().to_string()),
         ])
     }
 
@@ -288,6 +289,11 @@ impl Drop for Docker {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// The `dockerd` binary.
+fn dockerd_bin() -> PathBuf {
+    util::find_in_path("dockerd").unwrap_or_else(|| PathBuf::from("/usr/sbin/dockerd"))
 }
 
 #[cfg(test)]
