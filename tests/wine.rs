@@ -251,3 +251,88 @@ fn a_run_killed_midway_leaves_no_pack_and_the_next_run_is_clean() {
     let verify = env.run(&["verify", "--latest", "nightly", "--deep"]);
     assert_eq!(verify.code, 0, "{}", verify.all());
 }
+
+/// packratd.exe under Wine: starts, fires the scheduled run of a new plan (its last slot, a
+/// minute old at most), serves the API, and stops gracefully on `POST /api/shutdown` (the path
+/// SIGTERM takes on Linux; on Windows the service manager's stop takes it too), exit code 0,
+/// the job completed, its pack on `D:`.
+#[test]
+fn packratd_starts_runs_the_schedule_and_stops_on_request() {
+    use packrat_e2e::daemon::{http, wait_for};
+    use std::time::Duration;
+    const TOKEN: &str = "wine-e2e-token-51c2";
+    let env = WinEnv::new("daemon");
+    seed_db(&env.unix_path("app.db"), 2_000, true);
+    std::fs::write(env.unix_path("token"), format!("{TOKEN}\n")).unwrap();
+    let config = sqlite_config(&env).replace("retention = {", "full = \"* * * * *\"\nretention = {")
+        + &format!(
+            "\n[daemon]\ngrace_period = \"3s\"\n\n[api]\nbind = \"127.0.0.1:0\"\ntoken_file = '{}'\n",
+            env.win_path("token")
+        );
+    env.write_config(&config);
+    let log = std::fs::File::create(env.unix_path("packratd.log")).unwrap();
+    let mut child = env
+        .daemon()
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start packratd.exe under wine");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(&mut child);
+    let log_text = || std::fs::read_to_string(env.unix_path("packratd.log")).unwrap_or_default();
+    let api = wait_for("packratd.exe's API address", Duration::from_secs(120), || {
+        std::fs::read_to_string(env.unix_path(r"state\packratd.addr"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    assert_eq!(
+        http(&api, "GET", "/healthz", None),
+        (200, "ok\n".to_string()),
+        "{}",
+        log_text()
+    );
+    let job = wait_for("the scheduled job to complete", Duration::from_secs(180), || {
+        let (code, body) = http(&api, "GET", "/api/jobs", None);
+        (code == 200).then_some(())?;
+        let jobs: serde_json::Value = serde_json::from_str(&body).ok()?;
+        jobs.as_array()?.iter().find(|j| j["status"] == "completed").cloned()
+    });
+    assert_eq!(job["plan"], "nightly", "{job}");
+    assert_eq!(job["trigger"], "schedule", "a scheduled run, not a manual one: {job}");
+    assert_eq!(
+        http(&api, "POST", "/api/shutdown", None).0,
+        401,
+        "shutdown needs the token"
+    );
+    assert_eq!(http(&api, "POST", "/api/shutdown", Some(TOKEN)).0, 202);
+    let status = wait_for("packratd.exe to exit", Duration::from_secs(60), || {
+        guard.0.try_wait().unwrap()
+    });
+    assert!(status.success(), "packratd.exe exited with {status}: {}", log_text());
+    drop(guard);
+    // The pack is on D:, whole (checked by the Linux side's SQLite), and the record says so.
+    let nightly = env.unix_path(r"incrementalBackups\nightly");
+    assert!(!packrat_e2e::subdirs(&nightly).is_empty(), "no pack: {}", log_text());
+    let jobs = env.run(&["jobs", "--json"]).json();
+    let jobs = jobs.as_array().unwrap();
+    assert!(
+        jobs.iter().any(|j| j["id"] == job["id"] && j["status"] == "completed"),
+        "{jobs:?}"
+    );
+    // A later slot's job, if one started before the stop, was not left `running`.
+    assert!(jobs.iter().all(|j| j["status"] != "running"), "{jobs:?}");
+    let st = env.run(&["status"]);
+    assert_eq!(st.code, 0, "{}", st.all());
+    assert!(
+        !st.stdout.contains("daemon: running"),
+        "the daemon stopped: {}",
+        st.stdout
+    );
+}

@@ -70,6 +70,21 @@ impl WinEnv {
         c
     }
 
+    /// `packratd.exe --config D:\…\packrat.toml` under Wine (not started).
+    pub fn daemon(&self) -> Command {
+        let mut c = Command::new(var("PACKRAT_TEST_WINE"));
+        c.arg(PathBuf::from(var("PACKRAT_TEST_WINE_BIN")).join("packratd.exe"))
+            .env("WINEPREFIX", var("PACKRAT_TEST_WINEPREFIX"))
+            .env("WINEDEBUG", "-all")
+            .env("LANG", "C.UTF-8")
+            .env_remove("PACKRAT_CONFIG")
+            .env_remove("RUST_LOG")
+            .current_dir(&self.unix)
+            .arg("--config")
+            .arg(self.win_path("packrat.toml"));
+        c
+    }
+
     /// Runs `packrat.exe ARGS` and waits (killed after 5 minutes: a hang guard, not a timing check).
     pub fn run(&self, args: &[&str]) -> Run {
         run_guarded(&mut self.cmd(args), Duration::from_secs(300))
