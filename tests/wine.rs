@@ -253,9 +253,9 @@ fn a_run_killed_midway_leaves_no_pack_and_the_next_run_is_clean() {
 }
 
 /// packratd.exe under Wine: starts, fires the scheduled run of a new plan (its last slot, a
-/// minute old at most), serves the API, and stops gracefully on `POST /api/shutdown` (the path
-/// SIGTERM takes on Linux; on Windows the service manager's stop takes it too), exit code 0,
-/// the job completed, its pack on `D:`.
+/// minute old at most), serves the API, and stops gracefully on `packrat daemon stop`
+/// (`POST /api/shutdown`, the path SIGTERM takes on Linux), exit code 0, the job completed, its
+/// pack on `D:`.
 #[test]
 fn packratd_starts_runs_the_schedule_and_stops_on_request() {
     use packrat_e2e::daemon::{http, wait_for};
@@ -311,7 +311,10 @@ fn packratd_starts_runs_the_schedule_and_stops_on_request() {
         401,
         "shutdown needs the token"
     );
-    assert_eq!(http(&api, "POST", "/api/shutdown", Some(TOKEN)).0, 202);
+    // The `.bat stop` of the MES: `packrat daemon stop` (POST /api/shutdown with the token from
+    // the config, then it waits for the exit).
+    let stop = env.run(&["daemon", "stop"]);
+    assert_eq!(stop.code, 0, "{}", stop.all());
     let status = wait_for("packratd.exe to exit", Duration::from_secs(60), || {
         guard.0.try_wait().unwrap()
     });
