@@ -339,3 +339,104 @@ fn packratd_starts_runs_the_schedule_and_stops_on_request() {
         st.stdout
     );
 }
+
+/// packratd.exe as a Windows service, through Wine's service manager: `service install` (with
+/// the config), `start`, `status` (running, its pid), a scheduled job completes, `stop` (the
+/// daemon's graceful shutdown, logged as asked for by the service manager), `uninstall`; and
+/// the errors say what to do.
+#[test]
+fn packratd_runs_as_a_windows_service_installed_started_stopped_and_removed() {
+    use packrat_e2e::daemon::wait_for;
+    use std::time::Duration;
+    let env = WinEnv::new("service");
+    seed_db(&env.unix_path("app.db"), 2_000, true);
+    let config = sqlite_config(&env).replace("retention = {", "full = \"* * * * *\"\nretention = {")
+        + "\n[daemon]\ngrace_period = \"3s\"\n";
+    env.write_config(&config);
+    let service = |args: &[&str]| {
+        let mut a = vec!["service"];
+        a.extend_from_slice(args);
+        packrat_e2e::run_guarded(env.daemon().args(&a), Duration::from_secs(180))
+    };
+    struct Uninstall<'a>(&'a dyn Fn(&[&str]) -> packrat_e2e::Run);
+    impl Drop for Uninstall<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["uninstall"]);
+        }
+    }
+    let st = service(&["status"]);
+    assert_eq!(st.code, 1, "not installed yet: {}", st.all());
+    assert!(st.stderr.contains("service install"), "{}", st.all());
+    let inst = service(&["install"]);
+    assert_eq!(inst.code, 0, "{}", inst.all());
+    let _uninstall = Uninstall(&service);
+    assert!(inst.stdout.contains(&env.win_path("packrat.toml")), "{}", inst.stdout);
+    let again = service(&["install"]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(again.stderr.contains("installed already"), "{}", again.all());
+    let st = service(&["status"]);
+    assert_eq!(
+        (st.code, st.stdout.trim()),
+        (1, "service packratd: stopped"),
+        "{}",
+        st.all()
+    );
+
+    let started = service(&["start"]);
+    assert_eq!(started.code, 0, "{}", started.all());
+    let st = service(&["status"]);
+    assert_eq!(st.code, 0, "{}", st.all());
+    assert!(
+        st.stdout.starts_with("service packratd: running (pid "),
+        "{}",
+        st.stdout
+    );
+    // The service runs the daemon: the plan's schedule fires and the job completes.
+    let job = wait_for(
+        "a scheduled job of the service to complete",
+        Duration::from_secs(180),
+        || {
+            let jobs = env.run(&["jobs", "--json"]);
+            (jobs.code == 0).then_some(())?;
+            jobs.json()
+                .as_array()?
+                .iter()
+                .find(|j| j["status"] == "completed")
+                .cloned()
+        },
+    );
+    assert_eq!(job["trigger"], "schedule", "{job}");
+
+    let stopped = service(&["stop"]);
+    assert_eq!(
+        (stopped.code, stopped.stdout.trim()),
+        (0, "service packratd stopped"),
+        "{}",
+        stopped.all()
+    );
+    let logs = env.unix_path(r"state\logs");
+    let log: String = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("packratd.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        log.contains("stop requested by=\"the Windows service manager\"") && log.contains("packratd stopped"),
+        "{log}"
+    );
+    let jobs = env.run(&["jobs", "--json"]).json();
+    assert!(
+        jobs.as_array().unwrap().iter().all(|j| j["status"] != "running"),
+        "{jobs}"
+    );
+    let removed = service(&["uninstall"]);
+    assert_eq!(
+        (removed.code, removed.stdout.trim()),
+        (0, "service packratd removed"),
+        "{}",
+        removed.all()
+    );
+    let st = service(&["status"]);
+    assert_eq!(st.code, 1, "{}", st.all());
+}

@@ -549,6 +549,10 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
 
     tokio::select! {
         () = wait_for_signal() => {}
+        () = EXTERNAL_STOP.notified() => {
+            let by = EXTERNAL_STOP_BY.get().copied().unwrap_or("?");
+            info!(by, "stop requested");
+        }
         () = daemon.shutdown_request.notified() => {
             let by = daemon.shutdown_by.lock().unwrap_or_else(|e| e.into_inner()).clone();
             info!(by = by.as_deref().unwrap_or("?"), "shutdown requested over the API");
@@ -647,6 +651,19 @@ async fn health_loop(d: Arc<Daemon>) {
         // Re-check soon after a job ends (a failure streak, a recovery), else on the interval.
         let _ = tokio::time::timeout(interval, d.health_now.notified()).await;
     }
+}
+
+/// A stop asked for from outside the runtime (the Windows service manager's control handler).
+static EXTERNAL_STOP: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static EXTERNAL_STOP_BY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Asks the running daemon (or the one about to run) for a graceful shutdown, the same path as
+/// SIGTERM; callable from any thread.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn request_stop(by: &'static str) {
+    let _ = EXTERNAL_STOP_BY.set(by);
+    // A permit is stored when nobody waits yet: a stop that comes during start-up is kept.
+    EXTERNAL_STOP.notify_one();
 }
 
 #[cfg(unix)]

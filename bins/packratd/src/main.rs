@@ -5,7 +5,8 @@
 //! marked interrupted, staging leftovers removed), then runs the scheduler, the job runner
 //! (at most `parallelism` jobs, never two of one plan), retention after each successful job,
 //! the health checks with alert delivery and the HTTP API on loopback, until SIGTERM/SIGINT
-//! (Ctrl-C on Windows) shuts it down gracefully. It shares the wiring of sources and sinks with
+//! (Ctrl-C on Windows, or the service manager's stop: `packratd service …`) shuts it down
+//! gracefully. It shares the wiring of sources and sinks with
 //! the `packrat` CLI through the `packrat-app` crate.
 
 mod api;
@@ -14,6 +15,7 @@ mod dashboard;
 mod drills;
 mod logging;
 mod metrics;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,11 +36,26 @@ struct Args {
     /// Log as JSON lines (overrides `[daemon] log_json`).
     #[arg(long)]
     log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Windows: packratd as a Windows service (install, uninstall, start, stop, status).
+    Service {
+        #[command(subcommand)]
+        action: service::Action,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match start(args) {
+    let result = match &args.command {
+        Some(Command::Service { action }) => service::run(action, args.config, args.log_json),
+        None => start(args.config, args.log_json),
+    };
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {}", e.message);
@@ -47,8 +64,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(args: Args) -> Result<(), ExitError> {
-    let cfg = packrat_app::config::Config::load_given(args.config.as_deref())?;
+/// Runs the daemon until it is asked to stop (a signal, the API, the Windows service manager).
+fn start(config: Option<PathBuf>, log_json: bool) -> Result<(), ExitError> {
+    let cfg = packrat_app::config::Config::load_given(config.as_deref())?;
     // The lock first: a second daemon must not touch the logs or the state of the first.
     let lock_path = cfg.state_dir.join("packratd.lock");
     let lock = FileLock::try_acquire(
@@ -67,7 +85,7 @@ fn start(args: Args) -> Result<(), ExitError> {
         },
         other => other.into(),
     })?;
-    let _log_guards = logging::init(&cfg, args.log_json).map_err(ExitError::failed)?;
+    let _log_guards = logging::init(&cfg, log_json).map_err(ExitError::failed)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("packratd")
