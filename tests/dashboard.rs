@@ -240,8 +240,18 @@ async fn row_status(c: &Client, job: i64, status: &str) {
     .await;
 }
 
+/// The live refresh replaces the elements every 2 s: an element found just before a swap is
+/// stale by the time it is read or clicked, so such a step is retried on the new one.
+const STALE_RETRIES: usize = 5;
+
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    for _ in 0..STALE_RETRIES {
+        match c.find(Locator::Css(css)).await.unwrap().text().await {
+            Err(e) if e.is_stale_element_reference() => continue,
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{css} stayed stale");
 }
 
 async fn set_token(c: &Client, token: &str) {
@@ -256,7 +266,13 @@ async fn set_token(c: &Client, token: &str) {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    for _ in 0..STALE_RETRIES {
+        match c.find(Locator::Css(css)).await.unwrap().click().await {
+            Err(e) if e.is_stale_element_reference() => continue,
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{css} stayed stale");
 }
 
 /// Saves a screenshot as `$PACKRAT_SCREENSHOTS/<name>.png` at `width`×`height`, when asked to.
@@ -425,6 +441,9 @@ async fn the_chinese_page_shows_chinese_texts() {
         "运行中",
         "立即全量备份",
         "输出目录",
+        "上次校验",
+        "上次恢复演练",
+        "从未",
     ] {
         assert!(body.contains(t), "{t} missing in:\n{body}");
     }
@@ -447,6 +466,96 @@ async fn the_chinese_page_shows_chinese_texts() {
     screenshot(&c, "job-zh-laptop", 1280, 900).await;
     screenshot(&c, "job-zh-phone", 375, 1100).await;
     locker.execute_batch("COMMIT;").unwrap();
+    c.close().await.unwrap();
+}
+
+/// The one SQLite artifact of `plan`'s newest pack on the `packs` sink.
+fn newest_artifact(s: &Setup, plan: &str) -> PathBuf {
+    let root = s.env.path("packs").join(plan);
+    let pack = root.join(packrat_e2e::subdirs(&root).pop().expect("a pack"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(pack.join("sqlite"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_cards_show_the_last_drill_and_the_last_verification_with_its_failures() {
+    let s = Setup::new("en");
+    s.run_and_wait("quick");
+    // A passing drill, then a verification that fails on a damaged artifact.
+    let drill = s.env.run(&["drill", "quick", "--json"]).ok().json();
+    assert_eq!(drill["status"], "passed", "{drill}");
+    let secs = drill["restore_seconds"].as_f64().expect("a restore time");
+    let art = newest_artifact(&s, "quick");
+    let mut bytes = std::fs::read(&art).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&art, &bytes).unwrap();
+    let r = s.env.run(&["drill", "quick", "--verify", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let verify = r.json();
+    assert_eq!(verify["status"], "failed", "{verify}");
+    let failure = verify["failures"][0].as_str().expect("a failure").to_string();
+    assert!(failure.contains("sink local"), "{failure}");
+
+    let driver = Driver::start();
+    let c = driver.browser().await;
+    c.goto(&s.url("/")).await.unwrap();
+    let badge = |id: &str| {
+        format!("var b = document.querySelector('#{id} .badge'); return b && b.getAttribute('data-status');")
+    };
+    let st = until(&c, "the drill's status", &badge("drill-quick"), vec![]).await;
+    assert_eq!(st, json!("passed"));
+    let st = until(&c, "the verification's status", &badge("verify-quick"), vec![]).await;
+    assert_eq!(st, json!("failed"));
+    let drill_text = text_of(&c, "#drill-quick").await;
+    assert!(drill_text.starts_with("passed "), "{drill_text}");
+    assert!(drill_text.contains(&format!("restore {secs:.2} s")), "{drill_text}");
+    assert!(drill_text.contains("+08:00"), "{drill_text}");
+    let verify_text = text_of(&c, "#verify-quick").await;
+    assert!(verify_text.starts_with("failed "), "{verify_text}");
+    assert!(verify_text.contains(&failure), "{failure} missing in: {verify_text}");
+    assert!(
+        verify_text.contains("+08:00") && !verify_text.contains("restore"),
+        "{verify_text}"
+    );
+    // The failure is text, and the list's title carries every failure.
+    let title = c
+        .execute(
+            "return document.querySelector('#verify-quick ul.failures').title;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(title.as_str().unwrap().contains(&failure), "{title}");
+    // The badges are styled like job statuses.
+    let class = c
+        .execute(
+            "return document.querySelector('#verify-quick .badge').className;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(class, json!("badge st-failed"));
+    // A plan never drilled says so.
+    assert_eq!(text_of(&c, "#verify-slow").await, "never");
+    assert_eq!(text_of(&c, "#drill-slow").await, "never");
+    // The live refresh keeps them.
+    let before = c
+        .execute("return document.body.getAttribute('data-refreshed');", vec![])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "a refresh",
+        "return document.body.getAttribute('data-refreshed') !== arguments[0] && document.getElementById('verify-quick') !== null;",
+        vec![before],
+    )
+    .await;
+    assert!(text_of(&c, "#verify-quick").await.contains(&failure));
     c.close().await.unwrap();
 }
 

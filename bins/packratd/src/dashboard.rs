@@ -23,6 +23,7 @@ use chrono_tz::Tz;
 use i18n::{text, tr};
 use maud::{DOCTYPE, Markup, html};
 use packrat_app::api::StatusResponse;
+use packrat_app::drill::DrillRun;
 use serde::Deserialize;
 
 use crate::api::{AppState, status_doc};
@@ -36,6 +37,8 @@ const FREE_SPACE_WAIT: Duration = Duration::from_secs(2);
 const JOBS_SHOWN: usize = 50;
 /// Resolved alerts listed.
 const RECENT_ALERTS: usize = 10;
+/// Failures of a verification or drill listed before the rest is folded.
+const FAILURES_SHOWN: usize = 3;
 
 /// The dashboard's routes.
 pub(crate) fn routes() -> Router<AppState> {
@@ -430,6 +433,10 @@ fn plans_section(d: &Daemon, doc: &StatusResponse) -> Markup {
                             }
                             dt { (tr!("dash-last-success")) }
                             dd { (last_success(d, name, p.last_success, tz)) }
+                            dt { (tr!("dash-last-verify")) }
+                            dd.drill id=(format!("verify-{name}")) { (drill_run(p.last_verify.as_ref(), tz)) }
+                            dt { (tr!("dash-last-drill")) }
+                            dd.drill id=(format!("drill-{name}")) { (drill_run(p.last_drill.as_ref(), tz)) }
                             dt { (tr!("dash-replication")) }
                             dd {
                                 ul.sinks {
@@ -485,6 +492,34 @@ fn last_success(d: &Daemon, plan: &str, last: Option<DateTime<Utc>>, tz: Tz) -> 
             None => {
                 (tr!("dash-never"))
                 @if let Some(m) = &max_text { " " span.muted { "(" (m) ")" } }
+            }
+        }
+    }
+}
+
+/// The last verification or drill of a plan: status, end time, restore time (drills), the first
+/// failures (all of them in the list's title and, past the first few, folded).
+fn drill_run(r: Option<&DrillRun>, tz: Tz) -> Markup {
+    let Some(r) = r else {
+        return html! { span.muted { (tr!("dash-never")) } };
+    };
+    let st = r.status.as_str();
+    let (shown, rest) = r.failures.split_at(r.failures.len().min(FAILURES_SHOWN));
+    html! {
+        span class=(format!("badge st-{st}")) data-status=(st) { (text(&format!("dash-drill-{st}"), &[])) } " "
+        span.time { (at(r.finished_at.unwrap_or(r.started_at), tz)) }
+        @if let Some(s) = r.restore_seconds {
+            " " span.restore.muted { (tr!("dash-restore-time", secs = format!("{s:.2}"))) }
+        }
+        @if !r.failures.is_empty() {
+            ul.failures title=(r.failures.join("\n")) {
+                @for f in shown { li.detail { (f) } }
+            }
+            @if !rest.is_empty() {
+                details.failures-more {
+                    summary { (tr!("dash-failures-more", n = rest.len().to_string())) }
+                    ul.failures { @for f in rest { li.detail { (f) } } }
+                }
             }
         }
     }
@@ -657,5 +692,40 @@ mod tests {
         assert_eq!(size(999), "999 B");
         assert_eq!(size(1_500_000), "1.5 MB");
         assert_eq!(i18n::text_in(i18n::Lang::ZhCn, "dash-title", &[]), "数据安全");
+    }
+
+    #[test]
+    fn a_failed_run_lists_its_first_failures_escaped_and_folds_the_rest() {
+        use packrat_app::drill::{DrillKind, DrillStatus};
+        i18n::set_language(i18n::Lang::En);
+        assert!(drill_run(None, Tz::UTC).into_string().contains(">never<"));
+        let t = DateTime::parse_from_rfc3339("2026-12-02T05:11:27Z").unwrap().to_utc();
+        let r = DrillRun {
+            id: 7,
+            plan: "p".into(),
+            kind: DrillKind::Verify,
+            trigger: "manual".into(),
+            status: DrillStatus::Failed,
+            pack_id: None,
+            started_at: t,
+            finished_at: Some(t),
+            restore_seconds: None,
+            checks: vec![],
+            failures: (1..=5).map(|i| format!("<b>bad {i}</b>")).collect(),
+        };
+        let h = drill_run(Some(&r), Tz::Asia__Shanghai).into_string();
+        assert!(
+            h.contains(r#"<span class="badge st-failed" data-status="failed">failed</span>"#),
+            "{h}"
+        );
+        assert!(h.contains("2026-12-02 13:11:27 +08:00"), "{h}");
+        assert!(!h.contains("<b>") && h.contains("&lt;b&gt;bad 1&lt;/b&gt;"), "{h}");
+        let (first, folded) = h.split_once("<details").unwrap();
+        assert!(
+            first.contains("bad 3&lt;") && !first.contains("bad 4&lt;/b&gt;</li>"),
+            "{h}"
+        );
+        assert!(folded.contains("2 more") && folded.contains("bad 5"), "{h}");
+        assert_eq!(i18n::text_in(i18n::Lang::ZhCn, "dash-drill-passed", &[]), "通过");
     }
 }
