@@ -52,17 +52,24 @@ impl WinEnv {
         rel.split('\\').fold(self.unix.clone(), |p, part| p.join(part))
     }
 
-    /// `packrat.exe ARGS` under Wine, with the scratch directory as the working directory and
-    /// `--config` at `packrat.toml` in it unless `args` starts with `demo`.
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    /// `EXE` (a Windows binary of the build) under Wine, with the scratch directory as the
+    /// working directory and a clean environment.
+    fn wine(&self, exe: &str) -> Command {
         let mut c = Command::new(var("PACKRAT_TEST_WINE"));
-        c.arg(PathBuf::from(var("PACKRAT_TEST_WINE_BIN")).join("packrat.exe"))
+        c.arg(PathBuf::from(var("PACKRAT_TEST_WINE_BIN")).join(exe))
             .env("WINEPREFIX", var("PACKRAT_TEST_WINEPREFIX"))
             .env("WINEDEBUG", "-all")
             .env("LANG", "C.UTF-8")
             .env_remove("PACKRAT_CONFIG")
             .env_remove("RUST_LOG")
             .current_dir(&self.unix);
+        c
+    }
+
+    /// `packrat.exe ARGS` under Wine, with `--config` at `packrat.toml` in the scratch directory
+    /// unless `args` starts with `demo`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.wine("packrat.exe");
         if args.first() != Some(&"demo") {
             c.arg("--config").arg(self.win_path("packrat.toml"));
         }
@@ -72,16 +79,8 @@ impl WinEnv {
 
     /// `packratd.exe --config D:\…\packrat.toml` under Wine (not started).
     pub fn daemon(&self) -> Command {
-        let mut c = Command::new(var("PACKRAT_TEST_WINE"));
-        c.arg(PathBuf::from(var("PACKRAT_TEST_WINE_BIN")).join("packratd.exe"))
-            .env("WINEPREFIX", var("PACKRAT_TEST_WINEPREFIX"))
-            .env("WINEDEBUG", "-all")
-            .env("LANG", "C.UTF-8")
-            .env_remove("PACKRAT_CONFIG")
-            .env_remove("RUST_LOG")
-            .current_dir(&self.unix)
-            .arg("--config")
-            .arg(self.win_path("packrat.toml"));
+        let mut c = self.wine("packratd.exe");
+        c.arg("--config").arg(self.win_path("packrat.toml"));
         c
     }
 

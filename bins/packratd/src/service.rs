@@ -214,13 +214,9 @@ mod imp {
             )
             .map_err(failed("open"))?;
         if s.query_status().map_err(failed("query"))?.current_state != ServiceState::Stopped {
-            drop(s);
             stop(Duration::from_secs(120))?;
-            let s = m.open_service(NAME, ServiceAccess::DELETE).map_err(failed("open"))?;
-            s.delete().map_err(failed("remove"))?;
-        } else {
-            s.delete().map_err(failed("remove"))?;
         }
+        s.delete().map_err(failed("remove"))?;
         println!("service {NAME} removed");
         Ok(())
     }

@@ -661,23 +661,16 @@ async fn drill_mongo(
     }
 }
 
-/// The Docker sources of the config that plan `plan` backs up: (name, config).
-fn docker_sources<'a>(cfg: &'a Config, plan: &str) -> Vec<(String, &'a source_docker::DockerSourceConfig)> {
-    let Ok(pc) = cfg.plan(plan) else { return Vec::new() };
-    pc.source_names()
-        .into_iter()
-        .filter_map(|s| match cfg.sources.get(s) {
-            Some(crate::config::SourceConfig::Docker(c)) => Some((s.to_string(), c)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Removes the scratch volumes that killed drills of `plan` left on its Docker sources' engines.
 async fn sweep_docker(cfg: &Config, plan: &str) {
-    let mut hosts: Vec<Option<String>> = docker_sources(cfg, plan)
+    let Ok(pc) = cfg.plan(plan) else { return };
+    let mut hosts: Vec<Option<String>> = pc
+        .source_names()
         .into_iter()
-        .map(|(_, c)| c.docker_host.clone())
+        .filter_map(|s| match cfg.sources.get(s) {
+            Some(crate::config::SourceConfig::Docker(c)) => Some(c.docker_host.clone()),
+            _ => None,
+        })
         .collect();
     hosts.sort();
     hosts.dedup();

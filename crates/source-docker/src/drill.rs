@@ -18,16 +18,12 @@ use std::time::Instant;
 use backup_core::{ArtifactEntry, PackReader};
 use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
-use bollard::query_parameters::{
-    DownloadFromContainerOptions, ListContainersOptions, ListVolumesOptions, RemoveVolumeOptions,
-};
+use bollard::query_parameters::{ListContainersOptions, ListVolumesOptions, RemoveVolumeOptions};
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::engine::{self, Endpoint, Helper, MOUNT_DIR};
+use crate::engine::{self, Endpoint, MOUNT_DIR};
 use crate::error::{Error, status_of};
-use crate::pipe::{self, ChannelReader};
 use crate::restore::{self, RestoreOptions};
 use crate::tarstream::{self, Options, TarStats};
 use crate::{COMPOSE_KIND, IMAGE_KIND, VOLUME_KIND};
@@ -219,30 +215,20 @@ async fn drill_volume(
     })
 }
 
-/// Reads volume `name` back as a backup does (read-only helper, the engine's archive endpoint)
-/// and counts its entries and file bytes.
+/// Reads volume `name` back as a backup does and counts its entries and file bytes.
 async fn read_back(docker: &Docker, endpoint: &Endpoint, name: &str, helper_image: &str) -> Result<TarStats, Error> {
-    let helper = Helper::create(docker, endpoint, helper_image, name, false).await?;
-    let (tx, rx) = mpsc::channel(pipe::DEPTH);
-    let stream = docker.download_from_container(
-        &helper.id,
-        Some(DownloadFromContainerOptions {
-            path: format!("/{MOUNT_DIR}/."),
-        }),
-    );
     let opts = Options {
         rebase: Some(MOUNT_DIR.into()),
         strict: false,
     };
-    let reader = tokio::task::spawn_blocking(move || tarstream::process(ChannelReader::new(rx), io::sink(), &opts));
-    let (_, counted) = tokio::join!(pipe::pump(stream, tx), reader);
-    helper.remove().await?;
-    counted
-        .map_err(|e| Error::Archive(format!("drill read-back task failed: {e}")))?
-        .map_err(|e| Error::Engine {
-            action: format!("read scratch volume `{name}` back"),
-            message: e.to_string(),
-        })
+    restore::read_volume(docker, endpoint, name, helper_image, move |r| {
+        tarstream::process(r, io::sink(), &opts)
+    })
+    .await?
+    .map_err(|e| Error::Engine {
+        action: format!("read scratch volume `{name}` back"),
+        message: e.to_string(),
+    })
 }
 
 /// Removes volume `name` and every container using it (helpers of a drill); a missing volume is

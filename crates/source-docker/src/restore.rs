@@ -540,8 +540,16 @@ async fn create_volume(docker: &Docker, e: &ArtifactEntry, name: &str) -> Result
     Ok(())
 }
 
-/// True when the volume holds nothing but its root directory.
-async fn volume_is_empty(docker: &Docker, endpoint: &Endpoint, name: &str, helper_image: &str) -> Result<bool, Error> {
+/// Streams volume `name` as the engine's archive endpoint gives it (a read-only helper mounts
+/// it at `/packrat_v`, asked for `/packrat_v/.`) into `consume`, run on a blocking thread; the
+/// helper is removed afterwards. Backups, restores and drills all read a volume this way.
+pub(crate) async fn read_volume<T: Send + 'static>(
+    docker: &Docker,
+    endpoint: &Endpoint,
+    name: &str,
+    helper_image: &str,
+    consume: impl FnOnce(ChannelReader) -> T + Send + 'static,
+) -> Result<T, Error> {
     let helper = Helper::create(docker, endpoint, helper_image, name, false).await?;
     let (tx, rx) = mpsc::channel(pipe::DEPTH);
     let stream = docker.download_from_container(
@@ -550,11 +558,16 @@ async fn volume_is_empty(docker: &Docker, endpoint: &Endpoint, name: &str, helpe
             path: format!("/{MOUNT_DIR}/."),
         }),
     );
-    let reader = tokio::task::spawn_blocking(move || first_entries(ChannelReader::new(rx), 2));
-    let (_, counted) = tokio::join!(pipe::pump(stream, tx), reader);
+    let reader = tokio::task::spawn_blocking(move || consume(ChannelReader::new(rx)));
+    let (_, consumed) = tokio::join!(pipe::pump(stream, tx), reader);
     helper.remove().await?;
-    let n = counted
-        .map_err(|e| Error::Archive(format!("task failed: {e}")))?
+    consumed.map_err(|e| Error::Archive(format!("reading volume `{name}` failed: {e}")))
+}
+
+/// True when the volume holds nothing but its root directory.
+async fn volume_is_empty(docker: &Docker, endpoint: &Endpoint, name: &str, helper_image: &str) -> Result<bool, Error> {
+    let n = read_volume(docker, endpoint, name, helper_image, |r| first_entries(r, 2))
+        .await?
         .map_err(|e| Error::Engine {
             action: format!("read volume `{name}`"),
             message: e.to_string(),
