@@ -76,11 +76,14 @@ fn sigint_and_sigterm_cancel_the_job_remove_its_staging_and_exit_130_and_143() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The job is in the middle of the backup: its staging directory exists.
-        wait_until("the staging directory", Duration::from_secs(60), || {
+        // The job is in the middle of the backup: its staging directory exists and it waits in
+        // the source (the staging is made before the source stage begins).
+        wait_until("the job to wait in its source", Duration::from_secs(60), || {
             staging(&sink)
                 .iter()
                 .any(|n| n.starts_with("job_1_") && !n.ends_with(".lock"))
+                && serde_json::from_str::<Value>(&env.run(&["job", "1", "--json"]).stdout)
+                    .is_ok_and(|j| j["message"].as_str().is_some_and(|m| m.contains("app_db")))
         });
         signal(&child, sig);
         let exit = wait_code(&mut child, Duration::from_secs(30));
@@ -168,12 +171,9 @@ fn the_loser_of_a_plan_lock_race_always_names_the_holder_pid() {
     let sink = env.path("packs");
     env.standard_config(&db, &sink, "");
     let busy = packrat_e2e::race_two_runs(24, || {
-        env.cmd()
-            .args(["run", "nightly"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        let mut c = env.cmd();
+        c.args(["run", "nightly"]);
+        c
     });
     // Two runs started together overlap almost always; the check above must have run.
     assert!(busy > 0, "no race happened in 24 rounds");

@@ -168,13 +168,7 @@ fn a_second_run_of_a_running_plan_exits_3_naming_the_holder() {
     let env = WinEnv::new("lock");
     seed_db(&env.unix_path("app.db"), 200_000, true);
     env.write_config(&sqlite_config(&env));
-    let busy = packrat_e2e::race_two_runs(6, || {
-        env.cmd(&["run", "nightly"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    });
+    let busy = packrat_e2e::race_two_runs(6, || env.cmd(&["run", "nightly"]));
     assert!(
         busy > 0,
         "no run ever found the plan locked in 6 rounds of two concurrent runs"
@@ -351,8 +345,17 @@ fn packratd_runs_as_a_windows_service_installed_started_stopped_and_removed() {
     let env = WinEnv::new("service");
     seed_db(&env.unix_path("app.db"), 2_000, true);
     let config = sqlite_config(&env).replace("retention = {", "full = \"* * * * *\"\nretention = {")
-        + "\n[daemon]\ngrace_period = \"3s\"\n";
+        + "\n[daemon]\ngrace_period = \"3s\"\n\n[api]\nbind = \"127.0.0.1:0\"\n";
     env.write_config(&config);
+    let service_log = || -> String {
+        std::fs::read_dir(env.unix_path(r"state\logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("packratd.log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    };
     let service = |args: &[&str]| {
         let mut a = vec!["service"];
         a.extend_from_slice(args);
@@ -383,7 +386,13 @@ fn packratd_runs_as_a_windows_service_installed_started_stopped_and_removed() {
     );
 
     let started = service(&["start"]);
-    assert_eq!(started.code, 0, "{}", started.all());
+    assert_eq!(
+        (started.code, started.stdout.trim()),
+        (0, "service packratd started"),
+        "{}\nlog:\n{}",
+        started.all(),
+        service_log()
+    );
     let st = service(&["status"]);
     assert_eq!(st.code, 0, "{}", st.all());
     assert!(
@@ -414,13 +423,7 @@ fn packratd_runs_as_a_windows_service_installed_started_stopped_and_removed() {
         "{}",
         stopped.all()
     );
-    let logs = env.unix_path(r"state\logs");
-    let log: String = std::fs::read_dir(&logs)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("packratd.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let log = service_log();
     assert!(
         log.contains("stop requested by=\"the Windows service manager\"") && log.contains("packratd stopped"),
         "{log}"
@@ -439,4 +442,36 @@ fn packratd_runs_as_a_windows_service_installed_started_stopped_and_removed() {
     );
     let st = service(&["status"]);
     assert_eq!(st.code, 1, "{}", st.all());
+}
+
+/// The CIFS replica on Windows: a path on a local drive (here `D:`, a drive Wine maps to a Linux
+/// directory, which Windows resolves as local) is refused by the mount check and by a run, with
+/// the path as the user wrote it, where it resolves to, and what to give instead; nothing is
+/// written there.
+#[test]
+fn a_replica_on_a_local_drive_is_refused_naming_the_path_and_the_fix() {
+    let env = WinEnv::new("replica");
+    seed_db(&env.unix_path("app.db"), 200, true);
+    let replica = env.win_path("replica");
+    std::fs::create_dir_all(env.unix_path("replica")).unwrap();
+    let config = sqlite_config(&env).replace("sinks = [\"local\"]", "sinks = [\"local\", \"windows\"]")
+        + &format!("\n[sinks.windows]\ntype = \"cifs-replica\"\npath = '{replica}'\n");
+    env.write_config(&config);
+    let check = env.run(&["mount-check", &replica]);
+    assert_eq!(check.code, 1, "{}", check.all());
+    let expected = format!("{replica} is not on a network share (it resolves to {replica}, a local drive)");
+    assert!(check.all().contains(&expected), "{}", check.all());
+    assert!(check.all().contains(r"\\server\share\dir"), "{}", check.all());
+    let run = env.run(&["run", "nightly"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(&expected) && run.stderr.contains("sinks.windows.path"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        std::fs::read_dir(env.unix_path("replica")).unwrap().count(),
+        0,
+        "nothing written to the refused replica"
+    );
 }

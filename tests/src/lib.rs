@@ -160,27 +160,27 @@ sinks = ["local"]
     }
 }
 
-/// Starts two runs of plan `nightly` at once (`start` spawns one, stderr piped), `rounds` times,
-/// and checks every loser: exit 3 and a message naming the plan and the holder's pid. Exit 0 is
-/// a winner; anything else fails. Returns how many losers there were.
+/// Starts two runs of plan `nightly` at once (`command` builds one), `rounds` times, and checks
+/// every loser: exit 3 and a message naming the plan and the holder's pid. Exit 0 is a winner;
+/// anything else fails. Returns how many losers there were.
 #[track_caller]
-pub fn race_two_runs(rounds: u32, mut start: impl FnMut() -> std::process::Child) -> u32 {
+pub fn race_two_runs(rounds: u32, mut command: impl FnMut() -> Command) -> u32 {
     let mut busy = 0;
     for round in 0..rounds {
-        let children = [start(), start()];
+        let children = [Guarded::spawn(&mut command()), Guarded::spawn(&mut command())];
         for c in children {
-            let out = c.wait_with_output().expect("wait for packrat");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            match out.status.code() {
-                Some(0) => {}
-                Some(3) => {
+            let run = c.finish(std::time::Duration::from_secs(300));
+            match run.code {
+                0 => {}
+                3 => {
                     busy += 1;
                     assert!(
-                        stderr.contains("plan `nightly`") && stderr.contains("pid "),
-                        "round {round}: the busy message must name the holder's pid: {stderr}"
+                        run.stderr.contains("plan `nightly`") && run.stderr.contains("pid "),
+                        "round {round}: the busy message must name the holder's pid: {}",
+                        run.stderr
                     );
                 }
-                other => panic!("round {round}: exit {other:?}: {stderr}"),
+                other => panic!("round {round}: exit {other}: {}", run.all()),
             }
         }
     }
@@ -190,42 +190,64 @@ pub fn race_two_runs(rounds: u32, mut start: impl FnMut() -> std::process::Child
 /// Runs `cmd` with captured output; kills it and panics if it has not exited after `limit`.
 #[track_caller]
 pub fn run_guarded(cmd: &mut Command, limit: std::time::Duration) -> Run {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
+    Guarded::spawn(cmd).finish(limit)
+}
+
+/// A child whose stdout and stderr go to anonymous files, not pipes: a process it leaves behind
+/// holding them (Wine starts its `services.exe` from the first command of a prefix, and that
+/// inherits the handles) cannot keep the reader waiting after the child exited.
+struct Guarded {
+    child: std::process::Child,
+    out: std::fs::File,
+    err: std::fs::File,
+    what: String,
+}
+
+impl Guarded {
+    #[track_caller]
+    fn spawn(cmd: &mut Command) -> Guarded {
+        let out = tempfile::tempfile().expect("temp file for stdout");
+        let err = tempfile::tempfile().expect("temp file for stderr");
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("dup stdout"))
+            .stderr(err.try_clone().expect("dup stderr"))
+            .spawn()
+            .expect("spawn");
+        Guarded {
+            child,
+            out,
+            err,
+            what: format!("{cmd:?}"),
         }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}: it hangs");
+    }
+
+    #[track_caller]
+    fn finish(mut self, limit: std::time::Duration) -> Run {
+        use std::io::{Read, Seek};
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not finish within {limit:?}: it hangs", self.what);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let read = |f: &mut std::fs::File| {
+            let mut s = Vec::new();
+            f.rewind().expect("rewind");
+            f.read_to_end(&mut s).expect("read captured output");
+            String::from_utf8_lossy(&s).into_owned()
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: read(&mut self.out),
+            stderr: read(&mut self.err),
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
     }
 }
 

@@ -21,8 +21,12 @@ pub enum Action {
     Install,
     /// Stop the service if it runs, and remove it.
     Uninstall,
-    /// Start the installed service.
-    Start,
+    /// Start the installed service and wait until it runs.
+    Start {
+        /// Give up waiting after this many seconds (exit 1).
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        timeout: u64,
+    },
     /// Stop the service gracefully and wait until it stopped.
     Stop {
         /// Give up waiting after this many seconds (exit 1).
@@ -98,13 +102,7 @@ mod imp {
         match action {
             Action::Install => install(config, log_json),
             Action::Uninstall => uninstall(),
-            Action::Start => {
-                let m = manager(ServiceManagerAccess::CONNECT)?;
-                let s = m.open_service(NAME, ServiceAccess::START).map_err(failed("open"))?;
-                s.start::<&str>(&[]).map_err(failed("start"))?;
-                println!("service {NAME} started");
-                Ok(())
-            }
+            Action::Start { timeout } => start(Duration::from_secs(*timeout)),
             Action::Stop { timeout } => stop(Duration::from_secs(*timeout)),
             Action::Status => {
                 let m = manager(ServiceManagerAccess::CONNECT)?;
@@ -174,6 +172,49 @@ mod imp {
             config.display()
         );
         Ok(())
+    }
+
+    /// Starts the service and waits until it reports *running* (like `net start`): a service
+    /// that stops again at once (a config that no longer loads, a port in use) is a failure
+    /// with its exit code, not a "started".
+    fn start(timeout: Duration) -> Result<(), ExitError> {
+        let m = manager(ServiceManagerAccess::CONNECT)?;
+        let s = m
+            .open_service(NAME, ServiceAccess::START | ServiceAccess::QUERY_STATUS)
+            .map_err(failed("open"))?;
+        s.start::<&str>(&[]).map_err(failed("start"))?;
+        let t0 = Instant::now();
+        // Wine's and Windows' managers may still say *stopped* for a moment after StartService.
+        let mut seen_pending = false;
+        loop {
+            let st = s.query_status().map_err(failed("query"))?;
+            match st.current_state {
+                ServiceState::Running => {
+                    println!("service {NAME} started");
+                    return Ok(());
+                }
+                ServiceState::Stopped if seen_pending || t0.elapsed() > Duration::from_secs(5) => {
+                    let code = match st.exit_code {
+                        ServiceExitCode::ServiceSpecific(c) => format!("exit code {c}"),
+                        ServiceExitCode::Win32(c) => format!("Windows error {c}"),
+                    };
+                    return Err(ExitError::failed(format!(
+                        "service {NAME} stopped right after its start ({code}); the reason is in packratd.log \
+                         in the configured log directory ([daemon] log_dir, default STATE_DIR\\logs)"
+                    )));
+                }
+                ServiceState::Stopped => {}
+                _ => seen_pending = true,
+            }
+            if t0.elapsed() > timeout {
+                return Err(ExitError::failed(format!(
+                    "service {NAME} is still {} after {} s; see packratd.log in the configured log directory",
+                    state_name(st.current_state),
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     fn stop(timeout: Duration) -> Result<(), ExitError> {

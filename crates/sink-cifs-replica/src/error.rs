@@ -51,14 +51,17 @@ pub enum ReplicaError {
         key: String,
     },
 
-    /// Windows: the path is not a UNC path.
+    /// Windows: the path resolves to a local drive, not to a network share.
     #[error(
-        "{} is not a UNC path; on Windows give the share as \\\\server\\share\\dir (drive letters, mapped network drives included, are not accepted): fix {key}",
-        path.display()
+        "{} is not on a network share (it resolves to {}, a local drive); on Windows give the share as \\\\server\\share\\dir, or a drive letter mapped to it for the account packrat runs as (a service does not see the drives a user mapped): fix {key}",
+        path.display(),
+        resolved.display()
     )]
     NotUnc {
         /// The path as configured.
         path: PathBuf,
+        /// Where Windows resolves it to.
+        resolved: PathBuf,
         /// The config key to fix.
         key: String,
     },

@@ -10,10 +10,13 @@
 //! filesystem really reports, so a stale or lying mount table cannot pass a local directory off
 //! as the share.
 //!
-//! On Windows there is no mount table: the path must be a UNC path (`\\server\share\dir`, also
-//! `\\?\UNC\server\share\dir`); it is reported as type `smb` and accepted whatever the allowed
-//! list says. Drive letters — mapped network drives included — are refused, because a drive
-//! mapping belongs to one logon session and a service may see a different one (or none).
+//! On Windows there is no mount table: the path is resolved the way Windows resolves it
+//! (`GetFinalPathNameByHandle`, through [`std::fs::canonicalize`]), which turns a drive letter
+//! mapped to a share into the share's UNC form. A path that resolves to a UNC path
+//! (`\\server\share\dir`, `\\?\UNC\server\share\dir`) is on a network share: reported as type
+//! `smb` and accepted whatever the allowed list says. One that resolves to a local drive (a
+//! fixed disk, a `subst` drive, a drive not mapped in this logon session) is refused. A mapping
+//! belongs to one logon session: a service only sees the drives mapped for its own account.
 //!
 //! ```
 //! use sink_cifs_replica::mount::{MountCheck, MountTable};
@@ -305,7 +308,7 @@ impl MountCheck {
             ),
             _ => (
                 resolved.components().take(2).collect(),
-                "local-or-mapped-drive".to_string(),
+                "local-drive".to_string(),
                 Verdict::NotUnc,
             ),
         };
@@ -427,6 +430,14 @@ pub fn magic_name(magic: u64) -> &'static str {
     }
 }
 
+/// `path` as Windows users write it (`D:\dir`, `\\server\share\dir`, not `\\?\…`).
+fn as_written(path: &Path) -> PathBuf {
+    #[cfg(windows)]
+    return dunce::simplified(path).to_path_buf();
+    #[cfg(not(windows))]
+    path.to_path_buf()
+}
+
 /// The `statfs` magic of the filesystem holding `path` (its nearest existing ancestor).
 #[cfg(target_os = "linux")]
 fn probe_magic(path: &Path) -> Option<u64> {
@@ -451,7 +462,7 @@ pub enum Verdict {
     TypeNotAllowed,
     /// The mount table names an allowed type, but `statfs` reports another filesystem.
     MagicMismatch,
-    /// Windows: not a UNC path.
+    /// Windows: the path resolves to a local drive, not to a UNC share.
     NotUnc,
 }
 
@@ -509,6 +520,7 @@ impl MountReport {
             }),
             Verdict::NotUnc => Some(ReplicaError::NotUnc {
                 path: self.path.clone(),
+                resolved: as_written(&self.resolved),
                 key,
             }),
         }
