@@ -15,7 +15,8 @@
 //! mapped to a share into the share's UNC form. A path that resolves to a UNC path
 //! (`\\server\share\dir`, `\\?\UNC\server\share\dir`) is on a network share: reported as type
 //! `smb` and accepted whatever the allowed list says. One that resolves to a local drive (a
-//! fixed disk, a `subst` drive, a drive not mapped in this logon session) is refused. A mapping
+//! fixed disk, a `subst` drive) is refused; a letter not mapped in this logon session does not
+//! resolve at all. A mapping
 //! belongs to one logon session: a service only sees the drives mapped for its own account.
 //!
 //! ```
