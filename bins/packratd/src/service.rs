@@ -186,35 +186,26 @@ mod imp {
         let t0 = Instant::now();
         // Wine's and Windows' managers may still say *stopped* for a moment after StartService.
         let mut seen_pending = false;
-        loop {
-            let st = s.query_status().map_err(failed("query"))?;
-            match st.current_state {
-                ServiceState::Running => {
-                    println!("service {NAME} started");
-                    return Ok(());
-                }
-                ServiceState::Stopped if seen_pending || t0.elapsed() > Duration::from_secs(5) => {
-                    let code = match st.exit_code {
-                        ServiceExitCode::ServiceSpecific(c) => format!("exit code {c}"),
-                        ServiceExitCode::Win32(c) => format!("Windows error {c}"),
-                    };
-                    return Err(ExitError::failed(format!(
-                        "service {NAME} stopped right after its start ({code}); the reason is in packratd.log \
-                         in the configured log directory ([daemon] log_dir, default STATE_DIR\\logs)"
-                    )));
-                }
-                ServiceState::Stopped => {}
-                _ => seen_pending = true,
+        await_state(&s, timeout, "", |st| match st.current_state {
+            ServiceState::Running => Some(Ok(())),
+            ServiceState::Stopped if seen_pending || t0.elapsed() > Duration::from_secs(5) => {
+                let code = match st.exit_code {
+                    ServiceExitCode::ServiceSpecific(c) => format!("exit code {c}"),
+                    ServiceExitCode::Win32(c) => format!("Windows error {c}"),
+                };
+                Some(Err(ExitError::failed(format!(
+                    "service {NAME} stopped right after its start ({code}); the reason is in packratd.log \
+                     in the configured log directory ([daemon] log_dir, default STATE_DIR\\logs)"
+                ))))
             }
-            if t0.elapsed() > timeout {
-                return Err(ExitError::failed(format!(
-                    "service {NAME} is still {} after {} s; see packratd.log in the configured log directory",
-                    state_name(st.current_state),
-                    timeout.as_secs()
-                )));
+            ServiceState::Stopped => None,
+            _ => {
+                seen_pending = true;
+                None
             }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        })?;
+        println!("service {NAME} started");
+        Ok(())
     }
 
     fn stop(timeout: Duration) -> Result<(), ExitError> {
@@ -227,17 +218,33 @@ mod imp {
             return Ok(());
         }
         s.stop().map_err(failed("stop"))?;
+        await_state(
+            &s,
+            timeout,
+            " (its jobs get the grace period, then they are cancelled)",
+            |st| (st.current_state == ServiceState::Stopped).then_some(Ok(())),
+        )?;
+        println!("service {NAME} stopped");
+        Ok(())
+    }
+
+    /// Polls the service's status until `done` gives a result, or fails after `timeout` naming
+    /// the state it is still in (`why` explains a long wait).
+    fn await_state(
+        s: &windows_service::service::Service,
+        timeout: Duration,
+        why: &str,
+        mut done: impl FnMut(&ServiceStatus) -> Option<Result<(), ExitError>>,
+    ) -> Result<(), ExitError> {
         let t0 = Instant::now();
         loop {
             let st = s.query_status().map_err(failed("query"))?;
-            if st.current_state == ServiceState::Stopped {
-                println!("service {NAME} stopped");
-                return Ok(());
+            if let Some(result) = done(&st) {
+                return result;
             }
             if t0.elapsed() > timeout {
                 return Err(ExitError::failed(format!(
-                    "service {NAME} is still {} after {} s (its jobs get the grace period, then they are \
-                     cancelled); see the log in the configured log directory",
+                    "service {NAME} is still {} after {} s{why}; see packratd.log in the configured log directory",
                     state_name(st.current_state),
                     timeout.as_secs()
                 )));
