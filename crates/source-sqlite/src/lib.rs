@@ -71,6 +71,7 @@ mod config;
 mod copy;
 mod error;
 mod restore;
+mod snapshot;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader};
@@ -88,6 +89,7 @@ pub use check::{DbFacts, SqliteCheck, recorded_rows};
 pub use copy::{CopyStrategy, JournalMode};
 pub use error::Error;
 pub use restore::{RestoreOptions, RestoreReport, find_artifact, restore, restore_with, sqlite_artifacts};
+pub use snapshot::{Snapshot, snapshot_file};
 
 /// The artifact type (`ArtifactEntry::kind`) and source kind of this crate.
 pub const ARTIFACT_KIND: &str = "sqlite";
