@@ -126,13 +126,24 @@ pub(crate) fn open_copy(path: &Path) -> Result<Connection, Error> {
 /// says what to do when the check fails.
 pub(crate) fn integrity_check(path: &Path, what: &str, advice: &str) -> Result<DbFacts, Error> {
     check_header(path)?;
+    let conn = open_copy(path).map_err(|e| corrupt_as_failed(e, what, advice))?;
+    let mut facts = check_connection(&conn, path, what, advice)?;
+    // An immutable connection always reports journal mode `delete`: read the header.
+    facts.wal = header_is_wal(path);
+    Ok(facts)
+}
+
+/// Runs `PRAGMA integrity_check` on the database `conn` sees (in its current read transaction,
+/// if one is open) and collects the facts; `path` names the file in SQLite errors. `wal` is left
+/// false for the caller to set.
+pub(crate) fn check_connection(conn: &Connection, path: &Path, what: &str, advice: &str) -> Result<DbFacts, Error> {
     let failed = |problems: String| Error::Integrity {
         what: what.to_string(),
         problems,
         advice: advice.to_string(),
     };
-    let checked = open_copy(path).and_then(|conn| {
-        let err = |e| classify("check", path, Duration::ZERO, e);
+    let err = |e| classify("check", path, Duration::ZERO, e);
+    let checked: Result<DbFacts, Error> = (|| {
         let mut stmt = conn
             .prepare(&format!("PRAGMA integrity_check({MAX_PROBLEMS})"))
             .map_err(err)?;
@@ -145,21 +156,23 @@ pub(crate) fn integrity_check(path: &Path, what: &str, advice: &str) -> Result<D
         if problems.len() != 1 || problems[0] != "ok" {
             return Err(failed(problems.join("; ")));
         }
-        facts(&conn).map_err(err)
-    });
-    match checked {
-        Ok(mut facts) => {
-            // An immutable connection always reports journal mode `delete`: read the header.
-            facts.wal = header_is_wal(path);
-            Ok(facts)
+        facts(conn).map_err(err)
+    })();
+    checked.map_err(|e| corrupt_as_failed(e, what, advice))
+}
+
+/// SQLite may find the damage before the check itself runs (reading the schema): that is a failed
+/// check too.
+fn corrupt_as_failed(e: Error, what: &str, advice: &str) -> Error {
+    match e {
+        Error::Sqlite { source, .. } if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Error::Integrity {
+                what: what.to_string(),
+                problems: source.to_string(),
+                advice: advice.to_string(),
+            }
         }
-        // SQLite may find the damage before the check itself runs (reading the schema).
-        Err(Error::Sqlite { source, .. })
-            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) =>
-        {
-            Err(failed(source.to_string()))
-        }
-        Err(e) => Err(e),
+        e => e,
     }
 }
 

@@ -167,7 +167,7 @@ pub(crate) fn copy_database(s: &CopySettings<'_>, dest: &Path) -> Result<Copied,
 /// Runs `copy` while another thread flushes the file at `dest` to disk every [`SYNC_INTERVAL`], so
 /// that writing back the copy overlaps with making it and the final fsync finds little left to do.
 /// Best effort: if the file cannot be opened for syncing, the final fsync does all the work.
-fn with_background_sync<T>(dest: &Path, copy: impl FnOnce() -> T) -> T {
+pub(crate) fn with_background_sync<T>(dest: &Path, copy: impl FnOnce() -> T) -> T {
     let (stop, stopped) = mpsc::channel::<()>();
     thread::scope(|s| {
         s.spawn(move || {

@@ -70,6 +70,7 @@ mod check;
 mod config;
 mod copy;
 mod error;
+mod pages;
 mod restore;
 mod snapshot;
 
@@ -137,6 +138,9 @@ pub struct BackupOutcome {
     pub store_time: Duration,
     /// Time of the whole backup.
     pub total_time: Duration,
+    /// The copy was streamed into the pack in one pass through `sqlite_dbpage` while the same
+    /// snapshot was checked (WAL mode); false: written by the backup API, then read back.
+    pub single_pass: bool,
     /// Things the operator should know.
     pub warnings: Vec<String>,
 }
@@ -253,6 +257,121 @@ impl SqliteSource {
         progress.stage(&format!("copying SQLite database {}", self.path.display()));
         progress.set_total(self.estimate_bytes()?);
 
+        let src = copy::open_source(&self.path, self.busy_timeout)?;
+        let mode = copy::journal_mode(&src, &self.path, self.busy_timeout)?;
+        let mut outcome = if mode == JournalMode::Wal && pages::available(&src) {
+            self.single_pass(pack, &src, progress, cancel)?
+        } else {
+            drop(src);
+            self.copy_then_check(pack, progress, cancel)?
+        };
+        outcome.total_time = started.elapsed();
+        tracing::info!(
+            source = %self.name,
+            artifact = %outcome.entry.path,
+            bytes = outcome.entry.size,
+            journal_mode = outcome.journal_mode.as_str(),
+            strategy = ?outcome.strategy,
+            single_pass = outcome.single_pass,
+            restarts = outcome.restarts,
+            copy_ms = outcome.copy_time.as_millis() as u64,
+            check_ms = outcome.check_time.as_millis() as u64,
+            store_ms = outcome.store_time.as_millis() as u64,
+            total_ms = outcome.total_time.as_millis() as u64,
+            "SQLite backup done"
+        );
+        Ok(outcome)
+    }
+
+    /// WAL mode: the pages go straight into the pack's artifact (hashed, and compressed or
+    /// encrypted when asked, on the way) while a second connection checks the same snapshot; see
+    /// the `pages` module. Nothing is read back.
+    fn single_pass(
+        &self,
+        pack: &StagingPack,
+        src: &rusqlite::Connection,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+    ) -> Result<BackupOutcome, Error> {
+        let rel = self.artifact_path();
+        let compression = if self.compress {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
+        let mut w = pack.artifact(&rel, &self.name, ARTIFACT_KIND, compression)?;
+        let dest = w.path().to_path_buf();
+        let settings = copy::CopySettings {
+            source: &self.path,
+            busy_timeout: self.busy_timeout,
+            rollback_budget: self.rollback_budget,
+            cancel,
+            progress,
+        };
+        let what = format!("the snapshot of {} (copied to {rel})", self.path.display());
+        let advice = self.check_advice();
+        let passed = copy::with_background_sync(&dest, || {
+            pages::copy_and_check(&settings, src, &mut w, &dest, &what, &advice)
+        });
+        let passed = match passed {
+            Ok(p) => p,
+            Err(e) => {
+                drop(w);
+                let _ = pack.unreserve(&rel);
+                return Err(e);
+            }
+        };
+        tracing::debug!(source = %self.name, check_alongside_copy = passed.concurrent, "single pass done");
+        let facts = passed.facts;
+        w.set_meta("journal_mode", JournalMode::Wal.as_str());
+        w.set_meta("page_size", facts.page_size);
+        w.set_meta("page_count", facts.page_count);
+        w.set_meta("tables", facts.tables);
+        w.set_meta("table_rows", serde_json::to_value(&facts.table_rows).unwrap_or_default());
+        let (finished, store_time) = timed(|| w.finish());
+        let entry = match finished {
+            Ok(entry) => entry,
+            Err(e) => {
+                let _ = pack.unreserve(&rel);
+                return Err(e.into());
+            }
+        };
+        progress.stage(&format!("copied and checked {}", self.path.display()));
+        let mut warnings = Vec::new();
+        if facts.page_count == 0 {
+            warnings.push(format!("database {} is empty (no pages)", self.path.display()));
+        }
+        Ok(BackupOutcome {
+            entry,
+            journal_mode: JournalMode::Wal,
+            strategy: CopyStrategy::Snapshot,
+            restarts: 0,
+            facts,
+            copy_time: passed.copy_time,
+            check_time: passed.check_time,
+            store_time,
+            total_time: Duration::ZERO,
+            warnings,
+            single_pass: true,
+        })
+    }
+
+    /// What to do when the check of a copy fails.
+    fn check_advice(&self) -> String {
+        format!(
+            "the copy was discarded; the source may be damaged — run `sqlite3 {} \"PRAGMA integrity_check\"`",
+            self.path.display()
+        )
+    }
+
+    /// Rollback-journal mode (or a SQLite built without `sqlite_dbpage`): the backup API writes
+    /// the copy, which is then checked while it is stored.
+    fn copy_then_check(
+        &self,
+        pack: &StagingPack,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+    ) -> Result<BackupOutcome, Error> {
         let final_rel = self.artifact_path();
         let copy_rel = if self.compress {
             format!("{ARTIFACT_KIND}/{}.db.tmp", self.artifact_name)
@@ -268,22 +387,7 @@ impl SqliteSource {
                 cleanup?;
             }
         }
-        let mut outcome = result?;
-        outcome.total_time = started.elapsed();
-        tracing::info!(
-            source = %self.name,
-            artifact = %outcome.entry.path,
-            bytes = outcome.entry.size,
-            journal_mode = outcome.journal_mode.as_str(),
-            strategy = ?outcome.strategy,
-            restarts = outcome.restarts,
-            copy_ms = outcome.copy_time.as_millis() as u64,
-            check_ms = outcome.check_time.as_millis() as u64,
-            store_ms = outcome.store_time.as_millis() as u64,
-            total_ms = outcome.total_time.as_millis() as u64,
-            "SQLite backup done"
-        );
-        Ok(outcome)
+        result
     }
 
     /// Copies into `copy_path`, then checks the copy while storing it in the pack.
@@ -308,10 +412,7 @@ impl SqliteSource {
 
         progress.stage(&format!("checking and storing the copy of {}", self.path.display()));
         let what = format!("the copy {copy_rel} of {}", self.path.display());
-        let advice = format!(
-            "the copy was discarded; the source may be damaged — run `sqlite3 {} \"PRAGMA integrity_check\"`",
-            self.path.display()
-        );
+        let advice = self.check_advice();
         // Two passes over the copy on two threads: the integrity check, and fsync + sha256 (or
         // compression) into the pack.
         let (checked, (stored, store_time)) = thread::scope(|s| {
@@ -374,6 +475,7 @@ impl SqliteSource {
             store_time,
             total_time: Duration::ZERO,
             warnings,
+            single_pass: false,
         })
     }
 

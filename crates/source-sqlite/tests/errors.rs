@@ -160,3 +160,37 @@ async fn damaged_source_fails_the_integrity_check_of_the_copy_and_leaves_nothing
         assert!(msg.contains("the copy was discarded"), "{msg}");
     }
 }
+
+/// In WAL mode the check runs on the source's snapshot while its pages are copied: a damaged
+/// database fails the backup just the same, naming the source and the artifact, and nothing of
+/// the artifact is left in the pack.
+#[tokio::test]
+async fn damaged_wal_source_fails_the_check_of_its_snapshot_and_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let db = t.path().join("damaged-wal.db");
+    common::create_db(&db, "wal", 1);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    let mut bytes = fs::read(&db).unwrap();
+    let page = 4096;
+    let mid = (bytes.len() / page / 2) * page;
+    bytes[mid..mid + 8].fill(0xff);
+    fs::write(&db, &bytes).unwrap();
+
+    for compress in [false, true] {
+        let source = SqliteSource::new("app_db", &db).compress(compress);
+        let (err, msg) = failing_backup(&t.path().join(format!("compress_{compress}")), &source).await;
+        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+        let artifact = if compress { "sqlite/app_db.db.zst" } else { "sqlite/app_db.db" };
+        assert!(
+            msg.contains(&format!(
+                "PRAGMA integrity_check of the snapshot of {} (copied to {artifact})",
+                db.display()
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("the copy was discarded"), "{msg}");
+    }
+}

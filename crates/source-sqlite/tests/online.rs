@@ -123,6 +123,7 @@ fn wal_mode_copy_is_a_consistent_snapshot_and_never_blocks_the_writer() {
     assert_eq!(outcome.journal_mode, JournalMode::Wal);
     assert_eq!(outcome.strategy, CopyStrategy::Snapshot);
     assert_eq!(outcome.restarts, 0);
+    assert!(outcome.single_pass, "a WAL database is copied in one pass");
     assert!(outcome.facts.wal, "the copy of a WAL database is a WAL database");
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
 }
@@ -131,6 +132,7 @@ fn wal_mode_copy_is_a_consistent_snapshot_and_never_blocks_the_writer() {
 fn rollback_mode_copy_is_consistent_and_holds_the_writer_only_briefly() {
     let (outcome, _) = backup_under_writes("delete", 8);
     assert_eq!(outcome.journal_mode, JournalMode::Rollback);
+    assert!(!outcome.single_pass, "rollback-journal mode copies in steps with the backup API");
     assert!(!outcome.facts.wal);
     if outcome.strategy == CopyStrategy::SteppedThenLocked {
         assert!(
@@ -158,4 +160,43 @@ fn rollback_mode_without_writers_copies_in_steps() {
     let restored = t.path().join("restored.db");
     restore(&p, find_artifact(&p, "quiet").unwrap(), &restored, false).unwrap();
     assert_eq!(common::dump(&db), common::dump(&restored));
+}
+
+/// The single pass writes the snapshot's pages as they are: once the WAL is checkpointed into the
+/// main file, the artifact is that file byte for byte (compressed or not), and its sha256 in the
+/// manifest is the sha256 of those bytes.
+#[test]
+fn wal_single_pass_copy_is_the_database_file_byte_for_byte() {
+    use sha2::{Digest, Sha256};
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let db = t.path().join("exact.db");
+    common::create_db(&db, "wal", 6);
+    // Changes that stay in the -wal file until the checkpoint below.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA wal_autocheckpoint=0; DELETE FROM filler WHERE id % 3 = 0; UPDATE users SET score = -1;")
+        .unwrap();
+    let before_checkpoint = t.path().join("before");
+    std::fs::create_dir(&before_checkpoint).unwrap();
+    for compress in [false, true] {
+        let pack = common::staging(&before_checkpoint, &format!("exact{compress}_20260101_000000"));
+        let outcome = SqliteSource::new("exact", &db)
+            .compress(compress)
+            .backup_blocking(&pack, &backup_core::NoProgress)
+            .unwrap();
+        assert!(outcome.single_pass);
+        let p = pack.seal().unwrap().to_pack();
+        let restored = t.path().join(format!("restored-{compress}.db"));
+        restore(&p, find_artifact(&p, "exact").unwrap(), &restored, false).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let source_bytes = std::fs::read(&db).unwrap();
+        let copy_bytes = std::fs::read(&restored).unwrap();
+        assert_eq!(copy_bytes.len(), source_bytes.len());
+        assert!(copy_bytes == source_bytes, "the copy differs from the checkpointed database");
+        if !compress {
+            let entry = find_artifact(&p, "exact").unwrap();
+            assert_eq!(entry.sha256, hex::encode(Sha256::digest(&source_bytes)));
+        }
+        assert_eq!(common::dump(&db), common::dump(&restored));
+    }
 }
