@@ -55,12 +55,26 @@
 //!   timeout is shorter gets `SQLITE_BUSY`. The backup then carries a warning. Switch busy
 //!   databases to WAL mode (`PRAGMA journal_mode=WAL`) to avoid this trade-off.
 //!
-//! The copy is our own new file, so SQLite writes it without journal or syncing; a helper thread
-//! flushes it to disk while it grows. Then it is checked with `PRAGMA integrity_check` while, at
-//! the same time, it is fsynced and checksummed into the pack (or compressed into it): the two
-//! passes over the copy run on two threads. A copy that fails the check is deleted and the backup
-//! fails naming it. Both SQLite connections use a 2 MiB page cache, so memory stays small
-//! whatever the database size (about 10 MiB peak RSS for a 1 GiB database).
+//! **One pass in WAL mode.** The pages of the snapshot are read in order through SQLite's
+//! `sqlite_dbpage` table inside that read transaction and streamed straight into the pack's
+//! artifact: hashed (the plain sha256 of `SHA256SUMS`), and compressed or encrypted when asked,
+//! while they are copied. Meanwhile a second read-only connection runs `PRAGMA integrity_check`
+//! on *the same snapshot* (proved with `PRAGMA data_version`; if writers keep committing in
+//! between, the check runs after the copy in the copy's own read transaction), so the check
+//! covers exactly the bytes that were copied and nothing is read back. `sqlite_dbpage` needs
+//! SQLite built with `SQLITE_ENABLE_DBPAGE_VTAB`: this workspace sets it for the bundled SQLite
+//! in `.cargo/config.toml` (`LIBSQLITE3_FLAGS`); a build without it (another workspace
+//! embedding this crate) takes the rollback-journal path below, which is slower but the same
+//! result.
+//!
+//! **Rollback-journal mode**, and any build without `sqlite_dbpage`: the backup API writes the
+//! copy as our own new file, without journal or syncing; a helper thread flushes it to disk
+//! while it grows. Then it is checked with `PRAGMA integrity_check` while, at the same time, it
+//! is fsynced and checksummed into the pack (or compressed into it): the two passes over the
+//! copy run on two threads. A copy that fails the check is deleted and the backup fails naming
+//! it. Both SQLite connections use a 2 MiB page cache, so memory stays small whatever the
+//! database size (about 10 MiB peak RSS for a 1 GiB database; the one-pass copy adds four
+//! 1 MiB buffers).
 //!
 //! The copy keeps the source's header, so the copy of a WAL database is a WAL database again once
 //! restored. Checks open copies as immutable files, which never creates `-wal`/`-shm` files next
@@ -257,10 +271,13 @@ impl SqliteSource {
         progress.stage(&format!("copying SQLite database {}", self.path.display()));
         progress.set_total(self.estimate_bytes()?);
 
+        // For the read-ahead of the single pass. Opened before, and closed after, every SQLite
+        // connection to the file (see `pages::copy_and_check`).
+        let ahead = File::open(&self.path).ok();
         let src = copy::open_source(&self.path, self.busy_timeout)?;
         let mode = copy::journal_mode(&src, &self.path, self.busy_timeout)?;
         let mut outcome = if mode == JournalMode::Wal && pages::available(&src) {
-            self.single_pass(pack, &src, progress, cancel)?
+            self.single_pass(pack, &src, ahead.as_ref(), progress, cancel)?
         } else {
             drop(src);
             self.copy_then_check(pack, progress, cancel)?
@@ -290,6 +307,7 @@ impl SqliteSource {
         &self,
         pack: &StagingPack,
         src: &rusqlite::Connection,
+        ahead: Option<&File>,
         progress: &dyn Progress,
         cancel: &AtomicBool,
     ) -> Result<BackupOutcome, Error> {
@@ -311,7 +329,7 @@ impl SqliteSource {
         let what = format!("the snapshot of {} (copied to {rel})", self.path.display());
         let advice = self.check_advice();
         let passed = copy::with_background_sync(&dest, || {
-            pages::copy_and_check(&settings, src, &mut w, &dest, &what, &advice)
+            pages::copy_and_check(&settings, src, ahead, &mut w, &dest, &what, &advice)
         });
         let passed = match passed {
             Ok(p) => p,
@@ -327,7 +345,10 @@ impl SqliteSource {
         w.set_meta("page_size", facts.page_size);
         w.set_meta("page_count", facts.page_count);
         w.set_meta("tables", facts.tables);
-        w.set_meta("table_rows", serde_json::to_value(&facts.table_rows).unwrap_or_default());
+        w.set_meta(
+            "table_rows",
+            serde_json::to_value(&facts.table_rows).unwrap_or_default(),
+        );
         let (finished, store_time) = timed(|| w.finish());
         let entry = match finished {
             Ok(entry) => entry,

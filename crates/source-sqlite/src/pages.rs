@@ -7,6 +7,13 @@
 //! reading the copy back. Both connections are readers, and in WAL mode readers never block
 //! writers.
 //!
+//! **Reading ahead.** `PRAGMA integrity_check` walks the b-trees, which on a cold page cache means
+//! random reads: 18.7 s for a 1 GiB database here, against 1.4 s to read the file in order. So the
+//! whole database file is first read through in order (see [`read_through`]), and the check
+//! starts once that is done: the copy follows the read-ahead, and the check then reads from the
+//! page cache. The read-ahead is only a hint; if it fails, the copy and the check read the file
+//! themselves.
+//!
 //! **The same snapshot.** Two connections see the same snapshot when no commit lands between the
 //! starts of their read transactions. `PRAGMA data_version` proves that: it changes, for the
 //! connection that asks, whenever another connection has committed since it last looked. So: A
@@ -15,7 +22,8 @@
 //! end their transactions and try again; after [`ALIGN_TRIES`] tries the check runs on A itself,
 //! after the copy, in A's transaction (the same snapshot, one pass after the other).
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -34,6 +42,8 @@ const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 3;
 /// Attempts at starting both read transactions on the same snapshot.
 const ALIGN_TRIES: u32 = 50;
+/// Request size of the read-ahead.
+const READ_AHEAD: usize = 4 << 20;
 
 /// What the single pass did.
 #[derive(Debug)]
@@ -55,9 +65,14 @@ pub(crate) fn available(conn: &Connection) -> bool {
 
 /// Copies the WAL database `a` is open on (read-only, see [`copy::open_source`]) into `out` (the
 /// file `dest`) in one pass and checks the same snapshot. `what`/`advice` phrase a failed check.
+///
+/// `ahead` is the database file, opened before `a`, for the read-ahead. The caller must keep it
+/// open until every connection to the database is closed: on Unix, closing any descriptor of a
+/// file drops all of the process's POSIX locks on it, SQLite's included.
 pub(crate) fn copy_and_check(
     s: &CopySettings<'_>,
     a: &Connection,
+    ahead: Option<&File>,
     out: &mut (dyn Write + Send),
     dest: &Path,
     what: &str,
@@ -75,8 +90,13 @@ pub(crate) fn copy_and_check(
 
     let started = Instant::now();
     let (copied, checked) = thread::scope(|scope| {
+        let read_ahead = ahead.map(|f| scope.spawn(move || read_through(f, s.cancel)));
         let checker = b.map(|b| {
             scope.spawn(move || {
+                // Wait for the read-ahead: the check then reads from the page cache.
+                if let Some(r) = read_ahead {
+                    let _ = r.join();
+                }
                 let t = Instant::now();
                 let facts = check::check_connection(&b, path, what, advice);
                 let _ = b.execute_batch("COMMIT");
@@ -105,6 +125,21 @@ pub(crate) fn copy_and_check(
         check_time,
         concurrent,
     })
+}
+
+/// Brings `file` into the page cache by reading it through in large requests and discarding the
+/// bytes. (`posix_fadvise(WILLNEED)` returns before the reads are done, so the check would start
+/// on a cold cache: measured, the check then took as long as without any read-ahead.) Best
+/// effort: stops at the first error (e.g. a byte range Windows has locked) or when `cancel` is
+/// set.
+fn read_through(mut file: &File, cancel: &std::sync::atomic::AtomicBool) {
+    let mut buf = vec![0u8; READ_AHEAD];
+    while !cancel.load(Ordering::Relaxed) {
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Starts read transactions on `a` and `b`; true when they provably see the same snapshot (see

@@ -183,7 +183,11 @@ async fn damaged_wal_source_fails_the_check_of_its_snapshot_and_leaves_nothing()
         let source = SqliteSource::new("app_db", &db).compress(compress);
         let (err, msg) = failing_backup(&t.path().join(format!("compress_{compress}")), &source).await;
         assert!(matches!(err, Error::Integrity { .. }), "{err}");
-        let artifact = if compress { "sqlite/app_db.db.zst" } else { "sqlite/app_db.db" };
+        let artifact = if compress {
+            "sqlite/app_db.db.zst"
+        } else {
+            "sqlite/app_db.db"
+        };
         assert!(
             msg.contains(&format!(
                 "PRAGMA integrity_check of the snapshot of {} (copied to {artifact})",

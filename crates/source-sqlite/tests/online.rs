@@ -132,7 +132,10 @@ fn wal_mode_copy_is_a_consistent_snapshot_and_never_blocks_the_writer() {
 fn rollback_mode_copy_is_consistent_and_holds_the_writer_only_briefly() {
     let (outcome, _) = backup_under_writes("delete", 8);
     assert_eq!(outcome.journal_mode, JournalMode::Rollback);
-    assert!(!outcome.single_pass, "rollback-journal mode copies in steps with the backup API");
+    assert!(
+        !outcome.single_pass,
+        "rollback-journal mode copies in steps with the backup API"
+    );
     assert!(!outcome.facts.wal);
     if outcome.strategy == CopyStrategy::SteppedThenLocked {
         assert!(
@@ -192,7 +195,10 @@ fn wal_single_pass_copy_is_the_database_file_byte_for_byte() {
         let source_bytes = std::fs::read(&db).unwrap();
         let copy_bytes = std::fs::read(&restored).unwrap();
         assert_eq!(copy_bytes.len(), source_bytes.len());
-        assert!(copy_bytes == source_bytes, "the copy differs from the checkpointed database");
+        assert!(
+            copy_bytes == source_bytes,
+            "the copy differs from the checkpointed database"
+        );
         if !compress {
             let entry = find_artifact(&p, "exact").unwrap();
             assert_eq!(entry.sha256, hex::encode(Sha256::digest(&source_bytes)));

@@ -22,7 +22,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::encrypt::{self, PackratPlan, toml_path, toml_string};
-use super::harness::{self, CommonArgs, Scenario, Side, Targets};
+use super::harness::{self, CommonArgs, Report, Scenario, Side, Targets};
 use crate::prereqs::{self, Prereq};
 use crate::services::docker::{self as svc, Docker};
 use crate::util::{self, mib};
@@ -46,11 +46,11 @@ pub struct DockerArgs {
     #[arg(long)]
     encrypt: bool,
     #[command(flatten)]
-    common: CommonArgs,
+    pub common: CommonArgs,
 }
 
 /// Runs the benchmark.
-pub fn run(args: &DockerArgs) -> Result<()> {
+pub fn run(args: &DockerArgs) -> Result<Report> {
     eprintln!("checking prerequisites");
     prereqs::ensure(&[
         Prereq::apt("dockerd", "docker.io"),
@@ -89,8 +89,7 @@ pub fn run(args: &DockerArgs) -> Result<()> {
     } else {
         harness::run(&mut bench, args.common.rounds)?
     };
-    report.emit(args.common.json);
-    Ok(())
+    Ok(report)
 }
 
 #[derive(Debug)]

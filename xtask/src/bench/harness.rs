@@ -148,7 +148,8 @@ fn sync() {
     let _ = util::succeeds(&mut Command::new("sync"));
 }
 
-fn drop_caches() -> Result<()> {
+/// `sync`, then drops the page cache (needs root).
+pub fn drop_caches() -> Result<()> {
     sync();
     std::fs::write("/proc/sys/vm/drop_caches", "3\n").context("write /proc/sys/vm/drop_caches")
 }
@@ -304,8 +305,24 @@ impl Report {
         self.rounds.iter().map(|r| f(r).as_secs_f64()).collect()
     }
 
-    fn ratios(&self) -> Vec<f64> {
+    /// The per-round packrat/baseline ratios.
+    pub fn ratios(&self) -> Vec<f64> {
         self.rounds.iter().map(Round::ratio).collect()
+    }
+
+    /// What the baseline is.
+    pub fn baseline_label(&self) -> &str {
+        &self.baseline_label
+    }
+
+    /// The pass/fail limits.
+    pub fn targets(&self) -> Targets {
+        self.targets
+    }
+
+    /// The input fact `key`, if the benchmark reported it.
+    pub fn info(&self, key: &str) -> Option<&Value> {
+        self.info.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// The measured rounds, for a benchmark that derives more figures from them.
@@ -332,11 +349,13 @@ impl Report {
         kib_to_mib(self.rounds.iter().map(|r| r.baseline.max_rss_kib).max().unwrap_or(0))
     }
 
-    fn ratio_pass(&self) -> bool {
+    /// The median ratio is within the target.
+    pub fn ratio_pass(&self) -> bool {
         self.median_ratio() <= self.targets.max_ratio
     }
 
-    fn rss_pass(&self) -> bool {
+    /// The peak RSS is within the target.
+    pub fn rss_pass(&self) -> bool {
         self.peak_rss_mib() <= self.targets.max_rss_mib
     }
 

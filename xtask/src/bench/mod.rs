@@ -7,6 +7,7 @@
 //! [`encrypt`] is the `--encrypt` variant of the `packrat run` benchmarks (`sqlite`, `mongo`,
 //! `docker`): the same plan unencrypted vs encrypted with age.
 
+pub mod all;
 pub mod docker;
 pub mod encrypt;
 pub mod harness;
@@ -15,12 +16,16 @@ pub mod object;
 pub mod replica;
 pub mod sqlite;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
+use harness::Report;
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// `sqlite`, `mongo`, `docker` and `replica` in one go; writes their table into
+    /// docs/benchmarks.md.
+    All(all::AllArgs),
     /// `packrat run` of a SQLite source vs `sqlite3 SRC ".backup DST"`.
     Sqlite(sqlite::SqliteArgs),
     /// `packrat run` (full) of a MongoDB collection vs a bare driver cursor drain of it.
@@ -33,13 +38,28 @@ pub enum BenchCommand {
     Object(object::ObjectArgs),
 }
 
-/// Runs one benchmark.
+/// Runs one benchmark (or `all`) and prints its report.
 pub fn run(command: BenchCommand) -> Result<()> {
+    let json = match &command {
+        BenchCommand::All(args) => return all::run(args),
+        BenchCommand::Sqlite(a) => a.common.json,
+        BenchCommand::Mongo(a) => a.common.json,
+        BenchCommand::Docker(a) => a.common.json,
+        BenchCommand::Replica(a) => a.common.json,
+        BenchCommand::Object(a) => a.common.json,
+    };
+    measure(&command)?.emit(json);
+    Ok(())
+}
+
+/// Runs one benchmark and returns its report.
+pub fn measure(command: &BenchCommand) -> Result<Report> {
     match command {
-        BenchCommand::Sqlite(args) => sqlite::run(&args),
-        BenchCommand::Mongo(args) => mongo::run(&args),
-        BenchCommand::Docker(args) => docker::run(&args),
-        BenchCommand::Replica(args) => replica::run(&args),
-        BenchCommand::Object(args) => object::run(&args),
+        BenchCommand::All(_) => bail!("`all` is not one benchmark"),
+        BenchCommand::Sqlite(args) => sqlite::run(args),
+        BenchCommand::Mongo(args) => mongo::run(args),
+        BenchCommand::Docker(args) => docker::run(args),
+        BenchCommand::Replica(args) => replica::run(args),
+        BenchCommand::Object(args) => object::run(args),
     }
 }

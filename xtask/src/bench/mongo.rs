@@ -24,7 +24,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::encrypt::{self, PackratPlan, toml_path};
-use super::harness::{self, CommonArgs, Scenario, Side};
+use super::harness::{self, CommonArgs, Report, Scenario, Side};
 use crate::services::mongo::Mongo;
 use crate::util::{self, mib};
 
@@ -47,7 +47,7 @@ pub struct MongoArgs {
     #[arg(long)]
     encrypt: bool,
     #[command(flatten)]
-    common: CommonArgs,
+    pub common: CommonArgs,
 }
 
 const GENERATOR: &str = r#"
@@ -107,7 +107,7 @@ struct MongoBench {
 }
 
 /// Runs the benchmark.
-pub fn run(args: &MongoArgs) -> Result<()> {
+pub fn run(args: &MongoArgs) -> Result<Report> {
     eprintln!("checking the SecantusDB venv");
     Mongo::ensure_installed()?;
     let packrat = if let Some(bin) = &args.packrat_bin {
@@ -185,8 +185,7 @@ pub fn run(args: &MongoArgs) -> Result<()> {
         harness::run(&mut bench, args.common.rounds)
     };
     server.stop();
-    result?.emit(args.common.json);
-    Ok(())
+    result
 }
 
 fn parse_meta(text: &str) -> Option<(u64, u64)> {

@@ -60,7 +60,7 @@ pub struct ObjectArgs {
     #[arg(long)]
     cluster_from_env: bool,
     #[command(flatten)]
-    common: CommonArgs,
+    pub common: CommonArgs,
 }
 
 /// Where the cluster is and how to sign in.
@@ -115,7 +115,7 @@ impl Cluster {
 }
 
 /// Runs the benchmark.
-pub fn run(args: &ObjectArgs) -> Result<()> {
+pub fn run(args: &ObjectArgs) -> Result<Report> {
     eprintln!("checking prerequisites");
     let mut service = Garage::default();
     if args.cluster_from_env {
@@ -166,11 +166,10 @@ pub fn run(args: &ObjectArgs) -> Result<()> {
         rclone_version,
         extras: Vec::new(),
     };
-    let result = (|| {
+    let result = (|| -> Result<Report> {
         let mut report = harness::run(&mut bench, args.common.rounds)?;
         bench.add_comparisons(&mut report);
-        report.emit(args.common.json);
-        Ok(())
+        Ok(report)
     })();
     // Whatever happened: nothing of this run stays in the bucket.
     let cleaned = bench.purge(&bench.base.clone());
@@ -180,7 +179,10 @@ pub fn run(args: &ObjectArgs) -> Result<()> {
         // The cluster holds several copies of every round (Garage frees deleted blocks later).
         service.stop().and_then(|()| util::remove_path(&Garage::dir()))
     };
-    result.and(cleaned).and(stopped)
+    let report = result?;
+    cleaned?;
+    stopped?;
+    Ok(report)
 }
 
 /// The files under `dir` (recursively) and their total size.

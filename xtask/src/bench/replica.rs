@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::harness::{self, CommonArgs, Scenario, Side, Targets};
+use super::harness::{self, CommonArgs, Report, Scenario, Side, Targets};
 use crate::services::Service;
 use crate::services::samba::{FS_TYPE, Samba};
 use crate::util::{self, mib};
@@ -29,11 +29,11 @@ pub struct ReplicaArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     size_mib: u64,
     #[command(flatten)]
-    common: CommonArgs,
+    pub common: CommonArgs,
 }
 
 /// Runs the benchmark.
-pub fn run(args: &ReplicaArgs) -> Result<()> {
+pub fn run(args: &ReplicaArgs) -> Result<Report> {
     eprintln!("checking prerequisites");
     let mut samba = Samba::default();
     crate::prereqs::ensure(&samba.prereqs())?;
@@ -56,7 +56,7 @@ pub fn run(args: &ReplicaArgs) -> Result<()> {
 
     eprintln!("starting the Samba test share");
     samba.start()?;
-    let result = (|| {
+    let result = (|| -> Result<Report> {
         let share = Samba::mount_point().join("bench");
         util::remove_path(&share)?;
         std::fs::create_dir(&share).with_context(|| format!("create {}", share.display()))?;
@@ -66,13 +66,92 @@ pub fn run(args: &ReplicaArgs) -> Result<()> {
             share,
             size_mib: args.size_mib,
         };
-        let report = harness::run(&mut bench, args.common.rounds)?;
+        let mut report = harness::run(&mut bench, args.common.rounds)?;
+        eprintln!("measuring where the time goes (write, read back, both at once)");
+        for (key, value) in breakdown(&bench)? {
+            report.push_info(&key, value);
+        }
         util::remove_path(&bench.share)?;
-        report.emit(args.common.json);
-        Ok(())
+        Ok(report)
     })();
     let stopped = samba.stop();
-    result.and(stopped)
+    let report = result?;
+    stopped?;
+    Ok(report)
+}
+
+/// Times the two halves of the replica's work on the pack's largest file, each from a cold page
+/// cache: writing it to the share (`dd … conv=fsync`), and reading it back (`dd … of=/dev/null`,
+/// with 1 MiB and with 8 MiB requests); then a write of one copy while another is read back, at
+/// once, as a pipelined replica would do. If "at once" takes as long as one after the other, the
+/// share serves one request at a time and the floor of packrat/`cp` is (write + read) / write.
+fn breakdown(bench: &ReplicaBench) -> Result<Vec<(String, Value)>> {
+    let big = bench
+        .input_files()
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .context("the pack has no files")?;
+    let bytes = std::fs::metadata(&big)
+        .with_context(|| format!("inspect {}", big.display()))?
+        .len();
+    let dir = bench.share.join("breakdown");
+    util::remove_path(&dir)?;
+    std::fs::create_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let dd = |args: &[String]| {
+        let mut c = Command::new("dd");
+        c.args(args).arg("status=none");
+        c
+    };
+    let write = |to: &std::path::Path| {
+        dd(&[
+            format!("if={}", big.display()),
+            format!("of={}", to.display()),
+            "bs=1M".into(),
+            "conv=fsync".into(),
+        ])
+    };
+    let read = |from: &std::path::Path, bs: &str| {
+        dd(&[
+            format!("if={}", from.display()),
+            "of=/dev/null".into(),
+            format!("bs={bs}"),
+        ])
+    };
+    let timed = |cmds: Vec<Command>| -> Result<f64> {
+        harness::drop_caches()?;
+        let t = std::time::Instant::now();
+        let children: Vec<_> = cmds
+            .into_iter()
+            .map(|mut c| c.spawn().with_context(|| util::display_cmd(&c)))
+            .collect::<Result<_>>()?;
+        for mut child in children {
+            let status = child.wait().context("wait for dd")?;
+            util::check_status(status, "dd")?;
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let w = timed(vec![write(&a)])?;
+    let r = timed(vec![read(&a, "1M")])?;
+    let r8 = timed(vec![read(&a, "8M")])?;
+    let both = timed(vec![write(&b), read(&a, "1M")])?;
+    util::remove_path(&dir)?;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let file_mib = mib(bytes);
+    eprintln!(
+        "  {file_mib:.0} MiB: write {w:.2} s, read back {r:.2} s (8 MiB requests: {r8:.2} s), \
+         write + read back at once {both:.2} s (one after the other: {:.2} s)",
+        w + r
+    );
+    Ok(vec![
+        ("breakdown_file_mib".into(), json!(round(file_mib))),
+        ("breakdown_write_s".into(), json!(round(w))),
+        ("breakdown_read_back_s".into(), json!(round(r))),
+        ("breakdown_read_back_8m_requests_s".into(), json!(round(r8))),
+        ("breakdown_write_and_read_at_once_s".into(), json!(round(both))),
+        ("breakdown_floor_ratio".into(), json!(round((w + r) / w))),
+        ("breakdown_pipelining_gain".into(), json!(round((w + r) / both))),
+    ])
 }
 
 #[derive(Debug)]

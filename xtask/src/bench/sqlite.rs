@@ -19,7 +19,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::encrypt::{self, PackratPlan, toml_path};
-use super::harness::{self, CommonArgs, Scenario, Side};
+use super::harness::{self, CommonArgs, Report, Scenario, Side};
 use crate::prereqs::{self, Prereq};
 use crate::util::{self, mib};
 
@@ -43,11 +43,11 @@ pub struct SqliteArgs {
     #[arg(long)]
     encrypt: bool,
     #[command(flatten)]
-    common: CommonArgs,
+    pub common: CommonArgs,
 }
 
 /// Runs the benchmark.
-pub fn run(args: &SqliteArgs) -> Result<()> {
+pub fn run(args: &SqliteArgs) -> Result<Report> {
     eprintln!("checking prerequisites");
     prereqs::ensure(&[Prereq::apt("sqlite3", "sqlite3")])?;
 
@@ -77,8 +77,7 @@ pub fn run(args: &SqliteArgs) -> Result<()> {
     } else {
         harness::run(&mut bench, args.common.rounds)?
     };
-    report.emit(args.common.json);
-    Ok(())
+    Ok(report)
 }
 
 /// The generated source database.
