@@ -84,6 +84,7 @@ mod error;
 mod pipe;
 mod project;
 mod restore;
+mod sqlite;
 mod tarstream;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,7 @@ pub use project::{PROJECT_LABEL, normalize_project_name, project_name};
 pub use restore::{
     RestoreOptions, RestoreReport, RestoredVolume, docker_artifacts, restore, validate_volume_archive, volume_name,
 };
+pub use sqlite::SqliteInVolumes;
 pub use tarstream::TarStats;
 
 #[doc(hidden)]
@@ -133,6 +135,7 @@ pub struct DockerSource {
     helper_image: Option<String>,
     stop_during_backup: bool,
     stop_timeout: Duration,
+    sqlite_in_volumes: SqliteInVolumes,
     include_images: bool,
 }
 
@@ -173,6 +176,7 @@ impl DockerSource {
             helper_image: None,
             stop_during_backup: false,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            sqlite_in_volumes: SqliteInVolumes::default(),
             include_images: false,
         }
     }
@@ -185,6 +189,7 @@ impl DockerSource {
             .extra_files(c.extra_files.clone())
             .stop_during_backup(c.stop_during_backup)
             .stop_timeout(c.stop_timeout)
+            .sqlite_in_volumes(c.sqlite_in_volumes)
             .include_images(c.include_images);
         if let Some(f) = &c.compose_file {
             s = s.compose_file(f.clone());
@@ -256,6 +261,13 @@ impl DockerSource {
     /// How long a container may take to stop before it is killed.
     pub fn stop_timeout(mut self, timeout: Duration) -> DockerSource {
         self.stop_timeout = timeout;
+        self
+    }
+
+    /// What to do with SQLite databases found in the volumes (default
+    /// [`SqliteInVolumes::Snapshot`]).
+    pub fn sqlite_in_volumes(mut self, mode: SqliteInVolumes) -> DockerSource {
+        self.sqlite_in_volumes = mode;
         self
     }
 
@@ -338,10 +350,13 @@ impl DockerSource {
                         (&docker, &self.endpoint),
                         &v.name,
                         &helper_image,
-                        pack,
-                        &self.name,
+                        (pack, &self.name),
                         project.as_deref(),
                         &ctx.progress,
+                        sqlite::Policy {
+                            mode: self.sqlite_in_volumes,
+                            stopped: self.stop_during_backup,
+                        },
                     )
                     .await?,
                 );
