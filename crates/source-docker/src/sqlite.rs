@@ -441,6 +441,39 @@ mod tests {
         }
     }
 
+    fn volume(driver: &str, options: &[(&str, &str)]) -> Volume {
+        Volume {
+            name: "v".into(),
+            driver: driver.into(),
+            mountpoint: std::env::temp_dir().display().to_string(),
+            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Volume::default()
+        }
+    }
+
+    #[test]
+    fn snapshots_need_the_volume_directory_on_this_host() {
+        let local = Endpoint::resolve(Some("unix:///var/run/docker.sock"));
+        let remote = Endpoint::resolve(Some("tcp://10.1.2.3:2375"));
+        let e = host_root(&local, &volume("rexray", &[])).unwrap_err();
+        assert!(e.contains("`rexray` driver"), "{e}");
+        let e = host_root(&remote, &volume("local", &[])).unwrap_err();
+        assert!(
+            e.contains("tcp://10.1.2.3:2375") && e.contains("over the network"),
+            "{e}"
+        );
+        let e = host_root(&local, &volume("local", &[("type", "nfs"), ("device", ":/export")])).unwrap_err();
+        assert!(e.contains("`device` option"), "{e}");
+        if cfg!(unix) {
+            assert_eq!(host_root(&local, &volume("local", &[])).unwrap(), std::env::temp_dir());
+            let bind = volume("local", &[("type", "none"), ("o", "bind"), ("device", "/")]);
+            assert_eq!(host_root(&local, &bind).unwrap(), Path::new("/"));
+            let mut gone = volume("local", &[]);
+            gone.mountpoint = "/nonexistent/packrat/_data".into();
+            assert!(host_root(&local, &gone).unwrap_err().contains("not readable here"));
+        }
+    }
+
     #[test]
     fn modes_parse_lowercase() {
         #[derive(Deserialize)]

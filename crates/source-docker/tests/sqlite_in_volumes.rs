@@ -365,3 +365,45 @@ async fn database_larger_than_the_free_staging_space_fails_clearly() {
     }
     drop(pack);
 }
+
+/// With `stop_during_backup` the files are quiet: archived as they are (no snapshot), and the
+/// manifest records the database with `snapshot: false`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_app_stopped_databases_are_archived_as_they_are_and_recorded() {
+    let env = env();
+    let p = common::Project::up(
+        &env,
+        "version: \"2.4\"\nservices:\n  app:\n    image: IMAGE\n    init: true\n    command: [\"sleep\", \"1000000\"]\n    \
+         volumes:\n      - data:/data\nvolumes:\n  data:\n",
+    );
+    let volume = p.volume("data");
+    let dir = PathBuf::from(
+        env.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &volume])
+            .trim(),
+    );
+    drop(create_db(&dir.join("app.db"), "DELETE", 50));
+    let live = std::fs::read(dir.join("app.db")).unwrap();
+
+    let t = tempfile::tempdir().unwrap();
+    let pack = staging(t.path(), "p_20260101_000000", BackupKind::Full);
+    let ctx = BackupContext::detached("test", BackupKind::Full);
+    let out = DockerSource::new("stack")
+        .compose_file(&p.file)
+        .stop_during_backup(true)
+        .run(&ctx, &pack)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.stopped.len(), 1);
+    assert_eq!(env.state(&p.container("app")), "running");
+    let sealed = pack.seal().unwrap();
+    let reader = Pack::open(sealed.dir()).unwrap().into_reader();
+    let rel = format!("docker/volumes/{volume}.tar.zst");
+    let entry = reader.manifest().artifact(&rel).unwrap();
+    assert_eq!(
+        entry.meta["sqlite_snapshots"],
+        serde_json::json!([{"path": "./app.db", "bytes": live.len(), "snapshot": false}])
+    );
+    let x = t.path().join("x");
+    extract(&sealed.dir().join(&rel), &x);
+    assert_eq!(std::fs::read(x.join("app.db")).unwrap(), live);
+}
