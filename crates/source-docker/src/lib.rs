@@ -72,6 +72,18 @@
 //! guard's `Drop` starts the containers on a thread with its own connection and waits for it.
 //! Images are exported after the restart, so they do not lengthen the downtime.
 //!
+//! ## SQLite databases in volumes
+//!
+//! Without the stop, a SQLite database the app writes could be archived torn (main file and
+//! `-wal` from different moments). The `sqlite` module finds the databases (the 16-byte
+//! `SQLite format 3\0` header) in the volume's directory on this host, copies each with
+//! SQLite's online backup API ([`source_sqlite::snapshot_file`], integrity-checked) next to the
+//! staging pack, and the tar stream carries the copy in place of the live entry (same name,
+//! owner, mode, mtime) without its `-wal`/`-shm`/`-journal`; the stream is watched for databases
+//! too. [`SqliteInVolumes`] chooses `snapshot` (default), `tar` (as is, unsafe) or `fail`; the
+//! manifest lists the databases in `meta.sqlite_snapshots`. Where the volume's directory is not
+//! on this host (other drivers, a remote engine), `snapshot` fails saying what to do.
+//!
 //! The engine is reached at `docker_host`, else `DOCKER_HOST`, else the platform's socket, and
 //! the API version is negotiated (Docker 20.10 speaks API 1.41; this client defaults to newer).
 
