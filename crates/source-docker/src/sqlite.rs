@@ -330,6 +330,13 @@ pub(crate) fn conclude(policy: Policy, plan: &Plan, report: &EditReport, volume:
     let mut out: Vec<Value> = Vec::new();
     match plan {
         Plan::Watch { .. } if report.detected.is_empty() => {}
+        Plan::Watch { .. } if policy.records_only() => out.extend(report.detected.iter().map(recorded)),
+        Plan::Watch { .. } if policy.mode == SqliteInVolumes::Fail => {
+            return Err(Error::SqliteInVolume {
+                volume: volume.into(),
+                files: detected(),
+            });
+        }
         Plan::Watch {
             unreachable: Some(reason),
         } => {
@@ -339,10 +346,9 @@ pub(crate) fn conclude(policy: Policy, plan: &Plan, report: &EditReport, volume:
                 reason: reason.clone(),
             });
         }
-        Plan::Watch { unreachable: None } if !policy.records_only() => {
+        Plan::Watch { unreachable: None } => {
             return Err(changed(volume, detected(), "appeared while the volume was archived"));
         }
-        Plan::Watch { unreachable: None } => out.extend(report.detected.iter().map(recorded)),
         Plan::Replace(s) => {
             if !report.detected.is_empty() {
                 return Err(changed(
@@ -472,6 +478,51 @@ mod tests {
             gone.mountpoint = "/nonexistent/packrat/_data".into();
             assert!(host_root(&local, &gone).unwrap_err().contains("not readable here"));
         }
+    }
+
+    #[test]
+    fn databases_seen_only_in_the_stream_are_recorded_or_refused() {
+        let report = EditReport {
+            detected: vec![Detected {
+                path: b"data/app.db".to_vec(),
+                size: 4096,
+            }],
+            ..EditReport::default()
+        };
+        let policy = |mode, stopped| Policy { mode, stopped };
+        let remote = Plan::Watch {
+            unreachable: Some("the Docker engine at tcp://10.1.2.3:2375 is reached over the network".into()),
+        };
+        // Snapshot wanted, impossible: say why and what to do.
+        let e = conclude(policy(SqliteInVolumes::Snapshot, false), &remote, &report, "v").unwrap_err();
+        assert!(matches!(e, Error::SqliteUnreachable { .. }), "{e:?}");
+        let m = e.to_string();
+        for want in [
+            "`./data/app.db`",
+            "tcp://10.1.2.3:2375",
+            "stop_during_backup = true",
+            "type = \"sqlite\"",
+            "sqlite_in_volumes = \"tar\"",
+        ] {
+            assert!(m.contains(want), "{want} missing from {m}");
+        }
+        // Fail: names the files, wherever they were seen.
+        let e = conclude(policy(SqliteInVolumes::Fail, false), &remote, &report, "v").unwrap_err();
+        assert!(matches!(e, Error::SqliteInVolume { .. }), "{e:?}");
+        // Tar, or the app stopped: recorded, not snapshotted.
+        let want = json!([{"path": "./data/app.db", "bytes": 4096, "snapshot": false}]);
+        for p in [
+            policy(SqliteInVolumes::Tar, false),
+            policy(SqliteInVolumes::Snapshot, true),
+        ] {
+            assert_eq!(conclude(p, &remote, &report, "v").unwrap(), Some(want.clone()));
+        }
+        // Nothing found: nothing recorded.
+        let none = EditReport::default();
+        assert_eq!(
+            conclude(policy(SqliteInVolumes::Snapshot, false), &remote, &none, "v").unwrap(),
+            None
+        );
     }
 
     #[test]
