@@ -69,6 +69,8 @@ pub(crate) struct Found {
     pub path: PathBuf,
     /// Size of the database plus its `-wal`, at the scan.
     pub bytes: u64,
+    /// Other names of the same file (hard links), relative like `rel`.
+    pub aliases: Vec<Vec<u8>>,
 }
 
 /// The snapshots of one volume's databases, in a temporary directory removed on drop.
@@ -82,6 +84,7 @@ pub(crate) struct Snapshots {
 #[derive(Debug)]
 struct Taken {
     rel: Vec<u8>,
+    aliases: Vec<Vec<u8>>,
     file: PathBuf,
     snapshot: source_sqlite::Snapshot,
 }
@@ -187,7 +190,9 @@ pub(crate) fn prepare(
 
 /// Every SQLite database below `root` (symbolic links are not followed).
 pub(crate) fn scan(root: &Path) -> Result<Vec<Found>, Error> {
-    let mut out = Vec::new();
+    let mut out: Vec<Found> = Vec::new();
+    // Hard-linked databases are one file: snapshotted once, under every name.
+    let mut ids: HashMap<(u64, u64), usize> = HashMap::new();
     let mut dirs = vec![(root.to_path_buf(), Vec::new())];
     while let Some((dir, rel)) = dirs.pop() {
         let mut entries = fs::read_dir(&dir)
@@ -206,17 +211,38 @@ pub(crate) fn scan(root: &Path) -> Result<Vec<Found>, Error> {
             if meta.is_dir() {
                 dirs.push((path, child));
             } else if meta.is_file() && meta.len() >= MAGIC.len() as u64 && is_database(&path)? {
+                let id = linked_id(&meta);
+                if let Some(&i) = id.as_ref().and_then(|id| ids.get(id)) {
+                    out[i].aliases.push(child);
+                    continue;
+                }
+                if let Some(id) = id {
+                    ids.insert(id, out.len());
+                }
                 let wal = fs::metadata(sibling(&path, "-wal")).map(|m| m.len()).unwrap_or(0);
                 out.push(Found {
                     rel: child,
                     path,
                     bytes: meta.len() + wal,
+                    aliases: Vec::new(),
                 });
             }
         }
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
+}
+
+/// Device and inode of a file with more than one name.
+#[cfg(unix)]
+fn linked_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn linked_id(_meta: &fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 #[cfg(unix)]
@@ -269,6 +295,7 @@ pub(crate) fn take(found: &[Found], volume: &str, temp_parent: &Path, cancel: &A
         tracing::info!(volume, path = %show(&f.rel), bytes = snapshot.bytes, "SQLite database snapshotted");
         taken.push(Taken {
             rel: f.rel.clone(),
+            aliases: f.aliases.clone(),
             file,
             snapshot,
         });
@@ -297,11 +324,13 @@ impl Snapshots {
         let mut replace = HashMap::new();
         let mut omit = HashSet::new();
         for t in &self.taken {
-            replace.insert(t.rel.clone(), t.file.clone());
-            for c in COMPANIONS {
-                let mut name = t.rel.clone();
-                name.extend_from_slice(c.as_bytes());
-                omit.insert(name);
+            for rel in t.names() {
+                replace.insert(rel.to_vec(), t.file.clone());
+                for c in COMPANIONS {
+                    let mut name = rel.to_vec();
+                    name.extend_from_slice(c.as_bytes());
+                    omit.insert(name);
+                }
             }
         }
         Edits {
@@ -309,6 +338,18 @@ impl Snapshots {
             omit,
             detect: Some(MAGIC),
         }
+    }
+}
+
+impl Taken {
+    /// Every name of the database.
+    fn names(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.rel.as_slice()).chain(self.aliases.iter().map(Vec::as_slice))
+    }
+
+    /// The name the archive holds the copy under (the others are hard links to it).
+    fn archived_name(&self, report: &EditReport) -> Option<&[u8]> {
+        self.names().find(|n| report.replaced.contains(*n))
     }
 }
 
@@ -360,8 +401,8 @@ pub(crate) fn conclude(policy: Policy, plan: &Plan, report: &EditReport, volume:
             let missing: Vec<&[u8]> = s
                 .taken
                 .iter()
+                .filter(|t| t.archived_name(report).is_none())
                 .map(|t| t.rel.as_slice())
-                .filter(|r| !report.replaced.contains(*r))
                 .collect();
             if !missing.is_empty() {
                 return Err(changed(
@@ -391,23 +432,27 @@ fn recorded(d: &Detected) -> Value {
 
 /// The manifest record of a snapshotted database.
 fn snapshotted(t: &Taken, report: &EditReport) -> Value {
-    let left_out: Vec<String> = COMPANIONS
-        .iter()
-        .map(|c| {
-            let mut n = t.rel.clone();
-            n.extend_from_slice(c.as_bytes());
-            n
+    let name = t.archived_name(report).unwrap_or(&t.rel);
+    let left_out: Vec<String> = t
+        .names()
+        .flat_map(|n| {
+            COMPANIONS.iter().map(move |c| {
+                let mut n = n.to_vec();
+                n.extend_from_slice(c.as_bytes());
+                n
+            })
         })
         .filter(|n| report.omitted.contains(n))
         .map(|n| show(&n))
         .collect();
+    let links: Vec<String> = t.names().filter(|n| *n != name).map(show).collect();
     let strategy = match t.snapshot.strategy {
         source_sqlite::CopyStrategy::Snapshot => "snapshot",
         source_sqlite::CopyStrategy::Stepped => "stepped",
         source_sqlite::CopyStrategy::SteppedThenLocked => "stepped_then_locked",
     };
-    json!({
-        "path": show(&t.rel),
+    let mut v = json!({
+        "path": show(name),
         "snapshot": true,
         "journal_mode": t.snapshot.journal_mode.as_str(),
         "strategy": strategy,
@@ -415,7 +460,11 @@ fn snapshotted(t: &Taken, report: &EditReport) -> Value {
         "integrity_check": "ok",
         "table_rows": t.snapshot.facts.table_rows,
         "left_out": left_out,
-    })
+    });
+    if !links.is_empty() {
+        v["hard_links"] = json!(links);
+    }
+    v
 }
 
 /// `./a.db`, as in the archive.

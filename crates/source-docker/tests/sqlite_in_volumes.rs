@@ -407,3 +407,35 @@ async fn with_the_app_stopped_databases_are_archived_as_they_are_and_recorded() 
     extract(&sealed.dir().join(&rel), &x);
     assert_eq!(std::fs::read(x.join("app.db")).unwrap(), live);
 }
+
+/// A database with two names (a hard link) is snapshotted once; the archive holds the copy
+/// under the first name and the link to it, as the engine wrote them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hard_linked_database_is_snapshotted_once() {
+    let env = env();
+    let vol = TestVolume::new(&env);
+    drop(create_db(&vol.dir.join("a.db"), "DELETE", 20));
+    std::fs::hard_link(vol.dir.join("a.db"), vol.dir.join("b.db")).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let pack = staging(t.path(), "p_20260101_000000", BackupKind::Full);
+    let ctx = BackupContext::detached("test", BackupKind::Full);
+    vol.source(SqliteInVolumes::Snapshot)
+        .run(&ctx, &pack)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sealed = pack.seal().unwrap();
+    let reader = Pack::open(sealed.dir()).unwrap().into_reader();
+    let entry = reader.manifest().artifact(&vol.artifact()).unwrap();
+    let snaps = entry.meta["sqlite_snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0]["path"], "./a.db");
+    assert_eq!(snaps[0]["hard_links"], serde_json::json!(["./b.db"]));
+    let x = t.path().join("x");
+    extract(&sealed.dir().join(vol.artifact()), &x);
+    assert_eq!(inspect(&x.join("b.db")), ("ok".to_string(), 20, 20));
+    let (a, b) = (
+        std::fs::metadata(x.join("a.db")).unwrap(),
+        std::fs::metadata(x.join("b.db")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "still one file with two names");
+}
