@@ -50,8 +50,8 @@
 //! (`GET /containers/{id}/archive?path=/packrat_v/.`) streams the volume as a tar. The stream goes
 //! through a bounded channel into a blocking task that parses every header (checksums, names;
 //! see the `tarstream` module), counts entries and file bytes, and writes the unchanged bytes
-//! into the pack's zstd + sha256 writer: no temporary file, a few MiB of memory whatever the
-//! volume size.
+//! into the pack's zstd + sha256 writer: no temporary file (but for SQLite snapshots, below), a
+//! few MiB of memory whatever the volume size.
 //!
 //! **Entry names.** Asked for `/packrat_v` the endpoint prefixes every entry with the directory
 //! name (`packrat_v/data.db`). We ask for `/packrat_v/.`, which yields `./data.db` — the layout
