@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backup_core::Source;
 use packrat_app::config::{Config, SourceConfig};
-use source_docker::DockerSource;
+use source_docker::{DockerSource, SqliteInVolumes};
 
 fn parse(source: &str) -> Result<Config, String> {
     let text = format!(
@@ -50,6 +50,33 @@ fn relative_paths_resolve_against_the_config_file() {
     // config show round-trips.
     let shown = cfg.to_redacted_toml();
     assert!(Config::parse(&shown, Path::new("/x/p.toml")).is_ok(), "{shown}");
+}
+
+#[test]
+fn sqlite_in_volumes_defaults_to_snapshot_and_takes_three_modes() {
+    let cfg = parse("type = \"docker\"\nproject = \"app\"").unwrap();
+    let SourceConfig::Docker(c) = &cfg.sources["stack"] else {
+        panic!()
+    };
+    assert_eq!(c.sqlite_in_volumes, SqliteInVolumes::Snapshot);
+    for (s, want) in [
+        ("snapshot", SqliteInVolumes::Snapshot),
+        ("tar", SqliteInVolumes::Tar),
+        ("fail", SqliteInVolumes::Fail),
+    ] {
+        let cfg = parse(&format!(
+            "type = \"docker\"\nproject = \"app\"\nsqlite_in_volumes = \"{s}\""
+        ))
+        .unwrap();
+        let SourceConfig::Docker(c) = &cfg.sources["stack"] else {
+            panic!()
+        };
+        assert_eq!(c.sqlite_in_volumes, want);
+        let shown = cfg.to_redacted_toml();
+        assert!(shown.contains(&format!("sqlite_in_volumes = \"{s}\"")), "{shown}");
+    }
+    let e = parse("type = \"docker\"\nproject = \"app\"\nsqlite_in_volumes = \"copy\"").unwrap_err();
+    assert!(e.contains("sqlite_in_volumes") || e.contains("copy"), "{e}");
 }
 
 #[test]

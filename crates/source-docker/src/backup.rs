@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use backup_core::{ArtifactEntry, Compression, Progress, StagingPack};
 use bollard::Docker;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::engine::{self, Endpoint, Helper, MOUNT_DIR};
 use crate::error::Error;
 use crate::pipe::{self, ChannelReader};
+use crate::sqlite;
 use crate::tarstream::{self, Options, TarError, TarStats};
 use crate::{COMPOSE_KIND, IMAGE_KIND, PROJECT_LABEL, VOLUME_KIND};
 
@@ -119,13 +121,15 @@ pub(crate) async fn archive_volume(
     (docker, endpoint): (&Docker, &Endpoint),
     volume: &str,
     helper_image: &str,
-    pack: &StagingPack,
-    source: &str,
+    (pack, source): (&StagingPack, &str),
     project: Option<&str>,
     progress: &Arc<dyn Progress>,
+    policy: sqlite::Policy,
 ) -> Result<ArtifactEntry, Error> {
     // Inspect right before: a missing volume would otherwise be created empty by the helper.
     let info = engine::inspect_volume(docker, volume).await?;
+    let plan = sqlite_plan(policy, endpoint, &info, pack).await?;
+    let edits = sqlite::edits(&plan);
     let helper = Helper::create(docker, endpoint, helper_image, volume, false).await?;
     let rel = format!("docker/volumes/{volume}.tar.zst");
     let mut w = pack.artifact(&rel, source, VOLUME_KIND, Compression::Zstd)?;
@@ -155,16 +159,47 @@ pub(crate) async fn archive_volume(
             rebase: Some(MOUNT_DIR.into()),
             strict: false,
         };
-        let stats = tarstream::process(r, &mut w, &opts)?;
-        Ok((w, stats))
+        let (stats, report) = tarstream::process_edited(r, &mut w, &opts, &edits)?;
+        Ok((w, stats, report))
     })
     .await;
     let removed = helper.remove().await;
-    let (mut w, stats) = result.map_err(|e| archive_error(e, &format!("volume `{volume}`")))?;
+    let (mut w, stats, report) = result.map_err(|e| archive_error(e, &format!("volume `{volume}`")))?;
     removed?;
+    if let Some(found) = sqlite::conclude(policy, &plan, &report, volume)? {
+        w.set_meta("sqlite_snapshots", found);
+    }
+    drop(plan); // removes the snapshots
     w.add_files(stats.entries);
     w.set_meta("content_bytes", stats.content_bytes);
     Ok(w.finish()?)
+}
+
+/// Finds (and for `snapshot`, copies) the SQLite databases of a volume, on a blocking thread.
+/// The copy stops when this future is dropped (the job is cancelled).
+async fn sqlite_plan(
+    policy: sqlite::Policy,
+    endpoint: &Endpoint,
+    info: &Volume,
+    pack: &StagingPack,
+) -> Result<sqlite::Plan, Error> {
+    /// Sets the flag when dropped.
+    struct CancelOnDrop(Arc<AtomicBool>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let root = sqlite::host_root(endpoint, info);
+    let volume = info.name.clone();
+    let staging = pack.dir().to_path_buf();
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = cancel.0.clone();
+    let plan = tokio::task::spawn_blocking(move || sqlite::prepare(policy, root, &volume, &staging, &flag))
+        .await
+        .map_err(|e| Error::Archive(format!("the SQLite snapshot task failed: {e}")))?;
+    drop(cancel);
+    plan
 }
 
 /// Exports an image (`docker save`) as `docker/images/<name>.tar.zst`.
@@ -223,6 +258,11 @@ fn archive_error(e: StreamError, what: &str) -> Error {
             source: e,
         },
         StreamError::Tar(TarError::Bad(m)) => Error::Archive(format!("{what}: {m}")),
+        StreamError::Tar(TarError::Local(path, source)) => Error::Io {
+            action: "read the SQLite snapshot for",
+            path,
+            source,
+        },
         StreamError::Task(m) => Error::Archive(format!("{what}: {m}")),
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use backup_core::config::{Issue, Section};
 use serde::{Deserialize, Serialize};
 
+use crate::sqlite::SqliteInVolumes;
+
 /// `type = "docker"`: a Docker compose app: its named volumes (one tar archive each), its compose
 /// files and `.env`, and on full backups optionally its images.
 ///
@@ -43,6 +45,13 @@ pub struct DockerSourceConfig {
     /// those again (also when the backup fails). Default false.
     #[serde(default)]
     pub stop_during_backup: bool,
+    /// What to do with SQLite databases found in a volume while the app runs: `snapshot` (the
+    /// default) puts a consistent copy taken with SQLite's online backup API in the archive in
+    /// place of the live file and its `-wal`/`-shm`/`-journal` companions; `fail` fails the
+    /// backup naming the files; `tar` archives them as they are (unsafe for a live database).
+    /// With `stop_during_backup` the files are quiet and archived as they are.
+    #[serde(default)]
+    pub sqlite_in_volumes: SqliteInVolumes,
     /// How long a container may take to stop before it is killed. Default 30s.
     #[serde(default = "default_stop_timeout", with = "humantime_serde")]
     pub stop_timeout: Duration,

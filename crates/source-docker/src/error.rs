@@ -102,6 +102,73 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `sqlite_in_volumes = "fail"` and a volume holds SQLite databases.
+    #[error(
+        "volume `{volume}` holds SQLite database(s) {files}, and `sqlite_in_volumes = \"fail\"` refuses to \
+         archive them while the app runs; set `sqlite_in_volumes = \"snapshot\"` (a consistent copy taken with \
+         SQLite's backup API), or `stop_during_backup = true` (the app is stopped while the volumes are archived), \
+         or `sqlite_in_volumes = \"tar\"` (the live files as they are: unsafe, a database written meanwhile may be \
+         archived torn)"
+    )]
+    SqliteInVolume {
+        /// The volume.
+        volume: String,
+        /// The databases, as paths in the volume.
+        files: String,
+    },
+    /// A volume holds SQLite databases and no snapshot can be taken from this host.
+    #[error(
+        "volume `{volume}` holds SQLite database(s) {files}, but no consistent snapshot of them can be taken: \
+         {reason}; stop the app while the volumes are archived (`stop_during_backup = true`), or back the file up \
+         with a `type = \"sqlite\"` source on the host that runs the app, or set `sqlite_in_volumes = \"tar\"` \
+         knowing that a database written during the backup may be archived torn"
+    )]
+    SqliteUnreachable {
+        /// The volume.
+        volume: String,
+        /// The databases, as paths in the volume.
+        files: String,
+        /// Why the volume's files cannot be read from here.
+        reason: String,
+    },
+    /// Snapshotting a SQLite database of a volume failed.
+    #[error("the snapshot of the SQLite database `{path}` in volume `{volume}` failed: {source}")]
+    SqliteSnapshot {
+        /// The volume.
+        volume: String,
+        /// The database, as a path in the volume.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: Box<source_sqlite::Error>,
+    },
+    /// A SQLite database of a volume does not fit into the free space for its snapshot.
+    #[error(
+        "the SQLite database `{path}` in volume `{volume}` needs {needed} bytes (database and WAL) for its \
+         snapshot, but {} has only {available} bytes free; free space there or move the staging directory \
+         to a larger filesystem, or set `stop_during_backup = true` (no snapshot is needed then)",
+        dir.display()
+    )]
+    SqliteNoSpace {
+        /// The volume.
+        volume: String,
+        /// The database, as a path in the volume.
+        path: String,
+        /// Bytes of the database and its WAL.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+        /// Where the snapshot would go.
+        dir: PathBuf,
+    },
+    /// The SQLite databases of a volume changed between the scan and the archive.
+    #[error("volume `{volume}`: {detail}; run the backup again")]
+    SqliteChanged {
+        /// The volume.
+        volume: String,
+        /// What changed.
+        detail: String,
+    },
     /// Writing into the pack failed.
     #[error(transparent)]
     Pack(#[from] backup_core::Error),
@@ -153,6 +220,10 @@ impl backup_core::HasKind for Error {
             Error::ComposeFile { .. } | Error::NoVolumes { .. } | Error::NoHelperImage(_) => K::Config,
             Error::VolumeVanished(_) | Error::HelperImageMissing(_) | Error::NotInPack(_) => K::NotFound,
             Error::Archive(_) => K::Damaged,
+            Error::SqliteInVolume { .. } | Error::SqliteUnreachable { .. } => K::Config,
+            Error::SqliteSnapshot { source, .. } => backup_core::HasKind::kind(source.as_ref()),
+            Error::SqliteNoSpace { .. } => K::DiskFull,
+            Error::SqliteChanged { .. } => K::Busy,
             Error::Io { source, .. } => K::of_io(source),
             Error::Pack(e) => e.kind(),
             Error::Both(first, _) => first.kind(),

@@ -50,8 +50,8 @@
 //! (`GET /containers/{id}/archive?path=/packrat_v/.`) streams the volume as a tar. The stream goes
 //! through a bounded channel into a blocking task that parses every header (checksums, names;
 //! see the `tarstream` module), counts entries and file bytes, and writes the unchanged bytes
-//! into the pack's zstd + sha256 writer: no temporary file, a few MiB of memory whatever the
-//! volume size.
+//! into the pack's zstd + sha256 writer: no temporary file (but for SQLite snapshots, below), a
+//! few MiB of memory whatever the volume size.
 //!
 //! **Entry names.** Asked for `/packrat_v` the endpoint prefixes every entry with the directory
 //! name (`packrat_v/data.db`). We ask for `/packrat_v/.`, which yields `./data.db` — the layout
@@ -72,6 +72,18 @@
 //! guard's `Drop` starts the containers on a thread with its own connection and waits for it.
 //! Images are exported after the restart, so they do not lengthen the downtime.
 //!
+//! ## SQLite databases in volumes
+//!
+//! Without the stop, a SQLite database the app writes could be archived torn (main file and
+//! `-wal` from different moments). The `sqlite` module finds the databases (the 16-byte
+//! `SQLite format 3\0` header) in the volume's directory on this host, copies each with
+//! SQLite's online backup API ([`source_sqlite::snapshot_file`], integrity-checked) next to the
+//! staging pack, and the tar stream carries the copy in place of the live entry (same name,
+//! owner, mode, mtime) without its `-wal`/`-shm`/`-journal`; the stream is watched for databases
+//! too. [`SqliteInVolumes`] chooses `snapshot` (default), `tar` (as is, unsafe) or `fail`; the
+//! manifest lists the databases in `meta.sqlite_snapshots`. Where the volume's directory is not
+//! on this host (other drivers, a remote engine), `snapshot` fails saying what to do.
+//!
 //! The engine is reached at `docker_host`, else `DOCKER_HOST`, else the platform's socket, and
 //! the API version is negotiated (Docker 20.10 speaks API 1.41; this client defaults to newer).
 
@@ -84,6 +96,7 @@ mod error;
 mod pipe;
 mod project;
 mod restore;
+mod sqlite;
 mod tarstream;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +117,7 @@ pub use project::{PROJECT_LABEL, normalize_project_name, project_name};
 pub use restore::{
     RestoreOptions, RestoreReport, RestoredVolume, docker_artifacts, restore, validate_volume_archive, volume_name,
 };
+pub use sqlite::SqliteInVolumes;
 pub use tarstream::TarStats;
 
 #[doc(hidden)]
@@ -133,6 +147,7 @@ pub struct DockerSource {
     helper_image: Option<String>,
     stop_during_backup: bool,
     stop_timeout: Duration,
+    sqlite_in_volumes: SqliteInVolumes,
     include_images: bool,
 }
 
@@ -173,6 +188,7 @@ impl DockerSource {
             helper_image: None,
             stop_during_backup: false,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            sqlite_in_volumes: SqliteInVolumes::default(),
             include_images: false,
         }
     }
@@ -185,6 +201,7 @@ impl DockerSource {
             .extra_files(c.extra_files.clone())
             .stop_during_backup(c.stop_during_backup)
             .stop_timeout(c.stop_timeout)
+            .sqlite_in_volumes(c.sqlite_in_volumes)
             .include_images(c.include_images);
         if let Some(f) = &c.compose_file {
             s = s.compose_file(f.clone());
@@ -256,6 +273,13 @@ impl DockerSource {
     /// How long a container may take to stop before it is killed.
     pub fn stop_timeout(mut self, timeout: Duration) -> DockerSource {
         self.stop_timeout = timeout;
+        self
+    }
+
+    /// What to do with SQLite databases found in the volumes (default
+    /// [`SqliteInVolumes::Snapshot`]).
+    pub fn sqlite_in_volumes(mut self, mode: SqliteInVolumes) -> DockerSource {
+        self.sqlite_in_volumes = mode;
         self
     }
 
@@ -338,10 +362,13 @@ impl DockerSource {
                         (&docker, &self.endpoint),
                         &v.name,
                         &helper_image,
-                        pack,
-                        &self.name,
+                        (pack, &self.name),
                         project.as_deref(),
                         &ctx.progress,
+                        sqlite::Policy {
+                            mode: self.sqlite_in_volumes,
+                            stopped: self.stop_during_backup,
+                        },
                     )
                     .await?,
                 );

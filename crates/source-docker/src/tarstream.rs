@@ -10,8 +10,10 @@
 //! components (in entry names and hard-link targets), and, in strict mode, entries that would be
 //! extracted through a symbolic link the archive itself created earlier.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
 /// Tar block size.
 const BLOCK: usize = 512;
@@ -42,6 +44,39 @@ pub(crate) struct Options {
     pub strict: bool,
 }
 
+/// Changes to regular files on the way through, and what to look for. Paths are relative to the
+/// archive's root, without `./` (`data/app.db`), after rebasing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Edits {
+    /// Regular files whose data is replaced by the content of a local file (same name, owner,
+    /// mode and mtime; the size is the local file's).
+    pub replace: HashMap<Vec<u8>, PathBuf>,
+    /// Regular files left out of the output.
+    pub omit: HashSet<Vec<u8>>,
+    /// Report the regular files (not replaced nor omitted) whose data starts with these bytes.
+    pub detect: Option<&'static [u8]>,
+}
+
+/// A regular file whose data starts with [`Edits::detect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Detected {
+    /// Its path, relative to the archive's root, without `./`.
+    pub path: Vec<u8>,
+    /// Its size in the archive.
+    pub size: u64,
+}
+
+/// What [`process_edited`] did besides copying.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EditReport {
+    /// Files found by [`Edits::detect`], in archive order.
+    pub detected: Vec<Detected>,
+    /// Entries of [`Edits::replace`] that were replaced.
+    pub replaced: HashSet<Vec<u8>>,
+    /// Entries of [`Edits::omit`] that were left out.
+    pub omitted: HashSet<Vec<u8>>,
+}
+
 /// Why processing stopped.
 #[derive(Debug)]
 pub(crate) enum TarError {
@@ -51,6 +86,8 @@ pub(crate) enum TarError {
     Write(io::Error),
     /// The archive is malformed or unsafe; the message names the entry.
     Bad(String),
+    /// Reading a local file put in place of an entry failed.
+    Local(PathBuf, io::Error),
 }
 
 impl std::fmt::Display for TarError {
@@ -59,6 +96,7 @@ impl std::fmt::Display for TarError {
             TarError::Read(e) => write!(f, "reading the archive failed: {e}"),
             TarError::Write(e) => write!(f, "writing the archive failed: {e}"),
             TarError::Bad(m) => f.write_str(m),
+            TarError::Local(p, e) => write!(f, "reading {} failed: {e}", p.display()),
         }
     }
 }
@@ -76,28 +114,43 @@ enum Meta {
 
 /// Reads a tar stream from `r`, validates it and writes it (rebased if asked) to `w`.
 pub(crate) fn process<R: Read, W: Write>(r: R, w: W, opts: &Options) -> Result<TarStats, TarError> {
-    Processor {
+    process_edited(r, w, opts, &Edits::default()).map(|(stats, _)| stats)
+}
+
+/// [`process`], applying `edits` to regular files on the way.
+pub(crate) fn process_edited<R: Read, W: Write>(
+    r: R,
+    w: W,
+    opts: &Options,
+    edits: &Edits,
+) -> Result<(TarStats, EditReport), TarError> {
+    let mut p = Processor {
         r,
         w,
         opts,
+        edits,
+        report: EditReport::default(),
         stats: TarStats::default(),
         symlinks: HashSet::new(),
         buf: vec![0u8; BUF],
-    }
-    .run()
+    };
+    let stats = p.run()?;
+    Ok((stats, p.report))
 }
 
 struct Processor<'a, R, W> {
     r: R,
     w: W,
     opts: &'a Options,
+    edits: &'a Edits,
+    report: EditReport,
     stats: TarStats,
     symlinks: HashSet<Vec<u8>>,
     buf: Vec<u8>,
 }
 
 impl<R: Read, W: Write> Processor<'_, R, W> {
-    fn run(mut self) -> Result<TarStats, TarError> {
+    fn run(&mut self) -> Result<TarStats, TarError> {
         let mut pending: Vec<Meta> = Vec::new();
         loop {
             let Some(header) = self.read_block()? else {
@@ -278,6 +331,22 @@ impl<R: Read, W: Write> Processor<'_, R, W> {
             set_checksum(&mut header);
         }
 
+        let regular = matches!(kind, b'0' | 0 | b'7');
+        let key = if regular {
+            relative_key(new_path.as_deref().unwrap_or(&path))
+        } else {
+            Vec::new()
+        };
+        if regular && self.edits.omit.contains(&key) {
+            self.skip_data(size, &path)?;
+            self.report.omitted.insert(key);
+            return Ok(());
+        }
+        if regular && let Some(local) = self.edits.replace.get(&key) {
+            let local = local.clone();
+            return self.replace(header, pending, size, &path, key, &local);
+        }
+
         for m in pending {
             self.write_meta(m)?;
         }
@@ -285,10 +354,94 @@ impl<R: Read, W: Write> Processor<'_, R, W> {
         self.stats.entries += 1;
         let has_data = !matches!(kind, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
         if has_data {
-            if matches!(kind, b'0' | 0 | b'7') {
+            if regular {
                 self.stats.content_bytes = self.stats.content_bytes.saturating_add(size);
+                if let Some(magic) = self.edits.detect {
+                    return self.copy_detecting(size, &path, key, magic);
+                }
             }
             self.copy_data(size, &path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the entry with the content of `local` instead of its own data (which is skipped):
+    /// its headers with the new size (PAX `size` records too), then the file and padding.
+    fn replace(
+        &mut self,
+        mut header: Block,
+        mut pending: Vec<Meta>,
+        size: u64,
+        path: &[u8],
+        key: Vec<u8>,
+        local: &std::path::Path,
+    ) -> Result<(), TarError> {
+        self.skip_data(size, path)?;
+        let local_err = |e| TarError::Local(local.to_path_buf(), e);
+        let mut file = File::open(local).map_err(local_err)?;
+        let new_size = file.metadata().map_err(local_err)?.len();
+        for m in &mut pending {
+            if let Meta::Pax { records, .. } = m {
+                for (k, v) in records.iter_mut() {
+                    if k == b"size" {
+                        *v = new_size.to_string().into_bytes();
+                    }
+                }
+            }
+        }
+        set_number(&mut header[124..136], new_size);
+        set_checksum(&mut header);
+        for m in pending {
+            self.write_meta(m)?;
+        }
+        self.write(&header)?;
+        self.stats.entries += 1;
+        self.stats.content_bytes = self.stats.content_bytes.saturating_add(new_size);
+        let mut left = new_size;
+        while left > 0 {
+            let n = left.min(self.buf.len() as u64) as usize;
+            file.read_exact(&mut self.buf[..n]).map_err(local_err)?;
+            self.w.write_all(&self.buf[..n]).map_err(TarError::Write)?;
+            left -= n as u64;
+        }
+        let pad = (padded(new_size) - new_size) as usize;
+        self.w.write_all(&[0u8; BLOCK][..pad]).map_err(TarError::Write)?;
+        self.report.replaced.insert(key);
+        Ok(())
+    }
+
+    /// Copies a regular file's data, reporting it when its first bytes are `magic`.
+    fn copy_detecting(&mut self, size: u64, path: &[u8], key: Vec<u8>, magic: &[u8]) -> Result<(), TarError> {
+        if size < magic.len() as u64 {
+            return self.copy_data(size, path);
+        }
+        // The first block holds the magic (size > 0, so there is at least one block).
+        let mut first = [0u8; BLOCK];
+        self.r.read_exact(&mut first).map_err(|e| truncated(e, &show(path)))?;
+        self.stats.tar_bytes += BLOCK as u64;
+        self.write(&first)?;
+        if first.starts_with(magic) {
+            self.report.detected.push(Detected { path: key, size });
+        }
+        self.copy_data(size.saturating_sub(BLOCK as u64), path)
+    }
+
+    /// Reads and drops an entry's data.
+    fn skip_data(&mut self, size: u64, path: &[u8]) -> Result<(), TarError> {
+        let mut left = size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or_else(|| TarError::Bad(format!("entry {}: invalid size {size}", show(path))))?;
+        while left > 0 {
+            let n = left.min(self.buf.len() as u64) as usize;
+            let got = self.r.read(&mut self.buf[..n]).map_err(TarError::Read)?;
+            if got == 0 {
+                return Err(TarError::Bad(format!(
+                    "the archive ends in the middle of {} (truncated)",
+                    show(path)
+                )));
+            }
+            left -= got as u64;
+            self.stats.tar_bytes += got as u64;
         }
         Ok(())
     }
@@ -451,6 +604,14 @@ fn rebase(path: &[u8], dir: &str) -> Option<Vec<u8>> {
     let mut out = b"./".to_vec();
     out.extend_from_slice(rest);
     Some(out)
+}
+
+/// `path` relative to the archive's root: its components joined by `/` (`./a//b` → `a/b`).
+pub(crate) fn relative_key(path: &[u8]) -> Vec<u8> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect::<Vec<_>>()
+        .join(&b'/')
 }
 
 /// Checks that an entry path stays inside the extraction directory; returns its components
@@ -793,6 +954,65 @@ mod tests {
         let e = run(&t[..1024], &Options::default()).unwrap_err();
         assert!(e.contains("truncated"), "{e}");
         assert!(run(b"", &Options::default()).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn replaces_omits_and_detects_regular_files() {
+        let magic: &'static [u8] = b"MAGIC";
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("copy");
+        std::fs::write(&local, vec![9u8; 700]).unwrap();
+        let mut t = Vec::new();
+        entry(&mut t, b"packrat_v/", b'5', b"", 0o755, b"");
+        pax(&mut t, &[(b"size", b"5"), (b"mtime", b"1.5")]);
+        entry(&mut t, b"packrat_v/a.db", b'0', b"MAGIC", 0o640, b"");
+        entry(&mut t, b"packrat_v/a.db-wal", b'0', &[1u8; 600], 0o640, b"");
+        entry(&mut t, b"packrat_v/sub/b.db", b'0', b"MAGIC and more", 0o600, b"");
+        entry(&mut t, b"packrat_v/c.txt", b'0', b"MAG", 0o600, b"");
+        end(&mut t);
+        let edits = Edits {
+            replace: HashMap::from([(b"a.db".to_vec(), local)]),
+            omit: HashSet::from([b"a.db-wal".to_vec(), b"a.db-shm".to_vec()]),
+            detect: Some(magic),
+        };
+        let opts = Options {
+            rebase: Some("packrat_v".into()),
+            strict: true,
+        };
+        let mut out = Vec::new();
+        let (stats, report) = process_edited(&t[..], &mut out, &opts, &edits).unwrap();
+        assert_eq!(stats.entries, 4);
+        assert_eq!(stats.content_bytes, 700 + 14 + 3);
+        assert_eq!(
+            report.detected,
+            [Detected {
+                path: b"sub/b.db".to_vec(),
+                size: 14
+            }]
+        );
+        assert!(report.replaced.contains(&b"a.db"[..]));
+        assert!(report.omitted.contains(&b"a.db-wal"[..]));
+        let mut ar = tar::Archive::new(out.as_slice());
+        let got: Vec<(String, u64, u32, Vec<u8>)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.size(),
+                    e.header().mode().unwrap(),
+                    data,
+                )
+            })
+            .collect();
+        assert_eq!(got[1], ("./a.db".to_string(), 700, 0o640, vec![9u8; 700]));
+        assert_eq!(got[2].0, "./sub/b.db");
+        assert_eq!(got.len(), 4);
+        // The output is a valid stream.
+        assert!(process(&out[..], io::sink(), &Options::default()).is_ok());
     }
 
     #[test]
