@@ -319,11 +319,27 @@ impl MongoSource {
         let (picked, _) = self.selection.resolve(&self.database, &names)?;
         let mut total = 0u64;
         for name in picked {
-            if let Ok(s) = db.run_command(doc! {"collStats": &name}).await {
-                total += number(s.get("size"));
-            }
+            total += collection_size(&db, &name).await;
         }
         Ok(total)
+    }
+}
+
+/// The data size the server reports for collection `name` (0 when it reports none), for the
+/// free-space estimate. Asks the `$collStats` stage, which mongod answers from its storage
+/// engine's counters, before the `collStats` command that MongoDB 6.2 deprecated: some
+/// wire-compatible servers compute the command's sizes by reading the whole collection, which
+/// can take as long as the backup itself.
+async fn collection_size(db: &Database, name: &str) -> u64 {
+    let stage = vec![doc! {"$collStats": {"storageStats": {}}}];
+    if let Ok(mut cursor) = db.collection::<Document>(name).aggregate(stage).await
+        && let Some(Ok(stats)) = cursor.next().await
+    {
+        return stats.get_document("storageStats").map_or(0, |s| number(s.get("size")));
+    }
+    match db.run_command(doc! {"collStats": name}).await {
+        Ok(s) => number(s.get("size")),
+        Err(_) => 0,
     }
 }
 
