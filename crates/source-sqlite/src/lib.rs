@@ -638,6 +638,33 @@ mod tests {
         );
     }
 
+    /// A cancelled one-pass copy stops, skips the check, and leaves nothing in the pack.
+    #[test]
+    fn a_cancelled_single_pass_stops_and_leaves_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let db = t.path().join("big.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x BLOB);")
+            .unwrap();
+        for _ in 0..64 {
+            c.execute("INSERT INTO t VALUES (randomblob(65536))", []).unwrap();
+        }
+        let pack = StagingPack::create(
+            &t.path().join("job_1"),
+            "p",
+            backup_core::PackId::new("p_20260101_000000").unwrap(),
+            backup_core::BackupKind::Full,
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        let err = SqliteSource::new("big", &db)
+            .run(&pack, &backup_core::NoProgress, &AtomicBool::new(true))
+            .unwrap_err();
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+        assert!(pack.artifacts().is_empty());
+        assert!(!pack.dir().join("sqlite/big.db").exists());
+    }
+
     #[test]
     fn from_config_takes_every_setting() {
         let cfg = SqliteSourceConfig {

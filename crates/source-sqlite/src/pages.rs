@@ -25,7 +25,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -89,8 +89,13 @@ pub(crate) fn copy_and_check(
     s.progress.set_total((page_size * page_count).max(0) as u64);
 
     let started = Instant::now();
+    // Set when the copy fails or is cancelled: the read-ahead stops, and the check is skipped or
+    // interrupted rather than run to the end for nothing.
+    let stop = AtomicBool::new(false);
+    let stopped = || stop.load(Ordering::Relaxed) || s.cancel.load(Ordering::Relaxed);
+    let interrupt = b.as_ref().map(Connection::get_interrupt_handle);
     let (copied, checked) = thread::scope(|scope| {
-        let read_ahead = ahead.map(|f| scope.spawn(move || read_through(f, s.cancel)));
+        let read_ahead = ahead.map(|f| scope.spawn(move || read_through(f, &stopped)));
         let checker = b.map(|b| {
             scope.spawn(move || {
                 // Wait for the read-ahead: the check then reads from the page cache.
@@ -98,12 +103,24 @@ pub(crate) fn copy_and_check(
                     let _ = r.join();
                 }
                 let t = Instant::now();
-                let facts = check::check_connection(&b, path, what, advice);
+                let facts = if stopped() {
+                    Err(Error::Cancelled {
+                        path: path.to_path_buf(),
+                    })
+                } else {
+                    check::check_connection(&b, path, what, advice)
+                };
                 let _ = b.execute_batch("COMMIT");
                 (facts, t.elapsed())
             })
         });
         let copied = stream_pages(s, a, page_size, page_count, out, dest);
+        if copied.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            if let Some(h) = &interrupt {
+                h.interrupt();
+            }
+        }
         let checked = checker.map(|c| c.join());
         (copied, checked)
     });
@@ -130,11 +147,10 @@ pub(crate) fn copy_and_check(
 /// Brings `file` into the page cache by reading it through in large requests and discarding the
 /// bytes. (`posix_fadvise(WILLNEED)` returns before the reads are done, so the check would start
 /// on a cold cache: measured, the check then took as long as without any read-ahead.) Best
-/// effort: stops at the first error (e.g. a byte range Windows has locked) or when `cancel` is
-/// set.
-fn read_through(mut file: &File, cancel: &std::sync::atomic::AtomicBool) {
+/// effort: stops at the first error (e.g. a byte range Windows has locked) or once `stopped`.
+fn read_through(mut file: &File, stopped: &dyn Fn() -> bool) {
     let mut buf = vec![0u8; READ_AHEAD];
-    while !cancel.load(Ordering::Relaxed) {
+    while !stopped() {
         match file.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
