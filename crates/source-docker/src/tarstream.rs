@@ -428,22 +428,7 @@ impl<R: Read, W: Write> Processor<'_, R, W> {
 
     /// Reads and drops an entry's data.
     fn skip_data(&mut self, size: u64, path: &[u8]) -> Result<(), TarError> {
-        let mut left = size
-            .checked_next_multiple_of(BLOCK as u64)
-            .ok_or_else(|| TarError::Bad(format!("entry {}: invalid size {size}", show(path))))?;
-        while left > 0 {
-            let n = left.min(self.buf.len() as u64) as usize;
-            let got = self.r.read(&mut self.buf[..n]).map_err(TarError::Read)?;
-            if got == 0 {
-                return Err(TarError::Bad(format!(
-                    "the archive ends in the middle of {} (truncated)",
-                    show(path)
-                )));
-            }
-            left -= got as u64;
-            self.stats.tar_bytes += got as u64;
-        }
-        Ok(())
+        self.pass_data(size, path, false)
     }
 
     fn write_meta(&mut self, m: Meta) -> Result<(), TarError> {
@@ -497,6 +482,11 @@ impl<R: Read, W: Write> Processor<'_, R, W> {
     }
 
     fn copy_data(&mut self, size: u64, path: &[u8]) -> Result<(), TarError> {
+        self.pass_data(size, path, true)
+    }
+
+    /// Reads an entry's `size` bytes of data and padding, writing them out when `keep`.
+    fn pass_data(&mut self, size: u64, path: &[u8], keep: bool) -> Result<(), TarError> {
         let mut left = size
             .checked_next_multiple_of(BLOCK as u64)
             .ok_or_else(|| TarError::Bad(format!("entry {}: invalid size {size}", show(path))))?;
@@ -509,7 +499,9 @@ impl<R: Read, W: Write> Processor<'_, R, W> {
                     show(path)
                 )));
             }
-            self.w.write_all(&self.buf[..got]).map_err(TarError::Write)?;
+            if keep {
+                self.w.write_all(&self.buf[..got]).map_err(TarError::Write)?;
+            }
             left -= got as u64;
             self.stats.tar_bytes += got as u64;
         }

@@ -319,13 +319,7 @@ impl SqliteSource {
         };
         let mut w = pack.artifact(&rel, &self.name, ARTIFACT_KIND, compression)?;
         let dest = w.path().to_path_buf();
-        let settings = copy::CopySettings {
-            source: &self.path,
-            busy_timeout: self.busy_timeout,
-            rollback_budget: self.rollback_budget,
-            cancel,
-            progress,
-        };
+        let settings = self.copy_settings(cancel, progress);
         let what = format!("the snapshot of {} (copied to {rel})", self.path.display());
         let advice = self.check_advice();
         let passed = copy::with_background_sync(&dest, || {
@@ -341,14 +335,9 @@ impl SqliteSource {
         };
         tracing::debug!(source = %self.name, check_alongside_copy = passed.concurrent, "single pass done");
         let facts = passed.facts;
-        w.set_meta("journal_mode", JournalMode::Wal.as_str());
-        w.set_meta("page_size", facts.page_size);
-        w.set_meta("page_count", facts.page_count);
-        w.set_meta("tables", facts.tables);
-        w.set_meta(
-            "table_rows",
-            serde_json::to_value(&facts.table_rows).unwrap_or_default(),
-        );
+        for (key, value) in manifest_meta(JournalMode::Wal, &facts) {
+            w.set_meta(key, value);
+        }
         let (finished, store_time) = timed(|| w.finish());
         let entry = match finished {
             Ok(entry) => entry,
@@ -375,6 +364,16 @@ impl SqliteSource {
             warnings,
             single_pass: true,
         })
+    }
+
+    fn copy_settings<'a>(&'a self, cancel: &'a AtomicBool, progress: &'a dyn Progress) -> copy::CopySettings<'a> {
+        copy::CopySettings {
+            source: &self.path,
+            busy_timeout: self.busy_timeout,
+            rollback_budget: self.rollback_budget,
+            cancel,
+            progress,
+        }
     }
 
     /// What to do when the check of a copy fails.
@@ -421,13 +420,7 @@ impl SqliteSource {
         cancel: &AtomicBool,
     ) -> Result<BackupOutcome, Error> {
         let t = Instant::now();
-        let settings = copy::CopySettings {
-            source: &self.path,
-            busy_timeout: self.busy_timeout,
-            rollback_budget: self.rollback_budget,
-            cancel,
-            progress,
-        };
+        let settings = self.copy_settings(cancel, progress);
         let copied = copy::copy_database(&settings, copy_path)?;
         let copy_time = t.elapsed();
 
@@ -452,21 +445,18 @@ impl SqliteSource {
                 return Err(Error::Internal("the integrity check thread panicked".into()));
             }
         };
-        let rows = serde_json::to_value(&facts.table_rows).unwrap_or_default();
+        let meta = manifest_meta(copied.journal_mode, &facts);
         let entry = match stored? {
-            Stored::Adopted(entry) => {
-                pack.set_artifact_meta(&entry.path, "journal_mode", copied.journal_mode.as_str().into())?;
-                pack.set_artifact_meta(&entry.path, "page_size", facts.page_size.into())?;
-                pack.set_artifact_meta(&entry.path, "page_count", facts.page_count.into())?;
-                pack.set_artifact_meta(&entry.path, "tables", facts.tables.into())?;
-                pack.set_artifact_meta(&entry.path, "table_rows", rows)?
+            Stored::Adopted(mut entry) => {
+                for (key, value) in meta {
+                    entry = pack.set_artifact_meta(&entry.path, key, value)?;
+                }
+                entry
             }
             Stored::Compressing(mut w) => {
-                w.set_meta("journal_mode", copied.journal_mode.as_str());
-                w.set_meta("page_size", facts.page_size);
-                w.set_meta("page_count", facts.page_count);
-                w.set_meta("tables", facts.tables);
-                w.set_meta("table_rows", rows);
+                for (key, value) in meta {
+                    w.set_meta(key, value);
+                }
                 w.finish()?
             }
         };
@@ -536,6 +526,20 @@ impl SqliteSource {
         }
         // An adopted copy is removed with the copy itself by the caller.
     }
+}
+
+/// What the manifest records about a copy (`meta` of its artifact).
+fn manifest_meta(mode: JournalMode, facts: &DbFacts) -> [(&'static str, serde_json::Value); 5] {
+    [
+        ("journal_mode", mode.as_str().into()),
+        ("page_size", facts.page_size.into()),
+        ("page_count", facts.page_count.into()),
+        ("tables", facts.tables.into()),
+        (
+            "table_rows",
+            serde_json::to_value(&facts.table_rows).unwrap_or_default(),
+        ),
+    ]
 }
 
 /// The copy as added to the pack, before the integrity check's verdict.

@@ -129,36 +129,43 @@ async fn invalid_artifact_name_is_refused() {
     assert!(matches!(err, Error::InvalidName(_)), "{err}");
 }
 
+/// Overwrites the start of a page in the middle of `db`: a b-tree page header or an overflow
+/// pointer.
+fn damage_middle_page(db: &std::path::Path) {
+    let mut bytes = fs::read(db).unwrap();
+    let page = 4096;
+    let mid = (bytes.len() / page / 2) * page;
+    bytes[mid..mid + 8].fill(0xff);
+    fs::write(db, &bytes).unwrap();
+}
+
+/// A backup of the damaged `db`, plain and compressed, fails its integrity check with a message
+/// containing `expected(compress)`, says the copy was discarded and leaves the pack clean.
+async fn damaged_backups_fail(root: &std::path::Path, db: &std::path::Path, expected: impl Fn(bool) -> String) {
+    for compress in [false, true] {
+        let source = SqliteSource::new("app_db", db).compress(compress);
+        let (err, msg) = failing_backup(&root.join(format!("compress_{compress}")), &source).await;
+        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+        assert!(msg.contains(&expected(compress)), "{msg}");
+        assert!(msg.contains("the copy was discarded"), "{msg}");
+    }
+}
+
 #[tokio::test]
 async fn damaged_source_fails_the_integrity_check_of_the_copy_and_leaves_nothing() {
     let t = tempfile::tempdir().unwrap();
     let db = t.path().join("damaged.db");
     common::create_db(&db, "delete", 1);
-    // Overwrite the start of a page in the middle: a b-tree page header or an overflow pointer.
-    let mut bytes = fs::read(&db).unwrap();
-    let page = 4096;
-    let mid = (bytes.len() / page / 2) * page;
-    bytes[mid..mid + 8].fill(0xff);
-    fs::write(&db, &bytes).unwrap();
-
-    for compress in [false, true] {
-        let source = SqliteSource::new("app_db", &db).compress(compress);
-        let (err, msg) = failing_backup(&t.path().join(format!("compress_{compress}")), &source).await;
-        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    damage_middle_page(&db);
+    damaged_backups_fail(t.path(), &db, |compress| {
         let artifact = if compress {
             "sqlite/app_db.db.tmp"
         } else {
             "sqlite/app_db.db"
         };
-        assert!(
-            msg.contains(&format!(
-                "PRAGMA integrity_check of the copy {artifact} of {}",
-                db.display()
-            )),
-            "{msg}"
-        );
-        assert!(msg.contains("the copy was discarded"), "{msg}");
-    }
+        format!("PRAGMA integrity_check of the copy {artifact} of {}", db.display())
+    })
+    .await;
 }
 
 /// In WAL mode the check runs on the source's snapshot while its pages are copied: a damaged
@@ -173,28 +180,17 @@ async fn damaged_wal_source_fails_the_check_of_its_snapshot_and_leaves_nothing()
         .unwrap()
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
-    let mut bytes = fs::read(&db).unwrap();
-    let page = 4096;
-    let mid = (bytes.len() / page / 2) * page;
-    bytes[mid..mid + 8].fill(0xff);
-    fs::write(&db, &bytes).unwrap();
-
-    for compress in [false, true] {
-        let source = SqliteSource::new("app_db", &db).compress(compress);
-        let (err, msg) = failing_backup(&t.path().join(format!("compress_{compress}")), &source).await;
-        assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    damage_middle_page(&db);
+    damaged_backups_fail(t.path(), &db, |compress| {
         let artifact = if compress {
             "sqlite/app_db.db.zst"
         } else {
             "sqlite/app_db.db"
         };
-        assert!(
-            msg.contains(&format!(
-                "PRAGMA integrity_check of the snapshot of {} (copied to {artifact})",
-                db.display()
-            )),
-            "{msg}"
-        );
-        assert!(msg.contains("the copy was discarded"), "{msg}");
-    }
+        format!(
+            "PRAGMA integrity_check of the snapshot of {} (copied to {artifact})",
+            db.display()
+        )
+    })
+    .await;
 }
