@@ -450,10 +450,60 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
     seed(&uri, &db, 200, 300, 100);
     run_with(&env, "MES_URI", &uri, &["run", "hot", "--incremental"]).ok();
 
+    // A drill killed after restoring (its record still `running`) left scratch databases: the
+    // next drill drops them, and only them (another run's, another plan's stay).
+    let first = run_with(&env, "MES_URI", &uri, &["drills", "--json"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let state = rusqlite::Connection::open(env.path("state/state.db")).unwrap();
+    state
+        .execute(
+            "INSERT INTO drill_runs (plan, kind, trigger, status, started_at) VALUES ('hot', 'drill', 'manual', 'running', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+    let dead = state.last_insert_rowid();
+    drop(state);
+    let left = [
+        format!("packrat_drill_{dead}_hot"),
+        format!("packrat_drill_{dead}_hot_2"),
+    ];
+    let kept = [
+        format!("packrat_drill_{dead}_hotter"),
+        format!("packrat_drill_{}_hot", dead + 1000),
+    ];
+    for name in left.iter().chain(&kept) {
+        py(
+            &uri,
+            "import sys, pymongo\npymongo.MongoClient(sys.argv[1])[sys.argv[2]].logs.insert_one({'x': 1})\n",
+            &[name],
+        );
+    }
+
     let r = run_with(&env, "MES_URI", &uri, &["drill", "hot", "--json"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let run = r.json();
     assert_eq!(run["status"], "passed", "{run}");
+    let names = py(&uri, DATABASES, &[]);
+    for name in &left {
+        assert!(!names.contains(&format!("'{name}'")), "{name} left: {names}");
+    }
+    for name in &kept {
+        assert!(names.contains(&format!("'{name}'")), "{name} dropped: {names}");
+        py(
+            &uri,
+            "import sys, pymongo\npymongo.MongoClient(sys.argv[1]).drop_database(sys.argv[2])\n",
+            &[name],
+        );
+    }
+    let drills = run_with(&env, "MES_URI", &uri, &["drills", "--json"]).json();
+    let killed = drills
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == dead)
+        .unwrap_or_else(|| panic!("{drills}"));
+    assert_eq!(killed["status"], "failed", "{killed}");
+    assert!(killed["failures"].to_string().contains("interrupted"), "{killed}");
     let checks: Vec<&str> = run["checks"]
         .as_array()
         .unwrap()
@@ -461,7 +511,7 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         .map(|c| c.as_str().unwrap())
         .collect();
     assert_eq!(checks.len(), 1, "{checks:?}");
-    let scratch = format!("packrat_drill_hot_run_{}", run["id"]);
+    let scratch = format!("packrat_drill_{}_hot", run["id"]);
     assert!(
         checks[0].starts_with(&format!("collection {db}.logs of source mes (chain migration_pack_"))
             && checks[0].ends_with(&format!(

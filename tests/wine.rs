@@ -208,9 +208,17 @@ fn a_run_killed_midway_leaves_no_pack_and_the_next_run_is_clean() {
     let nightly = env.unix_path(r"incrementalBackups\nightly");
     assert!(packrat_e2e::subdirs(&nightly).is_empty(), "a killed run left a pack");
 
+    // An empty free claim lock, as a job killed between creating its lock file and writing its
+    // pid leaves one: the next run removes it (file identities are compared on Windows too).
+    let empty_orphan = staging.join("job_999_0_orphan.lock");
+    std::fs::write(&empty_orphan, b"").unwrap();
     let run = env.run(&["run", "nightly", "--json"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(packrat_e2e::subdirs(&nightly).len(), 1);
+    assert!(
+        !empty_orphan.exists(),
+        "an empty free lock file is left after the next run"
+    );
     // The killed job is recorded as interrupted, and its staging is gone.
     let jobs = env.run(&["jobs", "--json"]).json();
     let statuses: Vec<&str> = jobs

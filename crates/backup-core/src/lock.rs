@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::{Error, Result};
 
@@ -209,7 +209,9 @@ fn wait_for_pid(file: &File, replaced: &dyn Fn() -> bool) -> Holder {
     }
 }
 
-/// Whether the open lock file `file` is still the one at `path` (not removed, not replaced).
+/// Whether the open lock file `file` is still the one at `path` (not removed, not replaced),
+/// compared by file identity: device and inode on Unix, volume serial number and file index on
+/// Windows (a file removed while open is "delete pending" there and cannot be opened at all).
 fn still_at(file: &File, path: &Path) -> bool {
     #[cfg(unix)]
     {
@@ -219,7 +221,16 @@ fn still_at(file: &File, path: &Path) -> bool {
             _ => false,
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        // A duplicated handle: closing it leaves the lock, which belongs to the file object.
+        let held = file.try_clone().and_then(same_file::Handle::from_file);
+        match (held, same_file::Handle::from_path(path)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = file;
         fs::metadata(path).is_ok()
@@ -331,10 +342,6 @@ impl Drop for ClaimedDir {
     }
 }
 
-/// Where file identities cannot be compared (not Unix), empty lock files without their directory
-/// are removed once they are this old and free (see [`remove_orphan_lock`]).
-const ORPHAN_LOCK_AGE: Duration = Duration::from_secs(600);
-
 /// Removes the working directories in `root` whose name starts with one of `prefixes` and whose
 /// claim is not held (the owning job is gone: it crashed, was killed, or dropped its claim), and
 /// their lock files. A claimed directory is never touched, whichever process or task holds it.
@@ -403,24 +410,16 @@ pub fn sweep(root: &Path, prefixes: &[&str], remove: &dyn Fn(&Path) -> std::io::
 /// before creating its directory, or between placing it and removing its lock).
 ///
 /// A claimer that opened the file but has not locked it yet may lose it here: it then finds that
-/// the file it locked is no longer at its path and starts over with a new one
-/// ([`FileLock::try_acquire`]), so removing a free lock file never lets two jobs hold one claim.
-/// Where that check cannot see file identities (not Unix), an empty lock file is left until it is
-/// a few minutes old.
+/// the file it locked is no longer at its path (by file identity, on Linux and Windows) and starts
+/// over with a new one ([`FileLock::try_acquire`]), so removing a free lock file never lets two
+/// jobs hold one claim. A job killed between creating its lock file and writing its pid leaves an
+/// empty one: it is removed like any other.
 pub fn remove_orphan_lock(lock_path: &Path) {
     let dir = lock_path.with_extension("");
     if fs::symlink_metadata(&dir).is_ok() {
         return;
     }
-    let names_pid = fs::read_to_string(lock_path).is_ok_and(|t| t.trim().parse::<u32>().is_ok());
-    let old = fs::metadata(lock_path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age >= ORPHAN_LOCK_AGE);
-    if (cfg!(unix) || names_pid || old)
-        && let Ok(Probe::Free(lock)) = FileLock::probe(lock_path)
-    {
+    if let Ok(Probe::Free(lock)) = FileLock::probe(lock_path) {
         lock.release_and_remove();
     }
 }
@@ -561,10 +560,9 @@ mod tests {
             !root.join("job_1_a.lock").exists(),
             "the dead holder's lock file is removed"
         );
-        assert_eq!(
-            root.join("job_2_b.lock").exists(),
-            !cfg!(unix),
-            "an empty free lock file is removed where file identities can be compared"
+        assert!(
+            !root.join("job_2_b.lock").exists(),
+            "an empty free lock file is removed"
         );
         assert!(claim_lock_path(&live).exists(), "a held lock is never removed");
         drop(live);

@@ -10,8 +10,10 @@
 //! - `sqlite`: the database into `STATE_DIR/drills/PLAN-run-ID/`, `PRAGMA integrity_check`, the row
 //!   count of every table compared with the manifest's `meta.table_rows`;
 //! - `mongo-bson`: the chain of the plan up to the newest pack (from its newest full pack) restored
-//!   into the scratch database `packrat_drill_PLAN_run_ID` on the source's own server, every
-//!   collection counted against the packs' records, the scratch database dropped;
+//!   into the scratch database `packrat_drill_ID_PLAN` on the source's own server (one per
+//!   database of the chain, `…_1`, `…_2`, when the source was pointed at another database), every
+//!   collection counted against the packs' records and sampled, the scratch database dropped (a
+//!   killed drill's scratch databases are dropped by the plan's next drill);
 //! - `docker-volume`: every volume into a scratch volume `packrat-drill-PLAN-run-ID-VOLUME` on
 //!   the source's engine, read back, its entries and file bytes compared with the manifest, then
 //!   removed (a killed drill's scratch volumes are removed by the plan's next drill); the compose
@@ -193,17 +195,24 @@ impl DrillStore {
     }
 
     /// Marks the `running` records of `plan` failed: called under the plan's lock, they belong to
-    /// processes that died (killed, crashed) before they finished.
-    fn settle_dead(&self, plan: &str) -> Result<()> {
+    /// processes that died (killed, crashed) before they finished. Returns the ids of the drills
+    /// among them, whose scratch databases may still exist.
+    fn settle_dead(&self, plan: &str) -> Result<Vec<i64>> {
         self.state.with_conn(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            let drills = tx
+                .prepare("SELECT id FROM drill_runs WHERE plan = ?1 AND status = 'running' AND kind = 'drill'")?
+                .query_map([plan], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            tx.execute(
                 "UPDATE drill_runs SET status = 'failed', finished_at = ?2,
                  failures = '[\"interrupted: its process ended before it finished\"]'
                  WHERE plan = ?1 AND status = 'running'",
                 rusqlite::params![plan, format_time(Utc::now())],
-            )
-        })?;
-        Ok(())
+            )?;
+            tx.commit()?;
+            Ok(drills)
+        })
     }
 
     /// Runs newest first: of `plan` (every plan when `None`), at most `limit`.
@@ -296,15 +305,22 @@ pub async fn run(
     // Holding the plan's lock, no other run of this plan is alive: what earlier ones left (a
     // `running` record, a scratch directory) is of a process that died.
     let scratch_root = state.dir().join("drills");
-    store.settle_dead(name)?;
+    let dead = store.settle_dead(name)?;
     remove_scratch_of(&scratch_root, name);
     if kind == DrillKind::Drill {
         sweep_docker(cfg, name).await;
     }
+    sweep_mongo(cfg, name, &dead).await;
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
         DrillKind::Verify => verify(cfg, &plan.sinks, name).await,
-        DrillKind::Drill => drill(cfg, &plan.sinks, name, &scratch_root.join(format!("{name}-run-{id}"))).await,
+        DrillKind::Drill => {
+            let scratch = Scratch {
+                dir: scratch_root.join(format!("{name}-run-{id}")),
+                database: mongo_scratch(name, id),
+            };
+            drill(cfg, &plan.sinks, name, &scratch).await
+        }
     };
     store.finish(id, &out)?;
     let status = if out.failures.is_empty() { "passed" } else { "failed" };
@@ -487,7 +503,58 @@ async fn verify_sample(cfg: &Config, pack: &Arc<dyn PackReader>, out: &mut Outco
     }
 }
 
-async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std::path::Path) -> Outcome {
+/// Where a drill restores to: its scratch directory, and the base name of its scratch databases.
+struct Scratch {
+    dir: PathBuf,
+    database: String,
+}
+
+/// The base name of drill `id`'s scratch databases on plan `plan`'s MongoDB servers:
+/// `packrat_drill_ID_PLAN`, cut to leave room for a `_N` suffix under MongoDB's 63-byte limit
+/// (the run id comes first and is never cut, so names of two runs never meet).
+fn mongo_scratch(plan: &str, id: i64) -> String {
+    let mut name = format!("packrat_drill_{id}_{}", plan.replace('.', "_"));
+    while name.len() > 59 {
+        name.pop();
+    }
+    name
+}
+
+/// Drops the scratch databases that the killed drills `dead` of `plan` left on its MongoDB
+/// sources' servers (only called under the plan's lock).
+async fn sweep_mongo(cfg: &Config, plan: &str, dead: &[i64]) {
+    if dead.is_empty() {
+        return;
+    }
+    let Ok(pc) = cfg.plan(plan) else { return };
+    for source in pc.source_names() {
+        let Some(crate::config::SourceConfig::Mongo(c)) = cfg.sources.get(source) else {
+            continue;
+        };
+        let swept = async {
+            let conn = source_mongo::Connection::open(&c.uri(source)?).await?;
+            let mut dropped = Vec::new();
+            for id in dead {
+                dropped.extend(source_mongo::restore::drop_scratch(&conn, &mongo_scratch(plan, *id)).await?);
+            }
+            Ok::<_, source_mongo::Error>(dropped)
+        };
+        match swept.await {
+            Ok(dropped) => {
+                for db in dropped {
+                    tracing::info!(
+                        "dropped the scratch database {db} of source {source}, left by a drill of plan {plan} that did not finish"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot drop the scratch databases left by earlier drills of plan {plan} on source {source}: {e}"
+            ),
+        }
+    }
+}
+
+async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scratch) -> Outcome {
     let mut out = Outcome::default();
     // The newest pack of the first sink that has one: what a restore would use.
     let mut found = None;
@@ -507,15 +574,14 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std:
         return out;
     };
     out.pack_id = Some(pack.id().to_string());
-    if let Err(e) = std::fs::create_dir_all(scratch) {
-        out.failures.push(format!(
-            "cannot create the scratch directory {}: {e}",
-            scratch.display()
-        ));
+    let dir = &scratch.dir;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        out.failures
+            .push(format!("cannot create the scratch directory {}: {e}", dir.display()));
         return out;
     }
     let started = Instant::now();
-    let scratch_dir: PathBuf = scratch.to_path_buf();
+    let scratch_dir: PathBuf = dir.clone();
     let reader = pack.clone();
     let sink_name = sink.name().to_string();
     let checked = tokio::task::spawn_blocking(move || drill_artifacts(&*reader, &sink_name, &scratch_dir)).await;
@@ -526,37 +592,29 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &std:
         }
         Err(e) => out.failures.push(format!("drill task failed: {e}")),
     }
-    let db = format!(
-        "packrat_drill_{}",
-        scratch
-            .file_name()
-            .map(|n| n.to_string_lossy().replace(['.', '-'], "_"))
-            .unwrap_or_default()
-    );
-    drill_mongo(cfg, &sink, plan, &pack, &db, &mut out).await;
-    let tag = scratch
+    drill_mongo(cfg, &sink, plan, &pack, &scratch.database, &mut out).await;
+    let tag = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    drill_docker(cfg, plan, &pack, &tag, scratch, &mut out).await;
+    drill_docker(cfg, plan, &pack, &tag, dir, &mut out).await;
     out.restore_seconds = Some(started.elapsed().as_secs_f64());
     if out.checks.is_empty() && out.failures.is_empty() {
         out.failures
             .push(format!("pack {} holds nothing to restore", pack.id()));
     }
-    if let Err(e) = std::fs::remove_dir_all(scratch) {
-        out.failures.push(format!(
-            "cannot remove the scratch directory {}: {e}",
-            scratch.display()
-        ));
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        out.failures
+            .push(format!("cannot remove the scratch directory {}: {e}", dir.display()));
     }
     out
 }
 
 /// The MongoDB part of a drill: for each Mongo source of `pack`, its chain (the newest full pack
 /// of the plan on `sink` and the incremental ones after it, up to `pack`) restored into the
-/// scratch database `db` on the source's own server, every collection counted against the
-/// packs' records, `db` dropped.
+/// scratch databases named after `db` on the source's own server (one per source database, see
+/// [`source_mongo::restore::scratch_databases`]), every collection counted against the packs'
+/// records and sampled, the scratch databases dropped.
 async fn drill_mongo(
     cfg: &Config,
     sink: &Arc<dyn Sink>,
@@ -620,11 +678,12 @@ async fn drill_mongo(
             Ok(found) => {
                 for f in found {
                     let line = format!(
-                        "collection {}.{} of source {source} (chain {}): {} documents restored into the scratch database {db}",
+                        "collection {}.{} of source {source} (chain {}): {} documents restored into the scratch database {}",
                         f.database,
                         f.collection,
                         ids.join(" + "),
-                        f.documents
+                        f.documents,
+                        f.scratch
                     );
                     let sampled = f
                         .sample

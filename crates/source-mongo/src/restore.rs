@@ -300,6 +300,8 @@ pub struct DrilledCollection {
     pub database: String,
     /// Original collection.
     pub collection: String,
+    /// The scratch database it was restored into.
+    pub scratch: String,
     /// Documents counted in the scratch database.
     pub documents: u64,
     /// The fewest the records allow.
@@ -323,36 +325,108 @@ impl DrilledCollection {
     }
 }
 
-/// A restore drill: restores the chain `packs` (see [`chain`]) of source `source` into the
-/// database `scratch`, which must not hold collections, counts the documents of every
-/// collection there, and drops `scratch` again — also when the restore failed half-way.
+/// MongoDB refuses database names of 64 bytes or more.
+const MAX_DATABASE_NAME: usize = 63;
+
+/// The scratch databases of a drill, one per source database of the chain (in name order):
+/// `scratch` itself for a single database, `scratch_1`, `scratch_2`, … for several (a chain
+/// whose source was pointed at another database keeps the two apart). An over-long `scratch` is
+/// cut to fit MongoDB's limit, so callers put what makes it unique first.
+pub fn scratch_databases<'a>(scratch: &str, databases: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
+    let databases: std::collections::BTreeSet<&str> = databases.into_iter().collect();
+    let suffix = |n: usize| {
+        if databases.len() > 1 {
+            format!("_{n}")
+        } else {
+            String::new()
+        }
+    };
+    databases
+        .iter()
+        .enumerate()
+        .map(|(n, d)| {
+            let suffix = suffix(n + 1);
+            let mut base = scratch.to_string();
+            while base.len() + suffix.len() > MAX_DATABASE_NAME {
+                base.pop();
+            }
+            (d.to_string(), format!("{base}{suffix}"))
+        })
+        .collect()
+}
+
+/// Drops the scratch databases of a drill that did not finish: those named `scratch`, or
+/// `scratch_N` ([`scratch_databases`]). Returns the dropped names.
+pub async fn drop_scratch(conn: &Connection, scratch: &str) -> Result<Vec<String>> {
+    let names = conn
+        .client
+        .list_database_names()
+        .await
+        .map_err(|e| conn.redactor.error("listing databases", e))?;
+    let mut dropped = Vec::new();
+    for name in names.into_iter().filter(|n| is_scratch_of(n, scratch)) {
+        conn.client
+            .database(&name)
+            .drop()
+            .await
+            .map_err(|e| conn.redactor.error(format!("dropping the scratch database {name}"), e))?;
+        dropped.push(name);
+    }
+    Ok(dropped)
+}
+
+/// Whether database `name` is one of the scratch databases named after `scratch`.
+fn is_scratch_of(name: &str, scratch: &str) -> bool {
+    name.strip_prefix(scratch).is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('_')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// A restore drill: restores the chain `packs` (see [`chain`]) of source `source` into scratch
+/// databases named after `scratch` ([`scratch_databases`]), which must not hold collections,
+/// counts the documents of every collection there, compares a sample with the pack, and drops
+/// the scratch databases again — also when the restore failed half-way.
 pub async fn drill_chain(
     conn: &Connection,
     packs: &[Arc<dyn PackReader>],
     source: &str,
     scratch: &str,
 ) -> Result<Vec<DrilledCollection>> {
-    let db = conn.client.database(scratch);
-    let existing = db.list_collection_names().await.map_err(|e| {
-        conn.redactor
-            .error(format!("listing the scratch database {scratch}"), e)
-    })?;
-    if !existing.is_empty() {
-        return Err(Error::Restore(format!(
-            "the scratch database {scratch} already holds collections ({}); drop it or let the next drill do so",
-            existing.join(", ")
-        )));
-    }
     let opts = Options {
         source: Some(source.to_string()),
-        into_db: Some(scratch.to_string()),
         ..Options::default()
     };
-    let result = drill_into(conn, packs, &opts, scratch).await;
-    let dropped = db.drop().await.map_err(|e| {
-        conn.redactor
-            .error(format!("dropping the scratch database {scratch}"), e)
-    });
+    let checked = prepare(packs, &opts).await?;
+    let targets = scratch_databases(
+        scratch,
+        checked.iter().flat_map(|c| c.items.iter().map(|i| i.database.as_str())),
+    );
+    for target in targets.values() {
+        let existing = conn
+            .client
+            .database(target)
+            .list_collection_names()
+            .await
+            .map_err(|e| conn.redactor.error(format!("listing the scratch database {target}"), e))?;
+        if !existing.is_empty() {
+            return Err(Error::Restore(format!(
+                "the scratch database {target} already holds collections ({}); drop it or let the next drill do so",
+                existing.join(", ")
+            )));
+        }
+    }
+    let result = drill_into(conn, &checked, &opts, &targets).await;
+    let mut dropped = Ok(());
+    for target in targets.values() {
+        if let Err(e) = conn.client.database(target).drop().await {
+            dropped = dropped.and(Err(conn
+                .redactor
+                .error(format!("dropping the scratch database {target}"), e)));
+        }
+    }
     let found = result?;
     dropped?;
     Ok(found)
@@ -360,12 +434,24 @@ pub async fn drill_chain(
 
 async fn drill_into(
     conn: &Connection,
-    packs: &[Arc<dyn PackReader>],
+    checked: &[CheckedPack],
     opts: &Options,
-    scratch: &str,
+    targets: &BTreeMap<String, String>,
 ) -> Result<Vec<DrilledCollection>> {
-    let checked = prepare(packs, opts).await?;
-    restore_checked(conn, &checked, opts).await?;
+    for (database, target) in targets {
+        let of_database: Vec<CheckedPack> = checked
+            .iter()
+            .map(|c| CheckedPack {
+                items: c.items.iter().filter(|i| &i.database == database).cloned().collect(),
+                ..c.clone()
+            })
+            .collect();
+        let into = Options {
+            into_db: Some(target.clone()),
+            ..opts.clone()
+        };
+        restore_checked(conn, &of_database, &into).await?;
+    }
     let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for (i, c) in checked.iter().enumerate() {
         let full = i == 0 && c.pack.manifest().kind == BackupKind::Full;
@@ -380,10 +466,12 @@ async fn drill_into(
             e.1 += n;
         }
     }
-    let db = conn.client.database(scratch);
     let mut out = Vec::new();
     for ((database, collection), (min, max)) in expected {
-        let documents = db
+        let scratch = &targets[&database];
+        let documents = conn
+            .client
+            .database(scratch)
             .collection::<Document>(&collection)
             .count_documents(doc! {})
             .await
@@ -406,6 +494,7 @@ async fn drill_into(
         out.push(DrilledCollection {
             database,
             collection,
+            scratch: scratch.clone(),
             documents,
             expected_min: min,
             expected_max: max,
@@ -646,4 +735,43 @@ async fn upsert(conn: &Connection, db: &Database, coll: &str, batch: Vec<RawDocu
         return Err(Error::Restore(format!("{}: write error {first:?}", what())));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_scratch_database_per_source_database_within_the_name_limit() {
+        let one = scratch_databases("packrat_drill_7_hot", ["mes", "mes"]);
+        assert_eq!(one, BTreeMap::from([("mes".into(), "packrat_drill_7_hot".into())]));
+        let two = scratch_databases("packrat_drill_7_hot", ["mes_old", "mes"]);
+        assert_eq!(
+            two,
+            BTreeMap::from([
+                ("mes".into(), "packrat_drill_7_hot_1".into()),
+                ("mes_old".into(), "packrat_drill_7_hot_2".into())
+            ])
+        );
+        let long = "x".repeat(80);
+        for name in scratch_databases(&long, ["a", "b"]).values() {
+            assert_eq!(name.len(), MAX_DATABASE_NAME, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_a_drills_own_scratch_databases_are_its_leftovers() {
+        for ok in ["packrat_drill_7_hot", "packrat_drill_7_hot_1", "packrat_drill_7_hot_12"] {
+            assert!(is_scratch_of(ok, "packrat_drill_7_hot"), "{ok}");
+        }
+        for other in [
+            "packrat_drill_7_hotter",
+            "packrat_drill_7_hot_",
+            "packrat_drill_7_hot_x",
+            "packrat_drill_7_ho",
+            "mes",
+        ] {
+            assert!(!is_scratch_of(other, "packrat_drill_7_hot"), "{other}");
+        }
+    }
 }
