@@ -451,7 +451,7 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
     run_with(&env, "MES_URI", &uri, &["run", "hot", "--incremental"]).ok();
 
     // A drill killed after restoring (its record still `running`) left scratch databases: the
-    // next drill drops them, and only them (another run's, another plan's stay).
+    // next drill drops them, and only them (a name no drill of this plan on record has stays).
     let first = run_with(&env, "MES_URI", &uri, &["drills", "--json"]);
     assert_eq!(first.code, 0, "{}", first.all());
     let state = rusqlite::Connection::open(env.path("state/state.db")).unwrap();

@@ -195,23 +195,25 @@ impl DrillStore {
     }
 
     /// Marks the `running` records of `plan` failed: called under the plan's lock, they belong to
-    /// processes that died (killed, crashed) before they finished. Returns the ids of the drills
-    /// among them, whose scratch databases may still exist.
-    fn settle_dead(&self, plan: &str) -> Result<Vec<i64>> {
+    /// processes that died (killed, crashed) before they finished.
+    fn settle_dead(&self, plan: &str) -> Result<()> {
         self.state.with_conn(|c| {
-            let tx = c.unchecked_transaction()?;
-            let drills = tx
-                .prepare("SELECT id FROM drill_runs WHERE plan = ?1 AND status = 'running' AND kind = 'drill'")?
-                .query_map([plan], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?;
-            tx.execute(
+            c.execute(
                 "UPDATE drill_runs SET status = 'failed', finished_at = ?2,
                  failures = '[\"interrupted: its process ended before it finished\"]'
                  WHERE plan = ?1 AND status = 'running'",
                 rusqlite::params![plan, format_time(Utc::now())],
-            )?;
-            tx.commit()?;
-            Ok(drills)
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The ids of every restore drill of `plan` recorded so far.
+    fn drill_ids(&self, plan: &str) -> Result<std::collections::HashSet<i64>> {
+        self.state.with_conn(|c| {
+            c.prepare("SELECT id FROM drill_runs WHERE plan = ?1 AND kind = 'drill'")?
+                .query_map([plan], |r| r.get(0))?
+                .collect()
         })
     }
 
@@ -305,12 +307,12 @@ pub async fn run(
     // Holding the plan's lock, no other run of this plan is alive: what earlier ones left (a
     // `running` record, a scratch directory) is of a process that died.
     let scratch_root = state.dir().join("drills");
-    let dead = store.settle_dead(name)?;
+    store.settle_dead(name)?;
     remove_scratch_of(&scratch_root, name);
     if kind == DrillKind::Drill {
         sweep_docker(cfg, name).await;
+        sweep_mongo(cfg, name, &store.drill_ids(name)?).await;
     }
-    sweep_mongo(cfg, name, &dead).await;
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
         DrillKind::Verify => verify(cfg, &plan.sinks, name).await,
@@ -520,30 +522,32 @@ fn mongo_scratch(plan: &str, id: i64) -> String {
     name
 }
 
-/// Drops the scratch databases that the killed drills `dead` of `plan` left on its MongoDB
-/// sources' servers (only called under the plan's lock).
-async fn sweep_mongo(cfg: &Config, plan: &str, dead: &[i64]) {
-    if dead.is_empty() {
-        return;
-    }
+/// Drops the scratch databases that earlier drills of `plan` left on its MongoDB sources'
+/// servers: killed ones, or ones whose drop failed. Called under the plan's lock, so none of
+/// them is running; a database is dropped only when its name is the scratch name of a drill of
+/// this plan on record (`ours`), never by a pattern alone.
+async fn sweep_mongo(cfg: &Config, plan: &str, ours: &std::collections::HashSet<i64>) {
     let Ok(pc) = cfg.plan(plan) else { return };
+    let of_ours = |name: &str| {
+        name.strip_prefix("packrat_drill_")
+            .and_then(|rest| rest.split('_').next()?.parse::<i64>().ok())
+            .is_some_and(|id| {
+                ours.contains(&id) && source_mongo::restore::is_scratch_of(name, &mongo_scratch(plan, id))
+            })
+    };
     for source in pc.source_names() {
         let Some(crate::config::SourceConfig::Mongo(c)) = cfg.sources.get(source) else {
             continue;
         };
         let swept = async {
             let conn = source_mongo::Connection::open(&c.uri(source)?).await?;
-            let mut dropped = Vec::new();
-            for id in dead {
-                dropped.extend(source_mongo::restore::drop_scratch(&conn, &mongo_scratch(plan, *id)).await?);
-            }
-            Ok::<_, source_mongo::Error>(dropped)
+            source_mongo::restore::drop_scratch(&conn, &of_ours).await
         };
         match swept.await {
             Ok(dropped) => {
                 for db in dropped {
                     tracing::info!(
-                        "dropped the scratch database {db} of source {source}, left by a drill of plan {plan} that did not finish"
+                        "dropped the scratch database {db} of source {source}, left by an earlier drill of plan {plan}"
                     );
                 }
             }

@@ -355,16 +355,16 @@ pub fn scratch_databases<'a>(scratch: &str, databases: impl IntoIterator<Item = 
         .collect()
 }
 
-/// Drops the scratch databases of a drill that did not finish: those named `scratch`, or
-/// `scratch_N` ([`scratch_databases`]). Returns the dropped names.
-pub async fn drop_scratch(conn: &Connection, scratch: &str) -> Result<Vec<String>> {
+/// Drops the databases of the server that `ours` names as scratch databases of earlier drills
+/// (see [`is_scratch_of`]). Returns the dropped names.
+pub async fn drop_scratch(conn: &Connection, ours: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
     let names = conn
         .client
         .list_database_names()
         .await
         .map_err(|e| conn.redactor.error("listing databases", e))?;
     let mut dropped = Vec::new();
-    for name in names.into_iter().filter(|n| is_scratch_of(n, scratch)) {
+    for name in names.into_iter().filter(|n| ours(n)) {
         conn.client
             .database(&name)
             .drop()
@@ -375,8 +375,9 @@ pub async fn drop_scratch(conn: &Connection, scratch: &str) -> Result<Vec<String
     Ok(dropped)
 }
 
-/// Whether database `name` is one of the scratch databases named after `scratch`.
-fn is_scratch_of(name: &str, scratch: &str) -> bool {
+/// Whether database `name` is one of the scratch databases named after `scratch`
+/// ([`scratch_databases`]): `scratch` itself or `scratch_N`.
+pub fn is_scratch_of(name: &str, scratch: &str) -> bool {
     name.strip_prefix(scratch).is_some_and(|rest| {
         rest.is_empty()
             || rest
