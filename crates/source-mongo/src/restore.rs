@@ -357,7 +357,7 @@ pub fn scratch_databases<'a>(scratch: &str, databases: impl IntoIterator<Item = 
 
 /// Drops the databases of the server that `ours` names as scratch databases of earlier drills
 /// (see [`is_scratch_of`]). Returns the dropped names.
-pub async fn drop_scratch(conn: &Connection, ours: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+pub async fn drop_scratch(conn: &Connection, ours: &(dyn Fn(&str) -> bool + Sync)) -> Result<Vec<String>> {
     let names = conn
         .client
         .list_database_names()
