@@ -42,7 +42,13 @@ fn runs_deletions_verifications_and_restores_are_recorded_and_the_trail_cannot_b
         .as_str()
         .unwrap()
         .to_string();
-    env.run(&["verify", "--latest", "nightly", "--deep"]).ok();
+    let verify = env
+        .cmd()
+        .env("USER", "mallory")
+        .args(["verify", "--latest", "nightly", "--deep"])
+        .status()
+        .unwrap();
+    assert!(verify.success());
     let target = env.path("restored.db");
     env.run(&["restore", "--latest", "nightly", "--to", target.to_str().unwrap()])
         .ok();
@@ -50,7 +56,11 @@ fn runs_deletions_verifications_and_restores_are_recorded_and_the_trail_cannot_b
 
     let all = trail(&env, &[]);
     assert_eq!(actions(&all), ["run", "run", "delete", "verify", "restore"], "{all:#?}");
-    let user = std::env::var("USER").unwrap_or_else(|_| "?".into());
+    // The user as the system names it (`id -un`), whatever USER says: the run below sets a
+    // false one.
+    let id = std::process::Command::new("id").arg("-un").output().unwrap();
+    let user = String::from_utf8(id.stdout).unwrap().trim().to_string();
+    assert!(!user.is_empty());
     for e in &all {
         assert_eq!(e["plan"], "nightly", "{e}");
         let actor = e["actor"].as_str().unwrap();

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::state::{CancelOutcome, StateStore};
+use backup_core::state::{Actor, CancelOutcome, StateStore};
 use backup_core::{BackupKind, Error, JobStatus, Trigger};
 use clap::{Args, Subcommand};
 use packrat_app::config::Config;
@@ -82,36 +82,13 @@ pub enum WatermarksAction {
     },
 }
 
-/// Who runs this command: `user@host`.
-pub fn operator() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "localhost".into());
-    format!("{user}@{host}")
-}
-
 /// `packrat cancel JOB`: records a cancel request in the state store; the process running the
 /// job (a `packrat run` or packratd) sees it within a second and cancels the job. Waits up to
 /// `wait` for the job to end and prints how it ended.
 pub async fn cancel(config: Option<&Path>, id: i64, wait: u64, json: bool) -> Result<u8, CliError> {
     let cfg = wire::load_config(config)?;
     let state = wire::open_state(&cfg)?;
-    let who = format!("packrat cancel by {}", operator());
+    let who = format!("packrat cancel by {}", Actor::operator());
     match state.request_cancel(id, &who)? {
         CancelOutcome::Unknown => Err(CliError::usage(format!("no job {id}"))),
         CancelOutcome::Finished(j) => Err(CliError::usage(format!("job {id} already {}", j.status))),
@@ -121,7 +98,7 @@ pub async fn cancel(config: Option<&Path>, id: i64, wait: u64, json: bool) -> Re
                     "job {id} ({}, {}): cancel requested by {}",
                     j.plan,
                     j.status,
-                    operator()
+                    Actor::operator()
                 );
             }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -533,7 +510,7 @@ fn reset_watermark(
             output::plan_time(value, Some(plan)),
         )));
     }
-    let r = state.reset_watermark(plan, &source, &key, value, &operator())?;
+    let r = state.reset_watermark(plan, &source, &key, value, &Actor::operator())?;
     if json {
         output::json(&r);
     } else {

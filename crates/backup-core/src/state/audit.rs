@@ -81,14 +81,18 @@ impl Actor {
     /// This process run as `program` (`packrat restore`, `packratd`): `packrat restore
     /// (user root on host db1, pid 4242)`.
     pub fn process(program: &str) -> Actor {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "?".into());
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
         Actor(format!(
-            "{program} (user {user} on host {host}, pid {})",
+            "{program} (user {} on host {}, pid {})",
+            process_user(),
+            host(),
             std::process::id()
         ))
+    }
+
+    /// Who runs this process, as `user@host` (the same user and host as [`Actor::process`]), for
+    /// messages such as `cancelled by packrat cancel by root@db1`.
+    pub fn operator() -> String {
+        format!("{}@{}", process_user(), host())
     }
 
     /// An actor described in the caller's words (`packrat cancel (user root on host db1)`).
@@ -105,6 +109,35 @@ impl Actor {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// This machine's host name.
+fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// The operating-system user this process runs as. On Linux the kernel's word, not the
+/// environment's (cron and service managers often set no `USER`, and anyone can set it): the
+/// owner of `/proc/self`, named from `/etc/passwd`, else `uid N`. Elsewhere `USER`/`USERNAME`.
+fn process_user() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
+            let named = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+                passwd.lines().find_map(|line| {
+                    let mut field = line.split(':');
+                    let name = field.next()?;
+                    let id = field.nth(1)?.parse::<u32>().ok()?;
+                    (id == uid && !name.is_empty()).then(|| name.to_string())
+                })
+            });
+            return named.unwrap_or_else(|| format!("uid {uid}"));
+        }
+    }
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// One row of the audit trail.

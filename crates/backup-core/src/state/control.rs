@@ -339,7 +339,7 @@ pub fn parse_operator_time(s: &str, zone: chrono_tz::Tz) -> Result<DateTime<Utc>
         })
         .ok_or_else(|| {
             Error::Config(format!(
-                "`{s}` is not a time: give RFC 3339 (2026-11-21T04:00:00+08:00) or `YYYY-MM-DD HH:MM` in the plan's zone {zone}"
+                "`{s}` is not a time: give RFC 3339 (2026-11-21T04:00:00+08:00) or `YYYY-MM-DD HH:MM` in the time zone {zone}"
             ))
         })?;
     zone.from_local_datetime(&naive)
