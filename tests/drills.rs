@@ -308,3 +308,64 @@ token_file = "token"
     d.signal(nix::sys::signal::Signal::SIGTERM);
     d.wait(Duration::from_secs(60));
 }
+
+/// A drill killed half-way (SIGKILL while it restores into its scratch directory) leaves its
+/// record `running` and its scratch directory: the plan's next drill marks the record failed
+/// (interrupted), removes the directory, and passes.
+#[test]
+fn a_killed_drill_is_settled_and_its_scratch_removed_by_the_next_one() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 400_000, true);
+    two_sink_config(&env, &db, "", "");
+    env.run(&["run", "nightly"]).ok();
+
+    let scratch_root = env.path("state/drills");
+    let mut child = env
+        .cmd()
+        .args(["drill", "nightly", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut killed_while_running = false;
+    for _ in 0..6000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if packrat_e2e::subdirs(&scratch_root)
+            .iter()
+            .any(|d| d.starts_with("nightly-run-"))
+        {
+            child.kill().unwrap();
+            killed_while_running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.wait().unwrap();
+    assert!(
+        killed_while_running,
+        "the drill ended before its scratch directory was seen"
+    );
+    let killed = env.run(&["drills", "--json"]).ok().json();
+    assert_eq!(killed[0]["status"], "running", "{killed}");
+    let killed_id = killed[0]["id"].clone();
+
+    let (code, run) = drill(&env, &[]);
+    assert_eq!((code, run["status"].as_str()), (0, Some("passed")), "{run}");
+    let left = packrat_e2e::subdirs(&scratch_root);
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+    let runs = env.run(&["drills", "--json"]).ok().json();
+    let settled = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == killed_id)
+        .unwrap_or_else(|| panic!("{runs}"));
+    assert_eq!(settled["status"], "failed", "{settled}");
+    assert!(
+        strings(&settled["failures"])[0].starts_with("interrupted: its process ended"),
+        "{settled}"
+    );
+}
