@@ -132,6 +132,21 @@ fn a_drill_restores_and_checks_the_newest_pack_and_a_verification_covers_every_s
         "{human}"
     );
     assert!(human.contains("FAILED: no sink holds a pack"), "{human}");
+    // The same in Chinese: the frame is translated, what was checked is quoted as recorded.
+    let zh = env
+        .cmd()
+        .env("LANG", "zh_CN.UTF-8")
+        .args(["drills", "--plan", "nightly"])
+        .output()
+        .unwrap();
+    let zh = String::from_utf8(zh.stdout).unwrap();
+    assert!(
+        zh.contains("校验")
+            && zh.contains("恢复演练")
+            && zh.contains("通过")
+            && zh.contains("失败：no sink holds a pack"),
+        "{zh}"
+    );
     let audit = env.run(&["audit", "--json", "--action", "drill"]).ok().json();
     let details: Vec<&str> = audit
         .as_array()

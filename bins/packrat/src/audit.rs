@@ -55,7 +55,14 @@ pub fn run(config: Option<&Path>, a: AuditArgs) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     if entries.is_empty() {
-        outln!("no audit entries{}", if since.is_some() { " in that time" } else { "" });
+        outln!(
+            "{}",
+            if since.is_some() {
+                i18n::tr!("audit-none-since")
+            } else {
+                i18n::tr!("audit-none")
+            }
+        );
     }
     for e in &entries {
         outln!(

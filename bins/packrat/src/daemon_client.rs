@@ -54,7 +54,7 @@ pub async fn status(config: Option<&Path>, json: bool) -> Result<u8, CliError> {
     outln!();
     match daemon {
         Ok(Some(v)) => print_daemon(&v),
-        Ok(None) => outln!("daemon: not running (start packratd to run plans on their schedules)"),
+        Ok(None) => outln!("{}", i18n::tr!("daemon-not-running")),
         Err(e) => outln!("daemon: {e}"),
     }
     Ok(code)

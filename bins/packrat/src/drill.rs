@@ -73,45 +73,75 @@ pub fn list(config: Option<&Path>, a: DrillsArgs) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        outln!("no verification or drill has run yet; `packrat drill PLAN` runs one");
+        outln!("{}", i18n::tr!("drills-none"));
     }
     for r in &runs {
         outln!(
-            "{:>4}  {:<12} {:<6} {:<7} {:<8} {}  {}{}",
+            "{:>4}  {:<12} {} {} {:<8} {}  {}{}",
             r.id,
             r.plan,
-            r.kind.as_str(),
-            r.status.as_str(),
+            output::pad(&kind_text(r.kind), 8, false),
+            output::pad(&status_text(r.status), 7, false),
             r.trigger,
             r.started_at.with_timezone(&cfg.time_zone).format("%Y-%m-%d %H:%M:%S"),
             r.pack_id.as_deref().unwrap_or("-"),
             r.restore_seconds
-                .map(|s| format!("  restore {s:.2} s"))
+                .map(|s| format!("  {}", i18n::tr!("drills-restore", secs = format!("{s:.2}"))))
                 .unwrap_or_default()
         );
         for f in &r.failures {
-            outln!("      FAILED: {f}");
+            outln!("{}", i18n::tr!("drills-failed", failure = f.as_str()));
         }
     }
     Ok(exit::OK)
 }
 
 fn print(r: &DrillRun) {
+    let (kind, status) = (kind_text(r.kind), status_text(r.status));
     outln!(
-        "{} {} of plan {}: {}{}",
-        r.kind.as_str(),
-        r.id,
-        r.plan,
-        r.status.as_str(),
-        r.pack_id.as_deref().map(|p| format!(" (pack {p})")).unwrap_or_default()
+        "{}",
+        match r.pack_id.as_deref() {
+            Some(pack) => i18n::tr!(
+                "drill-head-pack",
+                kind = kind,
+                id = r.id,
+                plan = r.plan.as_str(),
+                status = status,
+                pack = pack
+            ),
+            None => i18n::tr!(
+                "drill-head",
+                kind = kind,
+                id = r.id,
+                plan = r.plan.as_str(),
+                status = status
+            ),
+        }
     );
     for c in &r.checks {
-        outln!("  ok: {c}");
+        outln!("{}", i18n::tr!("drill-check-ok", check = c.as_str()));
     }
     for f in &r.failures {
-        outln!("  FAILED: {f}");
+        outln!("{}", i18n::tr!("drill-check-failed", failure = f.as_str()));
     }
     if let Some(s) = r.restore_seconds {
-        outln!("  restore time: {s:.2} s");
+        outln!("{}", i18n::tr!("drill-restore-time", secs = format!("{s:.2}")));
+    }
+}
+
+/// A verification or a drill, in the operator's language.
+pub fn kind_text(k: DrillKind) -> String {
+    match k {
+        DrillKind::Verify => i18n::tr!("drill-kind-verify"),
+        DrillKind::Drill => i18n::tr!("drill-kind-drill"),
+    }
+}
+
+/// Passed, failed or running, in the operator's language.
+pub fn status_text(s: DrillStatus) -> String {
+    match s {
+        DrillStatus::Passed => i18n::tr!("drill-passed"),
+        DrillStatus::Failed => i18n::tr!("drill-failed"),
+        DrillStatus::Running => i18n::tr!("drill-running"),
     }
 }

@@ -117,7 +117,7 @@ fn width(s: &str) -> usize {
 }
 
 /// `s` padded with spaces to `w` terminal columns (left-aligned; `right` for right-aligned).
-fn pad(s: &str, w: usize, right: bool) -> String {
+pub fn pad(s: &str, w: usize, right: bool) -> String {
     let fill = " ".repeat(w.saturating_sub(width(s)));
     if right {
         format!("{fill}{s}")
@@ -457,11 +457,14 @@ impl Status {
                 .into_iter()
                 .flatten()
                 .map(|r| {
+                    let line = i18n::tr!(
+                        "status-drill",
+                        kind = crate::drill::kind_text(r.kind),
+                        status = crate::drill::status_text(r.status),
+                        at = plan_time(r.finished_at.or(Some(r.started_at)), Some(name))
+                    );
                     format!(
-                        "{} {} {}{}",
-                        r.kind.as_str(),
-                        r.status.as_str(),
-                        plan_time(r.finished_at.or(Some(r.started_at)), Some(name)),
+                        "{line}{}",
                         r.failures.first().map(|f| format!(" ({f})")).unwrap_or_default()
                     )
                 })

@@ -347,3 +347,22 @@ warning-fix = warning: { $warning }
     {"  "}fix: { $fix }
 config-ok = config OK: { $sources } source(s), { $sinks } sink(s), { $plans } plan(s)
 restore-removed-leftover = removed { $path }, left by an interrupted restore
+
+## drills: packrat drill, packrat drills, the drill line of packrat status
+drill-kind-verify = verify
+drill-kind-drill = drill
+drill-passed = passed
+drill-failed = failed
+drill-running = running
+drill-head = { $kind } { $id } of plan { $plan }: { $status }
+drill-head-pack = { $kind } { $id } of plan { $plan }: { $status } (pack { $pack })
+drill-check-ok = {"  "}ok: { $check }
+drill-check-failed = {"  "}FAILED: { $failure }
+drill-restore-time = {"  "}restore time: { $secs } s
+drills-none = no verification or drill has run yet; `packrat drill PLAN` runs one
+drills-restore = restore { $secs } s
+drills-failed = {"      "}FAILED: { $failure }
+status-drill = { $kind } { $status } { $at }
+daemon-not-running = daemon: not running (start packratd to run plans on their schedules)
+audit-none = no audit entries
+audit-none-since = no audit entries in that time

@@ -343,3 +343,22 @@ warning-fix = 警告：{ $warning }
     {"  "}处理：{ $fix }
 config-ok = 配置正确：{ $sources } 个数据源，{ $sinks } 个存储，{ $plans } 个计划
 restore-removed-leftover = 已删除被中断的恢复留下的 { $path }
+
+## 校验与恢复演练：packrat drill、packrat drills、packrat status 中的演练行
+drill-kind-verify = 校验
+drill-kind-drill = 恢复演练
+drill-passed = 通过
+drill-failed = 失败
+drill-running = 运行中
+drill-head = 计划 { $plan } 的{ $kind } { $id }：{ $status }
+drill-head-pack = 计划 { $plan } 的{ $kind } { $id }：{ $status }（备份包 { $pack }）
+drill-check-ok = {"  "}通过：{ $check }
+drill-check-failed = {"  "}失败：{ $failure }
+drill-restore-time = {"  "}恢复耗时：{ $secs } 秒
+drills-none = 尚未运行过校验或恢复演练；`packrat drill PLAN` 可立即运行一次
+drills-restore = 恢复 { $secs } 秒
+drills-failed = {"      "}失败：{ $failure }
+status-drill = { $kind }{ $status } { $at }
+daemon-not-running = 守护进程：未运行（启动 packratd 后计划才会按时运行）
+audit-none = 没有审计记录
+audit-none-since = 该时间段内没有审计记录

@@ -217,6 +217,19 @@ mod tests {
 
     #[test]
     fn key_messages_in_both_languages() {
+        assert_eq!(
+            text_in(
+                Lang::ZhCn,
+                "drill-head",
+                &[
+                    ("kind", "恢复演练".into()),
+                    ("id", 7.into()),
+                    ("plan", "nightly".into()),
+                    ("status", "通过".into())
+                ]
+            ),
+            "计划 nightly 的恢复演练 7：通过"
+        );
         let t = |l, k, a: &[(&str, Arg<'_>)]| text_in(l, k, a);
         assert_eq!(t(Lang::ZhCn, "job-completed", &[]), "备份完成");
         assert_eq!(t(Lang::En, "job-completed", &[]), "backup completed");
