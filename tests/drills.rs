@@ -384,3 +384,44 @@ fn a_killed_drill_is_settled_and_its_scratch_removed_by_the_next_one() {
         "{settled}"
     );
 }
+
+/// SIGTERM while a scheduled drill restores: packratd lets it finish within the grace period
+/// (as it does a backup job), so the run is recorded as passed and its scratch directory is gone,
+/// and then exits 0.
+#[test]
+fn packratd_shutting_down_lets_a_running_drill_finish_and_record_itself() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 400_000, true);
+    two_sink_config(&env, &db, "drill = \"* * * * *\"", "");
+    env.run(&["run", "nightly"]).ok();
+    let scratch_root = env.path("state/drills");
+    let mut d = Daemon::start(&env, "packratd");
+    // Polled often: the drill restores for a moment only.
+    let t0 = std::time::Instant::now();
+    while !packrat_e2e::subdirs(&scratch_root)
+        .iter()
+        .any(|s| s.starts_with("nightly-run-"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "no scheduled drill seen running: {}\n{}",
+            env.run(&["drills", "--json"]).stdout,
+            d.output()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = d.wait(Duration::from_secs(120));
+    assert!(status.success(), "{status:?}\n{}", d.output());
+    let runs = env.run(&["drills", "--json"]).ok().json();
+    let first = &runs.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (first["trigger"].as_str(), first["status"].as_str()),
+        (Some("schedule"), Some("passed")),
+        "{runs}\n{}",
+        d.output()
+    );
+    let left = packrat_e2e::subdirs(&scratch_root);
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+}

@@ -143,20 +143,38 @@ impl Daemon {
 
     /// The verification or drill of `plan` ended: what runs next. A backup that came due goes
     /// first (and the waiting drills are dropped: the plan's next slots bring them again).
+    /// Once shutdown began, nothing runs next: a waiting drill or backup comes with the plan's
+    /// next slots after the restart.
     pub fn end_drill(&self, plan: &str) -> AfterDrill {
-        let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(p) = d.get_mut(plan) else {
-            return AfterDrill::Nothing;
+        let next = {
+            let mut d = self.drilling.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(p) = d.get_mut(plan) else {
+                return AfterDrill::Nothing;
+            };
+            let next = match (p.backup, p.drills.is_empty()) {
+                _ if self.is_stopping() => AfterDrill::Nothing,
+                (Some(kind), _) => AfterDrill::Backup(kind),
+                (None, false) => AfterDrill::Drill(p.drills.remove(0)),
+                (None, true) => AfterDrill::Nothing,
+            };
+            if !matches!(next, AfterDrill::Drill(_)) {
+                d.remove(plan);
+            }
+            next
         };
-        if let Some(kind) = p.backup {
-            d.remove(plan);
-            return AfterDrill::Backup(kind);
-        }
-        if !p.drills.is_empty() {
-            return AfterDrill::Drill(p.drills.remove(0));
-        }
-        d.remove(plan);
-        AfterDrill::Nothing
+        // Shutdown waits for drills as for jobs.
+        self.job_done.notify_waiters();
+        next
+    }
+
+    /// The plans whose verification or drill is running.
+    fn drilling_plans(&self) -> Vec<String> {
+        self.drilling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// When `plan` drills: defers a due backup of `kind` until the drill ends and returns true.
@@ -571,24 +589,36 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
     Ok(())
 }
 
-/// Cancels queued jobs at once, waits for running jobs up to the grace period, then cancels the
-/// rest; every cancelled job records itself (`cancelled`, staging removed, containers restarted).
+/// Cancels queued jobs at once, waits for running jobs and verifications or drills up to the
+/// grace period, then cancels the jobs left; every cancelled job records itself (`cancelled`,
+/// staging removed, containers restarted). A drill still running then stops with the process:
+/// the plan's next drill records it interrupted and removes what it restored.
 async fn shutdown_jobs(d: &Arc<Daemon>) {
     let grace = d.cfg.daemon.grace_period;
     let deadline = tokio::time::Instant::now() + grace;
     // Jobs still waiting for a slot never start: their tasks see the shutdown flag and record
-    // them cancelled; running jobs get the grace period.
+    // them cancelled; running jobs and drills get the grace period.
     loop {
         // Registered before looking, so that a job ending in between still wakes us.
         let notified = d.job_done.notified();
-        let running = d.running();
-        if running.is_empty() {
+        let (running, drilling) = (d.running(), d.drilling_plans());
+        if running.is_empty() && drilling.is_empty() {
             return;
         }
-        info!(jobs = ?running.keys().collect::<Vec<_>>(), "waiting for running jobs to finish (grace period {grace:?})");
+        info!(
+            jobs = ?running.keys().collect::<Vec<_>>(),
+            drills = ?drilling,
+            "waiting for running jobs and drills to finish (grace period {grace:?})"
+        );
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             break;
         }
+    }
+    for plan in d.drilling_plans() {
+        warn!(
+            plan = %plan,
+            "the verification or drill did not finish within the grace period; it stops with packratd, and the plan's next drill records it interrupted and removes its scratch data"
+        );
     }
     for (plan, r) in &d.running() {
         warn!(plan = %plan, job = r.job, "job did not finish within the grace period; cancelling it");
