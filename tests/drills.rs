@@ -390,10 +390,32 @@ fn a_killed_drill_is_settled_and_its_scratch_removed_by_the_next_one() {
 /// and then exits 0.
 #[test]
 fn packratd_shutting_down_lets_a_running_drill_finish_and_record_itself() {
+    let (runs, first) = sigterm_during_a_scheduled_drill("");
+    assert_eq!(first["status"], "passed", "{runs}");
+}
+
+/// SIGTERM while a scheduled drill restores, with no grace period: the drill is cancelled,
+/// removes what it restored and records itself failed, naming the shutdown; packratd exits 0.
+#[test]
+fn packratd_shutting_down_cancels_a_drill_past_the_grace_period() {
+    let (runs, first) = sigterm_during_a_scheduled_drill("[daemon]\ngrace_period = \"0s\"\n");
+    assert_eq!(first["status"], "failed", "{runs}");
+    assert!(
+        strings(&first["failures"])[0].starts_with("cancelled because packratd was shut down"),
+        "{runs}"
+    );
+}
+
+/// Starts packratd on a plan that drills every minute, sends SIGTERM while the drill restores,
+/// checks that packratd exits 0 and the scratch directory is gone, and returns the recorded runs
+/// and the scheduled one.
+fn sigterm_during_a_scheduled_drill(extra: &str) -> (Value, Value) {
     let env = Env::new();
     let db = env.path("app.db");
     seed_db(&db, 400_000, true);
-    two_sink_config(&env, &db, "drill = \"* * * * *\"", "");
+    // Its own API port: tests run side by side.
+    let extra = format!("{extra}[api]\nbind = \"127.0.0.1:0\"\n");
+    two_sink_config(&env, &db, "drill = \"* * * * *\"", &extra);
     env.run(&["run", "nightly"]).ok();
     let scratch_root = env.path("state/drills");
     let mut d = Daemon::start(&env, "packratd");
@@ -414,14 +436,60 @@ fn packratd_shutting_down_lets_a_running_drill_finish_and_record_itself() {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d.wait(Duration::from_secs(120));
     assert!(status.success(), "{status:?}\n{}", d.output());
+    let left = packrat_e2e::subdirs(&scratch_root);
+    assert!(left.is_empty(), "scratch left behind: {left:?}\n{}", d.output());
     let runs = env.run(&["drills", "--json"]).ok().json();
-    let first = &runs.as_array().unwrap().last().unwrap();
+    let first = runs.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(first["trigger"], "schedule", "{runs}\n{}", d.output());
+    (runs, first)
+}
+
+/// Ctrl-C during `packrat drill`: the drill removes its scratch directory, records itself failed
+/// with the signal first among its failures, and exits 130.
+#[test]
+fn ctrl_c_cancels_a_drill_which_cleans_up_and_records_itself() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 400_000, true);
+    two_sink_config(&env, &db, "", "");
+    env.run(&["run", "nightly"]).ok();
+    let scratch_root = env.path("state/drills");
+    let child = env
+        .cmd()
+        .args(["drill", "nightly", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !packrat_e2e::subdirs(&scratch_root)
+        .iter()
+        .any(|s| s.starts_with("nightly-run-"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no drill seen running");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        (first["trigger"].as_str(), first["status"].as_str()),
-        (Some("schedule"), Some("passed")),
-        "{runs}\n{}",
-        d.output()
+        out.status.code(),
+        Some(130),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        strings(&run["failures"])[0].starts_with("cancelled by SIGINT: the run stopped before it finished"),
+        "{run}"
     );
     let left = packrat_e2e::subdirs(&scratch_root);
     assert!(left.is_empty(), "scratch left behind: {left:?}");
+    let runs = env.run(&["drills", "--json"]).ok().json();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use backup_core::Trigger;
+use backup_core::{CancelToken, Trigger};
 use clap::Args;
 use packrat_app::drill::{self, DrillKind, DrillRun, DrillStatus, DrillStore};
 
@@ -37,7 +37,7 @@ pub struct DrillsArgs {
 }
 
 /// Runs `packrat drill`: exit 0 when every check passed, 1 when one failed, 3 when the plan is
-/// busy (a job, verification or drill of it runs elsewhere).
+/// busy (a job, verification or drill of it runs elsewhere), 130/143 when a signal cancelled it.
 pub async fn run(config: Option<&Path>, a: DrillArgs) -> Result<u8, CliError> {
     let cfg = wire::load_config(config)?;
     let state = wire::open_state(&cfg)?;
@@ -47,13 +47,28 @@ pub async fn run(config: Option<&Path>, a: DrillArgs) -> Result<u8, CliError> {
     } else {
         "packrat drill"
     };
-    let run = drill::run(&cfg, state, &a.plan, kind, Trigger::Manual, &wire::actor(command)).await?;
+    // Ctrl-C / SIGTERM: the drill removes what it restored and records itself, then exits
+    // 130/143; a second signal exits at once (the plan's next drill cleans up).
+    let cancel = CancelToken::new();
+    let signals = crate::signals::cancel_on_signal(cancel.clone());
+    let run = drill::run(
+        &cfg,
+        state,
+        &a.plan,
+        kind,
+        Trigger::Manual,
+        &wire::actor(command),
+        &cancel,
+    )
+    .await?;
     if a.json {
         output::json(&run);
     } else {
         print(&run);
     }
-    Ok(if run.status == DrillStatus::Passed {
+    Ok(if cancel.is_cancelled() {
+        signals.exit_code()
+    } else if run.status == DrillStatus::Passed {
         exit::OK
     } else {
         exit::FAILED

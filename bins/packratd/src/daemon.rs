@@ -104,6 +104,8 @@ pub struct Daemon {
 struct Pending {
     backup: Option<BackupKind>,
     drills: Vec<packrat_app::drill::DrillKind>,
+    /// Cancels the running one (shutdown after the grace period).
+    cancel: backup_core::CancelToken,
 }
 
 /// What to do when a plan's verification or drill ended.
@@ -165,6 +167,16 @@ impl Daemon {
         // Shutdown waits for drills as for jobs.
         self.job_done.notify_waiters();
         next
+    }
+
+    /// The cancel token of the verification or drill `plan` runs.
+    pub fn drill_cancel(&self, plan: &str) -> backup_core::CancelToken {
+        self.drilling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(plan)
+            .map(|p| p.cancel.clone())
+            .unwrap_or_default()
     }
 
     /// The plans whose verification or drill is running.
@@ -590,9 +602,9 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
 }
 
 /// Cancels queued jobs at once, waits for running jobs and verifications or drills up to the
-/// grace period, then cancels the jobs left; every cancelled job records itself (`cancelled`,
-/// staging removed, containers restarted). A drill still running then stops with the process:
-/// the plan's next drill records it interrupted and removes what it restored.
+/// grace period, then cancels what is left; every cancelled job records itself (`cancelled`,
+/// staging removed, containers restarted), and so does a cancelled drill (failed, what it
+/// restored removed).
 async fn shutdown_jobs(d: &Arc<Daemon>) {
     let grace = d.cfg.daemon.grace_period;
     let deadline = tokio::time::Instant::now() + grace;
@@ -615,10 +627,11 @@ async fn shutdown_jobs(d: &Arc<Daemon>) {
         }
     }
     for plan in d.drilling_plans() {
-        warn!(
-            plan = %plan,
-            "the verification or drill did not finish within the grace period; it stops with packratd, and the plan's next drill records it interrupted and removes its scratch data"
-        );
+        warn!(plan = %plan, "the verification or drill did not finish within the grace period; cancelling it");
+        d.drill_cancel(&plan).cancel(format!(
+            "cancelled because packratd was shut down and it did not finish within the grace period of {}s",
+            grace.as_secs()
+        ));
     }
     for (plan, r) in &d.running() {
         warn!(plan = %plan, job = r.job, "job did not finish within the grace period; cancelling it");
@@ -631,11 +644,15 @@ async fn shutdown_jobs(d: &Arc<Daemon>) {
     let until = tokio::time::Instant::now() + CANCEL_WAIT;
     loop {
         let notified = d.job_done.notified();
-        if d.running().is_empty() {
+        if d.running().is_empty() && d.drilling_plans().is_empty() {
             return;
         }
         if tokio::time::timeout_at(until, notified).await.is_err() {
-            warn!(jobs = ?d.running().keys().collect::<Vec<_>>(), "jobs still winding down at exit; the next start recovers them");
+            warn!(
+                jobs = ?d.running().keys().collect::<Vec<_>>(),
+                drills = ?d.drilling_plans(),
+                "jobs or drills still winding down at exit; the next start recovers jobs, the plan's next drill what a drill left"
+            );
             return;
         }
     }

@@ -78,12 +78,26 @@ pub fn start(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
 
 async fn run_one(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
     info!(plan = %plan, kind = kind.as_str(), "scheduled {} started", kind.as_str());
-    match drill::run(&d.cfg, d.state.clone(), plan, kind, Trigger::Schedule, &d.actor).await {
+    let cancel = d.drill_cancel(plan);
+    match drill::run(
+        &d.cfg,
+        d.state.clone(),
+        plan,
+        kind,
+        Trigger::Schedule,
+        &d.actor,
+        &cancel,
+    )
+    .await
+    {
         Ok(run) if run.status == DrillStatus::Passed => {
             info!(plan = %plan, run = run.id, restore_seconds = ?run.restore_seconds, "{} passed", kind.as_str());
             if let Err(e) = d.alerts().resolve(&alert_key(plan, kind)).await {
                 error!("cannot resolve the alert of plan {plan}'s {}: {e}", kind.as_str());
             }
+        }
+        Ok(run) if cancel.is_cancelled() => {
+            warn!(plan = %plan, run = run.id, "{} cancelled: {}", kind.as_str(), run.failures.join("; "));
         }
         Ok(run) => {
             let message = format!(

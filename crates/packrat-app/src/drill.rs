@@ -25,7 +25,8 @@
 //! use packrat_app::drill::{self, DrillKind};
 //! let state = packrat_app::registry::open_state(cfg)?;
 //! let actor = backup_core::state::Actor::process("packrat drill");
-//! let run = drill::run(cfg, state, "nightly", DrillKind::Drill, backup_core::Trigger::Manual, &actor).await?;
+//! let cancel = backup_core::CancelToken::new();
+//! let run = drill::run(cfg, state, "nightly", DrillKind::Drill, backup_core::Trigger::Manual, &actor, &cancel).await?;
 //! println!("{}: {:?}", run.status.as_str(), run.failures);
 //! # Ok(()) }
 //! ```
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use backup_core::state::{Actor, AuditAction, format_time, read_opt_time, read_time, rusqlite};
-use backup_core::{Error, PackReader, Result, Sink, StateStore, Trigger, VerifyLevel};
+use backup_core::{CancelToken, Error, PackReader, Result, Sink, StateStore, Trigger, VerifyLevel};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -289,10 +290,31 @@ struct Outcome {
     failures: Vec<String>,
 }
 
+impl Outcome {
+    /// A run cancelled before it finished.
+    fn cancelled(cancel: &CancelToken) -> Outcome {
+        let mut out = Outcome::default();
+        out.note_cancel(cancel);
+        out
+    }
+
+    /// Puts why the run was cancelled first among the failures.
+    fn note_cancel(&mut self, cancel: &CancelToken) {
+        let why = cancel.reason().unwrap_or_else(|| "cancelled".into());
+        self.failures
+            .insert(0, format!("{why}: the run stopped before it finished"));
+    }
+}
+
 /// Runs a verification or a drill of plan `name` now, recorded (and in the audit trail as done
 /// by `actor`). Fails only when it cannot start: an unknown plan, or a job, verification or drill
 /// of the plan already running ([`Error::Locked`], naming the pid); what it finds wrong is in the
 /// returned run's failures.
+///
+/// Cancelling `cancel` (a signal, a daemon shutting down) ends it early as a failed run whose
+/// first failure says why: a verification stops where it is; a drill finishes the SQLite
+/// database it is restoring, stops its MongoDB or Docker restore where it is, and removes what it
+/// restored (scratch directory, scratch databases, scratch volumes) before it records itself.
 pub async fn run(
     cfg: &Config,
     state: Arc<StateStore>,
@@ -300,6 +322,7 @@ pub async fn run(
     kind: DrillKind,
     trigger: Trigger,
     actor: &Actor,
+    cancel: &CancelToken,
 ) -> Result<DrillRun> {
     let plan = registry::plan(cfg, name)?;
     let _lock = backup_core::lock::plan_lock(state.dir(), name)?;
@@ -315,13 +338,16 @@ pub async fn run(
     }
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
-        DrillKind::Verify => verify(cfg, &plan.sinks, name).await,
+        DrillKind::Verify => tokio::select! {
+            out = verify(cfg, &plan.sinks, name) => out,
+            () = cancel.cancelled() => Outcome::cancelled(cancel),
+        },
         DrillKind::Drill => {
             let scratch = Scratch {
                 dir: scratch_root.join(format!("{name}-run-{id}")),
-                database: mongo_scratch(name, id),
+                id,
             };
-            drill(cfg, &plan.sinks, name, &scratch).await
+            drill(cfg, &plan.sinks, name, &scratch, cancel).await
         }
     };
     store.finish(id, &out)?;
@@ -505,10 +531,11 @@ async fn verify_sample(cfg: &Config, pack: &Arc<dyn PackReader>, out: &mut Outco
     }
 }
 
-/// Where a drill restores to: its scratch directory, and the base name of its scratch databases.
+/// Where a drill restores to: its scratch directory; its run id names its scratch databases
+/// ([`mongo_scratch`]).
 struct Scratch {
     dir: PathBuf,
-    database: String,
+    id: i64,
 }
 
 /// The base name of drill `id`'s scratch databases on plan `plan`'s MongoDB servers:
@@ -558,7 +585,7 @@ async fn sweep_mongo(cfg: &Config, plan: &str, ours: &std::collections::HashSet<
     }
 }
 
-async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scratch) -> Outcome {
+async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scratch, cancel: &CancelToken) -> Outcome {
     let mut out = Outcome::default();
     // The newest pack of the first sink that has one: what a restore would use.
     let mut found = None;
@@ -596,12 +623,30 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scra
         }
         Err(e) => out.failures.push(format!("drill task failed: {e}")),
     }
-    drill_mongo(cfg, &sink, plan, &pack, &scratch.database, &mut out).await;
-    let tag = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    drill_docker(cfg, plan, &pack, &tag, dir, &mut out).await;
+    // The SQLite restore above runs to its end (it cannot be stopped half-way); the MongoDB and
+    // Docker parts stop where they are, and what they restored is removed.
+    if !cancel.is_cancelled() {
+        let database = mongo_scratch(plan, scratch.id);
+        tokio::select! {
+            () = drill_mongo(cfg, &sink, plan, &pack, &database, &mut out) => {}
+            () = cancel.cancelled() => {
+                sweep_mongo(cfg, plan, &std::collections::HashSet::from([scratch.id])).await;
+            }
+        }
+    }
+    if !cancel.is_cancelled() {
+        let tag = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tokio::select! {
+            () = drill_docker(cfg, plan, &pack, &tag, dir, &mut out) => {}
+            () = cancel.cancelled() => sweep_docker(cfg, plan).await,
+        }
+    }
+    if cancel.is_cancelled() {
+        out.note_cancel(cancel);
+    }
     out.restore_seconds = Some(started.elapsed().as_secs_f64());
     if out.checks.is_empty() && out.failures.is_empty() {
         out.failures
