@@ -462,14 +462,20 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         )
         .unwrap();
     let dead = state.last_insert_rowid();
+    // This installation's token (made by its first drill; set here so the dead run has one).
+    state
+        .execute("INSERT INTO drill_installation (token) VALUES ('0badc0de')", [])
+        .unwrap();
     drop(state);
     let left = [
-        format!("packrat_drill_{dead}_hot"),
-        format!("packrat_drill_{dead}_hot_2"),
+        format!("packrat_drill_0badc0de_{dead}_hot"),
+        format!("packrat_drill_0badc0de_{dead}_hot_2"),
     ];
     let kept = [
-        format!("packrat_drill_{dead}_hotter"),
-        format!("packrat_drill_{}_hot", dead + 1000),
+        format!("packrat_drill_0badc0de_{dead}_hotter"),
+        format!("packrat_drill_0badc0de_{}_hot", dead + 1000),
+        // Another installation's drill of a plan of the same name, with the same run id.
+        format!("packrat_drill_feedf00d_{dead}_hot"),
     ];
     for name in left.iter().chain(&kept) {
         py(
@@ -511,7 +517,7 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         .map(|c| c.as_str().unwrap())
         .collect();
     assert_eq!(checks.len(), 1, "{checks:?}");
-    let scratch = format!("packrat_drill_{}_hot", run["id"]);
+    let scratch = format!("packrat_drill_0badc0de_{}_hot", run["id"]);
     assert!(
         checks[0].starts_with(&format!("collection {db}.logs of source mes (chain migration_pack_"))
             && checks[0].ends_with(&format!(
@@ -521,7 +527,7 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         "{checks:?}"
     );
     let names = py(&uri, DATABASES, &[]);
-    assert!(!names.contains("packrat_drill_"), "{names}");
+    assert!(!names.contains("packrat_drill_0badc0de_"), "{names}");
     assert_eq!(py(&uri, COUNT, &[&db, "logs"]), "500");
 
     // The plan's verification samples the newest pack against the live collection: identical,
@@ -570,5 +576,74 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         "{failures}"
     );
     let names = py(&uri, DATABASES, &[]);
-    assert!(!names.contains("packrat_drill_"), "{names}");
+    assert!(!names.contains("packrat_drill_0badc0de_"), "{names}");
+}
+
+/// Ctrl-C while a drill restores a collection into its scratch database: the restore stops, the
+/// scratch database is dropped, the run is recorded failed naming the signal, exit 130.
+#[test]
+fn ctrl_c_during_a_mongo_drill_drops_its_scratch_database() {
+    let uri = var("PACKRAT_TEST_MONGO_URI");
+    let db = db_name("drillcancel");
+    seed(&uri, &db, 30_000, 0, 400);
+    let env = Env::new();
+    config(&env, "MES_URI", &db);
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--full"]).ok();
+
+    let scratch_dir = env.path("state/drills");
+    let child = env
+        .cmd()
+        .env("MES_URI", &uri)
+        .args(["drill", "hot", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !packrat_e2e::subdirs(&scratch_dir)
+        .iter()
+        .any(|s| s.starts_with("hot-run-"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no drill seen running");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Into the MongoDB restore (the pack holds nothing else to restore first).
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["failures"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled by SIGINT: the run stopped before it finished"),
+        "{run}"
+    );
+    assert!(
+        !run["checks"].to_string().contains("as recorded"),
+        "the restore finished before the signal: {run}"
+    );
+    let names = py(&uri, DATABASES, &[]);
+    let state = rusqlite::Connection::open(env.path("state/state.db")).unwrap();
+    let token: String = state
+        .query_row("SELECT token FROM drill_installation", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        token.len() == 8 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    assert!(!names.contains(&format!("packrat_drill_{token}_")), "{names}");
+    assert!(packrat_e2e::subdirs(&scratch_dir).is_empty());
 }

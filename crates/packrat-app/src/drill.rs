@@ -10,7 +10,7 @@
 //! - `sqlite`: the database into `STATE_DIR/drills/PLAN-run-ID/`, `PRAGMA integrity_check`, the row
 //!   count of every table compared with the manifest's `meta.table_rows`;
 //! - `mongo-bson`: the chain of the plan up to the newest pack (from its newest full pack) restored
-//!   into the scratch database `packrat_drill_ID_PLAN` on the source's own server (one per
+//!   into the scratch database `packrat_drill_INSTALLATION_ID_PLAN` on the source's own server (one per
 //!   database of the chain, `…_1`, `…_2`, when the source was pointed at another database), every
 //!   collection counted against the packs' records and sampled, the scratch database dropped (a
 //!   killed drill's scratch databases are dropped by the plan's next drill);
@@ -44,7 +44,8 @@ use crate::config::Config;
 use crate::registry;
 
 const COMPONENT: &str = "drills";
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE drill_runs (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
         plan            TEXT    NOT NULL,
@@ -59,7 +60,11 @@ const MIGRATIONS: &[&str] = &["
         failures        TEXT    NOT NULL DEFAULT '[]'
     );
     CREATE INDEX drill_runs_plan ON drill_runs (plan, kind, id);
-"];
+",
+    "
+    CREATE TABLE drill_installation (token TEXT NOT NULL);
+",
+];
 
 /// A verification or a restore drill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +214,40 @@ impl DrillStore {
         Ok(())
     }
 
+    /// A token of this state store, made once: it tells this installation's scratch databases
+    /// from those of another one drilling on the same MongoDB server (run ids and plan names
+    /// are only unique within one installation).
+    fn installation(&self) -> Result<String> {
+        let dir = self.state.dir().display().to_string();
+        self.state.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            let found: Option<String> = tx
+                .query_row("SELECT token FROM drill_installation LIMIT 1", [], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            let token = match found {
+                Some(t) => t,
+                None => {
+                    use sha2::Digest;
+                    let seed = format!(
+                        "{dir} {} {:?} {:?}",
+                        std::process::id(),
+                        std::time::SystemTime::now(),
+                        std::thread::current().id()
+                    );
+                    let t = hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..4]);
+                    tx.execute("INSERT INTO drill_installation (token) VALUES (?1)", [&t])?;
+                    t
+                }
+            };
+            tx.commit()?;
+            Ok(token)
+        })
+    }
+
     /// The ids of every restore drill of `plan` recorded so far.
     fn drill_ids(&self, plan: &str) -> Result<std::collections::HashSet<i64>> {
         self.state.with_conn(|c| {
@@ -334,7 +373,7 @@ pub async fn run(
     remove_scratch_of(&scratch_root, name);
     if kind == DrillKind::Drill {
         sweep_docker(cfg, name).await;
-        sweep_mongo(cfg, name, &store.drill_ids(name)?).await;
+        sweep_mongo(cfg, &store.installation()?, name, &store.drill_ids(name)?).await;
     }
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
@@ -346,6 +385,7 @@ pub async fn run(
             let scratch = Scratch {
                 dir: scratch_root.join(format!("{name}-run-{id}")),
                 id,
+                installation: store.installation()?,
             };
             drill(cfg, &plan.sinks, name, &scratch, cancel).await
         }
@@ -536,13 +576,15 @@ async fn verify_sample(cfg: &Config, pack: &Arc<dyn PackReader>, out: &mut Outco
 struct Scratch {
     dir: PathBuf,
     id: i64,
+    installation: String,
 }
 
 /// The base name of drill `id`'s scratch databases on plan `plan`'s MongoDB servers:
-/// `packrat_drill_ID_PLAN`, cut to leave room for a `_N` suffix under MongoDB's 63-byte limit
-/// (the run id comes first and is never cut, so names of two runs never meet).
-fn mongo_scratch(plan: &str, id: i64) -> String {
-    let mut name = format!("packrat_drill_{id}_{}", plan.replace('.', "_"));
+/// `packrat_drill_INSTALLATION_ID_PLAN` (`INSTALLATION`: 8 hex digits of this state store, see
+/// [`DrillStore::installation`]), cut to leave room for a `_N` suffix under MongoDB's 63-byte
+/// limit (installation and run id come first and are never cut, so names of two runs never meet).
+fn mongo_scratch(installation: &str, plan: &str, id: i64) -> String {
+    let mut name = format!("packrat_drill_{installation}_{id}_{}", plan.replace('.', "_"));
     while name.len() > 59 {
         name.pop();
     }
@@ -553,13 +595,14 @@ fn mongo_scratch(plan: &str, id: i64) -> String {
 /// servers: killed ones, or ones whose drop failed. Called under the plan's lock, so none of
 /// them is running; a database is dropped only when its name is the scratch name of a drill of
 /// this plan on record (`ours`), never by a pattern alone.
-async fn sweep_mongo(cfg: &Config, plan: &str, ours: &std::collections::HashSet<i64>) {
+async fn sweep_mongo(cfg: &Config, installation: &str, plan: &str, ours: &std::collections::HashSet<i64>) {
     let Ok(pc) = cfg.plan(plan) else { return };
+    let prefix = format!("packrat_drill_{installation}_");
     let of_ours = |name: &str| {
-        name.strip_prefix("packrat_drill_")
+        name.strip_prefix(&prefix)
             .and_then(|rest| rest.split('_').next()?.parse::<i64>().ok())
             .is_some_and(|id| {
-                ours.contains(&id) && source_mongo::restore::is_scratch_of(name, &mongo_scratch(plan, id))
+                ours.contains(&id) && source_mongo::restore::is_scratch_of(name, &mongo_scratch(installation, plan, id))
             })
     };
     for source in pc.source_names() {
@@ -626,11 +669,11 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scra
     // The SQLite restore above runs to its end (it cannot be stopped half-way); the MongoDB and
     // Docker parts stop where they are, and what they restored is removed.
     if !cancel.is_cancelled() {
-        let database = mongo_scratch(plan, scratch.id);
+        let database = mongo_scratch(&scratch.installation, plan, scratch.id);
         tokio::select! {
             () = drill_mongo(cfg, &sink, plan, &pack, &database, &mut out) => {}
             () = cancel.cancelled() => {
-                sweep_mongo(cfg, plan, &std::collections::HashSet::from([scratch.id])).await;
+                sweep_mongo(cfg, &scratch.installation, plan, &std::collections::HashSet::from([scratch.id])).await;
             }
         }
     }
