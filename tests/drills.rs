@@ -493,3 +493,40 @@ fn ctrl_c_cancels_a_drill_which_cleans_up_and_records_itself() {
     let runs = env.run(&["drills", "--json"]).ok().json();
     assert_eq!(runs[0]["status"], "failed", "{runs}");
 }
+
+/// A backup and a drill due at the same minute (hourly backups, a drill at the top of an hour):
+/// the backup starts, the drill waits for it and runs right after, instead of being skipped at
+/// every slot they share.
+#[test]
+fn a_drill_due_with_a_backup_runs_after_it() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 400_000, true);
+    two_sink_config(
+        &env,
+        &db,
+        "full = \"* * * * *\"\ndrill = \"* * * * *\"",
+        "[api]\nbind = \"127.0.0.1:0\"\n",
+    );
+    let mut d = Daemon::start(&env, "packratd");
+    let drill = wait_for("a scheduled drill", Duration::from_secs(150), || {
+        let v = env.run(&["drills", "--json"]).ok().json();
+        v.as_array().unwrap().iter().find(|r| r["status"] != "running").cloned()
+    });
+    assert_eq!(
+        (drill["trigger"].as_str(), drill["status"].as_str()),
+        (Some("schedule"), Some("passed")),
+        "{drill}\n{}",
+        d.output()
+    );
+    // It ran after a scheduled backup, never beside one.
+    let jobs = packrat_e2e::daemon::jobs(&env);
+    let first_job = jobs.last().unwrap_or_else(|| panic!("no job\n{}", d.output()));
+    assert_eq!(first_job["trigger"], "schedule", "{first_job}");
+    assert!(
+        first_job["finished_at"].as_str().unwrap() <= drill["started_at"].as_str().unwrap(),
+        "{first_job}\n{drill}"
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait(Duration::from_secs(120));
+}

@@ -96,6 +96,9 @@ pub struct Daemon {
     /// Plans with a verification or drill running (it holds the plan's lock), and the kind of
     /// the backup that came due meanwhile, which starts when it ends.
     drilling: Mutex<BTreeMap<String, Pending>>,
+    /// Verifications and drills that came due while a job of their plan ran: they start when
+    /// the job ends (a drill never overlaps a backup, and is never lost to one).
+    after_job: Mutex<BTreeMap<String, Vec<packrat_app::drill::DrillKind>>>,
 }
 
 /// What waits for the verification or drill a plan runs: a backup that came due (it goes
@@ -177,6 +180,21 @@ impl Daemon {
             .get(plan)
             .map(|p| p.cancel.clone())
             .unwrap_or_default()
+    }
+
+    /// When a job of `plan` runs or waits: keeps `kind` to start when the job ends and returns
+    /// true. Checked under the lock of the running jobs, so the job cannot end in between.
+    pub fn defer_drill_if_busy(&self, plan: &str, kind: packrat_app::drill::DrillKind) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if !running.contains_key(plan) {
+            return false;
+        }
+        let mut after = self.after_job.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = after.entry(plan.to_string()).or_default();
+        if !waiting.contains(&kind) {
+            waiting.push(kind);
+        }
+        true
     }
 
     /// The plans whose verification or drill is running.
@@ -364,7 +382,21 @@ impl Daemon {
         let name = plan.to_string();
         tokio::spawn(async move {
             this.job_task(&wired, queued, &cancel).await;
-            this.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+            let waiting = {
+                let mut running = this.running.lock().unwrap_or_else(|e| e.into_inner());
+                running.remove(&name);
+                this.after_job
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name)
+                    .unwrap_or_default()
+            };
+            if !this.is_stopping() {
+                for kind in waiting {
+                    info!(plan = %name, kind = kind.as_str(), "starting the {} that waited for the job", kind.as_str());
+                    crate::drills::start(&this, &name, kind);
+                }
+            }
             this.job_done.notify_waiters();
             this.health_now.notify_one();
         });
@@ -559,6 +591,7 @@ pub async fn run(cfg: Config) -> Result<(), ExitError> {
         alerts: alert_manager,
         checker,
         drilling: Mutex::new(BTreeMap::new()),
+        after_job: Mutex::new(BTreeMap::new()),
     });
 
     let server = if daemon.cfg.api.enabled {

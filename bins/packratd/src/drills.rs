@@ -1,9 +1,10 @@
 //! Scheduled verifications and restore drills (`verify = "…"`, `drill = "…"` in a plan): their
 //! slots live in the scheduler under their own keys (`PLAN#verify`, `PLAN#drill`), so they
 //! fire at most once per slot like backups; each holds the plan's lock while it runs. A backup
-//! due while its plan drills waits for the drill and starts right after (it is never skipped);
-//! a drill due while its plan backs up is skipped. A failed run raises the alert
-//! `drill:PLAN:KIND` through the alert channels; the next passed one resolves it.
+//! due while its plan drills waits for the drill and starts right after, and a drill due while
+//! its plan backs up waits for the job: neither is ever skipped for the other. A failed run
+//! raises the alert `drill:PLAN:KIND` through the alert channels; the next passed one resolves
+//! it.
 
 use std::sync::Arc;
 
@@ -37,14 +38,15 @@ pub fn alert_key(plan: &str, kind: DrillKind) -> String {
     format!("drill:{plan}:{}", kind.as_str())
 }
 
-/// Starts a scheduled `kind` of `plan` in the background, unless a job of the plan runs; when
-/// a verification or drill of the plan runs, this one waits for it.
+/// Starts a scheduled `kind` of `plan` in the background. When a job of the plan runs, it waits
+/// for the job and starts when it ends; when a verification or drill of the plan runs, it waits
+/// for that one.
 pub fn start(d: &Arc<Daemon>, plan: &str, kind: DrillKind) {
-    if d.is_busy(plan) {
-        warn!(
+    if d.defer_drill_if_busy(plan, kind) {
+        info!(
             plan,
             kind = kind.as_str(),
-            "scheduled {} skipped: a job of the plan is running",
+            "scheduled {} waits for the plan's running job",
             kind.as_str()
         );
         return;
