@@ -647,3 +647,45 @@ fn ctrl_c_during_a_mongo_drill_drops_its_scratch_database() {
     assert!(!names.contains(&format!("packrat_drill_{token}_")), "{names}");
     assert!(packrat_e2e::subdirs(&scratch_dir).is_empty());
 }
+
+/// `drill_uri_env`: a drill restores on the drill server it names, not on the source's own: an
+/// unreachable drill server fails the drill naming the setting; pointed at a reachable server,
+/// the drill passes there.
+#[test]
+fn a_drill_restores_on_the_configured_drill_server() {
+    let uri = var("PACKRAT_TEST_MONGO_URI");
+    let db = db_name("drilluri");
+    seed(&uri, &db, 50, 0, 100);
+    let env = Env::new();
+    config(&env, "MES_URI", &db);
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&cfg.replace(
+        &format!("database = \"{db}\"\n"),
+        &format!("database = \"{db}\"\ndrill_uri_env = \"MES_DRILL_URI\"\n"),
+    ));
+    env.run(&["config", "check"]).ok();
+    run_with(&env, "MES_URI", &uri, &["run", "hot", "--full"]).ok();
+
+    let drill = |drill_uri: &str| {
+        let o = env
+            .cmd()
+            .env("MES_URI", &uri)
+            .env("MES_DRILL_URI", drill_uri)
+            .args(["drill", "hot", "--json"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        (o.status.code(), v)
+    };
+    let unreachable = "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500&connectTimeoutMS=500";
+    let (code, run) = drill(unreachable);
+    assert_eq!(code, Some(1), "{run}");
+    let failures = run["failures"].to_string();
+    assert!(
+        failures.contains("the drill failed on the drill server (sources.mes.drill_uri)"),
+        "{failures}"
+    );
+    let (code, run) = drill(&uri);
+    assert_eq!((code, run["status"].as_str()), (Some(0), Some("passed")), "{run}");
+}

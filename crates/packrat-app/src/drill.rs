@@ -610,7 +610,7 @@ async fn sweep_mongo(cfg: &Config, installation: &str, plan: &str, ours: &std::c
             continue;
         };
         let swept = async {
-            let conn = source_mongo::Connection::open(&c.uri(source)?).await?;
+            let conn = source_mongo::Connection::open(&c.drill_uri(source)?).await?;
             source_mongo::restore::drop_scratch(&conn, &of_ours).await
         };
         match swept.await {
@@ -703,8 +703,9 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scra
 }
 
 /// The MongoDB part of a drill: for each Mongo source of `pack`, its chain (the newest full pack
-/// of the plan on `sink` and the incremental ones after it, up to `pack`) restored into the
-/// scratch databases named after `db` on the source's own server (one per source database, see
+/// of the plan on `sink` and the incremental ones after it, up to `pack`) restored on the
+/// source's drill server (`drill_uri_env`/`drill_uri_file`, default its own server) into the
+/// scratch databases named after `db` (one per source database, see
 /// [`source_mongo::restore::scratch_databases`]), every collection counted against the packs'
 /// records and sampled, the scratch databases dropped.
 async fn drill_mongo(
@@ -761,7 +762,7 @@ async fn drill_mongo(
             continue;
         };
         let drilled = async {
-            let uri = c.uri(&source)?;
+            let uri = c.drill_uri(&source)?;
             let conn = source_mongo::Connection::open(&uri).await?;
             source_mongo::restore::drill_chain(&conn, &chain, &source, db).await
         }
@@ -805,9 +806,14 @@ async fn drill_mongo(
                     }
                 }
             }
-            Err(e) => out
-                .failures
-                .push(format!("MongoDB source {source}: the drill failed: {e}")),
+            Err(e) => out.failures.push(format!(
+                "MongoDB source {source}: the drill failed{}: {e}",
+                if c.drill_uri_ref().is_set() {
+                    format!(" on the drill server (sources.{source}.drill_uri)")
+                } else {
+                    String::new()
+                }
+            )),
         }
     }
 }

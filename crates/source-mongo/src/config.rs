@@ -40,6 +40,13 @@ pub struct MongoSourceConfig {
     pub uri_file: Option<PathBuf>,
     /// Database to back up.
     pub database: String,
+    /// Environment variable holding the URI of the server that restore drills restore into
+    /// (a scratch database there). Default: the source's own server (`uri_env`/`uri_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_uri_env: Option<String>,
+    /// File holding the drill server's URI (see `drill_uri_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_uri_file: Option<PathBuf>,
 }
 
 impl MongoSourceConfig {
@@ -52,11 +59,30 @@ impl MongoSourceConfig {
     pub fn uri(&self, name: &str) -> backup_core::Result<Secret> {
         self.uri_ref().resolve(&format!("sources.{name}.uri"))
     }
+
+    /// The drill server's URI reference (`drill_uri_env` / `drill_uri_file`).
+    pub fn drill_uri_ref(&self) -> SecretRef {
+        SecretRef::new(self.drill_uri_env.as_deref(), self.drill_uri_file.as_deref())
+    }
+
+    /// Resolves the URI of the server restore drills restore into: the drill URI when one is
+    /// configured, else the source's own.
+    pub fn drill_uri(&self, name: &str) -> backup_core::Result<Secret> {
+        match self
+            .drill_uri_ref()
+            .resolve_optional(&format!("sources.{name}.drill_uri"))?
+        {
+            Some(uri) => Ok(uri),
+            None => self.uri(name),
+        }
+    }
 }
 
 impl Section for MongoSourceConfig {
     fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
-        self.uri_file.iter_mut().map(|f| ("uri_file", f)).collect()
+        let uri = self.uri_file.iter_mut().map(|f| ("uri_file", f));
+        uri.chain(self.drill_uri_file.iter_mut().map(|f| ("drill_uri_file", f)))
+            .collect()
     }
 
     fn validate(&self) -> Result<(), Issue> {
@@ -67,7 +93,8 @@ impl Section for MongoSourceConfig {
                     .into();
             }
             i
-        })
+        })?;
+        self.drill_uri_ref().check("drill_uri", false)
     }
 }
 
