@@ -599,30 +599,10 @@ fn ctrl_c_during_a_mongo_drill_drops_its_scratch_database() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !packrat_e2e::subdirs(&scratch_dir)
-        .iter()
-        .any(|s| s.starts_with("hot-run-"))
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no drill seen running");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    packrat_e2e::wait_for_subdir(&scratch_dir, "hot-run-", Duration::from_secs(60), String::new);
     // Into the MongoDB restore (the pack holds nothing else to restore first).
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let run = packrat_e2e::interrupt_json(child);
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
         run["failures"][0]

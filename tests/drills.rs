@@ -45,6 +45,17 @@ sinks = ["local", "second"]
     ));
 }
 
+/// `two_sink_config` on a database of 400,000 rows (its drill restores for a moment: long
+/// enough to signal it), with one pack made.
+fn backed_up_big_plan(plan_extra: &str, extra: &str) -> Env {
+    let env = Env::new();
+    let db = env.path("app.db");
+    seed_db(&db, 400_000, true);
+    two_sink_config(&env, &db, plan_extra, extra);
+    env.run(&["run", "nightly"]).ok();
+    env
+}
+
 fn drill(env: &Env, args: &[&str]) -> (i32, Value) {
     let mut a = vec!["drill", "nightly", "--json"];
     a.extend_from_slice(args);
@@ -329,11 +340,7 @@ token_file = "token"
 /// (interrupted), removes the directory, and passes.
 #[test]
 fn a_killed_drill_is_settled_and_its_scratch_removed_by_the_next_one() {
-    let env = Env::new();
-    let db = env.path("app.db");
-    seed_db(&db, 400_000, true);
-    two_sink_config(&env, &db, "", "");
-    env.run(&["run", "nightly"]).ok();
+    let env = backed_up_big_plan("", "");
 
     let scratch_root = env.path("state/drills");
     let mut child = env
@@ -343,26 +350,11 @@ fn a_killed_drill_is_settled_and_its_scratch_removed_by_the_next_one() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut killed_while_running = false;
-    for _ in 0..6000 {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if packrat_e2e::subdirs(&scratch_root)
-            .iter()
-            .any(|d| d.starts_with("nightly-run-"))
-        {
-            child.kill().unwrap();
-            killed_while_running = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    packrat_e2e::wait_for_subdir(&scratch_root, "nightly-run-", Duration::from_secs(60), || {
+        format!("the drill ended first: {:?}", child.try_wait())
+    });
+    child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        killed_while_running,
-        "the drill ended before its scratch directory was seen"
-    );
     let killed = env.run(&["drills", "--json"]).ok().json();
     assert_eq!(killed[0]["status"], "running", "{killed}");
     let killed_id = killed[0]["id"].clone();
@@ -410,29 +402,16 @@ fn packratd_shutting_down_cancels_a_drill_past_the_grace_period() {
 /// checks that packratd exits 0 and the scratch directory is gone, and returns the recorded runs
 /// and the scheduled one.
 fn sigterm_during_a_scheduled_drill(extra: &str) -> (Value, Value) {
-    let env = Env::new();
-    let db = env.path("app.db");
-    seed_db(&db, 400_000, true);
     // Its own API port: tests run side by side.
-    let extra = format!("{extra}[api]\nbind = \"127.0.0.1:0\"\n");
-    two_sink_config(&env, &db, "drill = \"* * * * *\"", &extra);
-    env.run(&["run", "nightly"]).ok();
+    let env = backed_up_big_plan(
+        "drill = \"* * * * *\"",
+        &format!("{extra}[api]\nbind = \"127.0.0.1:0\"\n"),
+    );
     let scratch_root = env.path("state/drills");
     let mut d = Daemon::start(&env, "packratd");
-    // Polled often: the drill restores for a moment only.
-    let t0 = std::time::Instant::now();
-    while !packrat_e2e::subdirs(&scratch_root)
-        .iter()
-        .any(|s| s.starts_with("nightly-run-"))
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(150),
-            "no scheduled drill seen running: {}\n{}",
-            env.run(&["drills", "--json"]).stdout,
-            d.output()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    packrat_e2e::wait_for_subdir(&scratch_root, "nightly-run-", Duration::from_secs(150), || {
+        format!("{}\n{}", env.run(&["drills", "--json"]).stdout, d.output())
+    });
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d.wait(Duration::from_secs(120));
     assert!(status.success(), "{status:?}\n{}", d.output());
@@ -448,11 +427,7 @@ fn sigterm_during_a_scheduled_drill(extra: &str) -> (Value, Value) {
 /// with the signal first among its failures, and exits 130.
 #[test]
 fn ctrl_c_cancels_a_drill_which_cleans_up_and_records_itself() {
-    let env = Env::new();
-    let db = env.path("app.db");
-    seed_db(&db, 400_000, true);
-    two_sink_config(&env, &db, "", "");
-    env.run(&["run", "nightly"]).ok();
+    let env = backed_up_big_plan("", "");
     let scratch_root = env.path("state/drills");
     let child = env
         .cmd()
@@ -461,28 +436,8 @@ fn ctrl_c_cancels_a_drill_which_cleans_up_and_records_itself() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
-    while !packrat_e2e::subdirs(&scratch_root)
-        .iter()
-        .any(|s| s.starts_with("nightly-run-"))
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no drill seen running");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    packrat_e2e::wait_for_subdir(&scratch_root, "nightly-run-", Duration::from_secs(60), String::new);
+    let run = packrat_e2e::interrupt_json(child);
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
         strings(&run["failures"])[0].starts_with("cancelled by SIGINT: the run stopped before it finished"),

@@ -346,6 +346,40 @@ pub fn subdirs(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Waits until a directory whose name starts with `prefix` exists in `dir` (a drill's scratch
+/// directory, say), polling every millisecond, since what creates it may be done a moment later;
+/// panics after `within` with `context()`.
+#[track_caller]
+pub fn wait_for_subdir(dir: &Path, prefix: &str, within: std::time::Duration, mut context: impl FnMut() -> String) {
+    let t0 = std::time::Instant::now();
+    while !subdirs(dir).iter().any(|s| s.starts_with(prefix)) {
+        assert!(
+            t0.elapsed() < within,
+            "no {prefix}* directory in {} after {within:?}: {}",
+            dir.display(),
+            context()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Sends SIGINT (Ctrl-C) to `child`, a `packrat … --json` command with piped output, and
+/// returns its JSON answer once it exited 130, as a command cancelled by Ctrl-C does.
+#[cfg(unix)]
+#[track_caller]
+pub fn interrupt_json(child: std::process::Child) -> serde_json::Value {
+    crash::signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// Rewrites the start and end time of the pack in `dir` to `at` (RFC 3339), as a host whose
 /// clock said `at` would have written it, keeping `SHA256SUMS` right so the pack stays valid.
 pub fn redate_pack(dir: &Path, at: &str) {
