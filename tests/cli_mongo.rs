@@ -462,9 +462,9 @@ fn a_drill_restores_the_chain_into_a_scratch_database_counts_and_drops_it() {
         )
         .unwrap();
     let dead = state.last_insert_rowid();
-    // This installation's token (made by its first drill; set here so the dead run has one).
+    // This installation's token (random, made with the drill records), known to the test.
     state
-        .execute("INSERT INTO drill_installation (token) VALUES ('0badc0de')", [])
+        .execute("UPDATE drill_installation SET token = '0badc0de'", [])
         .unwrap();
     drop(state);
     let left = [

@@ -10,8 +10,9 @@
 //! - `sqlite`: the database into `STATE_DIR/drills/PLAN-run-ID/`, `PRAGMA integrity_check`, the row
 //!   count of every table compared with the manifest's `meta.table_rows`;
 //! - `mongo-bson`: the chain of the plan up to the newest pack (from its newest full pack) restored
-//!   into the scratch database `packrat_drill_INSTALLATION_ID_PLAN` on the source's own server (one per
-//!   database of the chain, `…_1`, `…_2`, when the source was pointed at another database), every
+//!   into the scratch database `packrat_drill_INSTALLATION_ID_PLAN` on the source's own server or
+//!   its drill server (one per database of the chain, `…_1`, `…_2`, when the source was pointed
+//!   at another database), every
 //!   collection counted against the packs' records and sampled, the scratch database dropped (a
 //!   killed drill's scratch databases are dropped by the plan's next drill);
 //! - `docker-volume`: every volume into a scratch volume `packrat-drill-PLAN-run-ID-VOLUME` on
@@ -63,6 +64,7 @@ const MIGRATIONS: &[&str] = &[
 ",
     "
     CREATE TABLE drill_installation (token TEXT NOT NULL);
+    INSERT INTO drill_installation (token) VALUES (lower(hex(randomblob(4))));
 ",
 ];
 
@@ -214,37 +216,14 @@ impl DrillStore {
         Ok(())
     }
 
-    /// A token of this state store, made once: it tells this installation's scratch databases
-    /// from those of another one drilling on the same MongoDB server (run ids and plan names
-    /// are only unique within one installation).
+    /// A token of this state store, made once (by its migration, 8 random hex digits): it
+    /// tells this installation's scratch databases from those of another one drilling on the
+    /// same MongoDB server (run ids and plan names are only unique within one installation).
     fn installation(&self) -> Result<String> {
-        let dir = self.state.dir().display().to_string();
         self.state.with_conn(|c| {
-            let tx = c.unchecked_transaction()?;
-            let found: Option<String> = tx
-                .query_row("SELECT token FROM drill_installation LIMIT 1", [], |r| r.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })?;
-            let token = match found {
-                Some(t) => t,
-                None => {
-                    use sha2::Digest;
-                    let seed = format!(
-                        "{dir} {} {:?} {:?}",
-                        std::process::id(),
-                        std::time::SystemTime::now(),
-                        std::thread::current().id()
-                    );
-                    let t = hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..4]);
-                    tx.execute("INSERT INTO drill_installation (token) VALUES (?1)", [&t])?;
-                    t
-                }
-            };
-            tx.commit()?;
-            Ok(token)
+            c.query_row("SELECT token FROM drill_installation ORDER BY rowid LIMIT 1", [], |r| {
+                r.get(0)
+            })
         })
     }
 
