@@ -201,6 +201,20 @@ fn a_drill_restores_and_checks_the_newest_pack_and_a_verification_covers_every_s
         "{failures:?}"
     );
     assert_eq!(drill(&env, &[]).0, 0);
+
+    // Run in Chinese, the drill records what it checked in Chinese.
+    let zh = env
+        .cmd()
+        .env("LANG", "zh_CN.UTF-8")
+        .args(["drill", "nightly", "--json"])
+        .output()
+        .unwrap();
+    let run: Value = serde_json::from_slice(&zh.stdout).unwrap();
+    let checks = strings(&run["checks"]);
+    assert!(
+        checks[0].contains("integrity_check 通过，1 张表共 2000 行，与记录一致"),
+        "{checks:?}"
+    );
 }
 
 #[test]

@@ -366,3 +366,23 @@ status-drill = { $kind } { $status } { $at }
 daemon-not-running = daemon: not running (start packratd to run plans on their schedules)
 audit-none = no audit entries
 audit-none-since = no audit entries in that time
+
+## what a verification or drill checked (recorded in the language of the process that ran it)
+drill-cancelled = { $why }: the run stopped before it finished
+drill-verify-no-pack = sink { $sink }: no pack of plan { $plan }
+drill-check-verified = sink { $sink }: pack { $pack } deep-verified ({ $n } artifacts)
+drill-sample-ok = { $path }: { $sampled } sampled document(s) compared with the live collection { $database }.{ $collection }: { $identical } identical, { $updated } updated since, { $deleted } deleted since
+drill-sample-differ = { $path }: { $n } of { $sampled } sampled document(s) differ from the live collection { $database }.{ $collection } (_id: { $ids })
+drill-no-pack = no sink holds a pack of plan { $plan } to drill
+drill-nothing = pack { $pack } holds nothing to restore
+drill-check-sqlite = { $path } of source { $source } from sink { $sink }: restored { $bytes } bytes in { $secs } s, integrity_check ok, { $tables } tables and { $rows } rows as recorded
+drill-check-sqlite-unrecorded = { $path } of source { $source } from sink { $sink }: restored { $bytes } bytes in { $secs } s, integrity_check ok, { $rows } rows (the pack records no row counts to compare: written by an older packrat)
+drill-not-restored = { $n } artifact(s) of type { $kind } not restored: this packrat's drills restore SQLite databases, MongoDB collections and Docker volumes; the plan's verification checks them
+drill-mongo-line = collection { $database }.{ $collection } of source { $source } (chain { $chain }): { $documents } documents restored into the scratch database { $scratch }
+drill-mongo-sampled = , { $identical } of { $sampled } sampled documents identical to the pack's
+drill-mongo-ok = { $line }, as recorded{ $sampled }, then dropped
+drill-mongo-count = { $line }; the packs record { $min }..={ $max }
+drill-mongo-sample-failed = { $line }{ $sampled }: { $missing } missing, { $different } different (_id: { $ids }) in { $path }
+drill-check-volume = { $path } of source { $source }: restored into the scratch volume { $scratch } and read back in { $secs } s: { $entries } entries and { $bytes } file bytes as recorded, then removed
+drill-check-compose = { $n } compose file(s) of source { $source } restored into the scratch directory
+drill-check-images = { $n } image(s) of source { $source } not loaded ({ $images }): a drill does not change what the host runs; the plan's verification checks their archives

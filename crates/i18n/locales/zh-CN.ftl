@@ -362,3 +362,23 @@ status-drill = { $kind }{ $status } { $at }
 daemon-not-running = 守护进程：未运行（启动 packratd 后计划才会按时运行）
 audit-none = 没有审计记录
 audit-none-since = 该时间段内没有审计记录
+
+## 校验或恢复演练检查了什么（以运行它的进程的语言记录）
+drill-cancelled = { $why }：运行在完成前停止
+drill-verify-no-pack = 存储 { $sink }：没有计划 { $plan } 的备份包
+drill-check-verified = 存储 { $sink }：备份包 { $pack } 深度校验通过（{ $n } 个文件）
+drill-sample-ok = { $path }：抽取 { $sampled } 个文档与线上集合 { $database }.{ $collection } 比对：{ $identical } 个一致，{ $updated } 个此后已更新，{ $deleted } 个此后已删除
+drill-sample-differ = { $path }：抽取的 { $sampled } 个文档中有 { $n } 个与线上集合 { $database }.{ $collection } 不一致（_id：{ $ids }）
+drill-no-pack = 没有任何存储持有计划 { $plan } 可供演练的备份包
+drill-nothing = 备份包 { $pack } 中没有可恢复的内容
+drill-check-sqlite = 来自存储 { $sink } 的数据源 { $source } 的 { $path }：已恢复 { $bytes } 字节，耗时 { $secs } 秒，integrity_check 通过，{ $tables } 张表共 { $rows } 行，与记录一致
+drill-check-sqlite-unrecorded = 来自存储 { $sink } 的数据源 { $source } 的 { $path }：已恢复 { $bytes } 字节，耗时 { $secs } 秒，integrity_check 通过，共 { $rows } 行（该备份包由旧版 packrat 写入，没有可比对的行数记录）
+drill-not-restored = { $n } 个 { $kind } 类型的文件未恢复：本版本的演练恢复 SQLite 数据库、MongoDB 集合和 Docker 卷；计划的校验会检查它们
+drill-mongo-line = 数据源 { $source } 的集合 { $database }.{ $collection }（链 { $chain }）：{ $documents } 个文档已恢复到临时数据库 { $scratch }
+drill-mongo-sampled = ，抽取的 { $sampled } 个文档中 { $identical } 个与备份包一致
+drill-mongo-ok = { $line }，与记录一致{ $sampled }，随后已删除
+drill-mongo-count = { $line }；备份包记录为 { $min }..={ $max }
+drill-mongo-sample-failed = { $line }{ $sampled }：{ $missing } 个缺失，{ $different } 个不同（_id：{ $ids }），位于 { $path }
+drill-check-volume = 数据源 { $source } 的 { $path }：已恢复到临时卷 { $scratch } 并在 { $secs } 秒内读回：{ $entries } 个条目、{ $bytes } 字节文件数据与记录一致，随后已删除
+drill-check-compose = 数据源 { $source } 的 { $n } 个 compose 文件已恢复到临时目录
+drill-check-images = 数据源 { $source } 的 { $n } 个镜像未加载（{ $images }）：演练不改变主机上运行的内容；计划的校验会检查它们的归档

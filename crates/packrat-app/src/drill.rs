@@ -319,8 +319,7 @@ impl Outcome {
     /// Puts why the run was cancelled first among the failures.
     fn note_cancel(&mut self, cancel: &CancelToken) {
         let why = cancel.reason().unwrap_or_else(|| "cancelled".into());
-        self.failures
-            .insert(0, format!("{why}: the run stopped before it finished"));
+        self.failures.insert(0, i18n::tr!("drill-cancelled", why = why));
     }
 }
 
@@ -429,7 +428,7 @@ async fn verify(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str) -> Outcome {
             Ok(Some(p)) => p,
             Ok(None) => {
                 out.failures
-                    .push(format!("sink {}: no pack of plan {plan}", sink.name()));
+                    .push(i18n::tr!("drill-verify-no-pack", sink = sink.name(), plan = plan));
                 continue;
             }
             Err(e) => {
@@ -447,11 +446,11 @@ async fn verify(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str) -> Outcome {
         let report =
             tokio::task::spawn_blocking(move || registry::verifier().verify(&*reader, VerifyLevel::Deep)).await;
         match report {
-            Ok(r) if r.is_ok() => out.checks.push(format!(
-                "sink {}: pack {} deep-verified ({} artifacts)",
-                sink.name(),
-                pack.id(),
-                pack.manifest().artifacts.len()
+            Ok(r) if r.is_ok() => out.checks.push(i18n::tr!(
+                "drill-check-verified",
+                sink = sink.name(),
+                pack = pack.id(),
+                n = pack.manifest().artifacts.len().to_string()
             )),
             Ok(r) => {
                 for p in &r.problems {
@@ -521,19 +520,24 @@ async fn verify_sample(cfg: &Config, pack: &Arc<dyn PackReader>, out: &mut Outco
         Ok(found) => {
             for (item, sampled) in found {
                 match sampled {
-                    Ok(r) if r.is_ok() => out.checks.push(format!(
-                        "{}: {} sampled document(s) compared with the live collection {}.{}: {} identical, \
-                         {} updated since, {} deleted since",
-                        r.path, r.sampled, r.database, r.collection, r.identical, r.updated_since, r.deleted_since
+                    Ok(r) if r.is_ok() => out.checks.push(i18n::tr!(
+                        "drill-sample-ok",
+                        path = r.path.as_str(),
+                        sampled = r.sampled.to_string(),
+                        database = r.database.as_str(),
+                        collection = r.collection.as_str(),
+                        identical = r.identical.to_string(),
+                        updated = r.updated_since.to_string(),
+                        deleted = r.deleted_since.to_string()
                     )),
-                    Ok(r) => out.failures.push(format!(
-                        "{}: {} of {} sampled document(s) differ from the live collection {}.{} (_id: {})",
-                        r.path,
-                        r.differing.len(),
-                        r.sampled,
-                        r.database,
-                        r.collection,
-                        r.differing.join(", ")
+                    Ok(r) => out.failures.push(i18n::tr!(
+                        "drill-sample-differ",
+                        path = r.path.as_str(),
+                        n = r.differing.len().to_string(),
+                        sampled = r.sampled.to_string(),
+                        database = r.database.as_str(),
+                        collection = r.collection.as_str(),
+                        ids = r.differing.join(", ")
                     )),
                     Err(e) => out.failures.push(format!(
                         "{}: cannot compare with the live database: {e}",
@@ -622,8 +626,7 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scra
         }
     }
     let Some((sink, pack)) = found else {
-        out.failures
-            .push(format!("no sink holds a pack of plan {plan} to drill"));
+        out.failures.push(i18n::tr!("drill-no-pack", plan = plan));
         return out;
     };
     out.pack_id = Some(pack.id().to_string());
@@ -671,8 +674,7 @@ async fn drill(cfg: &Config, sinks: &[Arc<dyn Sink>], plan: &str, scratch: &Scra
     }
     out.restore_seconds = Some(started.elapsed().as_secs_f64());
     if out.checks.is_empty() && out.failures.is_empty() {
-        out.failures
-            .push(format!("pack {} holds nothing to restore", pack.id()));
+        out.failures.push(i18n::tr!("drill-nothing", pack = pack.id()));
     }
     if let Err(e) = std::fs::remove_dir_all(dir) {
         out.failures
@@ -749,38 +751,45 @@ async fn drill_mongo(
         match drilled {
             Ok(found) => {
                 for f in found {
-                    let line = format!(
-                        "collection {}.{} of source {source} (chain {}): {} documents restored into the scratch database {}",
-                        f.database,
-                        f.collection,
-                        ids.join(" + "),
-                        f.documents,
-                        f.scratch
+                    let line = i18n::tr!(
+                        "drill-mongo-line",
+                        database = f.database.as_str(),
+                        collection = f.collection.as_str(),
+                        source = source.as_str(),
+                        chain = ids.join(" + "),
+                        documents = f.documents.to_string(),
+                        scratch = f.scratch.as_str()
                     );
                     let sampled = f
                         .sample
                         .as_ref()
                         .map(|s| {
-                            format!(
-                                ", {} of {} sampled documents identical to the pack's",
-                                s.identical, s.sampled
+                            i18n::tr!(
+                                "drill-mongo-sampled",
+                                identical = s.identical.to_string(),
+                                sampled = s.sampled.to_string()
                             )
                         })
                         .unwrap_or_default();
                     if f.is_ok() {
-                        out.checks.push(format!("{line}, as recorded{sampled}, then dropped"));
+                        out.checks
+                            .push(i18n::tr!("drill-mongo-ok", line = line, sampled = sampled));
                     } else if !(f.expected_min..=f.expected_max).contains(&f.documents) {
-                        out.failures.push(format!(
-                            "{line}; the packs record {}..={}",
-                            f.expected_min, f.expected_max
+                        out.failures.push(i18n::tr!(
+                            "drill-mongo-count",
+                            line = line,
+                            min = f.expected_min.to_string(),
+                            max = f.expected_max.to_string()
                         ));
                     } else if let Some(s) = &f.sample {
-                        out.failures.push(format!(
-                            "{line}{sampled}: {} missing, {} different (_id: {}) in {}",
-                            s.deleted_since,
-                            s.sampled - s.identical - s.deleted_since,
-                            s.differing.join(", "),
-                            s.path
+                        out.failures.push(i18n::tr!(
+                            "drill-mongo-sample-failed",
+                            line = line,
+                            sampled = sampled,
+                            missing = s.deleted_since.to_string(),
+                            different = (s.sampled - s.identical - s.deleted_since).to_string(),
+                            ids = s.differing.join(", "),
+                            path = s.path.as_str()
                         ));
                     }
                 }
@@ -849,10 +858,14 @@ async fn drill_docker(
                 for v in &report.volumes {
                     let diff = v.differences();
                     if diff.is_empty() {
-                        out.checks.push(format!(
-                            "{} of source {source}: restored into the scratch volume {} and read back in {:.2} s: \
-                             {} entries and {} file bytes as recorded, then removed",
-                            v.path, v.scratch, v.seconds, v.entries, v.bytes
+                        out.checks.push(i18n::tr!(
+                            "drill-check-volume",
+                            path = v.path.as_str(),
+                            source = source.as_str(),
+                            scratch = v.scratch.as_str(),
+                            secs = format!("{:.2}", v.seconds),
+                            entries = v.entries.to_string(),
+                            bytes = v.bytes.to_string()
                         ));
                     } else {
                         out.failures
@@ -860,17 +873,18 @@ async fn drill_docker(
                     }
                 }
                 if !report.compose_files.is_empty() {
-                    out.checks.push(format!(
-                        "{} compose file(s) of source {source} restored into the scratch directory",
-                        report.compose_files.len()
+                    out.checks.push(i18n::tr!(
+                        "drill-check-compose",
+                        n = report.compose_files.len().to_string(),
+                        source = source.as_str()
                     ));
                 }
                 if !report.images_not_loaded.is_empty() {
-                    out.checks.push(format!(
-                        "{} image(s) of source {source} not loaded ({}): a drill does not change what the host runs; \
-                         the plan's verification checks their archives",
-                        report.images_not_loaded.len(),
-                        report.images_not_loaded.join(", ")
+                    out.checks.push(i18n::tr!(
+                        "drill-check-images",
+                        n = report.images_not_loaded.len().to_string(),
+                        source = source.as_str(),
+                        images = report.images_not_loaded.join(", ")
                     ));
                 }
             }
@@ -914,26 +928,28 @@ fn drill_artifacts(pack: &dyn PackReader, sink: &str, scratch: &std::path::Path)
                     Some(recorded) => {
                         let diff = r.facts.row_differences(&recorded);
                         if diff.is_empty() {
-                            checks.push(format!(
-                                "{} of source {} from sink {sink}: restored {} bytes in {:.2} s, integrity_check ok, \
-                                 {} tables and {rows} rows as recorded",
-                                entry.path,
-                                entry.source,
-                                r.bytes,
-                                took.as_secs_f64(),
-                                recorded.len()
+                            checks.push(i18n::tr!(
+                                "drill-check-sqlite",
+                                path = entry.path.as_str(),
+                                source = entry.source.as_str(),
+                                sink = sink,
+                                bytes = r.bytes.to_string(),
+                                secs = format!("{:.2}", took.as_secs_f64()),
+                                tables = recorded.len().to_string(),
+                                rows = rows.to_string()
                             ));
                         } else {
                             failures.extend(diff.into_iter().map(|d| format!("{}: {d}", entry.path)));
                         }
                     }
-                    None => checks.push(format!(
-                        "{} of source {} from sink {sink}: restored {} bytes in {:.2} s, integrity_check ok, \
-                         {rows} rows (the pack records no row counts to compare: written by an older packrat)",
-                        entry.path,
-                        entry.source,
-                        r.bytes,
-                        took.as_secs_f64()
+                    None => checks.push(i18n::tr!(
+                        "drill-check-sqlite-unrecorded",
+                        path = entry.path.as_str(),
+                        source = entry.source.as_str(),
+                        sink = sink,
+                        bytes = r.bytes.to_string(),
+                        secs = format!("{:.2}", took.as_secs_f64()),
+                        rows = rows.to_string()
                     )),
                 }
             }
@@ -941,10 +957,7 @@ fn drill_artifacts(pack: &dyn PackReader, sink: &str, scratch: &std::path::Path)
         }
     }
     for (kind, n) in others {
-        checks.push(format!(
-            "{n} artifact(s) of type {kind} not restored: this packrat's drills restore SQLite databases \
-             MongoDB collections and Docker volumes; the plan's verification checks them"
-        ));
+        checks.push(i18n::tr!("drill-not-restored", n = n.to_string(), kind = kind));
     }
     (checks, failures)
 }
