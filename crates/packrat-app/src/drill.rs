@@ -347,11 +347,12 @@ pub async fn run(
     // Holding the plan's lock, no other run of this plan is alive: what earlier ones left (a
     // `running` record, a scratch directory) is of a process that died.
     let scratch_root = state.dir().join("drills");
+    let installation = store.installation()?;
     store.settle_dead(name)?;
     remove_scratch_of(&scratch_root, name);
     if kind == DrillKind::Drill {
         sweep_docker(cfg, name).await;
-        sweep_mongo(cfg, &store.installation()?, name, &store.drill_ids(name)?).await;
+        sweep_mongo(cfg, &installation, name, &store.drill_ids(name)?).await;
     }
     let id = store.start(name, kind, trigger)?;
     let out = match kind {
@@ -363,7 +364,7 @@ pub async fn run(
             let scratch = Scratch {
                 dir: scratch_root.join(format!("{name}-run-{id}")),
                 id,
-                installation: store.installation()?,
+                installation,
             };
             drill(cfg, &plan.sinks, name, &scratch, cancel).await
         }
